@@ -1,0 +1,178 @@
+"""KL divergence estimators and KL-coefficient controllers for RLHF.
+
+Estimators (Schulman 2020, "Approximating KL divergence", http://joschu.net/blog/kl-approx.html)
+take the log-probabilities that the policy and the reference give to the *sampled* tokens, shape
+``(B, T)``, and return a per-token estimate of KL(policy || reference) of the same shape. With
+``r = ref_logp - logp`` (the log ratio reference/policy at a policy sample):
+
+* k1 = -r: unbiased, high variance, can be negative per token;
+* k2 = r^2 / 2: biased, low variance, always >= 0;
+* k3 = (e^r - 1) - r: unbiased, low variance, always >= 0 (used by GRPO, DeepSeekMath eq. 4).
+
+Controllers hold the KL penalty coefficient beta of the PPO reward ``score - beta * KL``
+(Ziegler et al. 2019, "Fine-Tuning Language Models from Human Preferences", sec. 2.2).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+import torch
+from torch import Tensor
+
+
+def kl_k1(logp: Tensor, ref_logp: Tensor) -> Tensor:
+    """k1 estimator ``logp - ref_logp``, ``(B, T) -> (B, T)`` (Schulman 2020)."""
+    return logp - ref_logp
+
+
+def kl_k2(logp: Tensor, ref_logp: Tensor) -> Tensor:
+    """k2 estimator ``0.5 * (logp - ref_logp)^2``, ``(B, T) -> (B, T)`` (Schulman 2020)."""
+    return 0.5 * (logp - ref_logp) ** 2
+
+
+def kl_k3(logp: Tensor, ref_logp: Tensor) -> Tensor:
+    """k3 estimator ``exp(r) - 1 - r`` with ``r = ref_logp - logp``, ``(B, T) -> (B, T)``.
+
+    Schulman 2020; DeepSeekMath (Shao et al. 2024) eq. 4. ``expm1`` keeps it exact for small r,
+    where the two terms nearly cancel.
+    """
+    log_ratio = ref_logp - logp
+    return torch.expm1(log_ratio) - log_ratio
+
+
+KL_ESTIMATORS: dict[str, Callable[[Tensor, Tensor], Tensor]] = {
+    "k1": kl_k1,
+    "k2": kl_k2,
+    "k3": kl_k3,
+}
+"""Per-token KL estimators by name."""
+
+
+class KLController(Protocol):
+    """What a PPO trainer needs from a KL coefficient controller."""
+
+    @property
+    def value(self) -> float:
+        """The current KL coefficient beta."""
+        ...
+
+    def update(self, current_kl: float, n_steps: int) -> None:
+        """Adapt beta after a batch whose mean sequence KL was ``current_kl``."""
+        ...
+
+    def state_dict(self) -> dict[str, Any]:
+        """Everything needed to resume."""
+        ...
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Restore from :meth:`state_dict`."""
+        ...
+
+
+@dataclass
+class FixedKLController:
+    """Constant KL coefficient (Ziegler et al. 2019 use it for most offline runs)."""
+
+    beta: float
+    """The KL penalty coefficient; must be >= 0."""
+
+    def __post_init__(self) -> None:
+        if self.beta < 0:
+            raise ValueError(f"beta must be >= 0, got {self.beta}")
+
+    @property
+    def value(self) -> float:
+        """The (constant) KL coefficient."""
+        return self.beta
+
+    def update(self, current_kl: float, n_steps: int) -> None:
+        """A fixed controller ignores the observed KL."""
+
+    def state_dict(self) -> dict[str, Any]:
+        """``{"value": beta}``."""
+        return {"value": self.beta}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Restore beta from :meth:`state_dict`."""
+        self.beta = float(state["value"])
+
+
+ADAPTIVE_KL_CLIP = 0.2
+"""Clip of the proportional error in Ziegler et al. 2019, sec. 2.2."""
+
+
+@dataclass
+class AdaptiveKLController:
+    """Proportional controller that steers the measured KL towards ``target``.
+
+    Ziegler et al. 2019, sec. 2.2: ``e_t = clip(KL_t / KL_target - 1, -0.2, 0.2)`` and
+    ``beta_{t+1} = beta_t * (1 + e_t * n_steps / horizon)``, ``n_steps`` being the number of samples
+    (episodes) the KL was measured over, so ``horizon`` is in the same unit.
+    """
+
+    init_beta: float
+    """Initial KL coefficient; must be > 0 (a multiplicative update cannot leave 0)."""
+    target: float
+    """Target KL (in nats per sequence) the controller aims for; must be > 0."""
+    horizon: int
+    """Number of samples over which a full-size correction is spread; must be > 0."""
+    beta: float = field(init=False)
+    """Current coefficient, starts at ``init_beta``."""
+
+    def __post_init__(self) -> None:
+        if self.init_beta <= 0:
+            raise ValueError(f"init_beta must be > 0, got {self.init_beta}")
+        if self.target <= 0:
+            raise ValueError(f"target must be > 0, got {self.target}")
+        if self.horizon <= 0:
+            raise ValueError(f"horizon must be > 0, got {self.horizon}")
+        self.beta = float(self.init_beta)
+
+    @property
+    def value(self) -> float:
+        """The current KL coefficient beta."""
+        return self.beta
+
+    def update(self, current_kl: float, n_steps: int) -> None:
+        """Multiply beta by ``1 + clip(current_kl / target - 1, -0.2, 0.2) * n_steps / horizon``."""
+        if n_steps < 0:
+            raise ValueError(f"n_steps must be >= 0, got {n_steps}")
+        error = min(max(current_kl / self.target - 1.0, -ADAPTIVE_KL_CLIP), ADAPTIVE_KL_CLIP)
+        self.beta *= 1.0 + error * n_steps / self.horizon
+
+    def state_dict(self) -> dict[str, Any]:
+        """Current beta plus the settings, so a resume can check they still match."""
+        return {"value": self.beta, "target": self.target, "horizon": self.horizon}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Restore the current beta (settings come from the constructor, as in a fresh run)."""
+        self.beta = float(state["value"])
+
+
+def _make_fixed(*, init_beta: float, **_: Any) -> FixedKLController:
+    return FixedKLController(beta=init_beta)
+
+
+def _make_adaptive(*, init_beta: float, target: float, horizon: int, **_: Any) -> AdaptiveKLController:
+    return AdaptiveKLController(init_beta=init_beta, target=target, horizon=horizon)
+
+
+KL_CONTROLLERS: dict[str, Callable[..., KLController]] = {
+    "fixed": _make_fixed,
+    "adaptive": _make_adaptive,
+}
+"""Controller builders by name; each takes keyword arguments ``init_beta`` (+ ``target``,
+``horizon`` for "adaptive"); extra keywords are ignored so one config can feed either kind."""
+
+
+def make_kl_controller(kind: str, **kwargs: Any) -> KLController:
+    """Build a KL controller by name, e.g. ``make_kl_controller("adaptive", init_beta=0.1,
+    target=6.0, horizon=10000)``."""
+    try:
+        builder = KL_CONTROLLERS[kind]
+    except KeyError:
+        raise ValueError(f"unknown KL controller {kind!r}; choose from {sorted(KL_CONTROLLERS)}") from None
+    return builder(**kwargs)

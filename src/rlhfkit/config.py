@@ -1,0 +1,271 @@
+"""Typed configuration: frozen dataclasses whose field docstrings are the documentation.
+
+Every command has one config dataclass. A field is documented by a string literal on the line after
+it (the attribute-docstring convention that litgpt and tyro read); `field_docs` reads those strings
+from the source, so `--help` and the docs can never drift from the code.
+
+Configs are frozen: a run never mutates its config. `build_config` merges, in order, the defaults,
+a YAML file, explicit command-line flags and ``key=value`` overrides (dotted keys reach nested
+configs: ``lora.r=16``), coerces each value to the field's type and then constructs the dataclass,
+whose ``__post_init__`` rejects contradictory values.
+"""
+
+from __future__ import annotations
+
+import ast
+import dataclasses
+import difflib
+import functools
+import inspect
+import textwrap
+import types
+import typing
+from pathlib import Path
+from typing import Any, Literal, TypeVar, Union
+
+import yaml
+
+C = TypeVar("C")
+
+
+class ConfigError(ValueError):
+    """A config value is unknown, of the wrong type, or contradicts another value."""
+
+
+@functools.cache
+def field_docs(cls: type) -> dict[str, str]:
+    """The attribute docstrings of a dataclass and its bases: ``{field name: doc}``."""
+    docs: dict[str, str] = {}
+    for klass in reversed(cls.__mro__):
+        if not dataclasses.is_dataclass(klass):
+            continue
+        try:
+            source = textwrap.dedent(inspect.getsource(klass))
+        except (OSError, TypeError):
+            continue
+        body = ast.parse(source).body[0].body  # type: ignore[attr-defined]
+        for node, nxt in zip(body, body[1:]):
+            if (
+                isinstance(node, ast.AnnAssign)
+                and isinstance(node.target, ast.Name)
+                and isinstance(nxt, ast.Expr)
+                and isinstance(nxt.value, ast.Constant)
+                and isinstance(nxt.value.value, str)
+            ):
+                docs[node.target.id] = inspect.cleandoc(nxt.value.value)
+    return docs
+
+
+def _hints(cls: type) -> dict[str, Any]:
+    return typing.get_type_hints(cls)
+
+
+def _is_config(tp: Any) -> bool:
+    return isinstance(tp, type) and dataclasses.is_dataclass(tp)
+
+
+def _coerce(value: Any, tp: Any, name: str) -> Any:
+    """Convert a YAML/CLI value to the annotated type `tp`, or raise ConfigError naming the field."""
+    origin = typing.get_origin(tp)
+    args = typing.get_args(tp)
+    if tp is Any:
+        return value
+    if origin in (Union, types.UnionType):
+        if value is None and type(None) in args:
+            return None
+        errors = []
+        for arg in (a for a in args if a is not type(None)):
+            try:
+                return _coerce(value, arg, name)
+            except ConfigError as e:
+                errors.append(str(e))
+        raise ConfigError(f"{name}: {value!r} matches none of {tp}")
+    if origin is Literal:
+        if value not in args:
+            raise ConfigError(f"{name}: {value!r} is not one of {', '.join(map(repr, args))}")
+        return value
+    if _is_config(tp):
+        if isinstance(value, tp):
+            return value
+        if not isinstance(value, dict):
+            raise ConfigError(f"{name}: expected a mapping for {tp.__name__}, got {value!r}")
+        return _construct(tp, value, prefix=f"{name}.")
+    if origin in (tuple, list):
+        if isinstance(value, str):
+            value = [v.strip() for v in value.split(",")] if value else []
+        if not isinstance(value, (list, tuple)):
+            raise ConfigError(f"{name}: expected a list, got {value!r}")
+        if origin is tuple and args and args[-1] is not Ellipsis:
+            if len(value) != len(args):
+                raise ConfigError(f"{name}: expected {len(args)} values, got {len(value)}")
+            return tuple(_coerce(v, a, name) for v, a in zip(value, args))
+        item = args[0] if args else Any
+        out = [_coerce(v, item, name) for v in value]
+        return tuple(out) if origin is tuple else out
+    if origin is dict:
+        if not isinstance(value, dict):
+            raise ConfigError(f"{name}: expected a mapping, got {value!r}")
+        return dict(value)
+    if tp is bool:
+        if isinstance(value, bool):
+            return value
+        if isinstance(value, str) and value.lower() in ("true", "false", "yes", "no", "1", "0"):
+            return value.lower() in ("true", "yes", "1")
+        raise ConfigError(f"{name}: expected true or false, got {value!r}")
+    if tp is int:
+        if isinstance(value, bool) or not isinstance(value, (int, str)):
+            raise ConfigError(f"{name}: expected an integer, got {value!r}")
+        try:
+            return int(value)
+        except ValueError:
+            raise ConfigError(f"{name}: expected an integer, got {value!r}") from None
+    if tp is float:
+        if isinstance(value, bool):
+            raise ConfigError(f"{name}: expected a number, got {value!r}")
+        try:
+            return float(value)
+        except (TypeError, ValueError):
+            raise ConfigError(f"{name}: expected a number, got {value!r}") from None
+    if tp is str:
+        if isinstance(value, (dict, list)):
+            raise ConfigError(f"{name}: expected text, got {value!r}")
+        return str(value)
+    if tp is Path:
+        return Path(value)
+    return value
+
+
+def _construct(cls: type[C], values: dict[str, Any], prefix: str = "") -> C:
+    fields = {f.name: f for f in dataclasses.fields(cls) if f.init}  # type: ignore[arg-type]
+    hints = _hints(cls)
+    unknown = [k for k in values if k not in fields]
+    if unknown:
+        key = unknown[0]
+        close = difflib.get_close_matches(key, fields, n=1)
+        hint = f" (did you mean {prefix}{close[0]}?)" if close else ""
+        raise ConfigError(
+            f"unknown config key {prefix}{key}{hint}; {cls.__name__} has: {', '.join(fields)}"
+        )
+    kwargs = {k: _coerce(v, hints[k], prefix + k) for k, v in values.items()}
+    missing = [
+        name
+        for name, f in fields.items()
+        if name not in kwargs
+        and f.default is dataclasses.MISSING
+        and f.default_factory is dataclasses.MISSING  # type: ignore[misc]
+    ]
+    if missing:
+        raise ConfigError(f"missing required config value(s): {', '.join(prefix + m for m in missing)}")
+    try:
+        return cls(**kwargs)
+    except ConfigError:
+        raise
+    except (TypeError, ValueError) as e:
+        raise ConfigError(f"{cls.__name__}: {e}") from e
+
+
+def parse_override(text: str) -> tuple[list[str], Any]:
+    """``"lora.r=16"`` -> ``(["lora", "r"], 16)``; the value is read as YAML (so 1e-5, true, [1,2] work)."""
+    if "=" not in text:
+        raise ConfigError(f"override {text!r} is not of the form key=value")
+    key, raw = text.split("=", 1)
+    if not key:
+        raise ConfigError(f"override {text!r} has an empty key")
+    try:
+        value = yaml.safe_load(raw) if raw != "" else ""
+    except yaml.YAMLError:
+        value = raw
+    return key.strip().split("."), value
+
+
+def _deep_set(tree: dict[str, Any], path: list[str], value: Any) -> None:
+    for key in path[:-1]:
+        node = tree.setdefault(key, {})
+        if not isinstance(node, dict):
+            node = tree[key] = to_dict(node) if dataclasses.is_dataclass(node) else {}
+        tree = node
+    tree[path[-1]] = value
+
+
+def build_config(
+    cls: type[C],
+    *,
+    yaml_path: str | Path | None = None,
+    values: dict[str, Any] | None = None,
+    overrides: list[str] | tuple[str, ...] = (),
+) -> C:
+    """Defaults <- YAML file <- `values` (explicit flags) <- ``key=value`` overrides, then validate."""
+    tree: dict[str, Any] = {}
+    if yaml_path is not None:
+        path = Path(yaml_path)
+        try:
+            loaded = yaml.safe_load(path.read_text()) or {}
+        except FileNotFoundError:
+            raise ConfigError(f"config file not found: {path}") from None
+        except yaml.YAMLError as e:
+            raise ConfigError(f"{path}: not valid YAML: {e}") from None
+        if not isinstance(loaded, dict):
+            raise ConfigError(f"{path}: a config file must be a mapping of keys to values")
+        tree.update(loaded)
+    for key, value in (values or {}).items():
+        if value is not None:
+            _deep_set(tree, key.split("."), value)
+    for text in overrides:
+        path_keys, value = parse_override(text)
+        _deep_set(tree, path_keys, value)
+    return _construct(cls, tree)
+
+
+def to_dict(cfg: Any) -> dict[str, Any]:
+    """A YAML-safe dict of a config (paths as strings, tuples as lists)."""
+
+    def plain(v: Any) -> Any:
+        if dataclasses.is_dataclass(v):
+            return {f.name: plain(getattr(v, f.name)) for f in dataclasses.fields(v)}
+        if isinstance(v, Path):
+            return str(v)
+        if isinstance(v, (list, tuple)):
+            return [plain(x) for x in v]
+        if isinstance(v, dict):
+            return {k: plain(x) for k, x in v.items()}
+        return v
+
+    return plain(cfg)
+
+
+def save_config(cfg: Any, path: Path) -> None:
+    path.write_text(yaml.safe_dump(to_dict(cfg), sort_keys=False))
+
+
+def load_config(cls: type[C], path: Path) -> C:
+    return build_config(cls, yaml_path=path)
+
+
+def format_fields(cls: type, prefix: str = "") -> str:
+    """Every field with its type, default and docstring: the body of ``--help``."""
+    docs = field_docs(cls)
+    hints = _hints(cls)
+    lines: list[str] = []
+    for f in dataclasses.fields(cls):
+        tp = hints[f.name]
+        if _is_config(tp):
+            lines.append(f"  {prefix}{f.name}.*  ({tp.__name__}) {docs.get(f.name, '')}")
+            lines.append(format_fields(tp, prefix=f"{prefix}{f.name}."))
+            continue
+        if f.default is not dataclasses.MISSING:
+            default = repr(f.default)
+        elif f.default_factory is not dataclasses.MISSING:  # type: ignore[misc]
+            default = repr(f.default_factory())  # type: ignore[misc]
+        else:
+            default = "required"
+        tname = getattr(tp, "__name__", None) or str(tp).replace("typing.", "")
+        lines.append(f"  {prefix}{f.name}: {tname} = {default}")
+        doc = docs.get(f.name, "")
+        lines.extend("      " + line for line in textwrap.wrap(doc, 90))
+    return "\n".join(lines)
+
+
+def require(condition: bool, message: str) -> None:
+    """Validation helper for ``__post_init__``: raise ConfigError(message) unless `condition`."""
+    if not condition:
+        raise ConfigError(message)

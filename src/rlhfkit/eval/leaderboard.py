@@ -1,0 +1,250 @@
+"""A leaderboard of checkpoints from pairwise battles: Bradley-Terry MLE or online Elo, bootstrap CIs.
+
+This follows Chatbot Arena (Chiang et al. 2024, "Chatbot Arena: An Open Platform for Evaluating LLMs
+by Human Preference", Sec. 4 and App.): the Bradley-Terry model
+
+    P(a beats b) = 1 / (1 + base^((R_b - R_a) / scale))
+
+is fitted by logistic regression without intercept on a design matrix with +1 in model a's column
+and -1 in model b's; a tie counts as half a win for each side. Ratings are put on the Elo scale
+(``scale = 400``, ``base = 10``, mean ``1000``). A tiny L2 penalty (as sklearn's default C = 1e6 in
+Arena's notebook) picks the mean-zero solution among the shift-equivalent ones and keeps the ratings
+finite when a model won every battle. Confidence intervals are percentiles of ratings refitted on
+battles resampled with replacement.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass
+from typing import Any, Literal, TypeAlias
+
+import numpy as np
+
+Winner: TypeAlias = Literal["a", "b", "tie"]
+
+_OUTCOME: dict[str, float] = {"a": 1.0, "b": 0.0, "tie": 0.5}
+
+
+@dataclass(frozen=True)
+class Battle:
+    """One pairwise comparison between two models (checkpoints) on one prompt."""
+
+    model_a: str
+    """Name of the first model."""
+    model_b: str
+    """Name of the second model."""
+    winner: Winner
+    """"a", "b" or "tie"."""
+
+    def __post_init__(self) -> None:
+        if self.model_a == self.model_b:
+            raise ValueError(f"a battle needs two different models, got {self.model_a!r} twice")
+        if self.winner not in _OUTCOME:
+            raise ValueError(f"winner must be 'a', 'b' or 'tie', got {self.winner!r}")
+
+
+@dataclass(frozen=True)
+class LeaderboardRow:
+    """One model's rating with its bootstrap confidence interval."""
+
+    name: str
+    """Model (checkpoint) name."""
+    rating: float
+    """Rating fitted on all battles (Elo scale)."""
+    ci_low: float
+    """Lower bootstrap percentile of the rating."""
+    ci_high: float
+    """Upper bootstrap percentile of the rating."""
+    n_battles: int
+    """Battles the model took part in."""
+
+    def to_dict(self) -> dict[str, Any]:
+        """The JSON form used by ``eval.json`` and the report."""
+        return asdict(self)
+
+
+@dataclass(frozen=True)
+class _Encoded:
+    """Battles as index arrays: ``a``, ``b`` are ``(N,)`` model indices, ``y`` the outcome for a."""
+
+    names: list[str]
+    a: np.ndarray
+    b: np.ndarray
+    y: np.ndarray
+
+
+def _encode(battles: Sequence[Battle], names: list[str] | None = None) -> _Encoded:
+    if names is None:
+        names = sorted({m for bt in battles for m in (bt.model_a, bt.model_b)})
+    index = {name: i for i, name in enumerate(names)}
+    a = np.array([index[bt.model_a] for bt in battles], dtype=int)
+    b = np.array([index[bt.model_b] for bt in battles], dtype=int)
+    y = np.array([_OUTCOME[bt.winner] for bt in battles], dtype=float)
+    return _Encoded(names, a, b, y)
+
+
+def win_probability(rating_a: float, rating_b: float, *, scale: float = 400.0, base: float = 10.0) -> float:
+    """P(a beats b) under Bradley-Terry on the Elo scale: ``1 / (1 + base^((R_b - R_a) / scale))``."""
+    return 1.0 / (1.0 + base ** ((rating_b - rating_a) / scale))
+
+
+def _bt_objective(beta: np.ndarray, enc: _Encoded, c: float, l2: float) -> float:
+    """Negative log-likelihood plus ``l2/2 |beta|^2``; ``c = ln(base)`` turns beta into log-odds."""
+    margin = c * (beta[enc.a] - beta[enc.b])
+    # -log sigmoid(m) = logaddexp(0, -m): stable for large |m| (a model that always wins).
+    nll = enc.y * np.logaddexp(0.0, -margin) + (1.0 - enc.y) * np.logaddexp(0.0, margin)
+    return float(nll.sum() + 0.5 * l2 * beta @ beta)
+
+
+def _bt_beta(enc: _Encoded, *, base: float, l2: float, max_iter: int, tol: float) -> np.ndarray:
+    """Newton's method with backtracking on the (strictly convex, thanks to ``l2``) objective.
+
+    Gradient ``c * sum_k (p_k - y_k)(e_a - e_b) + l2 beta``; Hessian
+    ``c^2 * sum_k p_k (1 - p_k)(e_a - e_b)(e_a - e_b)^T + l2 I``.
+    """
+    m = len(enc.names)
+    c = math.log(base)
+    beta = np.zeros(m)
+    objective = _bt_objective(beta, enc, c, l2)
+    for _ in range(max_iter):
+        p = 0.5 * (1.0 + np.tanh(0.5 * c * (beta[enc.a] - beta[enc.b])))
+        r = c * (p - enc.y)
+        grad = np.bincount(enc.a, r, m) - np.bincount(enc.b, r, m) + l2 * beta
+        w = c * c * p * (1.0 - p)
+        hess = l2 * np.eye(m)
+        np.add.at(hess, (enc.a, enc.a), w)
+        np.add.at(hess, (enc.b, enc.b), w)
+        np.add.at(hess, (enc.a, enc.b), -w)
+        np.add.at(hess, (enc.b, enc.a), -w)
+        step = np.linalg.solve(hess, grad)
+        decrement = float(grad @ step)
+        if decrement / 2.0 <= tol:
+            break
+        t = 1.0
+        while t > 1e-12:
+            candidate = beta - t * step
+            value = _bt_objective(candidate, enc, c, l2)
+            if value <= objective - 0.25 * t * decrement:  # Armijo condition
+                break
+            t *= 0.5
+        beta, objective = candidate, value
+    return beta
+
+
+def fit_bradley_terry(
+    battles: Sequence[Battle],
+    *,
+    names: list[str] | None = None,
+    scale: float = 400.0,
+    base: float = 10.0,
+    init_rating: float = 1000.0,
+    l2: float = 1e-6,
+    max_iter: int = 200,
+    tol: float = 1e-12,
+) -> dict[str, float]:
+    """Bradley-Terry maximum-likelihood ratings on the Elo scale (mean ``init_rating``).
+
+    Ratings are ``init_rating + scale * beta`` where ``beta`` maximizes
+    ``sum_k y_k log p_k + (1 - y_k) log(1 - p_k)`` with ``p_k = sigmoid(ln(base) (beta_a - beta_b))``
+    and ``y_k`` = 1, 1/2, 0 for a win of a, a tie, a win of b.
+    """
+    if not battles:
+        raise ValueError("fit_bradley_terry needs at least one battle")
+    enc = _encode(battles, names)
+    beta = _bt_beta(enc, base=base, l2=l2, max_iter=max_iter, tol=tol)
+    return {name: init_rating + scale * float(x) for name, x in zip(enc.names, beta)}
+
+
+def online_elo(
+    battles: Sequence[Battle],
+    *,
+    names: list[str] | None = None,
+    k: float = 4.0,
+    scale: float = 400.0,
+    base: float = 10.0,
+    init_rating: float = 1000.0,
+) -> dict[str, float]:
+    """Sequential Elo: after each battle ``R_a += k (y - E_a)``, ``R_b -= k (y - E_a)``.
+
+    ``E_a`` is :func:`win_probability`. The result depends on battle order; ``k = 4`` is Chatbot
+    Arena's choice for many small updates. Prefer :func:`fit_bradley_terry` for a static set.
+    """
+    if not battles:
+        raise ValueError("online_elo needs at least one battle")
+    enc = _encode(battles, names)
+    ratings = np.full(len(enc.names), init_rating)
+    for a, b, y in zip(enc.a, enc.b, enc.y):
+        delta = k * (y - win_probability(ratings[a], ratings[b], scale=scale, base=base))
+        ratings[a] += delta
+        ratings[b] -= delta
+    return {name: float(x) for name, x in zip(enc.names, ratings)}
+
+
+RatingFn: TypeAlias = Callable[..., dict[str, float]]
+
+RATING_METHODS: dict[str, RatingFn] = {"bt": fit_bradley_terry, "elo": online_elo}
+"""Rating methods for :func:`leaderboard` by name."""
+
+
+def bootstrap_ratings(
+    battles: Sequence[Battle],
+    *,
+    method: str = "bt",
+    n_boot: int = 200,
+    seed: int = 0,
+    **fit_kwargs: Any,
+) -> tuple[list[str], np.ndarray]:
+    """Ratings refitted on ``n_boot`` resamples (with replacement) of the battles.
+
+    Returns:
+        ``(names, ratings)`` with ratings ``(n_boot, M)``; NaN where a model is absent from a
+        resample (its rating would only reflect the L2 prior, not data).
+    """
+    if method not in RATING_METHODS:
+        raise ValueError(f"unknown rating method {method!r}; known: {', '.join(RATING_METHODS)}")
+    if n_boot < 1:
+        raise ValueError(f"n_boot must be >= 1, got {n_boot}")
+    fit = RATING_METHODS[method]
+    names = sorted({m for bt in battles for m in (bt.model_a, bt.model_b)})
+    rng = np.random.default_rng(seed)
+    out = np.full((n_boot, len(names)), np.nan)
+    for i in range(n_boot):
+        sample = [battles[j] for j in rng.integers(0, len(battles), size=len(battles))]
+        present = {m for bt in sample for m in (bt.model_a, bt.model_b)}
+        ratings = fit(sample, names=names, **fit_kwargs)
+        out[i] = [ratings[n] if n in present else np.nan for n in names]
+    return names, out
+
+
+def leaderboard(
+    battles: Sequence[Battle],
+    *,
+    method: str = "bt",
+    n_boot: int = 200,
+    confidence: float = 0.95,
+    seed: int = 0,
+    **fit_kwargs: Any,
+) -> list[LeaderboardRow]:
+    """Ratings with percentile bootstrap intervals (2.5 / 97.5 at 95 %), best first."""
+    if method not in RATING_METHODS:
+        raise ValueError(f"unknown rating method {method!r}; known: {', '.join(RATING_METHODS)}")
+    if not 0.0 < confidence < 1.0:
+        raise ValueError(f"confidence must be in (0, 1), got {confidence}")
+    if not battles:
+        raise ValueError("leaderboard needs at least one battle")
+    ratings = RATING_METHODS[method](battles, **fit_kwargs)
+    names, boot = bootstrap_ratings(battles, method=method, n_boot=n_boot, seed=seed, **fit_kwargs)
+    tail = (1.0 - confidence) / 2.0 * 100.0
+    low = np.nanpercentile(boot, tail, axis=0)
+    high = np.nanpercentile(boot, 100.0 - tail, axis=0)
+    counts = {n: 0 for n in names}
+    for bt in battles:
+        counts[bt.model_a] += 1
+        counts[bt.model_b] += 1
+    rows = [
+        LeaderboardRow(name, ratings[name], float(lo), float(hi), counts[name])
+        for name, lo, hi in zip(names, low, high)
+    ]
+    return sorted(rows, key=lambda row: row.rating, reverse=True)

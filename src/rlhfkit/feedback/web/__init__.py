@@ -1,0 +1,1 @@
+"""The web layer of the feedback app: FastAPI routes (auth, annotator pages, admin pages, REST API)."""

@@ -1,0 +1,164 @@
+"""Batched sampling with a KV cache, from any model, for any list of prompts.
+
+`sample` is the one generation routine of rlhfkit: PPO rollouts, candidates for annotators and
+evaluation all call it. Prompts are left-padded so that every response starts at the same column,
+which lets the RL loop score all responses with one forward pass.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import NamedTuple
+
+import torch
+from torch import nn
+from transformers import PreTrainedTokenizerBase
+
+from rlhfkit.config import require
+from rlhfkit.data.chat import encode_prompt
+from rlhfkit.data.collate import pad_left
+from rlhfkit.data.records import PromptText
+
+
+@dataclass(frozen=True)
+class SamplingConfig:
+    """How responses are sampled."""
+
+    max_new_tokens: int = 64
+    """Longest response, in tokens."""
+    temperature: float = 0.7
+    """Softmax temperature (0 = greedy)."""
+    top_p: float = 1.0
+    """Nucleus sampling: keep the smallest set of tokens whose probability reaches top_p."""
+    top_k: int = 0
+    """Keep only the k most likely tokens (0 = off)."""
+    max_prompt_length: int = 256
+    """Prompts longer than this many tokens are cut from the left."""
+    batch_size: int = 16
+    """Prompts per generation call."""
+
+    def __post_init__(self) -> None:
+        require(self.max_new_tokens > 0, "max_new_tokens must be positive")
+        require(self.temperature >= 0, "temperature must be >= 0")
+        require(0 < self.top_p <= 1, "top_p must be in (0, 1]")
+        require(self.top_k >= 0, "top_k must be >= 0")
+        require(self.max_prompt_length > 0 and self.batch_size > 0, "max_prompt_length and batch_size must be positive")
+
+
+class Samples(NamedTuple):
+    """One batch of sampled responses. B = rows, P = padded prompt length, R = response length."""
+
+    prompt_ids: torch.Tensor
+    """(B, P) left-padded prompt tokens."""
+    prompt_mask: torch.Tensor
+    """(B, P) 1 on real prompt tokens."""
+    response_ids: torch.Tensor
+    """(B, R) response tokens, right-padded with the pad id after the first stop."""
+    response_mask: torch.Tensor
+    """(B, R) 1 on response tokens up to and including the EOS (if any)."""
+    ended: torch.Tensor
+    """(B,) bool: the response ended with EOS within the limit."""
+    texts: list[str]
+    """Decoded responses (without the EOS)."""
+    prompts_truncated: int
+    """How many prompts were cut from the left to fit `max_prompt_length`."""
+
+
+def stop_ids(tokenizer: PreTrainedTokenizerBase, model: nn.Module) -> list[int]:
+    ids = {tokenizer.eos_token_id}
+    eos = getattr(getattr(model, "generation_config", None), "eos_token_id", None)
+    ids.update(eos if isinstance(eos, list) else [eos])
+    return sorted(i for i in ids if i is not None)
+
+
+def truncate_at_stop(response_ids: torch.Tensor, stops: list[int], pad_id: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Cut each row after its first stop token: (ids, mask, ended); everything after is padding."""
+    is_stop = torch.isin(response_ids, torch.tensor(stops, device=response_ids.device))
+    ended = is_stop.any(dim=1)
+    # argmax of a 0/1 row is its first 1; rows without a stop keep every column.
+    first = torch.where(ended, is_stop.int().argmax(dim=1), response_ids.shape[1])
+    cols = torch.arange(response_ids.shape[1], device=response_ids.device)
+    mask = cols[None, :] <= first[:, None]
+    ids = torch.where(mask, response_ids, torch.full_like(response_ids, pad_id))
+    return ids, mask.long(), ended
+
+
+@torch.no_grad()
+def sample(
+    model: nn.Module,
+    tokenizer: PreTrainedTokenizerBase,
+    prompts: list[PromptText],
+    cfg: SamplingConfig,
+    *,
+    generator_seed: int | None = None,
+) -> Samples:
+    """Sample one response per prompt (repeat prompts for n per prompt), using the KV cache."""
+    encoded = [encode_prompt(tokenizer, p, cfg.max_prompt_length) for p in prompts]
+    pad = tokenizer.pad_token_id
+    device = next(model.parameters()).device
+    prompt_ids = pad_left([ids for ids, _ in encoded], pad).to(device)
+    prompt_mask = pad_left([[1] * len(ids) for ids, _ in encoded], 0).to(device)
+    if generator_seed is not None:
+        torch.manual_seed(generator_seed)
+    was_training = model.training
+    model.eval()
+    stops = stop_ids(tokenizer, model)
+    out = model.generate(
+        input_ids=prompt_ids,
+        attention_mask=prompt_mask,
+        max_new_tokens=cfg.max_new_tokens,
+        do_sample=cfg.temperature > 0,
+        temperature=cfg.temperature if cfg.temperature > 0 else None,
+        top_p=cfg.top_p if cfg.temperature > 0 else None,
+        top_k=cfg.top_k if cfg.temperature > 0 else None,
+        eos_token_id=stops,
+        pad_token_id=pad,
+        use_cache=True,
+    )
+    model.train(was_training)
+    response = out[:, prompt_ids.shape[1] :]
+    if response.shape[1] == 0:  # every row stopped at once: keep one column so shapes stay valid
+        response = torch.full((len(prompts), 1), pad, dtype=torch.long, device=device)
+    ids, mask, ended = truncate_at_stop(response, stops, pad)
+    texts = [
+        tokenizer.decode(row[m.bool()], skip_special_tokens=True).strip() for row, m in zip(ids.cpu(), mask.cpu())
+    ]
+    return Samples(prompt_ids, prompt_mask, ids, mask, ended, texts, sum(t for _, t in encoded))
+
+
+def sample_texts(
+    model: nn.Module,
+    tokenizer: PreTrainedTokenizerBase,
+    prompts: list[PromptText],
+    cfg: SamplingConfig,
+    n: int = 1,
+    seed: int = 0,
+    on_batch: object = None,
+) -> list[list[str]]:
+    """`n` sampled responses for every prompt, in batches of `cfg.batch_size` rows."""
+    rows = [p for p in prompts for _ in range(n)]
+    texts: list[str] = []
+    for start in range(0, len(rows), cfg.batch_size):
+        batch = rows[start : start + cfg.batch_size]
+        texts.extend(sample(model, tokenizer, batch, cfg, generator_seed=seed + start).texts)
+        if callable(on_batch):
+            on_batch(len(batch))
+    return [texts[i * n : (i + 1) * n] for i in range(len(prompts))]
+
+
+def generate_texts(
+    model_name: str,
+    prompts: list[PromptText],
+    n: int,
+    *,
+    max_new_tokens: int = 64,
+    temperature: float = 0.7,
+    top_p: float = 1.0,
+    seed: int = 0,
+) -> list[list[str]]:
+    """Load MODEL and return `n` candidates per prompt (used by the feedback app's generate action)."""
+    from rlhfkit.models.loading import load_model
+
+    loaded = load_model(model_name)
+    cfg = SamplingConfig(max_new_tokens=max_new_tokens, temperature=temperature, top_p=top_p)
+    return sample_texts(loaded.model, loaded.tokenizer, prompts, cfg, n=n, seed=seed)

@@ -1,0 +1,191 @@
+"""Supervised fine-tuning on demonstrations: the first phase of RLHF (Ouyang et al. 2022, sec. 3.5).
+
+The loss is next-token cross-entropy on response tokens only. With gradient accumulation it is
+normalized by the number of response tokens in the whole optimizer step, not per micro-batch, so a
+step's gradient is the same however the batch is split.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+from rlhfkit.config import require
+from rlhfkit.data.chat import encode_pair
+from rlhfkit.data.collate import collate_lm
+from rlhfkit.data.records import Demonstration
+from rlhfkit.models.adapters import LoRAConfig, apply_lora, count_parameters, freeze_bottom_layers, trainable_parameters
+from rlhfkit.models.lm import token_nll_sum
+from rlhfkit.models.loading import load_model
+from rlhfkit.models.saving import save_model_dir
+from rlhfkit.train.batches import BatchStream
+from rlhfkit.train.checkpoint import latest_checkpoint, load_checkpoint, save_checkpoint
+from rlhfkit.train.engine import Engine
+from rlhfkit.train.run import (
+    MetricsLogger,
+    Throughput,
+    TrainConfig,
+    check_finite,
+    load_scheduler_state,
+    log,
+    make_optimizer,
+    prepare_run_dir,
+    progress,
+    scheduler_state,
+)
+from rlhfkit.train.sources import load_training_records, split_holdout
+
+
+@dataclass(frozen=True)
+class SFTConfig(TrainConfig):
+    """`rlhfkit sft`: fine-tune a model on demonstrations (prompt -> response)."""
+
+    model: str = "smollm2"
+    """MODEL to start from: 'smollm2' (bundled), a local model directory, a finished run, or a hub id."""
+    data: str = ""
+    """Demonstrations: JSONL/CSV/JSON file, dataset directory, or DBURL#PROJECT. A pairs file gives its chosen side."""
+    eval_data: str = ""
+    """Held-out demonstrations; when empty, `eval_fraction` of `data` is held out."""
+    eval_fraction: float = 0.05
+    """Share of `data` held out for the eval loss when `eval_data` is empty."""
+    skip_invalid: bool = False
+    """Skip malformed rows (and report how many and why) instead of failing on the first."""
+    max_length: int = 512
+    """Maximum tokens of prompt + response; prompts are cut from the left, then responses from the right."""
+    group_by_length: bool = True
+    """Batch rows of similar length together to cut padding (the order stays seeded)."""
+    lora: LoRAConfig | None = None
+    """Train LoRA adapters instead of the full model (e.g. lora.r=16); null trains all weights."""
+    freeze_layers: int = 0
+    """Freeze the embeddings and this many bottom transformer layers."""
+    eval_batches: int = 8
+    """At most this many batches of held-out data per evaluation."""
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        require(bool(self.data), "data is required (a demonstrations file)")
+        require(0.0 <= self.eval_fraction < 1.0, "eval_fraction must be in [0, 1)")
+        require(self.max_length >= 8, "max_length must be at least 8")
+        require(self.freeze_layers >= 0, "freeze_layers must be >= 0")
+        require(
+            not (self.lora is not None and self.freeze_layers),
+            "lora and freeze_layers both choose what trains; set one of them",
+        )
+
+
+def _encode(tokenizer, records: list[Demonstration], max_length: int) -> tuple[list[list[int]], list[list[int]], int]:
+    ids, labels, truncated = [], [], 0
+    for rec in records:
+        enc = encode_pair(tokenizer, rec.prompt, rec.response, max_length=max_length)
+        ids.append(enc.input_ids)
+        labels.append(enc.labels)
+        truncated += enc.prompt_truncated
+    return ids, labels, truncated
+
+
+@torch.no_grad()
+def evaluate(engine: Engine, model, batches: list[dict[str, torch.Tensor]]) -> float:
+    """Mean per-token NLL of the held-out responses."""
+    model.eval()
+    total, count = torch.zeros(()), torch.zeros(())
+    for batch in batches:
+        with engine.autocast():
+            nll, n = token_nll_sum(model, engine.to_device(batch))
+        total += nll.float().cpu()
+        count += n.cpu()
+    return float(total / count.clamp(min=1))
+
+
+def sft(cfg: SFTConfig) -> Path:
+    """Run SFT; returns the run directory, which is also the fine-tuned model's directory."""
+    run_dir = prepare_run_dir(cfg)
+    engine = Engine(cfg.dtype, cfg.seed)
+
+    # 1. Data: load, hold out, tokenize once.
+    records = load_training_records(cfg.data, "demos", skip_invalid=cfg.skip_invalid)
+    train_recs, eval_recs = split_holdout(records, cfg.eval_data, cfg.eval_fraction, cfg.seed, "demos", cfg.skip_invalid)
+    loaded = load_model(cfg.model, dtype="fp32", device=engine.device)
+    tokenizer = loaded.tokenizer
+    train_ids, train_labels, cut = _encode(tokenizer, train_recs, cfg.max_length)
+    eval_ids, eval_labels, _ = _encode(tokenizer, eval_recs, cfg.max_length)
+    if cut:
+        log.info("%d prompts were longer than the limit and were cut from the left", cut)
+    stream = BatchStream([len(x) for x in train_ids], cfg.batch_size, cfg.seed, cfg.group_by_length)
+    pad = tokenizer.pad_token_id
+    eval_batches = [
+        collate_lm(eval_ids[i : i + cfg.batch_size], eval_labels[i : i + cfg.batch_size], pad)
+        for i in range(0, len(eval_ids), cfg.batch_size)
+    ][: cfg.eval_batches]
+
+    # 2. Model: what trains (all, LoRA, or the top layers), optimizer, schedule.
+    model = loaded.model
+    model.config.use_cache = False
+    if cfg.lora is not None:
+        model = apply_lora(model, cfg.lora)
+    freeze_bottom_layers(model, cfg.freeze_layers)
+    trainable, total = count_parameters(model)
+    log.info("training %s of %s parameters on %d demonstrations", f"{trainable:,}", f"{total:,}", len(train_ids))
+    optimizer, scheduler = make_optimizer(trainable_parameters(model), cfg)
+
+    # 3. Resume from the newest checkpoint, if any.
+    start = 0
+    if cfg.resume and (ckpt := latest_checkpoint(run_dir / "checkpoints")) is not None:
+        restored = load_checkpoint(ckpt, modules={"model": model}, optimizer=optimizer)
+        start = restored.step
+        load_scheduler_state(scheduler, restored.state["scheduler"])
+        stream.load_state_dict(restored.state["data"])
+        log.info("resumed from %s at step %d", ckpt, start)
+    model, optimizer = engine.prepare(model, optimizer)
+
+    logger = MetricsLogger(run_dir, cfg.report_to, config=cfg, resume_step=start)
+    speed = Throughput()
+    bar = progress(cfg.max_steps, start, "sft", cfg.progress)
+    if start == 0 and eval_batches:
+        logger.log(0, {"eval/loss": evaluate(engine, model, eval_batches)})
+
+    def checkpoint(step: int) -> None:
+        state = {"scheduler": scheduler_state(scheduler), "data": stream.state_dict()}
+        save_checkpoint(run_dir / "checkpoints", step, modules={"model": engine.unwrap(model)},
+                        optimizer=optimizer, state=state, keep=cfg.keep_checkpoints)
+
+    for step in range(start + 1, cfg.max_steps + 1):
+        # 4. One optimizer step over grad_accum micro-batches, normalized by the step's token count.
+        model.train()
+        micro = [stream.next_batch() for _ in range(cfg.grad_accum)]
+        batches = [collate_lm([train_ids[i] for i in idx], [train_labels[i] for i in idx], pad) for idx in micro]
+        n_tokens = sum(int((b["labels"][:, 1:] != -100).sum()) for b in batches)
+        loss_total = 0.0
+        for i, batch in enumerate(batches):
+            with engine.sync(model, last=i == len(batches) - 1), engine.autocast():
+                nll, _ = token_nll_sum(model, engine.to_device(batch))
+                loss = nll / max(1, n_tokens)
+                engine.backward(loss)
+            loss_total += float(loss.detach())
+        grad_norm = engine.clip(model, cfg.max_grad_norm)
+        optimizer.step()
+        scheduler.step()
+        optimizer.zero_grad(set_to_none=True)
+        speed.add(sum(int(b["attention_mask"].sum()) for b in batches))
+
+        # 5. Log, evaluate, checkpoint.
+        metrics = {"train/loss": loss_total, "train/grad_norm": grad_norm, "train/lr": scheduler.get_last_lr()[0]}
+        check_finite(step, metrics, run_dir)
+        if step % cfg.log_every == 0 or step == cfg.max_steps:
+            metrics["perf/tokens_per_s"] = speed.rate()
+            if eval_batches and ((cfg.eval_every and step % cfg.eval_every == 0) or step == cfg.max_steps):
+                metrics["eval/loss"] = evaluate(engine, model, eval_batches)
+            logger.log(step, metrics)
+        if (cfg.save_every and step % cfg.save_every == 0) or step == cfg.max_steps:
+            checkpoint(step)
+        bar.update(1)
+    bar.close()
+    logger.close()
+
+    # 6. The run directory becomes a model directory, and gets its report.
+    save_model_dir(engine.unwrap(model), tokenizer, run_dir)
+    from rlhfkit.eval.report import write_report
+
+    write_report(run_dir, title=f"SFT of {cfg.model}")
+    return run_dir

@@ -1,0 +1,54 @@
+"""Where training data comes from: a file or dataset, or a project in the feedback app's database.
+
+``--data`` is a path (JSONL, CSV, JSON, a saved dataset), ``hf:NAME[:split]``, or ``DBURL#PROJECT``
+(``sqlite:///feedback.db#my-project``, ``postgresql://.../db#my-project``), in which case the
+project's judgments are aggregated per item and used exactly as an exported file would be.
+"""
+
+from __future__ import annotations
+
+from rlhfkit.data.loaders import load_records, split_records
+from rlhfkit.data.records import Record, RecordKind
+from rlhfkit.train.run import log
+
+DB_SCHEMES = ("sqlite:", "postgresql:", "postgresql+", "postgres:", "mysql:", "mysql+")
+
+
+def is_db_source(spec: str) -> bool:
+    return spec.startswith(DB_SCHEMES) and "#" in spec
+
+
+def load_training_records(spec: str, kind: RecordKind, *, skip_invalid: bool = False) -> list[Record]:
+    """Records of `kind` from `spec`; skipped rows (only with `skip_invalid`) are reported, never silent."""
+    if is_db_source(spec):
+        from rlhfkit.feedback.export import load_project_records
+
+        url, project = spec.rsplit("#", 1)
+        records = load_project_records(url, project, kind)
+        log.info("%d %s from project %r in %s", len(records), kind, project, url)
+    else:
+        result = load_records(spec, kind, skip_invalid=skip_invalid)
+        records = result.records
+        log.info("%s: %s", spec, result.summary())
+        for row in result.skipped[:20]:
+            log.warning("skipped %s:%s field %r: %s", row.path, row.line, row.field, row.message)
+    if not records:
+        raise ValueError(f"{spec}: no usable {kind} rows")
+    return records
+
+
+def split_holdout(
+    records: list[Record],
+    eval_spec: str,
+    fraction: float,
+    seed: int,
+    kind: RecordKind,
+    skip_invalid: bool,
+) -> tuple[list[Record], list[Record]]:
+    """(train, eval): eval from `eval_spec` when given, else a seeded `fraction` of `records`."""
+    if eval_spec:
+        return records, load_training_records(eval_spec, kind, skip_invalid=skip_invalid)
+    if fraction <= 0 or len(records) < 2:
+        return records, []
+    train, held = split_records(records, fraction, seed)
+    return train, held

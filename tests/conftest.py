@@ -1,0 +1,36 @@
+"""Shared fixtures: tiny data files and the path of the shared HH-RLHF data."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+HH_DEV = REPO.parent / "shared" / "data" / "hh-rlhf-harmless" / "dev.jsonl"
+
+# Tests never touch the user's cache or a network hub.
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+
+
+@pytest.fixture(autouse=True)
+def _isolated_cache(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch) -> None:
+    if "RLHFKIT_CACHE" not in os.environ:
+        monkeypatch.setenv("RLHFKIT_CACHE", str(tmp_path_factory.getbasetemp() / "rlhfkit-cache"))
+
+
+def write_jsonl(path: Path, rows: list[dict]) -> Path:
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    return path
+
+
+@pytest.fixture
+def demos_file(tmp_path: Path) -> Path:
+    """40 short demonstrations with a learnable pattern."""
+    rows = [
+        {"prompt": f"Say something about number {i}.", "response": f"Number {i} is a fine number, and I like it."}
+        for i in range(40)
+    ]
+    return write_jsonl(tmp_path / "demos.jsonl", rows)
