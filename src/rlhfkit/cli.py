@@ -10,7 +10,6 @@ import argparse
 import importlib
 import logging
 import sys
-from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -82,7 +81,16 @@ def _models(args: argparse.Namespace) -> int:
     return 0
 
 
-EXTENSIONS: list[str] = []
+def _report(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from rlhfkit.eval.report import write_report
+
+    print(write_report(Path(args.run_dir)))
+    return 0
+
+
+EXTENSIONS: list[str] = ["rlhfkit.feedback.cli"]
 """Modules exposing `register(subparsers)` for commands that are not plain config commands."""
 
 
@@ -97,6 +105,9 @@ def build_parser() -> argparse.ArgumentParser:
         _add_config_command(sub, cmd)
     models = sub.add_parser("models", help="list the bundled and cached models")
     models.set_defaults(func=_models)
+    report = sub.add_parser("report", help="(re)write the HTML report of a run directory")
+    report.add_argument("run_dir", metavar="RUN_DIR")
+    report.set_defaults(func=_report)
     for module in EXTENSIONS:
         importlib.import_module(module).register(sub)
     return parser

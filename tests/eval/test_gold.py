@@ -82,8 +82,12 @@ def test_sentiment_gold_range() -> None:
         assert -1.0 - g.MAX_PENALTY <= g.sentiment_gold("", text) <= 1.0
 
 
+def _words(n: int) -> str:
+    return " ".join(["word"] * n)
+
+
 def test_length_gold_hand_derived() -> None:
-    words = lambda n: " ".join(["word"] * n)  # noqa: E731 - tiny local helper
+    words = _words
     # 1 - min(2, |n - 50| / 50): n=50 -> 1, 25 -> 0.5, 100 -> 0, 200 -> 1 - min(2, 3) = -1.
     assert g.length_gold("", words(50)) == 1.0
     assert g.length_gold("", words(25)) == 0.5

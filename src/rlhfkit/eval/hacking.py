@@ -225,10 +225,14 @@ def _conservative_key(p: EvalPoint, k: float) -> float:
     return p.proxy - k * p.ensemble_std
 
 
+def _proxy_key(p: EvalPoint, k: float) -> float:
+    return p.proxy
+
+
 SELECTION_KEYS: dict[str, Callable[[EvalPoint, float], float]] = {
     "gold": _gold_key,
     "conservative_proxy": _conservative_key,
-    "proxy": lambda p, k: p.proxy,
+    "proxy": _proxy_key,
 }
 """How :func:`best_checkpoint` ranks points: by gold, by ``proxy - k * ensemble_std``, by proxy."""
 

@@ -67,12 +67,30 @@ class LeaderboardRow:
 
 @dataclass(frozen=True)
 class _Encoded:
-    """Battles as index arrays: ``a``, ``b`` are ``(N,)`` model indices, ``y`` the outcome for a."""
+    """Battles as index arrays, in battle order."""
 
     names: list[str]
+    """Model names; indices below point into this list."""
     a: np.ndarray
+    """``(N,)`` index of model a of each battle."""
     b: np.ndarray
+    """``(N,)`` index of model b of each battle."""
     y: np.ndarray
+    """``(N,)`` outcome for a: 1 win, 1/2 tie, 0 loss."""
+
+
+@dataclass(frozen=True)
+class _Pairs:
+    """Battles grouped by ordered pair (a, b): the likelihood only depends on these sums."""
+
+    a: np.ndarray
+    """``(P,)`` index of model a of each distinct pair."""
+    b: np.ndarray
+    """``(P,)`` index of model b."""
+    count: np.ndarray
+    """``(P,)`` battles between a and b (in that order)."""
+    score: np.ndarray
+    """``(P,)`` sum of a's outcomes (wins plus half the ties)."""
 
 
 def _encode(battles: Sequence[Battle], names: list[str] | None = None) -> _Encoded:
@@ -85,39 +103,47 @@ def _encode(battles: Sequence[Battle], names: list[str] | None = None) -> _Encod
     return _Encoded(names, a, b, y)
 
 
+def _group(enc: _Encoded) -> _Pairs:
+    """Sum outcomes per ordered pair, so each Newton step costs O(pairs), not O(battles)."""
+    m = len(enc.names)
+    keys, inverse = np.unique(enc.a * m + enc.b, return_inverse=True)
+    count = np.bincount(inverse, minlength=len(keys)).astype(float)
+    score = np.bincount(inverse, weights=enc.y, minlength=len(keys))
+    return _Pairs(keys // m, keys % m, count, score)
+
+
 def win_probability(rating_a: float, rating_b: float, *, scale: float = 400.0, base: float = 10.0) -> float:
     """P(a beats b) under Bradley-Terry on the Elo scale: ``1 / (1 + base^((R_b - R_a) / scale))``."""
     return 1.0 / (1.0 + base ** ((rating_b - rating_a) / scale))
 
 
-def _bt_objective(beta: np.ndarray, enc: _Encoded, c: float, l2: float) -> float:
+def _bt_objective(beta: np.ndarray, pairs: _Pairs, c: float, l2: float) -> float:
     """Negative log-likelihood plus ``l2/2 |beta|^2``; ``c = ln(base)`` turns beta into log-odds."""
-    margin = c * (beta[enc.a] - beta[enc.b])
+    margin = c * (beta[pairs.a] - beta[pairs.b])
     # -log sigmoid(m) = logaddexp(0, -m): stable for large |m| (a model that always wins).
-    nll = enc.y * np.logaddexp(0.0, -margin) + (1.0 - enc.y) * np.logaddexp(0.0, margin)
+    nll = pairs.score * np.logaddexp(0.0, -margin) + (pairs.count - pairs.score) * np.logaddexp(0.0, margin)
     return float(nll.sum() + 0.5 * l2 * beta @ beta)
 
 
-def _bt_beta(enc: _Encoded, *, base: float, l2: float, max_iter: int, tol: float) -> np.ndarray:
+def _bt_beta(pairs: _Pairs, m: int, *, base: float, l2: float, max_iter: int, tol: float) -> np.ndarray:
     """Newton's method with backtracking on the (strictly convex, thanks to ``l2``) objective.
 
-    Gradient ``c * sum_k (p_k - y_k)(e_a - e_b) + l2 beta``; Hessian
-    ``c^2 * sum_k p_k (1 - p_k)(e_a - e_b)(e_a - e_b)^T + l2 I``.
+    Per pair k with n_k battles and score s_k: gradient ``c * sum_k (n_k p_k - s_k)(e_a - e_b)
+    + l2 beta``; Hessian ``c^2 * sum_k n_k p_k (1 - p_k)(e_a - e_b)(e_a - e_b)^T + l2 I``.
     """
-    m = len(enc.names)
     c = math.log(base)
     beta = np.zeros(m)
-    objective = _bt_objective(beta, enc, c, l2)
+    objective = _bt_objective(beta, pairs, c, l2)
     for _ in range(max_iter):
-        p = 0.5 * (1.0 + np.tanh(0.5 * c * (beta[enc.a] - beta[enc.b])))
-        r = c * (p - enc.y)
-        grad = np.bincount(enc.a, r, m) - np.bincount(enc.b, r, m) + l2 * beta
-        w = c * c * p * (1.0 - p)
+        p = 0.5 * (1.0 + np.tanh(0.5 * c * (beta[pairs.a] - beta[pairs.b])))
+        r = c * (pairs.count * p - pairs.score)
+        grad = np.bincount(pairs.a, r, m) - np.bincount(pairs.b, r, m) + l2 * beta
+        w = c * c * pairs.count * p * (1.0 - p)
         hess = l2 * np.eye(m)
-        np.add.at(hess, (enc.a, enc.a), w)
-        np.add.at(hess, (enc.b, enc.b), w)
-        np.add.at(hess, (enc.a, enc.b), -w)
-        np.add.at(hess, (enc.b, enc.a), -w)
+        np.add.at(hess, (pairs.a, pairs.a), w)
+        np.add.at(hess, (pairs.b, pairs.b), w)
+        np.add.at(hess, (pairs.a, pairs.b), -w)
+        np.add.at(hess, (pairs.b, pairs.a), -w)
         step = np.linalg.solve(hess, grad)
         decrement = float(grad @ step)
         if decrement / 2.0 <= tol:
@@ -125,7 +151,7 @@ def _bt_beta(enc: _Encoded, *, base: float, l2: float, max_iter: int, tol: float
         t = 1.0
         while t > 1e-12:
             candidate = beta - t * step
-            value = _bt_objective(candidate, enc, c, l2)
+            value = _bt_objective(candidate, pairs, c, l2)
             if value <= objective - 0.25 * t * decrement:  # Armijo condition
                 break
             t *= 0.5
@@ -153,7 +179,7 @@ def fit_bradley_terry(
     if not battles:
         raise ValueError("fit_bradley_terry needs at least one battle")
     enc = _encode(battles, names)
-    beta = _bt_beta(enc, base=base, l2=l2, max_iter=max_iter, tol=tol)
+    beta = _bt_beta(_group(enc), len(enc.names), base=base, l2=l2, max_iter=max_iter, tol=tol)
     return {name: init_rating + scale * float(x) for name, x in zip(enc.names, beta)}
 
 

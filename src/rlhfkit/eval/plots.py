@@ -10,14 +10,14 @@ from __future__ import annotations
 import io
 import math
 from collections.abc import Mapping, Sequence
-from typing import Any
+from typing import Any, TypeAlias
 
 import matplotlib
 from matplotlib.figure import Figure
 
 from rlhfkit.eval.hacking import GaoFit
 
-Series = tuple[Sequence[float], Sequence[float]]
+Series: TypeAlias = tuple[Sequence[float], Sequence[float]]
 """``(x, y)`` of one line."""
 
 WIDTH = 7.5

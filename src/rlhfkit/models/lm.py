@@ -20,10 +20,20 @@ def base_model(model: nn.Module) -> nn.Module:
     return inner.get_base_model() if hasattr(inner, "peft_config") else inner
 
 
-def hidden_states(model: nn.Module, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
-    """Last-layer hidden states (B, T, H) from the decoder trunk, without the output head."""
+def hidden_states(
+    model: nn.Module,
+    input_ids: torch.Tensor,
+    attention_mask: torch.Tensor,
+    *,
+    position_ids: torch.Tensor | None = None,
+) -> torch.Tensor:
+    """Last-layer hidden states (B, T, H) from the decoder trunk, without the output head.
+
+    `attention_mask` is the usual (B, T) padding mask, or a (B, 1, T, T) boolean mask (True = may
+    attend) for rows that pack several sequences; those also pass their own `position_ids` (B, T).
+    """
     decoder = base_model(model).get_decoder()
-    out = decoder(input_ids=input_ids, attention_mask=attention_mask, use_cache=False)
+    out = decoder(input_ids=input_ids, attention_mask=attention_mask, position_ids=position_ids, use_cache=False)
     return out.last_hidden_state
 
 

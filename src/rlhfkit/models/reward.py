@@ -1,0 +1,280 @@
+"""Reward models: a language-model trunk with K scalar heads reading the last real token.
+
+A reward model maps (prompt, response) to a number. The trunk is any causal LM (the bundled model, a
+directory, an SFT run); its LM head is not used. The head is a linear map from the final hidden state
+of the last non-padding token (the EOS that `encode_pair` appends) to K raw rewards, one per ensemble
+member (Ouyang et al. 2022, sec. 3.5; Stiennon et al. 2020, sec. 3.4).
+
+Saved directory (a normal model directory plus two files)::
+
+    config.json, model.safetensors, tokenizer*   the trunk as a causal LM (LoRA merged into it)
+    reward_head.safetensors   "weight" (K, H) and "bias" (K,): raw_k = weight[k] . h + bias[k]
+    reward.json               {"n_heads", "hidden_size", "loss", "base_model", "max_length",
+                               "normalization": {"gain": [K], "bias": [K], "reference", "samples"}}
+
+`score` returns normalized rewards ``gain[k] * raw_k + bias[k]`` (Ziegler et al. 2019, sec. 2.2:
+the reference policy's samples score mean 0, std 1 on every head). A PPO value head initialised from
+the reward model can take `folded_head()`, the normalization folded into the linear weights.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+from dataclasses import asdict, dataclass, field, replace
+from pathlib import Path
+from typing import NamedTuple
+
+import torch
+from safetensors.torch import load_file, save_file
+from torch import Tensor, nn
+from transformers import PreTrainedModel, PreTrainedTokenizerBase
+
+from rlhfkit.data.chat import encode_pair
+from rlhfkit.data.collate import pad_right
+from rlhfkit.data.records import PromptText
+from rlhfkit.models.lm import hidden_states
+from rlhfkit.models.loading import ModelLoadError, load_model
+from rlhfkit.models.saving import save_model_dir
+
+HEAD_FILE = "reward_head.safetensors"
+META_FILE = "reward.json"
+
+
+class RewardScores(NamedTuple):
+    """Normalized rewards of B (prompt, response) rows scored by K heads."""
+
+    mean: Tensor
+    """(B,) mean over the heads: the reward."""
+    std: Tensor | None
+    """(B,) sample standard deviation over the heads (ensemble disagreement); None when K = 1."""
+    per_head: Tensor
+    """(B, K) every head's normalized reward."""
+
+
+def scores_from_heads(per_head: Tensor) -> RewardScores:
+    """(B, K) normalized head outputs -> mean, std over heads (None for one head), per head."""
+    std = per_head.std(dim=1, unbiased=True) if per_head.shape[1] > 1 else None
+    return RewardScores(per_head.mean(dim=1), std, per_head)
+
+
+@dataclass(frozen=True)
+class Normalization:
+    """Affine map applied to raw head outputs: ``gain * raw + bias`` per head."""
+
+    gain: tuple[float, ...]
+    """(K,) multipliers; 1/std of the reference samples' raw rewards."""
+    bias: tuple[float, ...]
+    """(K,) offsets; -mean/std of the reference samples' raw rewards."""
+    reference: str = ""
+    """The policy whose samples set the normalization ('' when none was fitted: the identity)."""
+    samples: int = 0
+    """How many reference samples it was fitted on."""
+
+
+@dataclass(frozen=True)
+class RewardMeta:
+    """What ``reward.json`` holds besides the weights."""
+
+    n_heads: int
+    """K: heads of the ensemble (1 = a single reward model)."""
+    hidden_size: int
+    """H: width of the trunk's final hidden state, the head's input."""
+    loss: str
+    """Training loss(es) by name, e.g. 'bradley_terry' or 'bradley_terry+plackett_luce'."""
+    base_model: str
+    """The MODEL the trunk started from."""
+    max_length: int
+    """Longest prompt + response in tokens (prompts cut from the left, as in training)."""
+    normalization: Normalization = field(default_factory=lambda: Normalization((), ()))
+    """Gain and bias per head (empty tuples: identity)."""
+
+    def to_json(self) -> dict:
+        return {"format_version": 1, **asdict(self)}
+
+    @classmethod
+    def from_json(cls, data: dict) -> RewardMeta:
+        norm = data.get("normalization") or {}
+        return cls(
+            n_heads=int(data["n_heads"]),
+            hidden_size=int(data["hidden_size"]),
+            loss=str(data.get("loss", "")),
+            base_model=str(data.get("base_model", "")),
+            max_length=int(data.get("max_length", 512)),
+            normalization=Normalization(
+                tuple(float(g) for g in norm.get("gain", ())),
+                tuple(float(b) for b in norm.get("bias", ())),
+                str(norm.get("reference", "")),
+                int(norm.get("samples", 0)),
+            ),
+        )
+
+
+class RewardHead(nn.Module):
+    """K linear heads ``(B, H) -> (B, K)``. Parameter names (as saved): ``weight`` (K, H), ``bias`` (K,).
+
+    Weights start from N(0, 1/(H+1)) (std 1/sqrt(H+1), Stiennon et al. 2020's reward head init), so
+    the initial rewards have unit scale whatever the trunk width; biases start at 0.
+    """
+
+    def __init__(self, hidden_size: int, n_heads: int = 1, generator: torch.Generator | None = None) -> None:
+        super().__init__()
+        self.weight = nn.Parameter(torch.randn(n_heads, hidden_size, generator=generator) / math.sqrt(hidden_size + 1))
+        self.bias = nn.Parameter(torch.zeros(n_heads))
+
+    def forward(self, features: Tensor) -> Tensor:
+        return nn.functional.linear(features, self.weight.to(features.dtype), self.bias.to(features.dtype))
+
+
+def last_token(hidden: Tensor, attention_mask: Tensor) -> Tensor:
+    """(B, T, H) states -> (B, H) at each row's last position with mask 1 (any padding side)."""
+    positions = torch.arange(attention_mask.shape[1], device=attention_mask.device)
+    last = (attention_mask.long() * (positions + 1)).argmax(dim=1)  # +1: an all-zero row picks 0
+    return hidden[torch.arange(hidden.shape[0], device=hidden.device), last]
+
+
+class RewardModel(nn.Module):
+    """Trunk + K-head reward model. `forward` gives raw heads; `score` gives normalized rewards."""
+
+    def __init__(self, backbone: PreTrainedModel | nn.Module, tokenizer: PreTrainedTokenizerBase,
+                 head: RewardHead, meta: RewardMeta) -> None:
+        super().__init__()
+        self.backbone = backbone
+        self.head = head
+        self.tokenizer = tokenizer
+        self.meta = meta
+        self.register_buffer("norm_gain", torch.ones(meta.n_heads), persistent=False)
+        self.register_buffer("norm_bias", torch.zeros(meta.n_heads), persistent=False)
+        self.set_normalization(meta.normalization)
+
+    @property
+    def n_heads(self) -> int:
+        return self.meta.n_heads
+
+    @property
+    def device(self) -> torch.device:
+        return self.head.weight.device
+
+    def set_normalization(self, norm: Normalization) -> None:
+        """Use `norm` from now on (empty gain/bias = identity); it is saved with the model."""
+        k = self.meta.n_heads
+        gain = norm.gain or (1.0,) * k
+        bias = norm.bias or (0.0,) * k
+        if len(gain) != k or len(bias) != k:
+            raise ValueError(f"normalization needs {k} gains and biases, got {len(gain)} and {len(bias)}")
+        self.meta = replace(self.meta, normalization=replace(norm, gain=tuple(gain), bias=tuple(bias)))
+        self.norm_gain.copy_(torch.tensor(gain))
+        self.norm_bias.copy_(torch.tensor(bias))
+
+    def trunk_hidden(self, input_ids: Tensor, attention_mask: Tensor) -> Tensor:
+        """(B, T) -> (B, T, H) final hidden states of the trunk (no LM head)."""
+        return hidden_states(self.backbone, input_ids, attention_mask)
+
+    def features(self, input_ids: Tensor, attention_mask: Tensor) -> Tensor:
+        """(B, T) -> (B, H): the head's input. With a frozen trunk these can be computed once and cached."""
+        return last_token(self.trunk_hidden(input_ids, attention_mask), attention_mask)
+
+    def forward(self, input_ids: Tensor, attention_mask: Tensor) -> Tensor:
+        """(B, T) right-padded rows -> (B, K) raw head outputs at the last non-padding token."""
+        return self.head(self.features(input_ids, attention_mask))
+
+    def normalize(self, raw: Tensor) -> Tensor:
+        """(B, K) raw -> (B, K) normalized rewards."""
+        return raw.float() * self.norm_gain + self.norm_bias
+
+    def folded_head(self) -> tuple[Tensor, Tensor]:
+        """(K, H) weight and (K,) bias whose output is the normalized reward: for a value-head init."""
+        w = self.head.weight.detach().float() * self.norm_gain[:, None]
+        b = self.head.bias.detach().float() * self.norm_gain + self.norm_bias
+        return w, b
+
+    def encode(self, prompts: list[PromptText], responses: list[str]) -> list[list[int]]:
+        """Token ids of each (prompt, response + EOS) with the model's own chat template and length limit."""
+        if len(prompts) != len(responses):
+            raise ValueError(f"{len(prompts)} prompts but {len(responses)} responses")
+        return [encode_pair(self.tokenizer, p, r, max_length=self.meta.max_length).input_ids
+                for p, r in zip(prompts, responses)]
+
+    @torch.no_grad()
+    def raw_scores(self, ids: list[list[int]], batch_size: int = 16) -> Tensor:
+        """(N, K) raw head outputs of tokenized rows, batched by length (less padding), in input order."""
+        if not ids:
+            return torch.zeros(0, self.n_heads)
+        was_training = self.training
+        self.eval()
+        order = sorted(range(len(ids)), key=lambda i: -len(ids[i]))
+        out = torch.empty(len(ids), self.n_heads)
+        pad = self.tokenizer.pad_token_id
+        for start in range(0, len(order), batch_size):
+            chunk = order[start : start + batch_size]
+            rows = [ids[i] for i in chunk]
+            input_ids = pad_right(rows, pad).to(self.device)
+            mask = pad_right([[1] * len(r) for r in rows], 0).to(self.device)
+            out[chunk] = self(input_ids, mask).float().cpu()
+        self.train(was_training)
+        return out
+
+    @torch.no_grad()
+    def score(self, prompts: list[PromptText], responses: list[str], batch_size: int = 16) -> RewardScores:
+        """Normalized rewards of (prompt, response) rows: mean (B,), std (B,) or None, per head (B, K)."""
+        raw = self.raw_scores(self.encode(prompts, responses), batch_size)
+        return scores_from_heads(self.normalize(raw))
+
+
+def build_reward_model(model_name: str, *, n_heads: int = 1, loss: str = "", max_length: int = 512,
+                       device: str | torch.device = "cpu", seed: int = 0) -> RewardModel:
+    """A fresh reward model on MODEL's trunk with K newly initialized heads (seeded)."""
+    loaded = load_model(model_name, dtype="fp32", device=device)
+    hidden = int(loaded.model.config.hidden_size)
+    head = RewardHead(hidden, n_heads, torch.Generator().manual_seed(seed)).to(device)
+    meta = RewardMeta(n_heads=n_heads, hidden_size=hidden, loss=loss, base_model=str(model_name),
+                      max_length=max_length, normalization=Normalization((1.0,) * n_heads, (0.0,) * n_heads))
+    return RewardModel(loaded.model, loaded.tokenizer, head, meta)
+
+
+def _write_atomic(path: Path, write: object) -> None:
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    write(tmp)  # type: ignore[operator]
+    with open(tmp, "rb") as f:
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
+
+
+def save_reward_model(model: RewardModel, out_dir: str | Path) -> Path:
+    """Write the trunk (a normal model dir), ``reward_head.safetensors`` and ``reward.json`` into `out_dir`."""
+    out = Path(out_dir)
+    save_model_dir(model.backbone, model.tokenizer, out)
+    tensors = {"weight": model.head.weight.detach().float().cpu().contiguous(),
+               "bias": model.head.bias.detach().float().cpu().contiguous()}
+    _write_atomic(out / HEAD_FILE, lambda p: save_file(tensors, str(p)))
+    meta = json.dumps(model.meta.to_json(), indent=2)
+    # reward.json last: its presence marks a complete reward-model directory.
+    _write_atomic(out / META_FILE, lambda p: p.write_text(meta + "\n"))
+    return out
+
+
+def is_reward_model_dir(path: str | Path) -> bool:
+    return (Path(path) / META_FILE).is_file() and (Path(path) / HEAD_FILE).is_file()
+
+
+def load_reward_model(path: str | Path, device: str | torch.device = "cpu") -> RewardModel:
+    """Load a directory written by `save_reward_model` (e.g. a finished `rlhfkit reward train` run)."""
+    where = Path(path)
+    if not is_reward_model_dir(where):
+        raise ModelLoadError(
+            f"{where} is not a reward model directory (it needs {META_FILE} and {HEAD_FILE}); "
+            f"train one with `rlhfkit reward train`"
+        )
+    meta = RewardMeta.from_json(json.loads((where / META_FILE).read_text()))
+    loaded = load_model(where, dtype="fp32", device=device)
+    tensors = load_file(str(where / HEAD_FILE))
+    if tuple(tensors["weight"].shape) != (meta.n_heads, meta.hidden_size):
+        raise ModelLoadError(f"{where / HEAD_FILE}: weight has shape {tuple(tensors['weight'].shape)}, "
+                             f"expected ({meta.n_heads}, {meta.hidden_size}) from {META_FILE}")
+    head = RewardHead(meta.hidden_size, meta.n_heads)
+    with torch.no_grad():
+        head.weight.copy_(tensors["weight"])
+        head.bias.copy_(tensors["bias"])
+    model = RewardModel(loaded.model, loaded.tokenizer, head.to(device), meta)
+    return model.eval()

@@ -1,0 +1,175 @@
+"""One base model in memory for the PPO policy, its reference and its critic.
+
+TRL's PPO trainer holds four networks (policy, reference, value model, reward model). Here the
+policy, the reference and the value function share one set of base weights:
+
+- ``lora`` (default): the policy is the base plus LoRA adapters; the reference is the same model with
+  the adapters switched off (``with model.disable_adapter():``), so it costs no memory at all;
+- ``top_layers``: only the top N transformer blocks train. The reference then needs the *original*
+  top N blocks, so a frozen copy of just those blocks is kept and swapped into the block list while
+  the reference runs (everything below them is frozen and therefore shared); memory = N blocks;
+- ``full``: every weight trains, and the reference is a separate frozen copy of the whole model.
+
+In every mode the value head reads the policy's own final hidden states (`ActorCritic.forward`), so
+one trunk pass yields the log-probs of the sampled tokens and their values.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import copy
+from collections.abc import Callable, Iterator
+from typing import NamedTuple
+
+import torch
+from torch import Tensor, nn
+
+from rlhfkit.algorithms.common import entropy_from_logits, logprobs_from_logits
+from rlhfkit.models.adapters import LoRAConfig, apply_lora, decoder_layers
+from rlhfkit.models.lm import hidden_states, output_head, response_logprobs
+from rlhfkit.models.value import ValueHead
+
+
+class PolicyOutput(NamedTuple):
+    """What one trunk pass over (prompt + response) rows gives, at the R response positions."""
+
+    logps: Tensor
+    """(B, R) log-probs of the response tokens at the sampling temperature."""
+    values: Tensor
+    """(B, R) value of the state before each response token."""
+    entropy: Tensor | None
+    """(B, R) entropy of the policy's next-token distribution, when asked for."""
+
+
+class ActorCritic(nn.Module):
+    """The policy (`policy`), its value head (`value_head`) and whatever the reference needs.
+
+    `reference_model` holds the frozen full copy (``full`` mode) and `reference_layers` the frozen
+    copies of the trained top blocks (``top_layers`` mode); both are submodules so that they follow
+    the model across devices, and neither has trainable parameters, so checkpoints skip them.
+    """
+
+    def __init__(self, policy: nn.Module, value_head: ValueHead, mode: str, *, value_trunk_grad: bool = True,
+                 reference_model: nn.Module | None = None, reference_layers: nn.ModuleList | None = None) -> None:
+        super().__init__()
+        self.policy = policy
+        self.value_head = value_head
+        self.mode = mode
+        self.value_trunk_grad = value_trunk_grad
+        self.reference_model = reference_model
+        self.reference_layers = reference_layers
+
+    def forward(self, input_ids: Tensor, attention_mask: Tensor, response_start: int, *,
+                temperature: float = 1.0, with_entropy: bool = False) -> PolicyOutput:
+        """Log-probs, values (and entropy) of the response positions from ONE pass of the trunk.
+
+        ``input_ids``/``attention_mask`` are ``(B, P + R)`` with responses starting at column
+        ``response_start`` = P. Position t-1's hidden state predicts token t and is the state whose
+        value V(s_t) is estimated. The output head runs on response positions only, and the logits
+        are divided by the sampling temperature (Huang et al. 2024, detail 10).
+        """
+        h = hidden_states(self.policy, input_ids, attention_mask)[:, response_start - 1 : -1]  # (B, R, H)
+        logits = output_head(self.policy)(h).float() / temperature  # (B, R, V)
+        logps = logprobs_from_logits(logits, input_ids[:, response_start:])
+        values = self.value_head(h if self.value_trunk_grad else h.detach())
+        entropy = entropy_from_logits(logits) if with_entropy else None
+        return PolicyOutput(logps, values, entropy)
+
+    @torch.no_grad()
+    def reference_logps(self, input_ids: Tensor, attention_mask: Tensor, response_start: int, *,
+                        temperature: float = 1.0) -> Tensor:
+        """(B, R) log-probs of the response tokens under the frozen reference policy."""
+        with REFERENCE_VIEWS[self.mode](self) as reference:
+            logps, _ = response_logprobs(reference, input_ids, attention_mask, response_start, temperature=temperature)
+        return logps
+
+
+# --- the reference, per mode -------------------------------------------------------------------
+
+
+@contextlib.contextmanager
+def _adapters_off(ac: ActorCritic) -> Iterator[nn.Module]:
+    with ac.policy.disable_adapter():
+        yield ac.policy
+
+
+@contextlib.contextmanager
+def _original_top_layers(ac: ActorCritic) -> Iterator[nn.Module]:
+    layers = decoder_layers(ac.policy)
+    assert ac.reference_layers is not None
+    start = len(layers) - len(ac.reference_layers)
+    trained = [layers[start + i] for i in range(len(ac.reference_layers))]
+    try:
+        for i, frozen in enumerate(ac.reference_layers):
+            layers[start + i] = frozen
+        yield ac.policy
+    finally:
+        for i, module in enumerate(trained):
+            layers[start + i] = module
+
+
+@contextlib.contextmanager
+def _separate_copy(ac: ActorCritic) -> Iterator[nn.Module]:
+    assert ac.reference_model is not None
+    yield ac.reference_model
+
+
+REFERENCE_VIEWS: dict[str, Callable[[ActorCritic], contextlib.AbstractContextManager[nn.Module]]] = {
+    "lora": _adapters_off,
+    "top_layers": _original_top_layers,
+    "full": _separate_copy,
+}
+"""Policy mode -> a context manager yielding a module that computes the reference policy."""
+
+
+# --- building the policy, per mode -------------------------------------------------------------
+
+
+def _frozen(module: nn.Module) -> nn.Module:
+    for p in module.parameters():
+        p.requires_grad_(False)
+    return module.eval()
+
+
+def _build_lora(model: nn.Module, value_head: ValueHead, *, lora: LoRAConfig, value_trunk_grad: bool,
+                **_: object) -> ActorCritic:
+    policy = apply_lora(model, lora)
+    return ActorCritic(policy, value_head, "lora", value_trunk_grad=value_trunk_grad)
+
+
+def _build_top_layers(model: nn.Module, value_head: ValueHead, *, train_layers: int, value_trunk_grad: bool,
+                      **_: object) -> ActorCritic:
+    layers = decoder_layers(model)
+    if not 0 < train_layers <= len(layers):
+        raise ValueError(f"train_layers must be in [1, {len(layers)}] for this model, got {train_layers}")
+    _frozen(model)  # embeddings, the bottom blocks, the final norm and the (often tied) output head
+    top = list(layers)[len(layers) - train_layers :]
+    copies = nn.ModuleList(_frozen(copy.deepcopy(layer)) for layer in top)
+    for layer in top:
+        layer.requires_grad_(True)
+    return ActorCritic(model, value_head, "top_layers", value_trunk_grad=value_trunk_grad, reference_layers=copies)
+
+
+def _build_full(model: nn.Module, value_head: ValueHead, *, value_trunk_grad: bool, **_: object) -> ActorCritic:
+    reference = _frozen(copy.deepcopy(model))
+    model.requires_grad_(True)
+    return ActorCritic(model, value_head, "full", value_trunk_grad=value_trunk_grad, reference_model=reference)
+
+
+POLICY_MODES: dict[str, Callable[..., ActorCritic]] = {
+    "lora": _build_lora,
+    "top_layers": _build_top_layers,
+    "full": _build_full,
+}
+"""Policy mode -> builder ``fn(base_model, value_head, lora=, train_layers=, value_trunk_grad=)``."""
+
+
+def build_actor_critic(model: nn.Module, value_head: ValueHead, mode: str, *, lora: LoRAConfig,
+                       train_layers: int, value_trunk_grad: bool) -> ActorCritic:
+    """Policy + reference + value on the base `model` (see the module docstring). Dropout stays off:
+    the model is put in eval mode for good, so log-probs at rollout and update time agree
+    (Huang et al. 2024, detail 13)."""
+    if mode not in POLICY_MODES:
+        raise ValueError(f"unknown policy_mode {mode!r}; choose from {sorted(POLICY_MODES)}")
+    ac = POLICY_MODES[mode](model, value_head, lora=lora, train_layers=train_layers, value_trunk_grad=value_trunk_grad)
+    return ac.eval()
