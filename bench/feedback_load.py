@@ -28,6 +28,7 @@ from rlhfkit.feedback.loadtest import (
     LoadResult,
     free_port,
     latency_summary,
+    process_cpu_seconds,
     prepare,
     run_load,
     start_server,
@@ -65,6 +66,8 @@ def main(argv: list[str] | None = None) -> int:
                      think_ms=args.think_ms)
     t0 = time.perf_counter()
     users = prepare(db_url, cfg)
+    load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
+    print(f"machine: {os.cpu_count()} CPUs, load average {load:.1f} before the run")
     print(f"setup: {cfg.judgments // cfg.overlap} items x N={cfg.overlap}, {cfg.annotators} annotators "
           f"({time.perf_counter() - t0:.1f} s); database {db_url.split('@')[-1]}")
     port = free_port()
@@ -82,7 +85,15 @@ def main(argv: list[str] | None = None) -> int:
             pre = verify(db_url, result.acks)
             print(f"after the kill: {pre.judgments} stored, {pre.lost} acknowledged lost")
             server = start_server(db_url, port, log)
+        cpu_before = process_cpu_seconds(server.pid)
+        requests_before = sum(len(v) for v in result.latencies_ms.values())
         asyncio.run(run_load("127.0.0.1", port, users, cfg, result=result))
+        cpu_after = process_cpu_seconds(server.pid)
+        requests = sum(len(v) for v in result.latencies_ms.values()) - requests_before
+        if cpu_before is not None and cpu_after is not None and requests:
+            server_cpu_ms = 1000 * (cpu_after - cpu_before) / requests
+            print(f"server CPU: {server_cpu_ms:.2f} ms per request "
+                  f"(capacity ~{1000 / server_cpu_ms:.0f} requests/s on one core)")
     finally:
         server.terminate()
         server.wait(timeout=30)

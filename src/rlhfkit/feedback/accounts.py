@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from sqlalchemy import delete, select
+from sqlalchemy import bindparam, delete, select
 from sqlalchemy.orm import Session
 
 from rlhfkit.feedback.audit import record_event
@@ -95,19 +95,23 @@ def open_session(session: Session, user: UserView, kind: str, now: float,
     return token, SessionView(user=user, csrf_token=csrf, kind=kind)
 
 
+_SESSIONS, _USERS = AuthSession.__table__, User.__table__
+# Built once: this runs on every request.
+_SESSION_BY_TOKEN = (
+    select(_SESSIONS.c.kind, _SESSIONS.c.csrf_token, _SESSIONS.c.expires_at,
+           _USERS.c.id, _USERS.c.name, _USERS.c.role, _USERS.c.active)
+    .select_from(_SESSIONS.join(_USERS, _USERS.c.id == _SESSIONS.c.user_id))
+    .where(_SESSIONS.c.token_hash == bindparam("token_hash"))
+)
+
+
 def session_for_token(session: Session, token: str, now: float) -> SessionView | None:
     """The live session a cookie or bearer token belongs to (None when unknown or expired)."""
-    row = session.execute(
-        select(AuthSession, User)
-        .join(User, User.id == AuthSession.user_id)
-        .where(AuthSession.token_hash == token_hash(token))
-    ).first()
-    if row is None:
+    row = session.connection().execute(_SESSION_BY_TOKEN, {"token_hash": token_hash(token)}).first()
+    if row is None or row.expires_at <= now or not row.active:
         return None
-    auth, user = row
-    if auth.expires_at <= now or not user.active:
-        return None
-    return SessionView(user=user_view(user), csrf_token=auth.csrf_token, kind=auth.kind)
+    return SessionView(user=UserView(id=row.id, name=row.name, role=row.role, active=True),
+                       csrf_token=row.csrf_token, kind=row.kind)
 
 
 def logout(session: Session, token: str, now: float) -> None:

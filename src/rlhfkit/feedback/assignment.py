@@ -15,20 +15,22 @@ Invariants (checked by the load test under 50 concurrent annotators):
 
 An annotator holds at most one live lock per project: asking again returns the same task (a
 reload of the page, a retry of the API call), and renews its lifetime.
+
+These are the hot paths of the server (two per judgment), so they use SQLAlchemy Core on the
+session's connection: a handful of cached statements per call, no unit-of-work bookkeeping.
 """
 
 from __future__ import annotations
 
 import random
+from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import exists, func, select
+from sqlalchemy import BindParameter, Connection, Row, bindparam, exists, func, insert, select, update
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.orm import Session
 
-from rlhfkit.feedback.audit import record_event
-from rlhfkit.feedback.errors import Conflict, Invalid, NotFound
-from rlhfkit.feedback.models import Assignment, Item, Judgment, Project, Response
+from rlhfkit.feedback.errors import Conflict, Forbidden, Invalid, NotFound
+from rlhfkit.feedback.models import Assignment, AuditEvent, Item, Judgment, Project, Response, User
 from rlhfkit.feedback.tasktypes import TaskContext, task_type
 
 PICK_ATTEMPTS = 16
@@ -36,228 +38,286 @@ PICK_ATTEMPTS = 16
 
 _SYSTEM_RANDOM = random.SystemRandom()
 
-
-def _lock_item(session: Session, item_id: int) -> Item:
-    """The item, locked for the rest of the transaction (a no-op clause on SQLite)."""
-    item = session.scalar(select(Item).where(Item.id == item_id).with_for_update())
-    if item is None:
-        raise NotFound(f"no item with id {item_id}")
-    return item
+ITEMS, ASSIGNMENTS, JUDGMENTS = Item.__table__, Assignment.__table__, Judgment.__table__
+RESPONSES, PROJECTS, USERS, AUDIT = Response.__table__, Project.__table__, User.__table__, AuditEvent.__table__
 
 
-def _other_live_locks(session: Session, item_id: int, user_id: int, now: float) -> int:
-    return session.scalar(
-        select(func.count(Assignment.id)).where(
-            Assignment.item_id == item_id,
-            Assignment.status == "active",
-            Assignment.expires_at > now,
-            Assignment.user_id != user_id,
-        )
-    ) or 0
+
+def _p(name: str, **kw: Any) -> BindParameter[Any]:
+    return bindparam(name, **kw)
 
 
-def has_free_slot(session: Session, item: Item, user_id: int, now: float) -> bool:
+# Statements are built once: constructing a SQLAlchemy expression costs ~5x executing a cached one.
+_LIVE_LOCKS = (
+    select(func.count()).select_from(ASSIGNMENTS)
+    .where(ASSIGNMENTS.c.item_id == ITEMS.c.id, ASSIGNMENTS.c.status == "active",
+           ASSIGNMENTS.c.expires_at > _p("now"))
+    .correlate(ITEMS).scalar_subquery()
+)
+_SEEN = exists().where(ASSIGNMENTS.c.item_id == ITEMS.c.id, ASSIGNMENTS.c.user_id == _p("user_id"))
+_OPEN = (ITEMS.c.project_id == _p("project_id"), ITEMS.c.complete.is_(False), ~_SEEN,
+         ITEMS.c.id.not_in(_p("tried", expanding=True)))
+# LIMIT 1: FOR UPDATE locks every row returned, and others should only skip the one we take.
+PICK_REGULAR = (
+    select(ITEMS).where(*_OPEN, ITEMS.c.is_gold.is_(False),
+                        ITEMS.c.done_count + _LIVE_LOCKS < ITEMS.c.required)
+    .order_by(ITEMS.c.id).limit(1).with_for_update(skip_locked=True, of=ITEMS)
+)
+PICK_GOLD = (
+    select(ITEMS).where(*_OPEN, ITEMS.c.is_gold.is_(True))
+    .order_by(ITEMS.c.id).limit(1).with_for_update(skip_locked=True, of=ITEMS)
+)
+OTHER_LIVE_LOCKS = select(func.count()).select_from(ASSIGNMENTS).where(
+    ASSIGNMENTS.c.item_id == _p("item_id"), ASSIGNMENTS.c.status == "active",
+    ASSIGNMENTS.c.expires_at > _p("now"), ASSIGNMENTS.c.user_id != _p("user_id"),
+)
+LOCK_ITEM = select(ITEMS).where(ITEMS.c.id == _p("item_id")).with_for_update()
+PROJECT_BY_NAME = select(PROJECTS).where(PROJECTS.c.name == _p("name"))
+PROJECT_ASPECTS = select(PROJECTS.c.aspects).where(PROJECTS.c.id == _p("project_id"))
+USER_ACTIVE = select(USERS.c.active).where(USERS.c.id == _p("user_id"))
+RESPONSE_IDS = select(RESPONSES.c.id).where(RESPONSES.c.item_id == _p("item_id")).order_by(RESPONSES.c.position)
+CURRENT_LOCK = (
+    select(ASSIGNMENTS).where(ASSIGNMENTS.c.user_id == _p("user_id"),
+                              ASSIGNMENTS.c.project_id == _p("project_id"),
+                              ASSIGNMENTS.c.status == "active")
+    .order_by(ASSIGNMENTS.c.id.desc()).limit(1)
+)
+ASSIGNMENT_BY_ID = select(ASSIGNMENTS).where(ASSIGNMENTS.c.id == _p("assignment_id"))
+INSERT_ASSIGNMENT = insert(ASSIGNMENTS).returning(ASSIGNMENTS.c.id)
+SET_ASSIGNMENT = update(ASSIGNMENTS).where(ASSIGNMENTS.c.id == _p("assignment_id"))
+INSERT_JUDGMENT = insert(JUDGMENTS).returning(JUDGMENTS.c.id)
+EXISTING_JUDGMENT = select(JUDGMENTS.c.id, JUDGMENTS.c.payload).where(
+    JUDGMENTS.c.item_id == _p("item_id"), JUDGMENTS.c.user_id == _p("user_id"))
+SET_ITEM_DONE = update(ITEMS).where(ITEMS.c.id == _p("item_id")).values(
+    done_count=_p("done"), complete=_p("complete"))
+INSERT_AUDIT = insert(AUDIT)
+ITEM_VIEW = select(ITEMS.c.task_type, ITEMS.c.prompt).where(ITEMS.c.id == _p("item_id"))
+RESPONSE_TEXTS = select(RESPONSES.c.id, RESPONSES.c.text).where(RESPONSES.c.item_id == _p("item_id"))
+GOLD_MIX = (
+    select(ITEMS.c.is_gold, func.count())
+    .select_from(ASSIGNMENTS.join(ITEMS, ITEMS.c.id == ASSIGNMENTS.c.item_id))
+    .where(ASSIGNMENTS.c.user_id == _p("user_id"), ASSIGNMENTS.c.project_id == _p("project_id"))
+    .group_by(ITEMS.c.is_gold)
+)
+
+
+@dataclass(frozen=True)
+class Held:
+    """An assignment (a lock while active) as the annotator sees it."""
+
+    assignment_id: int
+    """Assignment id: what answers are submitted to."""
+    item_id: int
+    """The item."""
+    project_id: int
+    """Its project."""
+    display_order: tuple[int, ...]
+    """Response ids in the order shown to this annotator."""
+    expires_at: float
+    """When the lock lapses."""
+
+
+def _audit(conn: Connection, now: float, user_id: int, action: str, project_id: int,
+           item_id: int, detail: dict[str, Any]) -> None:
+    conn.execute(INSERT_AUDIT, {"at": now, "user_id": user_id, "action": action,
+                                "project_id": project_id, "item_id": item_id, "detail": detail})
+
+
+def project_row(conn: Connection, name: str) -> Row[Any]:
+    row = conn.execute(PROJECT_BY_NAME, {"name": name}).first()
+    if row is None:
+        raise NotFound(f"no project named {name!r}")
+    return row
+
+
+def check_active(conn: Connection, user_id: int) -> None:
+    active = conn.execute(USER_ACTIVE, {"user_id": user_id}).scalar()
+    if active is None:
+        raise NotFound(f"no user with id {user_id}")
+    if not active:
+        raise Forbidden("this account is deactivated")
+
+
+def _other_live_locks(conn: Connection, item_id: int, user_id: int, now: float) -> int:
+    return conn.execute(OTHER_LIVE_LOCKS, {"item_id": item_id, "now": now, "user_id": user_id}).scalar_one()
+
+
+def has_free_slot(conn: Connection, item: Row[Any], user_id: int, now: float) -> bool:
     """Whether `user_id` may hold or judge `item` (call with the item locked). Gold is unlimited."""
     if item.is_gold:
         return True
-    return item.done_count + _other_live_locks(session, item.id, user_id, now) < item.required
+    return item.done_count + _other_live_locks(conn, item.id, user_id, now) < item.required
 
 
-def _pick_candidate(session: Session, project: Project, user_id: int, now: float,
-                    gold: bool, tried: list[int]) -> int | None:
+def _lock_item(conn: Connection, item_id: int) -> Row[Any]:
+    """The item row, locked for the rest of the transaction (SQLite: already exclusive)."""
+    row = conn.execute(LOCK_ITEM, {"item_id": item_id}).first()
+    if row is None:
+        raise NotFound(f"no item with id {item_id}")
+    return row
+
+
+def _pick_candidate(conn: Connection, project_id: int, user_id: int, now: float, gold: bool,
+                    tried: list[int]) -> Row[Any] | None:
     """The oldest open item the user has never been handed, locked (PG: skipping locked rows)."""
-    live_locks = (
-        select(func.count(Assignment.id))
-        .where(Assignment.item_id == Item.id, Assignment.status == "active",
-               Assignment.expires_at > now)
-        .correlate(Item)
-        .scalar_subquery()
-    )
-    seen = exists().where(Assignment.item_id == Item.id, Assignment.user_id == user_id)
-    query = select(Item.id).where(
-        Item.project_id == project.id,
-        Item.is_gold.is_(gold),
-        Item.complete.is_(False),
-        ~seen,
-    )
-    if not gold:
-        query = query.where(Item.done_count + live_locks < Item.required)
-    if tried:
-        query = query.where(Item.id.not_in(tried))
-    # LIMIT 1: FOR UPDATE locks every row returned, and others should only skip the one we take.
-    query = query.order_by(Item.id).limit(1).with_for_update(skip_locked=True, of=Item)
-    return session.scalar(query)
+    params = {"project_id": project_id, "user_id": user_id, "now": now, "tried": tried}
+    return conn.execute(PICK_GOLD if gold else PICK_REGULAR, params).first()
 
 
-def _gold_due(session: Session, project: Project, user_id: int) -> bool:
-    """Serve gold when the user's gold share is below the project's rate (deterministic mix)."""
+def _gold_due(conn: Connection, project: Row[Any], user_id: int) -> bool:
+    """Serve gold when the user's gold share is below the project's rate (a deterministic mix)."""
     if project.gold_rate <= 0:
         return False
-    rows = session.execute(
-        select(Item.is_gold, func.count(Assignment.id))
-        .join(Item, Item.id == Assignment.item_id)
-        .where(Assignment.user_id == user_id, Assignment.project_id == project.id)
-        .group_by(Item.is_gold)
-    ).all()
-    counts = {bool(is_gold): n for is_gold, n in rows}
-    total = counts.get(True, 0) + counts.get(False, 0)
-    return counts.get(True, 0) < project.gold_rate * (total + 1)
+    counts = {bool(g): n for g, n in conn.execute(
+        GOLD_MIX, {"user_id": user_id, "project_id": project.id}).all()}
+    gold = counts.get(True, 0)
+    return gold < project.gold_rate * (gold + counts.get(False, 0) + 1)
 
 
-def _new_assignment(session: Session, project: Project, item_id: int, user_id: int,
-                    now: float) -> Assignment:
-    response_ids = list(session.scalars(
-        select(Response.id).where(Response.item_id == item_id).order_by(Response.position)
-    ))
+def _new_assignment(conn: Connection, project: Row[Any], item_id: int, user_id: int, now: float) -> Held:
+    response_ids = list(conn.execute(RESPONSE_IDS, {"item_id": item_id}).scalars())
     # The order each annotator sees is random (position bias is real) and recorded.
     _SYSTEM_RANDOM.shuffle(response_ids)
-    assignment = Assignment(item_id=item_id, user_id=user_id, project_id=project.id,
-                            status="active", display_order=response_ids, created_at=now,
-                            expires_at=now + project.lock_ttl_s)
-    session.add(assignment)
-    session.flush()
-    record_event(session, now, user_id, "assign", project_id=project.id, item_id=item_id,
-                 detail={"assignment": assignment.id, "order": response_ids})
-    return assignment
+    expires = now + project.lock_ttl_s
+    assignment_id = conn.execute(INSERT_ASSIGNMENT, {
+        "item_id": item_id, "user_id": user_id, "project_id": project.id, "status": "active",
+        "display_order": response_ids, "created_at": now, "expires_at": expires,
+    }).scalar_one()
+    _audit(conn, now, user_id, "assign", project.id, item_id,
+           {"assignment": assignment_id, "order": response_ids})
+    return Held(assignment_id, item_id, project.id, tuple(response_ids), expires)
 
 
-def _resume(session: Session, project: Project, user_id: int, now: float) -> Assignment | None:
+def _resume(conn: Connection, project: Row[Any], user_id: int, now: float) -> Held | None:
     """The user's current lock in this project, renewed; an expired one is renewed only if free."""
-    current = session.scalar(
-        select(Assignment).where(Assignment.user_id == user_id,
-                                 Assignment.project_id == project.id,
-                                 Assignment.status == "active")
-        .order_by(Assignment.id.desc()).limit(1)
-    )
+    current = conn.execute(CURRENT_LOCK, {"user_id": user_id, "project_id": project.id}).first()
     if current is None:
         return None
-    item = _lock_item(session, current.item_id)
-    if current.expires_at <= now and not has_free_slot(session, item, user_id, now):
-        current.status = "expired"
-        record_event(session, now, user_id, "lock_lost", project_id=project.id,
-                     item_id=item.id, detail={"assignment": current.id})
+    item = _lock_item(conn, current.item_id)
+    if current.expires_at <= now and not has_free_slot(conn, item, user_id, now):
+        conn.execute(SET_ASSIGNMENT, {"assignment_id": current.id, "status": "expired"})
+        _audit(conn, now, user_id, "lock_lost", project.id, item.id, {"assignment": current.id})
         return None
-    current.expires_at = now + project.lock_ttl_s
-    return current
+    expires = now + project.lock_ttl_s
+    conn.execute(SET_ASSIGNMENT, {"assignment_id": current.id, "expires_at": expires})
+    return Held(current.id, current.item_id, project.id, tuple(current.display_order), expires)
 
 
-def _try_pick(session: Session, project: Project, user_id: int, now: float, gold: bool) -> Assignment | None:
+def _try_pick(conn: Connection, project: Row[Any], user_id: int, now: float, gold: bool) -> Held | None:
     tried: list[int] = []
     for _ in range(PICK_ATTEMPTS):
-        item_id = _pick_candidate(session, project, user_id, now, gold, tried)
-        if item_id is None:
+        item = _pick_candidate(conn, project.id, user_id, now, gold, tried)
+        if item is None:
             return None
-        item = _lock_item(session, item_id)
-        # Recount under the lock: on PostgreSQL the candidate query ran on an older snapshot.
-        if not item.complete and has_free_slot(session, item, user_id, now):
-            return _new_assignment(session, project, item_id, user_id, now)
-        tried.append(item_id)
+        # Recount under the row lock: on PostgreSQL the candidate query ran on an older snapshot.
+        if has_free_slot(conn, item, user_id, now):
+            return _new_assignment(conn, project, item.id, user_id, now)
+        tried.append(item.id)
     return None
 
 
-def next_assignment(session: Session, project: Project, user_id: int, now: float) -> Assignment | None:
+def next_assignment(conn: Connection, project: Row[Any], user_id: int, now: float) -> Held | None:
     """The user's current task in `project`, or a newly locked one, or None when nothing is open."""
-    current = _resume(session, project, user_id, now)
+    current = _resume(conn, project, user_id, now)
     if current is not None:
         return current
-    order = (True, False) if _gold_due(session, project, user_id) else (False,)
+    order = (True, False) if _gold_due(conn, project, user_id) else (False,)
     for gold in order:
-        picked = _try_pick(session, project, user_id, now, gold)
+        picked = _try_pick(conn, project, user_id, now, gold)
         if picked is not None:
             return picked
     return None
 
 
-def get_assignment(session: Session, assignment_id: int, user_id: int) -> Assignment:
+def get_assignment(conn: Connection, assignment_id: int, user_id: int) -> Row[Any]:
     """An assignment of this user (someone else's reads as unknown: ids are not secrets to probe)."""
-    assignment = session.get(Assignment, assignment_id)
-    if assignment is None or assignment.user_id != user_id:
+    row = conn.execute(ASSIGNMENT_BY_ID, {"assignment_id": assignment_id}).first()
+    if row is None or row.user_id != user_id:
         raise NotFound(f"no task {assignment_id} for you")
-    return assignment
+    return row
 
 
-def task_context(session: Session, item_id: int, aspects: tuple[str, ...], max_text_chars: int) -> TaskContext:
-    response_ids = tuple(session.scalars(
-        select(Response.id).where(Response.item_id == item_id).order_by(Response.position)
-    ))
+def held(row: Row[Any]) -> Held:
+    return Held(row.id, row.item_id, row.project_id, tuple(row.display_order), row.expires_at)
+
+
+def task_context(conn: Connection, item_id: int, aspects: tuple[str, ...], max_text_chars: int) -> TaskContext:
+    response_ids = tuple(conn.execute(RESPONSE_IDS, {"item_id": item_id}).scalars())
     return TaskContext(response_ids=response_ids, aspects=aspects, max_text_chars=max_text_chars)
 
 
-def submit(session: Session, assignment_id: int, user_id: int, payload: Any, now: float, *,
+def submit(conn: Connection, assignment_id: int, user_id: int, payload: Any, now: float, *,
            max_text_chars: int, duration_ms: int | None, source: str) -> tuple[int, bool]:
     """Store an answer; returns (judgment id, duplicate). Idempotent for an identical answer.
 
     Raises Conflict when a *different* answer exists, when the task was skipped, or when the lock
     lapsed and other annotators have filled the item meanwhile.
     """
-    assignment = get_assignment(session, assignment_id, user_id)
-    project = session.get(Project, assignment.project_id)
-    assert project is not None  # foreign key
-    item = _lock_item(session, assignment.item_id)
-    ctx = task_context(session, item.id, tuple(project.aspects), max_text_chars)
+    if duration_ms is not None and not 0 <= duration_ms <= 7 * 24 * 3600 * 1000:
+        raise Invalid("duration_ms must be between 0 and a week")
+    assignment = get_assignment(conn, assignment_id, user_id)
+    aspects = conn.execute(PROJECT_ASPECTS, {"project_id": assignment.project_id}).scalar_one()
+    item = _lock_item(conn, assignment.item_id)
+    ctx = task_context(conn, item.id, tuple(aspects), max_text_chars)
     canonical = task_type(item.task_type).normalize(payload, ctx)
-    existing = session.scalar(
-        select(Judgment).where(Judgment.item_id == item.id, Judgment.user_id == user_id)
-    )
+    existing = conn.execute(EXISTING_JUDGMENT, {"item_id": item.id, "user_id": user_id}).first()
     if existing is not None:
         if existing.payload == canonical:
             return existing.id, True
         raise Conflict("you already answered this task differently; answers cannot be changed")
     if assignment.status == "skipped":
         raise Conflict("you skipped this task")
-    if not has_free_slot(session, item, user_id, now):
+    if not has_free_slot(conn, item, user_id, now):
         raise Conflict("your lock on this task expired and other annotators completed it")
-    if duration_ms is not None and not 0 <= duration_ms <= 7 * 24 * 3600 * 1000:
-        raise Invalid("duration_ms must be between 0 and a week")
-    judgment = Judgment(item_id=item.id, user_id=user_id, assignment_id=assignment.id,
-                        task_type=item.task_type, payload=canonical,
-                        display_order=list(assignment.display_order), created_at=now,
-                        duration_ms=duration_ms, source=source)
-    session.add(judgment)
-    assignment.status = "submitted"
-    if not item.is_gold:
-        item.done_count += 1
-        item.complete = item.done_count >= item.required
     try:
-        session.flush()
+        judgment_id = conn.execute(INSERT_JUDGMENT, {
+            "item_id": item.id, "user_id": user_id, "assignment_id": assignment.id,
+            "task_type": item.task_type, "payload": canonical,
+            "display_order": list(assignment.display_order), "created_at": now,
+            "duration_ms": duration_ms, "source": source,
+        }).scalar_one()
     except IntegrityError:
         # Only reachable if the item lock was bypassed; the unique constraint still holds the line.
         raise Conflict("this task was answered concurrently; reload it") from None
-    record_event(session, now, user_id, "judgment", project_id=project.id, item_id=item.id,
-                 detail={"judgment": judgment.id, "assignment": assignment.id, "source": source})
-    return judgment.id, False
+    conn.execute(SET_ASSIGNMENT, {"assignment_id": assignment.id, "status": "submitted"})
+    if not item.is_gold:
+        done = item.done_count + 1
+        conn.execute(SET_ITEM_DONE, {"item_id": item.id, "done": done, "complete": done >= item.required})
+    _audit(conn, now, user_id, "judgment", assignment.project_id, item.id,
+           {"judgment": judgment_id, "assignment": assignment.id, "source": source})
+    return judgment_id, False
 
 
-def skip(session: Session, assignment_id: int, user_id: int, reason: str, now: float) -> None:
+def skip(conn: Connection, assignment_id: int, user_id: int, reason: str, now: float) -> None:
     """Give a task back with a reason; it is never handed to this annotator again."""
     reason = reason.strip() if isinstance(reason, str) else ""
     if not reason:
         raise Invalid("say why you skip (a reason is required)")
     if len(reason) > 1000:
         raise Invalid("the skip reason must be at most 1000 characters")
-    assignment = get_assignment(session, assignment_id, user_id)
-    _lock_item(session, assignment.item_id)
+    assignment = get_assignment(conn, assignment_id, user_id)
+    _lock_item(conn, assignment.item_id)
     if assignment.status == "submitted":
         raise Conflict("this task is already answered")
     if assignment.status == "skipped":
         return
-    assignment.status = "skipped"
-    assignment.skip_reason = reason
-    record_event(session, now, user_id, "skip", project_id=assignment.project_id,
-                 item_id=assignment.item_id, detail={"assignment": assignment.id, "reason": reason})
+    conn.execute(SET_ASSIGNMENT, {"assignment_id": assignment.id, "status": "skipped",
+                                  "skip_reason": reason})
+    _audit(conn, now, user_id, "skip", assignment.project_id, assignment.item_id,
+           {"assignment": assignment.id, "reason": reason})
 
 
-def user_counts(session: Session, project_id: int, user_id: int) -> tuple[int, int]:
+_USER_DONE = (
+    select(func.count()).select_from(JUDGMENTS.join(ITEMS, ITEMS.c.id == JUDGMENTS.c.item_id))
+    .where(ITEMS.c.project_id == _p("project_id"), JUDGMENTS.c.user_id == _p("user_id"))
+)
+_USER_REMAINING = select(func.count()).select_from(ITEMS).where(
+    ITEMS.c.project_id == _p("project_id"), ITEMS.c.is_gold.is_(False),
+    ITEMS.c.complete.is_(False), ~_SEEN)
+
+
+def user_counts(conn: Connection, project_id: int, user_id: int) -> tuple[int, int]:
     """(judgments by the user in the project, open items the user has never been handed)."""
-    done = session.scalar(
-        select(func.count(Judgment.id)).join(Item, Item.id == Judgment.item_id)
-        .where(Item.project_id == project_id, Judgment.user_id == user_id)
-    ) or 0
-    seen = exists().where(Assignment.item_id == Item.id, Assignment.user_id == user_id)
-    remaining = session.scalar(
-        select(func.count(Item.id)).where(
-            Item.project_id == project_id, Item.is_gold.is_(False), Item.complete.is_(False), ~seen
-        )
-    ) or 0
-    return int(done), int(remaining)
-
+    params = {"project_id": project_id, "user_id": user_id}
+    return (int(conn.execute(_USER_DONE, params).scalar_one()),
+            int(conn.execute(_USER_REMAINING, params).scalar_one()))

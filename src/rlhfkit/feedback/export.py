@@ -251,9 +251,13 @@ def write_hf_dataset(rows: list[dict[str, Any]], path: str | Path) -> int:
 
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
+    # from_list takes its columns from the first row: give every row every key (None if absent),
+    # or a "tie" or "margin" first seen on row 2 would be silently dropped.
+    keys = list(dict.fromkeys(k for row in rows for k in row))
+    table = [{k: row.get(k) for k in keys} for row in rows]
     staging = Path(tempfile.mkdtemp(prefix=f".{path.name}.", dir=path.parent))
     try:
-        datasets.Dataset.from_list(rows).save_to_disk(str(staging / "data"))
+        datasets.Dataset.from_list(table).save_to_disk(str(staging / "data"))
         if path.exists():
             shutil.rmtree(path)
         os.replace(staging / "data", path)

@@ -24,19 +24,19 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import Connection, select
 
 from rlhfkit.data.records import RecordKind
 from rlhfkit.feedback import accounts, assignment, projects
 from rlhfkit.feedback.audit import list_events, record_event
 from rlhfkit.feedback.db import Database
-from rlhfkit.feedback.errors import Forbidden, NotFound
+from rlhfkit.feedback.errors import NotFound
 from rlhfkit.feedback.export import ExportRow, build_rows, load_answers
 from rlhfkit.feedback.importing import TextLimits, parse_items_jsonl
-from rlhfkit.feedback.models import Assignment, Item, Judgment, Project, Response, User
+from rlhfkit.feedback.models import Item, Judgment, Project, Response, User
 from rlhfkit.feedback.qc import QCReport, compute_qc
 from rlhfkit.feedback.security import check_password_strength, hash_password
 from rlhfkit.feedback.views import (
@@ -174,67 +174,65 @@ class FeedbackStore:
             base = projects.project_progress(s, row.id)
             if user_id is None:
                 return base
-            done, remaining = assignment.user_counts(s, row.id, user_id)
+            done, remaining = assignment.user_counts(s.connection(), row.id, user_id)
         return Progress(items=base.items, complete_items=base.complete_items,
                         judgments=base.judgments, required_judgments=base.required_judgments,
                         user_done=done, user_remaining=remaining)
 
     # ------------------------------------------------------------------ tasks
 
-    def _task_view(self, s: Any, a: Assignment, project: ProjectView) -> TaskView:
-        item = s.get(Item, a.item_id)
-        texts = dict(s.execute(select(Response.id, Response.text).where(Response.item_id == a.item_id)).all())
-        labels = _labels(len(a.display_order))
+    @staticmethod
+    def _task_view(conn: Connection, held: assignment.Held, project: Any) -> TaskView:
+        item = conn.execute(assignment.ITEM_VIEW, {"item_id": held.item_id}).one()
+        texts = dict(conn.execute(assignment.RESPONSE_TEXTS, {"item_id": held.item_id}).all())
+        labels = _labels(len(held.display_order))
         return TaskView(
-            assignment_id=a.id, item_id=a.item_id, project=project.name, task_type=item.task_type,
-            prompt=item.prompt,
+            assignment_id=held.assignment_id, item_id=held.item_id, project=project.name,
+            task_type=item.task_type, prompt=item.prompt,
             responses=tuple(ResponseView(id=rid, label=labels[i], text=texts[rid])
-                            for i, rid in enumerate(a.display_order)),
-            aspects=project.aspects, expires_at=a.expires_at,
+                            for i, rid in enumerate(held.display_order)),
+            aspects=tuple(project.aspects), expires_at=held.expires_at,
         )
 
     def next_task(self, project: str, user_id: int, with_progress: bool = False) -> TaskView | None:
         """The user's current task, or a newly locked one; None when nothing is open for them."""
         with self.db.write() as s:
-            row = projects.get_project(s, project)
-            self._check_active(s, user_id)
-            picked = assignment.next_assignment(s, row, user_id, self.clock())
-            task = None if picked is None else self._task_view(s, picked, projects.project_view(row))
+            conn = s.connection()
+            row = assignment.project_row(conn, project)
+            assignment.check_active(conn, user_id)
+            picked = assignment.next_assignment(conn, row, user_id, self.clock())
+            task = None if picked is None else self._task_view(conn, picked, row)
         if task is not None and with_progress:
-            return TaskView(**{**task.__dict__, "progress": self.progress(project, user_id)})
+            return replace(task, progress=self.progress(project, user_id))
         return task
 
     def task(self, assignment_id: int, user_id: int) -> TaskView:
         """An assignment of this user (for re-displaying it)."""
         with self.db.read() as s:
-            a = assignment.get_assignment(s, assignment_id, user_id)
-            project = projects.project_view(s.get(Project, a.project_id))
-            return self._task_view(s, a, project)
+            conn = s.connection()
+            row = assignment.get_assignment(conn, assignment_id, user_id)
+            project = conn.execute(select(Project).where(Project.id == row.project_id)).one()
+            return self._task_view(conn, assignment.held(row), project)
 
     def assignment_status(self, assignment_id: int, user_id: int) -> str:
         with self.db.read() as s:
-            return assignment.get_assignment(s, assignment_id, user_id).status
+            return assignment.get_assignment(s.connection(), assignment_id, user_id).status
 
     def submit(self, assignment_id: int, user_id: int, payload: Any, *,
                duration_ms: int | None = None, source: str = "api") -> SubmitResult:
         """Store an answer (idempotent for an identical resubmission)."""
         with self.db.write() as s:
-            self._check_active(s, user_id)
+            conn = s.connection()
+            assignment.check_active(conn, user_id)
             judgment_id, duplicate = assignment.submit(
-                s, assignment_id, user_id, payload, self.clock(),
+                conn, assignment_id, user_id, payload, self.clock(),
                 max_text_chars=self.config.max_answer_chars, duration_ms=duration_ms, source=source,
             )
         return SubmitResult(judgment_id=judgment_id, duplicate=duplicate)
 
     def skip(self, assignment_id: int, user_id: int, reason: str) -> None:
         with self.db.write() as s:
-            assignment.skip(s, assignment_id, user_id, reason, self.clock())
-
-    @staticmethod
-    def _check_active(s: Any, user_id: int) -> None:
-        user = accounts.get_user(s, user_id)
-        if not user.active:
-            raise Forbidden("this account is deactivated")
+            assignment.skip(s.connection(), assignment_id, user_id, reason, self.clock())
 
     # ------------------------------------------------------------------ QC, export, audit
 

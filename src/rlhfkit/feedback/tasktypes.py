@@ -70,13 +70,13 @@ def _require_dict(payload: Any) -> dict[str, Any]:
 
 
 def _ref(value: Any, ctx: TaskContext, what: str) -> int:
-    # JSON forms and HTML forms both send references; accept "12" as 12, but never a bool.
-    if isinstance(value, bool):
-        raise Invalid(f"{what}: {value!r} is not a response of this task")
-    try:
+    # JSON sends ids as numbers, HTML forms as text: accept 12 and "12", never True or 1.5.
+    if isinstance(value, int) and not isinstance(value, bool):
+        ref = value
+    elif isinstance(value, str) and value.strip().isdigit():
         ref = int(value)
-    except (TypeError, ValueError):
-        raise Invalid(f"{what}: {value!r} is not a response of this task") from None
+    else:
+        raise Invalid(f"{what}: {value!r} is not a response of this task")
     if ref not in ctx.response_ids:
         raise Invalid(f"{what}: {value!r} is not a response of this task")
     return ref
@@ -218,8 +218,13 @@ def normalize_harm(payload: Any, ctx: TaskContext) -> dict[str, Any]:
 # ------------------------------------------------------------------------------ QC units
 
 
-def pairwise_units(payload: dict[str, Any], _refs: tuple[int, ...]) -> dict[str, Any]:
-    return {"choice": str(payload["choice"])}
+def pairwise_units(payload: dict[str, Any], refs: tuple[int, ...]) -> dict[str, Any]:
+    """The choice as a category shared by all items: "first"/"second" (canonical order), "tie",
+    "both_bad" -- response ids differ per item and would make chance agreement look like zero."""
+    choice = payload["choice"]
+    if choice in PAIRWISE_OUTCOMES:
+        return {"choice": choice}
+    return {"choice": ("first", "second")[refs.index(choice)]}
 
 
 def ranking_position_units(payload: dict[str, Any], _refs: tuple[int, ...]) -> dict[str, Any]:

@@ -111,6 +111,21 @@ class RewardMeta:
         )
 
 
+def normalization_from_raw(raw: Tensor, reference: str) -> Normalization:
+    """Gain and bias that give the rows of `raw` (M, K) mean 0 and sample std 1 on every head.
+
+    Ziegler et al. 2019, sec. 2.2: the reward model is normalized to mean 0, variance 1 over the
+    reference policy's samples, so a KL coefficient means the same for every reward model. A head
+    whose samples all score the same keeps gain 1 (there is no spread to scale).
+    """
+    if raw.dim() != 2 or raw.shape[0] < 2:
+        raise ValueError(f"need (M >= 2, K) raw scores to normalize, got shape {tuple(raw.shape)}")
+    raw = raw.double()
+    mean, std = raw.mean(dim=0), raw.std(dim=0, unbiased=True)
+    gain = torch.where(std > 1e-8, 1.0 / std.clamp_min(1e-8), torch.ones_like(std))
+    return Normalization(tuple(gain.tolist()), tuple((-mean * gain).tolist()), reference, int(raw.shape[0]))
+
+
 class RewardHead(nn.Module):
     """K linear heads ``(B, H) -> (B, K)``. Parameter names (as saved): ``weight`` (K, H), ``bias`` (K,).
 
@@ -197,23 +212,27 @@ class RewardModel(nn.Module):
                 for p, r in zip(prompts, responses)]
 
     @torch.no_grad()
-    def raw_scores(self, ids: list[list[int]], batch_size: int = 16) -> Tensor:
-        """(N, K) raw head outputs of tokenized rows, batched by length (less padding), in input order."""
-        if not ids:
-            return torch.zeros(0, self.n_heads)
-        was_training = self.training
-        self.eval()
+    def batched_features(self, ids: list[list[int]], batch_size: int = 16) -> Tensor:
+        """(N, H) features of tokenized rows, batched by length (less padding), in input order."""
+        out = torch.zeros(len(ids), self.meta.hidden_size)
         order = sorted(range(len(ids)), key=lambda i: -len(ids[i]))
-        out = torch.empty(len(ids), self.n_heads)
         pad = self.tokenizer.pad_token_id
         for start in range(0, len(order), batch_size):
             chunk = order[start : start + batch_size]
             rows = [ids[i] for i in chunk]
             input_ids = pad_right(rows, pad).to(self.device)
             mask = pad_right([[1] * len(r) for r in rows], 0).to(self.device)
-            out[chunk] = self(input_ids, mask).float().cpu()
-        self.train(was_training)
+            out[chunk] = self.features(input_ids, mask).float().cpu()
         return out
+
+    @torch.no_grad()
+    def raw_scores(self, ids: list[list[int]], batch_size: int = 16) -> Tensor:
+        """(N, K) raw head outputs of tokenized rows, in input order."""
+        was_training = self.training
+        self.eval()
+        raw = self.head(self.batched_features(ids, batch_size).to(self.device)).float().cpu()
+        self.train(was_training)
+        return raw
 
     @torch.no_grad()
     def score(self, prompts: list[PromptText], responses: list[str], batch_size: int = 16) -> RewardScores:

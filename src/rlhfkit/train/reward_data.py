@@ -135,6 +135,12 @@ class RewardBatch:
     groups: dict[RecordKind, dict[str, Tensor]]
     """Per kind present: 'slot' (n,) positions of its examples in the batch and its targets."""
 
+    def to(self, device: torch.device | str) -> RewardBatch:
+        """The batch on `device` (``seq_ids`` stay on the CPU: they index the CPU feature cache)."""
+        groups = {kind: {k: v.to(device) for k, v in t.items()} for kind, t in self.groups.items()}
+        return RewardBatch(self.seq_ids, self.input_ids.to(device), self.attention_mask.to(device),
+                           self.example_ids, groups)
+
 
 def _pair_targets(exs: list[RewardExample], pos: dict[int, int]) -> dict[str, Tensor]:
     return {"rows": torch.tensor([[pos[e.seqs[0]], pos[e.seqs[1]]] for e in exs]),

@@ -8,10 +8,13 @@ people do.
 from __future__ import annotations
 
 import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import anyio.to_thread
 import jinja2
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
@@ -27,6 +30,7 @@ from rlhfkit.feedback.generation import mark_interrupted
 from rlhfkit.feedback.markdown_render import render_markdown
 from rlhfkit.feedback.store import FeedbackStore, StoreConfig
 from rlhfkit.feedback.web.deps import LoginRequired, optional_session
+from rlhfkit.feedback.web.throttle import LoginThrottle
 
 PACKAGE_DIR = Path(__file__).resolve().parent.parent
 """The feedback package (templates/ and static/ live there)."""
@@ -44,12 +48,17 @@ class AppConfig:
     """Largest JSONL upload (import, prompts for generation)."""
     secure_cookies: bool = False
     """Mark cookies Secure (set when served over HTTPS)."""
+    worker_threads: int = 16
+    """Threads running database work. More only adds GIL contention: SQLite has one writer and
+    the work is CPU-bound Python; 16 still overlaps PostgreSQL round trips and fsyncs."""
     store: StoreConfig = field(default_factory=StoreConfig)
     """Store limits."""
 
     def __post_init__(self) -> None:
         if self.max_body_bytes < 1024 or self.max_upload_bytes < self.max_body_bytes:
             raise ValueError("max_body_bytes must be >= 1 KiB and max_upload_bytes >= max_body_bytes")
+        if not 1 <= self.worker_threads <= 256:
+            raise ValueError(f"worker_threads must be in [1, 256], got {self.worker_threads}")
 
 
 UPLOAD_SUFFIXES = ("/import", "/generate")
@@ -212,7 +221,14 @@ def create_app(db_url: str | None = None, *, store: FeedbackStore | None = None,
             raise ValueError("give a database URL or a store")
         store = FeedbackStore(db_url, config=config.store)
     mark_interrupted(store)
+
+    @asynccontextmanager
+    async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
+        anyio.to_thread.current_default_thread_limiter().total_tokens = config.worker_threads
+        yield
+
     app = FastAPI(
+        lifespan=lifespan,
         title="rlhfkit feedback",
         version=__version__,
         description="Collect human feedback (pairwise, ranking, Likert, critique, rewrite, "
@@ -221,8 +237,10 @@ def create_app(db_url: str | None = None, *, store: FeedbackStore | None = None,
     app.state.store = store
     app.state.config = config
     app.state.templates = _templates()
+    app.state.throttle = LoginThrottle()
     app.mount("/static", StaticFiles(directory=str(PACKAGE_DIR / "static")), name="static")
-    for module in (routes_auth, routes_pages, routes_admin, routes_api):
+    # The API first: routes are matched in order, and annotation calls are the bulk of traffic.
+    for module in (routes_api, routes_auth, routes_pages, routes_admin):
         app.include_router(module.router)
     _install_error_handlers(app)
 

@@ -93,7 +93,8 @@ def _is_api(request: Request) -> bool:
 
 async def require_user(request: Request) -> SessionView:
     """Any logged-in, active account (CSRF-checked on unsafe methods)."""
-    # The session lookup is a database read: keep it off the event loop.
+    # A database read: never on the event loop, where waiting for the GIL behind worker threads
+    # would stall every connection.
     session = await run_in_threadpool(optional_session, request)
     if session is None:
         if _is_api(request):

@@ -26,7 +26,7 @@ from rlhfkit.feedback.generation import GenerationParams, get_job, list_jobs, st
 from rlhfkit.feedback.importing import check_prompt, item_from_json
 from rlhfkit.feedback.views import ProjectSpec, SessionView
 from rlhfkit.feedback.web.deps import get_store, require_admin, require_user
-from rlhfkit.feedback.web.routes_auth import THROTTLE
+from rlhfkit.feedback.web.routes_auth import throttle
 from rlhfkit.feedback.web.schemas import (
     ActiveBody,
     GenerateBody,
@@ -47,19 +47,68 @@ from rlhfkit.feedback.web.schemas import (
 router = APIRouter(prefix="/api/v1")
 
 
+# ------------------------------------------------------------------ annotation
+# The hot paths (two requests per judgment) are async with one thread hop for the database work:
+# sync endpoints with a response model would pay extra hops for the dependency and serialization.
+
+
+@router.post("/projects/{name}/next", response_model=NextReply, tags=["annotation"])
+async def next_task(request: Request, name: str, session: SessionView = Depends(require_user)) -> dict[str, Any]:
+    """Your current task in the project, or a newly locked one (POST: it takes a lock)."""
+    store = get_store(request)
+
+    def work() -> dict[str, Any]:
+        task = store.next_task(name, session.user.id)
+        if task is not None:
+            return {"task": task_json(task), "remaining": None}
+        return {"task": None, "remaining": store.progress(name, session.user.id).user_remaining}
+
+    return await run_in_threadpool(work)
+
+
+@router.get("/tasks/{assignment_id}", tags=["annotation"])
+def get_task(request: Request, assignment_id: int, session: SessionView = Depends(require_user)) -> dict[str, Any]:
+    store = get_store(request)
+    return {**task_json(store.task(assignment_id, session.user.id)),
+            "status": store.assignment_status(assignment_id, session.user.id)}
+
+
+@router.post("/tasks/{assignment_id}/submit", response_model=SubmitReply, tags=["annotation"])
+async def submit(request: Request, assignment_id: int, body: SubmitBody,
+                 session: SessionView = Depends(require_user)) -> dict[str, Any]:
+    """Store your answer. Resubmitting the identical answer is safe (``duplicate: true``)."""
+    result = await run_in_threadpool(
+        get_store(request).submit, assignment_id, session.user.id, body.answer,
+        duration_ms=body.duration_ms, source="api",
+    )
+    return asdict(result)
+
+
+@router.post("/tasks/{assignment_id}/skip", tags=["annotation"])
+async def skip(request: Request, assignment_id: int, body: SkipBody,
+               session: SessionView = Depends(require_user)) -> dict[str, bool]:
+    await run_in_threadpool(get_store(request).skip, assignment_id, session.user.id, body.reason)
+    return {"ok": True}
+
+
+@router.get("/projects/{name}/progress", tags=["annotation"])
+def progress(request: Request, name: str, session: SessionView = Depends(require_user)) -> dict[str, Any]:
+    return progress_json(get_store(request).progress(name, session.user.id))
+
+
 # ------------------------------------------------------------------ auth and users
 
 
 @router.post("/auth/login", response_model=LoginReply, tags=["auth"])
 def api_login(request: Request, body: LoginBody) -> dict[str, Any]:
     """Exchange a name and password for a bearer token (no cookie, no CSRF token needed)."""
-    THROTTLE.check(body.name)
+    throttle(request).check(body.name)
     try:
         token, session = get_store(request).login(body.name, body.password, kind="api")
     except Unauthorized:
-        THROTTLE.failed(body.name)
+        throttle(request).failed(body.name)
         raise
-    THROTTLE.succeeded(body.name)
+    throttle(request).succeeded(body.name)
     return {"token": token, "user": asdict(session.user)}
 
 
@@ -170,47 +219,6 @@ def jobs(request: Request, name: str, session: SessionView = Depends(require_adm
 @router.get("/jobs/{job_id}", tags=["projects"])
 def job(request: Request, job_id: int, session: SessionView = Depends(require_admin)) -> dict[str, Any]:
     return get_job(get_store(request), job_id)
-
-
-# ------------------------------------------------------------------ annotation
-
-
-@router.post("/projects/{name}/next", response_model=NextReply, tags=["annotation"])
-def next_task(request: Request, name: str, session: SessionView = Depends(require_user)) -> dict[str, Any]:
-    """Your current task in the project, or a newly locked one (POST: it takes a lock)."""
-    store = get_store(request)
-    task = store.next_task(name, session.user.id)
-    if task is not None:
-        return {"task": task_json(task), "remaining": None}
-    return {"task": None, "remaining": store.progress(name, session.user.id).user_remaining}
-
-
-@router.get("/tasks/{assignment_id}", tags=["annotation"])
-def get_task(request: Request, assignment_id: int, session: SessionView = Depends(require_user)) -> dict[str, Any]:
-    store = get_store(request)
-    return {**task_json(store.task(assignment_id, session.user.id)),
-            "status": store.assignment_status(assignment_id, session.user.id)}
-
-
-@router.post("/tasks/{assignment_id}/submit", response_model=SubmitReply, tags=["annotation"])
-def submit(request: Request, assignment_id: int, body: SubmitBody,
-           session: SessionView = Depends(require_user)) -> dict[str, Any]:
-    """Store your answer. Resubmitting the identical answer is safe (``duplicate: true``)."""
-    result = get_store(request).submit(assignment_id, session.user.id, body.answer,
-                                       duration_ms=body.duration_ms, source="api")
-    return asdict(result)
-
-
-@router.post("/tasks/{assignment_id}/skip", tags=["annotation"])
-def skip(request: Request, assignment_id: int, body: SkipBody,
-         session: SessionView = Depends(require_user)) -> dict[str, bool]:
-    get_store(request).skip(assignment_id, session.user.id, body.reason)
-    return {"ok": True}
-
-
-@router.get("/projects/{name}/progress", tags=["annotation"])
-def progress(request: Request, name: str, session: SessionView = Depends(require_user)) -> dict[str, Any]:
-    return progress_json(get_store(request).progress(name, session.user.id))
 
 
 # ------------------------------------------------------------------ quality and export

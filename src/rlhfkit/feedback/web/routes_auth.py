@@ -19,8 +19,10 @@ from rlhfkit.feedback.web.throttle import LoginThrottle
 
 router = APIRouter(include_in_schema=False)
 
-THROTTLE = LoginThrottle()
-"""Failed-login limiter shared by the login page and the API login."""
+
+def throttle(request: Request) -> LoginThrottle:
+    """The app's failed-login limiter (shared by the login page and the API login)."""
+    return request.app.state.throttle
 
 
 def _safe_next(target: str | None) -> str:
@@ -47,11 +49,11 @@ def login_submit(request: Request, name: str = Form(max_length=64), password: st
                  csrf_token: str = Form(default="", max_length=128), next: str = Form(default="/", max_length=2000)) -> Response:
     if not tokens_match(request.cookies.get(LOGIN_CSRF_COOKIE, "\0"), csrf_token):
         raise Forbidden("missing or wrong CSRF token: reload the login page and try again")
-    THROTTLE.check(name)
+    throttle(request).check(name)
     try:
         token, _ = get_store(request).login(name, password, kind="web")
     except Unauthorized:
-        THROTTLE.failed(name)
+        throttle(request).failed(name)
         fresh = new_token()
         response = request.app.state.templates.TemplateResponse(
             request, "login.html",
@@ -62,7 +64,7 @@ def login_submit(request: Request, name: str = Form(max_length=64), password: st
         response.set_cookie(LOGIN_CSRF_COOKIE, fresh, httponly=True, samesite="strict",
                             secure=request.app.state.config.secure_cookies, max_age=3600)
         return response
-    THROTTLE.succeeded(name)
+    throttle(request).succeeded(name)
     response = RedirectResponse(_safe_next(next), status_code=303)
     response.set_cookie(SESSION_COOKIE, token, httponly=True, samesite="lax",
                         secure=request.app.state.config.secure_cookies,

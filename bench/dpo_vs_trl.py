@@ -1,0 +1,225 @@
+"""DPO: rlhfkit vs TRL's DPOTrainer on the bundled SmolLM2-135M, HH-RLHF harmless pairs, CPU.
+
+    .venv/bin/python bench/dpo_vs_trl.py throughput   # step throughput and peak memory, both sides
+    .venv/bin/python bench/dpo_vs_trl.py accuracy     # rlhfkit: held-out implicit-reward accuracy
+    .venv/bin/python bench/dpo_vs_trl.py losses       # every variant's loss vs TRL's, same batch
+    .venv/bin/python bench/dpo_vs_trl.py report       # bench/results/dpo.md from the three above
+
+Each job stays under about ten minutes and holds the machine's bench lock while it measures; its
+numbers go to WORK/<job>.json (default WORK: /tmp/rlhfkit-dpo-bench) and `report` renders them.
+
+Both sides get the same model directory (rlhfkit's cached safetensors of SmolLM2-135M-Instruct),
+the same pairs, batch, max length, learning rate (constant), AdamW betas, clipping, beta and steps,
+with full fine-tuning on both. Pairs whose prompt + longer response exceeds max length are dropped
+first, so neither side's truncation rule changes what is trained, and exactly steps x batch
+training pairs are written, so each is seen once (each side in its own order). TRL receives the
+prompt rendered by the chat template as text (its standard format; it appends EOS itself); the
+`losses` job checks that both sides tokenized the batch identically.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shlex
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from common import (
+    RESULTS_DIR,
+    VENVS_DIR,
+    ChildRun,
+    bench_lock,
+    cpu_name,
+    log_tail,
+    markdown_table,
+    read_json,
+    run_measured,
+    write_json,
+)
+
+HH_DEV = Path(__file__).resolve().parents[2] / "shared" / "data" / "hh-rlhf-harmless" / "dev.jsonl"
+SIDES = Path(__file__).resolve().parent / "dpo_sides.py"
+
+TRL_SETTINGS = {
+    "fp32": {"trl_dtype": "fp32", "trl_gradient_checkpointing": False, "trl_precompute_ref": True},
+    "fp32-ref-model": {"trl_dtype": "fp32", "trl_gradient_checkpointing": False, "trl_precompute_ref": False},
+    "bf16": {"trl_dtype": "bf16", "trl_gradient_checkpointing": False, "trl_precompute_ref": True},
+    "defaults": {"trl_dtype": "bf16", "trl_gradient_checkpointing": True, "trl_precompute_ref": False},
+}
+"""TRL configurations measured: name -> spec fields. 'defaults' is DPOConfig's own (bf16, gradient
+checkpointing, a reference model kept in memory); the others switch off what is slower on a CPU."""
+
+VARIANTS: dict[str, dict[str, Any]] = {
+    "sigmoid": {"loss": "sigmoid", "trl": {"kind": "dpo", "options": {"loss_type": ["sigmoid"]}}},
+    "hinge": {"loss": "hinge", "trl": {"kind": "dpo", "options": {"loss_type": ["hinge"]}}},
+    "ipo": {"loss": "ipo", "trl": {"kind": "dpo", "options": {"loss_type": ["ipo"]}}},
+    "robust": {"loss": "robust", "rlhfkit": {"label_smoothing": 0.1},
+               "trl": {"kind": "dpo", "options": {"loss_type": ["robust"], "label_smoothing": 0.1}}},
+    # The newest DPOTrainer has no cDPO; its "aot" loss is cDPO applied after sorting the batch's
+    # log-ratios, which is the identity on a batch of one pair: so it is computed pair by pair.
+    "cdpo": {"loss": "cdpo", "rlhfkit": {"label_smoothing": 0.1},
+             "trl": {"kind": "dpo", "options": {"loss_type": ["aot"], "label_smoothing": 0.1}, "per_pair": True}},
+    "simpo": {"loss": "simpo", "rlhfkit": {"gamma": 0.5},
+              "trl": {"kind": "cpo", "options": {"loss_type": "simpo", "cpo_alpha": 0.0, "simpo_gamma": 0.5}}},
+    # ORPO's NLL term: rlhfkit averages per pair (Hong et al. 2024, eq. 2), TRL over all chosen tokens
+    # of the batch; they agree on one pair, so orpo is compared pair by pair, orpo-batch as TRL batches.
+    "orpo": {"loss": "orpo", "trl": {"kind": "orpo", "options": {}, "per_pair": True}},
+    "orpo-batch": {"loss": "orpo", "trl": {"kind": "orpo", "options": {}}},
+}
+"""Loss variants compared: rlhfkit loss name and config values, and TRL's trainer and options."""
+
+
+def parse_args(argv: list[str]) -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("job", choices=["throughput", "accuracy", "losses", "report"])
+    p.add_argument("--steps", type=int, default=None, help="default: 12 (throughput), 60 (accuracy)")
+    p.add_argument("--batch-size", type=int, default=4, help="preference pairs per optimizer step")
+    p.add_argument("--max-length", type=int, default=384, help="pairs longer than this are dropped")
+    p.add_argument("--lr", type=float, default=None, help="default: 5e-6 (throughput), 1e-5 (accuracy)")
+    p.add_argument("--beta", type=float, default=0.1)
+    p.add_argument("--loss", default="sigmoid", help="loss of the throughput and accuracy runs")
+    p.add_argument("--eval-size", type=int, default=96, help="held-out pairs (accuracy job)")
+    p.add_argument("--eval-every", type=int, default=20)
+    p.add_argument("--loss-pairs", type=int, default=4, help="pairs in the batch of the losses job")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--rlhfkit-dtype", default="auto", choices=["auto", "fp32", "bf16"])
+    p.add_argument("--rlhfkit-layout", default="packed", choices=["packed", "rows"])
+    p.add_argument("--rlhfkit-group-by-length", action=argparse.BooleanOptionalAction, default=False)
+    p.add_argument("--trl", default="fp32,bf16", help=f"comma list of TRL settings: {', '.join(TRL_SETTINGS)}")
+    p.add_argument("--rounds", type=int, default=1, help="throughput: alternate the sides this many times")
+    p.add_argument("--trl-venv", type=Path, default=VENVS_DIR / "trl-latest")
+    p.add_argument("--data", type=Path, default=HH_DEV)
+    p.add_argument("--work-dir", type=Path, default=Path("/tmp/rlhfkit-dpo-bench"))
+    p.add_argument("--out", type=Path, default=RESULTS_DIR / "dpo.md")
+    return p.parse_args(argv)
+
+
+def prepare_data(args: argparse.Namespace, model_dir: Path, work: Path, steps: int, eval_size: int) -> dict:
+    """train/eval pairs in rlhfkit's JSONL (conversation prompts) and TRL's (rendered prompt text)."""
+    from rlhfkit.data.chat import render_prompt
+    from rlhfkit.data.loaders import load_records, split_records, write_jsonl
+    from rlhfkit.models.loading import load_tokenizer
+    from rlhfkit.train.preference_batches import encode_group
+
+    loaded = load_records(args.data, "pairs", skip_invalid=True)
+    tok = load_tokenizer(model_dir)
+    long = 10**9
+    groups = [encode_group(tok, r.prompt, (r.chosen, r.rejected), max_length=long, max_prompt_length=long - 1)
+              for r in loaded.records]
+    fits = [r for r, g in zip(loaded.records, groups)
+            if len(g.prompt_ids) + max(len(x) for x in g.responses) <= args.max_length]
+    train, held = split_records(fits, eval_size / len(fits), args.seed) if eval_size else (fits, [])
+    need = steps * args.batch_size
+    if len(train) < need:
+        raise SystemExit(f"only {len(train)} training pairs fit in {args.max_length} tokens; {need} needed")
+    files = {}
+    for split, recs in (("train", train[:need]), ("eval", held)):
+        write_jsonl(work / f"{split}.jsonl",
+                    [{"prompt": r.prompt, "chosen": r.chosen, "rejected": r.rejected} for r in recs])
+        (work / f"trl_{split}.jsonl").write_text("".join(
+            json.dumps({"prompt": render_prompt(tok, r.prompt), "chosen": r.chosen, "rejected": r.rejected}) + "\n"
+            for r in recs))
+        files[split] = len(recs)
+    return {"rows": len(loaded.records), "skipped": len(loaded.skipped), "fit": len(fits), **files}
+
+
+def run_job(job: str, python: Path, spec: dict[str, Any], work: Path, tag: str) -> tuple[dict[str, Any], ChildRun]:
+    spec_path, out, log = work / f"{tag}.spec.json", work / f"{tag}.json", work / f"{tag}.log"
+    write_json(spec_path, spec)
+    env = {**os.environ, "TOKENIZERS_PARALLELISM": "false", "HF_HUB_OFFLINE": "1", "PYTHONUNBUFFERED": "1"}
+    print(f"[{time.strftime('%H:%M:%S')}] {tag}: running (log {log})", file=sys.stderr, flush=True)
+    run = run_measured([str(python), str(SIDES), job, str(spec_path), str(out)], log_path=log, env=env)
+    if run.returncode != 0 or not out.exists():
+        raise SystemExit(f"{tag} failed with exit status {run.returncode}:\n{log_tail(log)}")
+    return read_json(out), run
+
+
+def base_spec(args: argparse.Namespace, model_dir: Path, work: Path, steps: int, lr: float) -> dict[str, Any]:
+    return {"model_dir": str(model_dir), "train_file": str(work / "train.jsonl"),
+            "trl_train_file": str(work / "trl_train.jsonl"), "work_dir": str(work), "steps": steps,
+            "batch_size": args.batch_size, "max_length": args.max_length, "lr": lr, "beta": args.beta,
+            "loss": args.loss, "seed": args.seed, "rlhfkit_dtype": args.rlhfkit_dtype,
+            "rlhfkit_layout": args.rlhfkit_layout, "rlhfkit_group_by_length": args.rlhfkit_group_by_length}
+
+
+def throughput(args: argparse.Namespace, model_dir: Path, trl_python: Path) -> dict[str, Any]:
+    steps, lr = args.steps or 12, args.lr or 5e-6
+    work = args.work_dir / "throughput"
+    work.mkdir(parents=True, exist_ok=True)
+    data = prepare_data(args, model_dir, work, steps, 0)
+    spec = base_spec(args, model_dir, work, steps, lr)
+    sides: list[tuple[str, Path, str, dict[str, Any]]] = [("rlhfkit", Path(sys.executable), "rlhfkit-train", {})]
+    sides += [(f"trl-{name}", trl_python, "trl-train", TRL_SETTINGS[name]) for name in args.trl.split(",")]
+    results: dict[str, list[dict[str, Any]]] = {}
+    with bench_lock():
+        for r in range(args.rounds):
+            for tag, python, job, extra in sides:
+                res, run = run_job(job, python, {**spec, **extra}, work, f"{tag}-{r}")
+                results.setdefault(tag, []).append({**res, "run": run.as_dict()})
+                print(f"  {tag}: {res['steps_per_s']:.4f} steps/s, peak {run.peak_rss_mb:.0f} MiB",
+                      file=sys.stderr, flush=True)
+    return {"args": vars(args) | {"steps": steps, "lr": lr}, "data": data, "results": results}
+
+
+def accuracy(args: argparse.Namespace, model_dir: Path) -> dict[str, Any]:
+    steps, lr = args.steps or 60, args.lr or 1e-5
+    work = args.work_dir / "accuracy"
+    work.mkdir(parents=True, exist_ok=True)
+    data = prepare_data(args, model_dir, work, steps, args.eval_size)
+    spec = {**base_spec(args, model_dir, work, steps, lr), "eval_file": str(work / "eval.jsonl"),
+            "eval_every": args.eval_every, "kl_prompts": 8}
+    with bench_lock():
+        res, run = run_job("rlhfkit-train", Path(sys.executable), spec, work, "rlhfkit")
+    return {"args": vars(args) | {"steps": steps, "lr": lr}, "data": data, "result": res, "run": run.as_dict()}
+
+
+def losses(args: argparse.Namespace, model_dir: Path, trl_python: Path) -> dict[str, Any]:
+    trained = args.work_dir / "accuracy" / "rlhfkit-run"
+    if not (trained / "model.safetensors").exists():
+        raise SystemExit(f"{trained} holds no trained model: run the accuracy job first")
+    work = args.work_dir / "losses"
+    work.mkdir(parents=True, exist_ok=True)
+    data = prepare_data(argparse.Namespace(**{**vars(args), "batch_size": args.loss_pairs}), model_dir, work, 1, 0)
+    spec = {**base_spec(args, model_dir, work, 1, 1e-6), "batch_size": args.loss_pairs,
+            "trained_dir": str(trained), "variants": VARIANTS}
+    with bench_lock():
+        ours, _ = run_job("rlhfkit-losses", Path(sys.executable), spec, work, "rlhfkit-losses")
+        theirs, _ = run_job("trl-losses", trl_python, spec, work, "trl-losses")
+    return {"args": vars(args), "data": data, "rlhfkit": ours, "trl": theirs,
+            "same_tokens": ours["tokens"] == theirs["tokens"]}
+
+
+def main(argv: list[str]) -> None:
+    args = parse_args(argv)
+    args.work_dir.mkdir(parents=True, exist_ok=True)
+    if args.job == "report":
+        from dpo_report import render
+
+        text = render({j: read_json(args.work_dir / f"{j}.json") for j in ("throughput", "accuracy", "losses")
+                       if (args.work_dir / f"{j}.json").exists()}, cpu_name())
+        args.out.parent.mkdir(parents=True, exist_ok=True)
+        args.out.write_text(text)
+        print(text)
+        return
+    from rlhfkit.models.loading import ensure_bundled
+
+    model_dir = ensure_bundled("smollm2")
+    trl_python = args.trl_venv / "bin" / "python"
+    if args.job != "accuracy" and not trl_python.exists():
+        raise SystemExit(f"{trl_python} is missing: run bench/setup_trl.sh first")
+    jobs = {"throughput": lambda: throughput(args, model_dir, trl_python), "accuracy": lambda: accuracy(args, model_dir),
+            "losses": lambda: losses(args, model_dir, trl_python)}
+    result = jobs[args.job]()
+    result["command"] = f".venv/bin/python bench/dpo_vs_trl.py {shlex.join(argv)}"
+    result["date"] = time.strftime("%Y-%m-%d %H:%M")
+    write_json(args.work_dir / f"{args.job}.json", json.loads(json.dumps(result, default=str)))
+    print(json.dumps({k: v for k, v in result.items() if k not in ("results", "result", "rlhfkit", "trl")},
+                     indent=1, default=str))
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])

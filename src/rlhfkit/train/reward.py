@@ -1,0 +1,360 @@
+"""Reward-model training on human judgments: pairs, rankings and ratings in one model.
+
+Ouyang et al. 2022 (InstructGPT), sec. 3.5: a language-model trunk with a scalar head, trained so
+preferred responses score higher. Each kind of judgment trains with a loss chosen by name (see
+`reward_objective`); K heads on bootstrap resamples make an ensemble whose disagreement flags
+responses the reward model knows little about. After training the scores are normalized on samples
+of a reference policy (Ziegler et al. 2019) and the run directory becomes a reward-model directory
+(`rlhfkit.models.reward`).
+
+What trains: everything, LoRA adapters, the top layers (``freeze_layers=N``), or only the heads
+(``freeze_layers=-1``). With the trunk fully frozen its features are computed once per sequence and
+cached, so every epoch after the first costs only the heads.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+import torch
+
+from rlhfkit.algorithms.reward_losses import PAIRWISE_LOSSES, RANKING_LOSSES, RATING_LOSSES
+from rlhfkit.config import require
+from rlhfkit.data.loaders import split_records
+from rlhfkit.data.records import Comparison, Record
+from rlhfkit.models.adapters import LoRAConfig, apply_lora, count_parameters, freeze_bottom_layers, trainable_parameters
+from rlhfkit.models.loading import load_model
+from rlhfkit.models.reward import RewardModel, build_reward_model, normalization_from_raw, save_reward_model
+from rlhfkit.rollout.generate import SamplingConfig, sample_texts
+from rlhfkit.train.batches import BatchStream
+from rlhfkit.train.checkpoint import latest_checkpoint, load_checkpoint, save_checkpoint
+from rlhfkit.train.engine import Engine
+from rlhfkit.train.reward_data import (
+    RewardBatch,
+    RewardData,
+    bootstrap_weights,
+    collate,
+    encode_records,
+    load_reward_records,
+)
+from rlhfkit.train.reward_eval import eval_pairs, evaluate_reward_model, format_metrics, metrics_json, pair_metrics
+from rlhfkit.train.reward_objective import (
+    FeatureCache,
+    LossParams,
+    ObjectiveSpec,
+    data_fingerprint,
+    objective,
+    ordinal_classes,
+)
+from rlhfkit.train.run import (
+    MetricsLogger,
+    Throughput,
+    TrainConfig,
+    check_finite,
+    load_scheduler_state,
+    log,
+    make_optimizer,
+    prepare_run_dir,
+    progress,
+    scheduler_state,
+)
+
+FEATURES_FILE = "features.safetensors"
+EVAL_FILE = "reward_eval.json"
+
+
+@dataclass(frozen=True)
+class RewardConfig(TrainConfig):
+    """`rlhfkit reward train`: train a reward model on pairs, rankings and/or ratings."""
+
+    model: str = "smollm2"
+    """MODEL whose trunk the reward model starts from: 'smollm2', a model directory, an SFT run, a hub id."""
+    data: tuple[str, ...] = ()
+    """Judgments: one or more sources (comma-separated): JSONL/CSV/JSON files, datasets, DBURL#PROJECT."""
+    kind: str = "auto"
+    """What the sources hold: 'pairs', 'rankings', 'ratings', or 'auto' (detected per source)."""
+    eval_data: tuple[str, ...] = ()
+    """Held-out judgments; when empty, `eval_fraction` of each source is held out (whole prompts)."""
+    eval_fraction: float = 0.1
+    """Share of `data` held out for evaluation when `eval_data` is empty."""
+    skip_invalid: bool = False
+    """Skip (and report) invalid rows, e.g. pairs with identical chosen and rejected, instead of failing."""
+    max_length: int = 512
+    """Longest prompt + response in tokens; prompts are cut from the left, then responses from the right."""
+    group_by_length: bool = True
+    """Batch examples of similar length together to cut padding (the order stays seeded)."""
+    pairwise_loss: str = "bradley_terry"
+    """Loss of pairs: 'bradley_terry' (ties are dropped), 'ties_half' or 'davidson' (ties train too)."""
+    ranking_loss: str = "all_pairs"
+    """Loss of K-way rankings: 'all_pairs' (InstructGPT, all K(K-1)/2 pairs in one batch) or 'plackett_luce'."""
+    rating_loss: str = "regression"
+    """Loss of ratings: 'regression' (rating rescaled to [0, 1]) or 'ordinal' (learned thresholds)."""
+    use_margins: bool = True
+    """Use the margins of pairs that have one in the Bradley-Terry losses (Llama 2 style)."""
+    center_coef: float = 0.0
+    """Reward-centering penalty weight (Eisenstein et al. 2023 use 0.01); 0 turns it off."""
+    n_heads: int = 1
+    """Heads of the ensemble; with more than one, `score` also reports their disagreement (std)."""
+    bootstrap: bool = True
+    """Train each head of an ensemble on its own bootstrap resample of the examples."""
+    lora: LoRAConfig | None = None
+    """Train LoRA adapters on the trunk (e.g. lora.r=16) instead of its weights."""
+    freeze_layers: int = 0
+    """Freeze the embeddings and this many bottom layers; -1 freezes the whole trunk (only the heads train)."""
+    cache_features: bool = True
+    """With the whole trunk frozen, compute each sequence's features once and reuse them every epoch."""
+    normalize: bool = True
+    """After training, set gain and bias so a reference policy's samples score mean 0, std 1."""
+    normalize_policy: str = ""
+    """Reference policy for the normalization ('' = `model`)."""
+    normalize_prompts: int = 32
+    """Training prompts the reference policy answers for the normalization (one sample each)."""
+    normalize_sampling: SamplingConfig = SamplingConfig(max_new_tokens=48, temperature=0.7)
+    """How the reference samples are drawn."""
+    eval_batch_size: int = 16
+    """Sequences per forward pass when evaluating and normalizing."""
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        require(len(self.data) > 0, "data is required (a file of pairs, rankings or ratings)")
+        require(self.kind in ("auto", "pairs", "rankings", "ratings"), "kind must be auto, pairs, rankings or ratings")
+        require(0.0 <= self.eval_fraction < 1.0, "eval_fraction must be in [0, 1)")
+        require(self.max_length >= 8, "max_length must be at least 8")
+        require(self.pairwise_loss in PAIRWISE_LOSSES, f"pairwise_loss must be one of {', '.join(PAIRWISE_LOSSES)}")
+        require(self.ranking_loss in RANKING_LOSSES, f"ranking_loss must be one of {', '.join(RANKING_LOSSES)}")
+        require(self.rating_loss in RATING_LOSSES, f"rating_loss must be one of {', '.join(RATING_LOSSES)}")
+        require(self.center_coef >= 0, "center_coef must be >= 0")
+        require(self.n_heads >= 1, "n_heads must be at least 1")
+        require(self.freeze_layers >= -1, "freeze_layers must be >= 0, or -1 to freeze the whole trunk")
+        require(not (self.lora is not None and self.freeze_layers),
+                "lora and freeze_layers both choose what trains; set one of them")
+        require(not self.normalize or self.normalize_prompts >= 2, "normalize_prompts must be at least 2")
+        require(self.eval_batch_size > 0, "eval_batch_size must be positive")
+
+
+def _load_split(cfg: RewardConfig) -> tuple[list[Record], list[Record]]:
+    """(train, held-out) records of every source; held-out by whole prompts unless `eval_data` is given."""
+    train: list[Record] = []
+    held: list[Record] = []
+    for spec in cfg.data:
+        records = load_reward_records(spec, cfg.kind, cfg.skip_invalid)
+        if cfg.eval_data or cfg.eval_fraction == 0 or len(records) < 2:
+            train += records
+        else:
+            part_train, part_held = split_records(records, cfg.eval_fraction, cfg.seed)
+            train, held = train + part_train, held + part_held
+    for spec in cfg.eval_data:
+        held += load_reward_records(spec, cfg.kind, cfg.skip_invalid)
+    return train, held
+
+
+def _drop_ties(records: list[Record], pairwise_loss: str) -> list[Record]:
+    """Plain Bradley-Terry has no term for a tie: such pairs are dropped, and the count is reported."""
+    if pairwise_loss != "bradley_terry":
+        return records
+    kept = [r for r in records if not (isinstance(r, Comparison) and r.tie)]
+    if len(kept) < len(records):
+        log.warning("dropped %d tied pairs: pairwise_loss=bradley_terry cannot learn from ties "
+                    "(use ties_half or davidson)", len(records) - len(kept))
+    return kept
+
+
+def _loss_name(cfg: RewardConfig, data: RewardData) -> str:
+    names = {"pairs": cfg.pairwise_loss, "rankings": cfg.ranking_loss, "ratings": cfg.rating_loss}
+    return "+".join(names[k] for k in data.kinds())
+
+
+def _select_trainable(model: RewardModel, cfg: RewardConfig) -> bool:
+    """Apply LoRA or freezing to the trunk; returns whether the whole trunk is frozen."""
+    model.backbone.config.use_cache = False
+    if cfg.lora is not None:
+        model.backbone = apply_lora(model.backbone, cfg.lora)
+    elif cfg.freeze_layers < 0:
+        model.backbone.requires_grad_(False)
+    elif cfg.freeze_layers > 0:
+        freeze_bottom_layers(model.backbone, cfg.freeze_layers)
+        # freeze_bottom_layers keeps tied embeddings trainable for the LM head's sake; a reward model
+        # never uses that head, and trainable embeddings would send gradients through every layer.
+        model.backbone.get_input_embeddings().requires_grad_(False)
+    return not any(p.requires_grad for p in model.backbone.parameters())
+
+
+def _rewards(model: torch.nn.Module, core: RewardModel, batch: RewardBatch, cache: FeatureCache | None,
+             frozen: bool) -> torch.Tensor:
+    """(S, K) raw rewards of the batch rows: from cached features, a no-grad trunk, or a full forward."""
+    if cache is not None:
+        return core.head(cache.lookup(batch, core.features).to(core.device))
+    if frozen:
+        with torch.no_grad():
+            features = core.features(batch.input_ids, batch.attention_mask)
+        return core.head(features)
+    return model(batch.input_ids, batch.attention_mask)
+
+
+class HeldOut:
+    """Held-out evaluation; with a frozen trunk the features are computed once and reused."""
+
+    def __init__(self, data: RewardData, batch_size: int, reuse_features: bool) -> None:
+        self.data = data
+        self.pairs = eval_pairs(data)
+        self.batch_size = batch_size
+        self.reuse = reuse_features
+        self._features: torch.Tensor | None = None
+
+    def metrics(self, model: RewardModel) -> dict:
+        if not self.reuse:
+            return evaluate_reward_model(model, self.data, self.batch_size)
+        if self._features is None:
+            self._features = model.batched_features(self.data.sequences, self.batch_size)
+        with torch.no_grad():
+            raw = model.head(self._features.to(model.device)).float().cpu()
+        return pair_metrics(raw, model.normalize(raw), self.pairs, self.data.response_lengths)
+
+
+def reference_samples(model: RewardModel, cfg: RewardConfig, records: list[Record],
+                      frozen: bool) -> tuple[list, list[str]]:
+    """(prompts, responses): one sample of the reference policy for each of `normalize_prompts`
+    distinct training prompts (seeded choice and sampling, so the same call gives the same samples)."""
+    prompts = list({json.dumps(r.prompt, sort_keys=True): r.prompt for r in records}.values())
+    random.Random(cfg.seed).shuffle(prompts)
+    prompts = prompts[: cfg.normalize_prompts]
+    policy_name = cfg.normalize_policy or cfg.model
+    if frozen and policy_name == cfg.model:
+        policy, tokenizer = model.backbone, model.tokenizer  # the frozen trunk is the base model itself
+    else:
+        loaded = load_model(policy_name, dtype="auto", device=model.device)
+        policy, tokenizer = loaded.model, loaded.tokenizer
+    texts = sample_texts(policy, tokenizer, prompts, cfg.normalize_sampling, n=1, seed=cfg.seed)
+    return prompts, [t[0] for t in texts]
+
+
+def fit_normalization(model: RewardModel, cfg: RewardConfig, records: list[Record], frozen: bool) -> None:
+    """Normalize every head so the reference policy's samples score mean 0, std 1 (Ziegler et al. 2019)."""
+    prompts, texts = reference_samples(model, cfg, records, frozen)
+    raw = model.raw_scores(model.encode(prompts, texts), cfg.eval_batch_size)
+    policy_name = cfg.normalize_policy or cfg.model
+    model.set_normalization(normalization_from_raw(raw, policy_name))
+    norm = model.meta.normalization
+    log.info("normalized on %d samples of %s: gain %s, bias %s", len(prompts), policy_name,
+             [round(g, 4) for g in norm.gain], [round(b, 4) for b in norm.bias])
+
+
+def train_reward_model(cfg: RewardConfig) -> Path:
+    """Train; returns the run directory, which is also the reward model's directory."""
+    run_dir = prepare_run_dir(cfg)
+    engine = Engine(cfg.dtype, cfg.seed)
+
+    # 1. Data: load, hold out whole prompts, tokenize every distinct sequence once.
+    train_recs, eval_recs = _load_split(cfg)
+    train_recs = _drop_ties(train_recs, cfg.pairwise_loss)
+    core = build_reward_model(cfg.model, n_heads=cfg.n_heads, max_length=cfg.max_length, device=engine.device,
+                              seed=cfg.seed)
+    data = encode_records(core.tokenizer, train_recs, cfg.max_length)
+    held = encode_records(core.tokenizer, eval_recs, cfg.max_length)
+    core.meta = replace(core.meta, loss=_loss_name(cfg, data))
+    if data.truncated:
+        log.info("%d sequences had their prompt cut from the left to fit max_length=%d", data.truncated, cfg.max_length)
+    stream = BatchStream(data.example_lengths(), cfg.batch_size, cfg.seed, cfg.group_by_length)
+    weights = bootstrap_weights(len(data.examples), cfg.n_heads, cfg.seed, cfg.bootstrap)
+    pad = core.tokenizer.pad_token_id
+
+    # 2. What trains: the heads always; the trunk fully, through LoRA, its top layers, or not at all.
+    frozen = _select_trainable(core, cfg)
+    n_classes = ordinal_classes(data) if cfg.rating_loss == "ordinal" and "ratings" in data.kinds() else 0
+    params = LossParams(cfg.n_heads, davidson=cfg.pairwise_loss == "davidson", n_classes=n_classes).to(engine.device)
+    spec = ObjectiveSpec(cfg.pairwise_loss, cfg.ranking_loss, cfg.rating_loss, cfg.use_margins, cfg.center_coef)
+    trainable, total = count_parameters(core)
+    log.info("training %s of %s parameters on %d judgments (%d distinct sequences, %s)", f"{trainable:,}",
+             f"{total:,}", len(data.examples), len(data.sequences), core.meta.loss)
+    optimizer, scheduler = make_optimizer(trainable_parameters(core) + list(params.parameters()), cfg)
+    cache = None
+    if frozen and cfg.cache_features:
+        cache = FeatureCache(len(data.sequences), core.meta.hidden_size, data_fingerprint(cfg.model, data))
+    modules: dict[str, torch.nn.Module] = {"model": core}
+    if any(True for _ in params.parameters()):
+        modules["loss"] = params
+
+    # 3. Resume from the newest checkpoint (and the feature cache saved with it), if any.
+    start = 0
+    if cfg.resume and (ckpt := latest_checkpoint(run_dir / "checkpoints")) is not None:
+        restored = load_checkpoint(ckpt, modules=modules, optimizer=optimizer)
+        start = restored.step
+        load_scheduler_state(scheduler, restored.state["scheduler"])
+        stream.load_state_dict(restored.state["data"])
+        if cache is not None and cache.load(run_dir / FEATURES_FILE):
+            log.info("reusing %d cached trunk features", int(cache.filled.sum()))
+        log.info("resumed from %s at step %d", ckpt, start)
+    model, optimizer = engine.prepare(core, optimizer)
+    evaluator = HeldOut(held, cfg.eval_batch_size, reuse_features=frozen) if held.examples else None
+
+    logger = MetricsLogger(run_dir, cfg.report_to, config=cfg, resume_step=start)
+    speed = Throughput()
+    bar = progress(cfg.max_steps, start, "reward", cfg.progress)
+    if start == 0 and evaluator is not None and cfg.eval_every:
+        logger.log(0, _eval_metrics(evaluator.metrics(core)))
+
+    def checkpoint(step: int) -> None:
+        state = {"scheduler": scheduler_state(scheduler), "data": stream.state_dict()}
+        if cache is not None:
+            cache.save(run_dir / FEATURES_FILE)
+        save_checkpoint(run_dir / "checkpoints", step, modules=modules, optimizer=optimizer, state=state,
+                        keep=cfg.keep_checkpoints)
+
+    for step in range(start + 1, cfg.max_steps + 1):
+        # 4. One optimizer step over grad_accum micro-batches of examples.
+        model.train()
+        sums: dict[str, float] = {}
+        for i in range(cfg.grad_accum):
+            batch = collate(data, stream.next_batch(), pad).to(engine.device)
+            with engine.sync(model, last=i == cfg.grad_accum - 1), engine.autocast():
+                rewards = _rewards(model, core, batch, cache, frozen).float()
+                w = weights[batch.example_ids].to(engine.device)
+                loss, batch_metrics = objective(rewards, batch, w, params, spec)
+                engine.backward(loss / cfg.grad_accum)
+            for key, value in batch_metrics.items():
+                sums[key] = sums.get(key, 0.0) + value / cfg.grad_accum
+            speed.add(len(batch.example_ids))
+        grad_norm = engine.clip(model, cfg.max_grad_norm)
+        optimizer.step()
+        scheduler.step()
+        optimizer.zero_grad(set_to_none=True)
+
+        # 5. Log, evaluate, checkpoint.
+        metrics = {**sums, "train/grad_norm": grad_norm, "train/lr": scheduler.get_last_lr()[0]}
+        check_finite(step, metrics, run_dir)
+        if step % cfg.log_every == 0 or step == cfg.max_steps:
+            metrics["perf/examples_per_s"] = speed.rate()
+            if cache is not None:
+                metrics["perf/cache_hit_rate"] = cache.hits / max(1, cache.hits + cache.misses)
+            if evaluator is not None and cfg.eval_every and step % cfg.eval_every == 0 and step < cfg.max_steps:
+                metrics.update(_eval_metrics(evaluator.metrics(core)))  # the last step's comes after normalizing
+            logger.log(step, metrics)
+        if (cfg.save_every and step % cfg.save_every == 0) or step == cfg.max_steps:
+            checkpoint(step)
+        bar.update(1)
+    bar.close()
+
+    # 6. Normalize on the reference policy, save the reward model, evaluate it, write the report.
+    if cfg.normalize:
+        fit_normalization(core, cfg, train_recs, frozen)
+    save_reward_model(core, run_dir)
+    if evaluator is not None:
+        final = evaluator.metrics(core)
+        logger.log(cfg.max_steps, _eval_metrics(final))
+        (run_dir / EVAL_FILE).write_text(metrics_json(final) + "\n")
+        log.info("held-out evaluation:\n%s", format_metrics(final))
+    logger.close()
+    from rlhfkit.eval.report import write_report
+
+    write_report(run_dir, title=f"Reward model on {cfg.model}")
+    return run_dir
+
+
+def _eval_metrics(m: dict) -> dict[str, float]:
+    """The scale-free held-out metrics for metrics.jsonl (margins, whose unit changes with the
+    normalization, are only in reward_eval.json)."""
+    keys = ("accuracy", "ece", "bt_loss", "mean_head_std")
+    return {f"eval/{k}": m[k] for k in keys if k in m and m[k] == m[k]}

@@ -1,0 +1,64 @@
+"""Schema: Alembic migrations match the models, SQLite settings, append-only audit log."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from alembic.autogenerate import compare_metadata
+from alembic.migration import MigrationContext
+from sqlalchemy import text
+
+from rlhfkit.feedback.db import Database, normalize_url, sqlite_path
+from rlhfkit.feedback.models import Base
+
+PASSWORD = "correct horse battery"
+
+
+def test_migrations_build_exactly_the_models(tmp_path: Path) -> None:
+    db = Database(f"sqlite:///{tmp_path / 'm.db'}")
+    db.migrate()
+    db.migrate()  # idempotent
+    with db.engine.connect() as conn:
+        assert compare_metadata(MigrationContext.configure(conn), Base.metadata) == []
+        assert conn.execute(text("SELECT version_num FROM alembic_version")).scalar() == "0001_initial"
+    db.dispose()
+
+
+def test_sqlite_settings(tmp_path: Path) -> None:
+    db = Database(f"sqlite:///{tmp_path / 'm.db'}")
+    with db.engine.connect() as conn:
+        assert conn.exec_driver_sql("PRAGMA journal_mode").scalar() == "wal"
+        assert conn.exec_driver_sql("PRAGMA foreign_keys").scalar() == 1
+        assert conn.exec_driver_sql("PRAGMA busy_timeout").scalar() == 30_000
+        assert conn.exec_driver_sql("PRAGMA synchronous").scalar() == 2  # FULL
+    db.dispose()
+    fast = Database(f"sqlite:///{tmp_path / 'n.db'}?synchronous=normal")
+    with fast.engine.connect() as conn:
+        assert conn.exec_driver_sql("PRAGMA synchronous").scalar() == 1  # NORMAL
+    fast.dispose()
+    with pytest.raises(ValueError, match="synchronous"):
+        Database(f"sqlite:///{tmp_path / 'o.db'}?synchronous=off")
+
+
+def test_url_helpers(tmp_path: Path) -> None:
+    assert normalize_url("postgresql://u@h/db") == "postgresql+psycopg://u@h/db"
+    assert normalize_url("postgres://u@h/db") == "postgresql+psycopg://u@h/db"
+    assert normalize_url("sqlite:///x.db") == "sqlite:///x.db"
+    assert sqlite_path(f"sqlite:///{tmp_path}/a.db") == tmp_path / "a.db"
+    assert sqlite_path("sqlite://") is None and sqlite_path("postgresql://h/db") is None
+
+
+def test_audit_log_is_append_only_and_judgments_immutable(store, make_project) -> None:
+    make_project()
+    user = store.create_user("ann", "annotator", PASSWORD).id
+    task = store.next_task("proj", user)
+    store.submit(task.assignment_id, user, {"choice": task.responses[0].id})
+    actions = [e["action"] for e in reversed(store.audit())]
+    assert actions == ["create_project", "add_items", "create_user", "assign", "judgment"]
+    for statement in ("UPDATE audit_events SET action = 'x'", "DELETE FROM audit_events",
+                      "UPDATE judgments SET payload = '{}'"):
+        with pytest.raises(Exception, match="append-only|immutable"):
+            with store.db.write() as s:
+                s.execute(text(statement))
+    assert len(store.audit()) == 5

@@ -1,0 +1,58 @@
+"""Stage markers: atomic, skipped when present; the ETA rescales expected durations by measured speed."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from rlhfkit.loop.markers import PlannedStage, StageProgress, is_done, mark_done, read_marker, write_json_atomic
+
+
+def test_marker_roundtrip_and_no_temporary_leftovers(tmp_path: Path) -> None:
+    assert not is_done(tmp_path, "reward")
+    mark_done(tmp_path, "reward", {"path": "/x"})
+    assert is_done(tmp_path, "reward")
+    info = read_marker(tmp_path, "reward")
+    assert info["path"] == "/x" and info["stage"] == "reward" and info["finished_at"] > 0
+    assert [p.name for p in (tmp_path / "stages").iterdir()] == ["reward.done"]
+
+
+def test_write_json_atomic_replaces_whole_file(tmp_path: Path) -> None:
+    path = tmp_path / "a" / "x.json"
+    write_json_atomic(path, {"v": 1})
+    write_json_atomic(path, {"v": [2, 3]})
+    assert json.loads(path.read_text()) == {"v": [2, 3]}
+    assert sorted(p.name for p in path.parent.iterdir()) == ["x.json"]
+
+
+def test_done_stages_are_skipped_and_run_stages_marked(tmp_path: Path) -> None:
+    calls: list[str] = []
+    plan = [PlannedStage("a", "stage a", 1.0), PlannedStage("b", "stage b", 1.0)]
+    progress = StageProgress(plan, enabled=False)
+    mark_done(tmp_path, "a", {"value": 1})
+    first = progress.run(tmp_path, "a", "a", lambda: calls.append("a") or {"value": 2})
+    second = progress.run(tmp_path, "b", "b", lambda: calls.append("b") or {"value": 3})
+    assert calls == ["b"]  # a was done before: its function never ran
+    assert first["value"] == 1 and second["value"] == 3 and "seconds" in second
+    assert is_done(tmp_path, "b")
+
+
+def test_a_failing_stage_leaves_no_marker(tmp_path: Path) -> None:
+    progress = StageProgress([PlannedStage("a", "a", 1.0)], enabled=False)
+
+    def boom() -> dict:
+        raise RuntimeError("killed")
+
+    try:
+        progress.run(tmp_path, "a", "a", boom)
+    except RuntimeError:
+        pass
+    assert not is_done(tmp_path, "a")
+
+
+def test_eta_rescales_by_measured_speed() -> None:
+    plan = [PlannedStage("a", "a", 10.0), PlannedStage("b", "b", 20.0), PlannedStage("c", "c", 30.0)]
+    progress = StageProgress(plan, enabled=False)
+    assert progress._eta(0) == 60.0  # nothing measured: the plan as is
+    progress.durations["a"] = 20.0  # a took twice its budget -> everything left is expected 2x slower
+    assert progress._eta(1) == 2.0 * (20.0 + 30.0)
