@@ -150,6 +150,7 @@ def trl_train(spec: dict[str, Any]) -> dict[str, Any]:
         max_length=spec["max_length"],
         beta=spec["beta"],
         loss_type=[spec["loss"]],
+        train_sampling_strategy="group_by_length" if spec.get("trl_group_by_length") else "random",
         dataloader_num_workers=0,
         logging_steps=1,
         save_strategy="no",
@@ -167,7 +168,8 @@ def trl_train(spec: dict[str, Any]) -> dict[str, Any]:
         **recorder.summary(),
         "version": trl.__version__,
         "settings": (f"use_cpu=True, bf16={args.bf16}, gradient_checkpointing={args.gradient_checkpointing}, "
-                     f"precompute_ref_log_probs={args.precompute_ref_log_probs}, full fine-tuning"),
+                     f"precompute_ref_log_probs={args.precompute_ref_log_probs}, "
+                     f"train_sampling_strategy={args.train_sampling_strategy}, full fine-tuning"),
         "train_call_s": train_s,
         "train_loss": [h["loss"] for h in trainer.state.log_history if "loss" in h],
     }
@@ -177,40 +179,39 @@ def trl_train(spec: dict[str, Any]) -> dict[str, Any]:
 
 
 def rlhfkit_losses(spec: dict[str, Any]) -> dict[str, Any]:
-    """Each variant's first-step loss through the dpo() loop (policy = reference), and its loss with a
-    trained policy against the base reference, from rlhfkit's own forward and loss code."""
+    """Each variant's loss on one batch from the functions the dpo() loop runs: the reference from
+    `compute_reference_logps` (the loop's one pass), the policy's log-probs from `response_logps` on
+    the loop's layout, the loss from the loop's `pairwise_terms`. Step 0: the policy is the base model;
+    trained: the accuracy job's model."""
+    import contextlib
+
     import torch
 
-    from rlhfkit.models.loading import load_model
-    from rlhfkit.train.dpo import RANKING_MODES, dpo
-    from rlhfkit.train.preference_batches import LAYOUTS, encode_group, record_texts, response_logps
     from rlhfkit.data.loaders import load_records
+    from rlhfkit.models.loading import load_model
+    from rlhfkit.train.dpo import RANKING_MODES
+    from rlhfkit.train.preference_batches import LAYOUTS, compute_reference_logps, encode_group, record_texts
+    from rlhfkit.train.preference_batches import response_logps
 
-    work = Path(spec["work_dir"])
-    out: dict[str, Any] = {"step0": {}, "trained": {}}
-    for name, hyper in spec["variants"].items():
-        values = {"loss": hyper["loss"], **hyper.get("rlhfkit", {})}
-        cfg = _rlhfkit_config({**spec, "steps": 1, "loss": hyper["loss"]}, work / f"rlhfkit-loss-{name}",
-                              **values, lr=1e-12)
-        run = dpo(cfg)
-        rows = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
-        out["step0"][name] = rows[-1]["train/loss"]
-    # A policy that differs from the reference: logps from rlhfkit's forward, loss from the loop's terms.
-    records = load_records(spec["train_file"], "pairs").records
-    policy = load_model(spec["trained_dir"], dtype="fp32").model.eval()
     base = load_model(spec["model_dir"], dtype="fp32")
-    texts, _ = record_texts(records)
+    texts, _ = record_texts(load_records(spec["train_file"], "pairs").records)
     groups = [encode_group(base.tokenizer, p, r, max_length=spec["max_length"],
                            max_prompt_length=spec["max_length"] - 1) for p, r in texts]
-    batch = LAYOUTS["rows"](groups, base.tokenizer.pad_token_id)
-    with torch.no_grad():
-        logps, lengths = response_logps(policy, batch)
-        ref, _ = response_logps(base.model.eval(), batch)
-    for name, hyper in spec["variants"].items():
-        cfg = _rlhfkit_config({**spec, "loss": hyper["loss"]}, work / "unused", loss=hyper["loss"],
-                              **hyper.get("rlhfkit", {}))
-        terms = RANKING_MODES["pairs"].terms(logps, lengths, ref, batch.sizes, cfg)
-        out["trained"][name] = float(terms.losses.mean())
+    layout, pad = spec["rlhfkit_layout"], base.tokenizer.pad_token_id
+    ref = compute_reference_logps(base.model, groups, layout=layout, pad_id=pad, batch_size=len(groups),
+                                  device=torch.device("cpu"), autocast=contextlib.nullcontext)
+    batch = LAYOUTS[layout](groups, pad)
+    policies = {"step0": base.model, "trained": load_model(spec["trained_dir"], dtype="fp32").model}
+    out: dict[str, Any] = {}
+    for setting, model in policies.items():
+        with torch.no_grad():
+            logps, lengths = response_logps(model.eval(), batch)
+        out[setting] = {}
+        for name, hyper in spec["variants"].items():
+            cfg = _rlhfkit_config({**spec, "loss": hyper["loss"]}, Path(spec["work_dir"]) / "unused",
+                                  **hyper.get("rlhfkit", {}))
+            terms = RANKING_MODES["pairs"].terms(logps, lengths, ref, batch.sizes, cfg)
+            out[setting][name] = float(terms.losses.mean())
     out["tokens"] = [[list(g.prompt_ids), [list(r) for r in g.responses]] for g in groups]
     out["version"] = _version("rlhfkit")
     return out

@@ -44,8 +44,18 @@ from common import (
 HH_DEV = Path(__file__).resolve().parents[2] / "shared" / "data" / "hh-rlhf-harmless" / "dev.jsonl"
 SIDES = Path(__file__).resolve().parent / "dpo_sides.py"
 
+RLHFKIT_SETTINGS = {
+    "fp32": {"rlhfkit_dtype": "fp32", "rlhfkit_layout": "packed", "rlhfkit_group_by_length": False},
+    "fp32-grouped": {"rlhfkit_dtype": "fp32", "rlhfkit_layout": "packed", "rlhfkit_group_by_length": True},
+    "fp32-rows": {"rlhfkit_dtype": "fp32", "rlhfkit_layout": "rows", "rlhfkit_group_by_length": False},
+    "bf16": {"rlhfkit_dtype": "bf16", "rlhfkit_layout": "packed", "rlhfkit_group_by_length": False},
+}
+"""rlhfkit configurations measured: name -> spec fields ('fp32-grouped' is its default on this CPU)."""
+
 TRL_SETTINGS = {
     "fp32": {"trl_dtype": "fp32", "trl_gradient_checkpointing": False, "trl_precompute_ref": True},
+    "fp32-grouped": {"trl_dtype": "fp32", "trl_gradient_checkpointing": False, "trl_precompute_ref": True,
+                     "trl_group_by_length": True},
     "fp32-ref-model": {"trl_dtype": "fp32", "trl_gradient_checkpointing": False, "trl_precompute_ref": False},
     "bf16": {"trl_dtype": "bf16", "trl_gradient_checkpointing": False, "trl_precompute_ref": True},
     "defaults": {"trl_dtype": "bf16", "trl_gradient_checkpointing": True, "trl_precompute_ref": False},
@@ -76,7 +86,7 @@ VARIANTS: dict[str, dict[str, Any]] = {
 def parse_args(argv: list[str]) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("job", choices=["throughput", "accuracy", "losses", "report"])
-    p.add_argument("--steps", type=int, default=None, help="default: 12 (throughput), 60 (accuracy)")
+    p.add_argument("--steps", type=int, default=None, help="default: 8 (throughput), 60 (accuracy)")
     p.add_argument("--batch-size", type=int, default=4, help="preference pairs per optimizer step")
     p.add_argument("--max-length", type=int, default=384, help="pairs longer than this are dropped")
     p.add_argument("--lr", type=float, default=None, help="default: 5e-6 (throughput), 1e-5 (accuracy)")
@@ -86,14 +96,16 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     p.add_argument("--eval-every", type=int, default=20)
     p.add_argument("--loss-pairs", type=int, default=4, help="pairs in the batch of the losses job")
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--rlhfkit-dtype", default="auto", choices=["auto", "fp32", "bf16"])
-    p.add_argument("--rlhfkit-layout", default="packed", choices=["packed", "rows"])
-    p.add_argument("--rlhfkit-group-by-length", action=argparse.BooleanOptionalAction, default=False)
-    p.add_argument("--trl", default="fp32,bf16", help=f"comma list of TRL settings: {', '.join(TRL_SETTINGS)}")
+    p.add_argument("--rlhfkit", default="fp32,fp32-grouped",
+                   help=f"comma list of rlhfkit settings (throughput): {', '.join(RLHFKIT_SETTINGS)}")
+    p.add_argument("--trl", default="fp32,fp32-grouped",
+                   help=f"comma list of TRL settings (throughput): {', '.join(TRL_SETTINGS)}")
     p.add_argument("--rounds", type=int, default=1, help="throughput: alternate the sides this many times")
+    p.add_argument("--append", action="store_true", help="throughput: add these sides to the earlier run's")
     p.add_argument("--trl-venv", type=Path, default=VENVS_DIR / "trl-latest")
     p.add_argument("--data", type=Path, default=HH_DEV)
     p.add_argument("--work-dir", type=Path, default=Path("/tmp/rlhfkit-dpo-bench"))
+    p.add_argument("--trained-dir", type=Path, default=None, help="losses: policy model (default: accuracy run)")
     p.add_argument("--out", type=Path, default=RESULTS_DIR / "dpo.md")
     return p.parse_args(argv)
 
@@ -117,11 +129,14 @@ def prepare_data(args: argparse.Namespace, model_dir: Path, work: Path, steps: i
     if len(train) < need:
         raise SystemExit(f"only {len(train)} training pairs fit in {args.max_length} tokens; {need} needed")
     files = {}
+    length = {id(r): g.packed_length for r, g in zip(loaded.records, groups)}
     for split, recs in (("train", train[:need]), ("eval", held)):
         write_jsonl(work / f"{split}.jsonl",
                     [{"prompt": r.prompt, "chosen": r.chosen, "rejected": r.rejected} for r in recs])
+        # "length" is read only by TRL's group_by_length sampler (the same length rlhfkit groups by).
         (work / f"trl_{split}.jsonl").write_text("".join(
-            json.dumps({"prompt": render_prompt(tok, r.prompt), "chosen": r.chosen, "rejected": r.rejected}) + "\n"
+            json.dumps({"prompt": render_prompt(tok, r.prompt), "chosen": r.chosen, "rejected": r.rejected,
+                        "length": length[id(r)]}) + "\n"
             for r in recs))
         files[split] = len(recs)
     return {"rows": len(loaded.records), "skipped": len(loaded.skipped), "fit": len(fits), **files}
@@ -142,27 +157,37 @@ def base_spec(args: argparse.Namespace, model_dir: Path, work: Path, steps: int,
     return {"model_dir": str(model_dir), "train_file": str(work / "train.jsonl"),
             "trl_train_file": str(work / "trl_train.jsonl"), "work_dir": str(work), "steps": steps,
             "batch_size": args.batch_size, "max_length": args.max_length, "lr": lr, "beta": args.beta,
-            "loss": args.loss, "seed": args.seed, "rlhfkit_dtype": args.rlhfkit_dtype,
-            "rlhfkit_layout": args.rlhfkit_layout, "rlhfkit_group_by_length": args.rlhfkit_group_by_length}
+            "loss": args.loss, "seed": args.seed, **RLHFKIT_SETTINGS["fp32-grouped"]}
 
 
 def throughput(args: argparse.Namespace, model_dir: Path, trl_python: Path) -> dict[str, Any]:
-    steps, lr = args.steps or 12, args.lr or 5e-6
+    steps, lr = args.steps or 8, args.lr or 5e-6
     work = args.work_dir / "throughput"
     work.mkdir(parents=True, exist_ok=True)
     data = prepare_data(args, model_dir, work, steps, 0)
     spec = base_spec(args, model_dir, work, steps, lr)
-    sides: list[tuple[str, Path, str, dict[str, Any]]] = [("rlhfkit", Path(sys.executable), "rlhfkit-train", {})]
-    sides += [(f"trl-{name}", trl_python, "trl-train", TRL_SETTINGS[name]) for name in args.trl.split(",")]
+    sides: list[tuple[str, Path, str, dict[str, Any]]] = [
+        (f"rlhfkit-{name}", Path(sys.executable), "rlhfkit-train", RLHFKIT_SETTINGS[name])
+        for name in args.rlhfkit.split(",") if name]
+    sides += [(f"trl-{name}", trl_python, "trl-train", TRL_SETTINGS[name]) for name in args.trl.split(",") if name]
     results: dict[str, list[dict[str, Any]]] = {}
     with bench_lock():
         for r in range(args.rounds):
             for tag, python, job, extra in sides:
                 res, run = run_job(job, python, {**spec, **extra}, work, f"{tag}-{r}")
-                results.setdefault(tag, []).append({**res, "run": run.as_dict()})
+                results.setdefault(tag, []).append({**res, "run": run.as_dict(), "date": time.strftime("%H:%M")})
                 print(f"  {tag}: {res['steps_per_s']:.4f} steps/s, peak {run.peak_rss_mb:.0f} MiB",
                       file=sys.stderr, flush=True)
     return {"args": vars(args) | {"steps": steps, "lr": lr}, "data": data, "results": results}
+
+
+def merge_throughput(old: dict[str, Any], new: dict[str, Any]) -> dict[str, Any]:
+    """Add a throughput invocation's sides to an earlier one's (same steps, batch, data and lr only)."""
+    keys = ("steps", "batch_size", "max_length", "lr", "beta", "loss", "seed")
+    if any(old["args"][k] != new["args"][k] for k in keys):
+        raise SystemExit(f"--append needs the same {', '.join(keys)} as the earlier throughput run")
+    return {**new, "results": {**old["results"], **new["results"]}, "commands": old["commands"] + new["commands"],
+            "date": f"{old['date']} .. {new['date']}"}
 
 
 def accuracy(args: argparse.Namespace, model_dir: Path) -> dict[str, Any]:
@@ -178,7 +203,7 @@ def accuracy(args: argparse.Namespace, model_dir: Path) -> dict[str, Any]:
 
 
 def losses(args: argparse.Namespace, model_dir: Path, trl_python: Path) -> dict[str, Any]:
-    trained = args.work_dir / "accuracy" / "rlhfkit-run"
+    trained = args.trained_dir or args.work_dir / "accuracy" / "rlhfkit-run"
     if not (trained / "model.safetensors").exists():
         raise SystemExit(f"{trained} holds no trained model: run the accuracy job first")
     work = args.work_dir / "losses"
@@ -193,14 +218,126 @@ def losses(args: argparse.Namespace, model_dir: Path, trl_python: Path) -> dict[
             "same_tokens": ours["tokens"] == theirs["tokens"]}
 
 
+# ---- the report --------------------------------------------------------------------------------
+
+
+def _median(xs: list[float]) -> float:
+    xs = sorted(xs)
+    return xs[len(xs) // 2] if len(xs) % 2 else (xs[len(xs) // 2 - 1] + xs[len(xs) // 2]) / 2
+
+
+def _side_summary(runs: list[dict[str, Any]]) -> dict[str, Any]:
+    """Median over rounds of a side's steady step rate and step time; the largest peak memory."""
+    return {
+        "steps_per_s": _median([r["steps_per_s"] for r in runs]),
+        "step_s": _median([s for r in runs for s in r["step_s"]]),
+        "peak_rss_mb": max(r["run"]["peak_rss_mb"] for r in runs),
+        "train_max_rss_mb": max(r["train_max_rss_mb"] for r in runs),
+        "reference_pass_s": _median([r.get("reference_pass_s", float("nan")) for r in runs]),
+        "other_cores": max(r["run"]["other_cpu_cores"] for r in runs),
+        "settings": runs[0]["settings"],
+        "version": runs[0]["version"],
+        "rounds": len(runs),
+    }
+
+
+def throughput_section(data: dict[str, Any]) -> list[str]:
+    a = data["args"]
+    sides = {tag: _side_summary(runs) for tag, runs in data["results"].items()}
+    rows = [[tag, s["version"], s["settings"], f"{s['steps_per_s']:.4f}", f"{s['step_s']:.1f}",
+             f"{s['peak_rss_mb']:,.0f}", f"{s['train_max_rss_mb']:,.0f}",
+             "" if s["reference_pass_s"] != s["reference_pass_s"] else f"{s['reference_pass_s']:.0f}",
+             f"{s['other_cores']:.2f}"] for tag, s in sides.items()]
+    header = ["side", "version", "configuration", "steps/s (steady, median of rounds)", "median s/step",
+              "peak RSS MiB (tree)", "RSS MiB at last step", "reference pass s", "other cores busy (max)"]
+    trl = {k: v for k, v in sides.items() if k.startswith("trl-")}
+    fastest = max(trl, key=lambda k: trl[k]["steps_per_s"])
+    verdict = []
+    for tag in (k for k in sides if k.startswith("rlhfkit-")):
+        # Like with like: the TRL run with the same data order (random or grouped by length), and TRL's fastest.
+        same = f"trl-{tag.removeprefix('rlhfkit-').removesuffix('-rows')}"
+        for peer in dict.fromkeys(p for p in (same, fastest) if p in trl):
+            speed = sides[tag]["steps_per_s"] / trl[peer]["steps_per_s"]
+            memory = sides[tag]["peak_rss_mb"] / trl[peer]["peak_rss_mb"]
+            verdict.append([f"{tag} / {peer}", f"{speed:.2f}x", "yes" if speed >= 2 else "NO",
+                            f"{memory:.2f}x", "yes" if memory <= 1 else "NO"])
+    return [
+        "## Step throughput and peak memory\n",
+        "Commands (" + data["date"] + "):\n\n" + "".join(f"    {c}\n" for c in data["commands"]),
+        f"{a['steps']} optimizer steps of {a['batch_size']} pairs (each of the {data['data']['train']} training "
+        f"pairs seen once), max length {a['max_length']} ({data['data']['fit']} of {data['data']['rows']} HH pairs "
+        f"fit), lr {a['lr']} constant, beta {a['beta']}, loss {a['loss']}, full fine-tuning on both sides, "
+        f"{a['rounds']} round(s) with the sides alternating. Steady rate: steps after the first.\n",
+        markdown_table(header, rows),
+        f"Fastest TRL setting: `{fastest}`.\n",
+        markdown_table(["rlhfkit / TRL", "step throughput (target >= 2x)", "met", "peak memory (target <= 1x)",
+                        "met"], verdict),
+    ]
+
+
+def losses_section(data: dict[str, Any]) -> list[str]:
+    ours, theirs = data["rlhfkit"], data["trl"]
+    rows = []
+    for setting, label in (("step0", "step 0 (policy = reference)"), ("trained", "trained policy vs base reference")):
+        for name in ours[setting]:
+            a, b = ours[setting][name], theirs[setting][name]
+            diff = abs(a - b)
+            rows.append([label, name, f"{a:.7f}", f"{b:.7f}", f"{diff:.1e}", "yes" if diff <= 1e-5 else "NO"])
+    return [
+        "## Each variant's loss against TRL's, same batch, same beta\n",
+        "Commands (" + data["date"] + "):\n\n" + "".join(f"    {c}\n" for c in data["commands"]),
+        f"A batch of {data['data']['train']} HH pairs, beta {data['args']['beta']}. rlhfkit: the functions its "
+        "`dpo()` loop runs (reference from the one cached pass, policy log-probs from one forward over the "
+        "batch in the loop's layout, the loop's loss terms); TRL: its trainer's `compute_loss` on its first "
+        "batch. Step 0: policy = reference = SmolLM2. Trained: the accuracy job's model as policy, SmolLM2 as "
+        "reference (TRL: `ref_model=`), each side with its own forward and loss code. Both sides tokenized the batch "
+        f"identically: {'yes' if data['same_tokens'] else 'NO'}.\n",
+        markdown_table(["setting", "variant", "rlhfkit", f"TRL {theirs['version']}", "abs diff", "<= 1e-5"], rows),
+        "TRL counterparts: DPOTrainer loss_type sigmoid / hinge / ipo / robust (label_smoothing 0.1); cdpo: "
+        "DPOTrainer \"aot\" (cDPO after sorting the batch, the identity on one pair) computed pair by pair; "
+        "simpo: CPOTrainer loss_type=simpo, cpo_alpha=0, simpo_gamma 0.5; orpo: ORPOTrainer pair by pair. "
+        "orpo-batch shows the one designed difference: TRL's ORPO NLL term is the token mean over the whole "
+        "batch, rlhfkit's the per-pair mean of Hong et al. 2024 (eq. 2); they agree on single pairs.\n",
+    ]
+
+
+def accuracy_section(data: dict[str, Any]) -> list[str]:
+    res, a = data["result"], data["args"]
+    rows = [[str(e["step"]), f"{e['eval/reward_accuracy']:.3f}", f"{e['eval/loss']:.4f}",
+             f"{e['eval/reward_margin']:.4f}", f"{e.get('eval/kl', float('nan')):.3f}"] for e in res["eval"]]
+    best = max(e["eval/reward_accuracy"] for e in res["eval"])
+    return [
+        "## Held-out implicit-reward accuracy (rlhfkit)\n",
+        "Commands (" + data["date"] + "):\n\n" + "".join(f"    {c}\n" for c in data["commands"]),
+        f"{a['steps']} steps of {a['batch_size']} pairs ({data['data']['train']} training pairs), lr {a['lr']}, "
+        f"beta {a['beta']}, loss {a['loss']}, full fine-tuning; {data['data']['eval']} held-out HH pairs (split by "
+        f"prompt). Accuracy counts a pair when the chosen response's implicit reward is strictly higher (0 at step 0, "
+        f"where every reward is 0). KL: k3 estimate summed over 8 responses sampled on held-out prompts.\n",
+        markdown_table(["step", "eval reward accuracy", "eval loss", "eval reward margin", "KL to reference"], rows),
+        f"Target: accuracy above 0.5 within the budget: {'met' if best > 0.5 else 'NOT met'} (best {best:.3f}; "
+        f"whole job {data['run']['wall_s']:.0f} s wall).\n",
+    ]
+
+
+def render(jobs: dict[str, dict[str, Any]]) -> str:
+    import torch
+
+    lines = ["# DPO: rlhfkit vs TRL DPOTrainer\n",
+             f"Machine: {cpu_name()}, {os.cpu_count()} cores, torch {torch.__version__}; model SmolLM2-135M-Instruct "
+             "(both sides from rlhfkit's cached safetensors directory, fp32 weights); data: HH-RLHF harmless dev.\n"]
+    for name, section in (("throughput", throughput_section), ("losses", losses_section),
+                          ("accuracy", accuracy_section)):
+        if name in jobs:
+            lines += section(jobs[name])
+    return "\n".join(lines) + "\n"
+
+
 def main(argv: list[str]) -> None:
     args = parse_args(argv)
     args.work_dir.mkdir(parents=True, exist_ok=True)
     if args.job == "report":
-        from dpo_report import render
-
         text = render({j: read_json(args.work_dir / f"{j}.json") for j in ("throughput", "accuracy", "losses")
-                       if (args.work_dir / f"{j}.json").exists()}, cpu_name())
+                       if (args.work_dir / f"{j}.json").exists()})
         args.out.parent.mkdir(parents=True, exist_ok=True)
         args.out.write_text(text)
         print(text)
@@ -213,10 +350,13 @@ def main(argv: list[str]) -> None:
         raise SystemExit(f"{trl_python} is missing: run bench/setup_trl.sh first")
     jobs = {"throughput": lambda: throughput(args, model_dir, trl_python), "accuracy": lambda: accuracy(args, model_dir),
             "losses": lambda: losses(args, model_dir, trl_python)}
-    result = jobs[args.job]()
-    result["command"] = f".venv/bin/python bench/dpo_vs_trl.py {shlex.join(argv)}"
+    result = json.loads(json.dumps(jobs[args.job](), default=str))
+    result["commands"] = [f".venv/bin/python bench/dpo_vs_trl.py {shlex.join(argv)}"]
     result["date"] = time.strftime("%Y-%m-%d %H:%M")
-    write_json(args.work_dir / f"{args.job}.json", json.loads(json.dumps(result, default=str)))
+    path = args.work_dir / f"{args.job}.json"
+    if args.job == "throughput" and args.append and path.exists():
+        result = merge_throughput(read_json(path), result)
+    write_json(path, result)
     print(json.dumps({k: v for k, v in result.items() if k not in ("results", "result", "rlhfkit", "trl")},
                      indent=1, default=str))
 

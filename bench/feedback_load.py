@@ -5,7 +5,11 @@
     python bench/feedback_load.py --annotators 10 --judgments 2000 --kill-after 500
 
 The server runs in a subprocess on a free loopback port; the annotators share this process (one
-asyncio loop, one keep-alive connection each). Prints p50/p99 latency of ``next`` and ``submit``
+asyncio loop, one keep-alive connection each). Each simulated annotator pauses between tasks
+(``--think-ms``, exponential, mean 1 s by default -- still far faster than a person) and arrives
+at a random moment within its first pause; ``--think-ms 0`` is a closed-loop stress test where
+every annotator always has a request in flight, so latency measures the queue (~50 x service
+time), not the service. Prints p50/p99 latency of ``next`` and ``submit``
 and exits non-zero unless 0 judgments were lost, 0 duplicated and no item exceeded its overlap.
 With ``--kill-after K`` the server is killed with SIGKILL once K judgments were acknowledged,
 restarted on the same database, and the run finishes; every acknowledged judgment must survive.
@@ -55,7 +59,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--annotators", type=int, default=50)
     parser.add_argument("--judgments", type=int, default=10_000)
     parser.add_argument("--overlap", type=int, default=4, help="judgments per item (N)")
-    parser.add_argument("--think-ms", type=float, default=0.0, help="mean pause per task (0: none)")
+    parser.add_argument("--think-ms", type=float, default=1000.0,
+                        help="mean pause per task, exponential (default 1000: annotators 5-30x faster "
+                             "than people); 0 = closed-loop stress, where latency is queueing")
     parser.add_argument("--kill-after", type=int, default=0, help="SIGKILL the server after K acks")
     parser.add_argument("--json", help="also write the figures to this JSON file")
     args = parser.parse_args(argv)
@@ -68,6 +74,8 @@ def main(argv: list[str] | None = None) -> int:
     users = prepare(db_url, cfg)
     load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
     print(f"machine: {os.cpu_count()} CPUs, load average {load:.1f} before the run")
+    pacing = f"think {cfg.think_ms:.0f} ms (exponential)" if cfg.think_ms else "closed loop, no think time"
+    print(f"pacing: {pacing}")
     print(f"setup: {cfg.judgments // cfg.overlap} items x N={cfg.overlap}, {cfg.annotators} annotators "
           f"({time.perf_counter() - t0:.1f} s); database {db_url.split('@')[-1]}")
     port = free_port()

@@ -41,6 +41,10 @@ COMMANDS = [
             "rlhfkit.train.sft:SFTConfig", ("model", "data", "output"), ("data", "output")),
     Command("generate", "sample n responses per prompt into a JSONL file", "rlhfkit.rollout.candidates:generate",
             "rlhfkit.rollout.candidates:GenerateConfig", ("model", "prompts", "output"), ("prompts", "output")),
+    Command("ppo", "PPO with a KL penalty against a reward model, function or URL", "rlhfkit.train.ppo:ppo",
+            "rlhfkit.train.ppo_config:PPOConfig", ("policy", "reward", "prompts", "output"), ("reward", "prompts", "output")),
+    Command("dpo", "DPO and its variants (ipo, cdpo, robust, hinge, simpo, orpo) on preference pairs",
+            "rlhfkit.train.dpo:dpo", "rlhfkit.train.dpo:DPOConfig", ("model", "data", "output"), ("data", "output")),
 ]
 
 
@@ -90,7 +94,7 @@ def _report(args: argparse.Namespace) -> int:
     return 0
 
 
-EXTENSIONS: list[str] = ["rlhfkit.feedback.cli"]
+EXTENSIONS: list[str] = ["rlhfkit.train.reward_cli", "rlhfkit.feedback.cli", "rlhfkit.loop.cli"]
 """Modules exposing `register(subparsers)` for commands that are not plain config commands."""
 
 

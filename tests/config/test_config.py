@@ -19,8 +19,8 @@ CONFIG_CLASSES = {
     "sft": "rlhfkit.train.sft:SFTConfig",
     "reward": "rlhfkit.train.reward:RewardConfig",
     "dpo": "rlhfkit.train.dpo:DPOConfig",
-    "ppo": "rlhfkit.train.ppo:PPOConfig",
-    "loop": "rlhfkit.loop.loop:LoopConfig",
+    "ppo": "rlhfkit.train.ppo_config:PPOConfig",
+    "loop": "rlhfkit.loop.config:LoopConfig",
     "generate": "rlhfkit.rollout.candidates:GenerateConfig",
 }
 

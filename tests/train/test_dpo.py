@@ -9,12 +9,13 @@ from pathlib import Path
 import pytest
 import torch
 
-from rlhfkit.algorithms.dpo_losses import DPO_LOSSES
+from rlhfkit.algorithms.dpo_losses import DPO_LOSSES, PreferenceLogps
 from rlhfkit.config import ConfigError, build_config
 from rlhfkit.data.fixtures import fixture_path
 from rlhfkit.models.tiny import byte_tokenizer, tiny_model
 from rlhfkit.train import dpo as dpo_module
-from rlhfkit.train.dpo import DPOConfig, dpo, loss_hyperparameters
+from rlhfkit.train.dpo import RANKING_MODES, DPOConfig, dpo, loss_hyperparameters, pairwise_terms
+from rlhfkit.train.dpo import plackett_luce_terms
 from rlhfkit.train.preference_batches import LAYOUTS, encode_group, record_texts
 from rlhfkit.train.preference_batches import response_logps
 
@@ -37,7 +38,7 @@ def separable_pairs(path: Path, n: int = 48) -> Path:
     return path
 
 
-def cfg_for(data: Path, out: Path, **values: object) -> DPOConfig:
+def cfg_for(data: Path | str, out: Path, **values: object) -> DPOConfig:
     return DPOConfig(data=str(data), output=out, **{**FAST, **values})  # type: ignore[arg-type]
 
 
@@ -77,6 +78,49 @@ def test_variant_knobs_from_overrides_reach_the_loss() -> None:
     assert (cfg.loss, cfg.beta) == ("simpo", 2.0)
     assert cfg.hyperparameters() == {"gamma": 0.3, "sft_weight": 0.5}
     assert build_config(DPOConfig, values={"data": "x", "output": "o"}).hyperparameters() == {}
+
+
+def test_the_example_config_is_valid() -> None:
+    repo = Path(__file__).resolve().parents[2]
+    cfg = build_config(DPOConfig, yaml_path=repo / "configs" / "dpo_hh.yaml", values={"data": "x", "output": "o"})
+    assert (cfg.loss, cfg.kind, cfg.layout) == ("sigmoid", "pairs", "packed")
+
+
+# --- loss terms of a batch ----------------------------------------------------------------------
+
+def test_a_ranking_becomes_all_its_pairs_or_one_plackett_luce_term() -> None:
+    # One ranking of 3, beta 1: rewards r = logp - ref = [-1+1.5, -2+1.5, -4+3] = [0.5, -0.5, -1].
+    logps, ref = torch.tensor([-1.0, -2.0, -4.0]), torch.tensor([-1.5, -1.5, -3.0])
+    lengths = torch.tensor([2, 3, 4])
+    cfg = DPOConfig(data="x", output=Path("o"), beta=1.0)
+    pairs = pairwise_terms(logps, lengths, ref, [3], cfg)
+    # Pairs (0,1), (0,2), (1,2): margins 1, 1.5, 0.5 -> -log sigmoid: 0.313262, 0.201413, 0.474077.
+    torch.testing.assert_close(pairs.losses, torch.tensor([0.313262, 0.201413, 0.474077]), atol=1e-6, rtol=0)
+    assert pairs.chosen_rewards.tolist() == [0.5, 0.5, -0.5] and pairs.rejected_rewards.tolist() == [-0.5, -1.0, -1.0]
+    pl = plackett_luce_terms(logps, lengths, ref, [3], cfg)
+    # -(r0 - lse(r0, r1, r2)) - (r1 - lse(r1, r2)) = 0.464369 + 0.474077 = 0.938446
+    torch.testing.assert_close(pl.losses, torch.tensor([0.938446]), atol=1e-6, rtol=0)
+    torch.testing.assert_close(pl.chosen_rewards, pairs.chosen_rewards)  # logged pair by pair alike
+    assert RANKING_MODES["pairs"].units([2, 3, 4]) == 1 + 3 + 6 and RANKING_MODES["plackett_luce"].units([2, 3]) == 2
+
+
+def test_pair_terms_match_a_naive_loop_for_groups_of_mixed_sizes() -> None:
+    g = torch.Generator().manual_seed(0)
+    sizes = [2, 4, 3]
+    logps, ref = -torch.rand(9, generator=g) * 20, -torch.rand(9, generator=g) * 20
+    lengths = torch.randint(1, 30, (9,), generator=g)
+    for loss in ("sigmoid", "ipo", "orpo"):
+        cfg = DPOConfig(data="x", output=Path("o"), loss=loss, beta=0.3)
+        got = pairwise_terms(logps, lengths, ref, sizes, cfg).losses
+        expected, start = [], 0
+        for n in sizes:  # explicit double loop over the better (i) and worse (j) responses of each group
+            for i in range(start, start + n):
+                for j in range(i + 1, start + n):
+                    batch = PreferenceLogps(logps[[i]], logps[[j]], ref[[i]], ref[[j]], lengths[[i]], lengths[[j]],
+                                            -logps[[i]] / lengths[[i]].float())
+                    expected.append(float(DPO_LOSSES[loss](batch, 0.3).losses))
+            start += n
+        torch.testing.assert_close(got, torch.tensor(expected), atol=1e-6, rtol=1e-6)
 
 
 # --- the loop -----------------------------------------------------------------------------------
@@ -192,3 +236,25 @@ def test_rankings_train_as_pairs_or_as_plackett_luce(mode: str, tmp_path: Path) 
     else:
         assert math.log(6) - 1e-4 <= train[0] <= math.log(24) + 1e-4
     assert 0.0 <= series(rows, "eval/reward_accuracy")[-1] <= 1.0
+
+
+def test_preferences_straight_from_a_feedback_app_project(tmp_path: Path) -> None:
+    from rlhfkit.feedback.store import FeedbackStore
+    from rlhfkit.feedback.views import NewItem, ProjectSpec
+
+    url = f"sqlite:///{tmp_path / 'feedback.db'}"
+    store = FeedbackStore(url)
+    try:
+        store.create_project(ProjectSpec(name="prefs", overlap=1))
+        store.add_items("prefs", [NewItem(prompt=f"Question {i}?", responses=(f"A kind answer {i}.", f"No {i}."))
+                                  for i in range(12)])
+        user = store.create_user("ann", "annotator", "correct horse battery").id
+        while (task := store.next_task("prefs", user)) is not None:  # the annotator prefers the kind answer
+            kind = next(r.id for r in task.responses if r.text.startswith("A kind"))
+            store.submit(task.assignment_id, user, {"choice": kind})
+    finally:
+        store.close()
+    run = dpo(cfg_for(f"{url}#prefs", tmp_path / "run", max_steps=2, lr=1e-3, batch_size=4, kl_prompts=0,
+                      eval_fraction=0.25))
+    rows = metrics(run)
+    assert len(series(rows, "train/loss")) == 2 and series(rows, "eval/reward_accuracy")

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from sqlalchemy import bindparam, delete, select
+from sqlalchemy import Connection, bindparam, delete, select
 from sqlalchemy.orm import Session
 
 from rlhfkit.feedback.audit import record_event
@@ -105,9 +105,9 @@ _SESSION_BY_TOKEN = (
 )
 
 
-def session_for_token(session: Session, token: str, now: float) -> SessionView | None:
+def session_for_token(conn: Connection, token: str, now: float) -> SessionView | None:
     """The live session a cookie or bearer token belongs to (None when unknown or expired)."""
-    row = session.connection().execute(_SESSION_BY_TOKEN, {"token_hash": token_hash(token)}).first()
+    row = conn.execute(_SESSION_BY_TOKEN, {"token_hash": token_hash(token)}).first()
     if row is None or row.expires_at <= now or not row.active:
         return None
     return SessionView(user=UserView(id=row.id, name=row.name, role=row.role, active=True),

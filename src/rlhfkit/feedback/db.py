@@ -21,13 +21,14 @@ Migrations are Alembic scripts shipped in ``feedback/migrations`` and applied pr
 
 from __future__ import annotations
 
+import logging
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Engine, create_engine, event, text
+from sqlalchemy import Connection, Engine, create_engine, event, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -131,8 +132,35 @@ class Database:
         with self._write_lock, self._writes() as session, session.begin():
             yield session
 
+    @contextmanager
+    def read_conn(self) -> Iterator[Connection]:
+        """A Core connection for hot read paths (no ORM session bookkeeping)."""
+        with self.engine.connect() as conn:
+            yield conn
+
+    @contextmanager
+    def write_conn(self) -> Iterator[Connection]:
+        """`write` for Core-only hot paths: same locking and transaction, no ORM session."""
+        if self._write_lock is None:
+            with self._write_engine.begin() as conn:
+                yield conn
+            return
+        with self._write_lock, self._write_engine.begin() as conn:
+            yield conn
+
     def migrate(self) -> None:
         """Bring the schema to the newest migration (idempotent; safe with concurrent starters)."""
+        # Alembic narrates every plugin at INFO (on import, too); starting a server or creating a
+        # user should stay quiet.
+        alembic_log = logging.getLogger("alembic")
+        previous = alembic_log.level
+        alembic_log.setLevel(max(previous, logging.WARNING))
+        try:
+            self._upgrade()
+        finally:
+            alembic_log.setLevel(previous)
+
+    def _upgrade(self) -> None:
         from alembic import command
         from alembic.config import Config
 

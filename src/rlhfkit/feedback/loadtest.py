@@ -61,6 +61,10 @@ class LoadConfig:
             raise ValueError("resubmit_rate must be in [0, 1] and think_ms >= 0")
 
 
+POLL_INTERVAL_S = 0.5
+"""Pause before asking again when every open item is held by others (a person would wait too)."""
+
+
 # ------------------------------------------------------------------ tiny keep-alive HTTP client
 
 
@@ -74,6 +78,20 @@ class HttpConnection:
 
     async def request(self, method: str, path: str, body: Any = None,
                       token: str | None = None) -> tuple[int, Any]:
+        """One request; a keep-alive connection the server closed while idle is reopened once
+        (safe to resend: every annotation endpoint is idempotent)."""
+        reused = self._writer is not None and self._reader is not None and not self._reader.at_eof()
+        if not reused:
+            await self.close()
+        try:
+            return await self._exchange(method, path, body, token)
+        except (ConnectionError, asyncio.IncompleteReadError):
+            if not reused:
+                raise
+            await self.close()
+            return await self._exchange(method, path, body, token)
+
+    async def _exchange(self, method: str, path: str, body: Any, token: str | None) -> tuple[int, Any]:
         if self._writer is None:
             self._reader, self._writer = await asyncio.open_connection(self.host, self.port)
         payload = b"" if body is None else json.dumps(body).encode()
@@ -134,10 +152,16 @@ class LoadResult:
     """What the clients saw."""
 
     acks: list[Ack] = field(default_factory=list)
-    latencies_ms: dict[str, list[float]] = field(default_factory=lambda: {"next": [], "submit": []})
+    """Every acknowledged submission (first sends only)."""
+    latencies_ms: dict[str, list[float]] = field(
+        default_factory=lambda: {"next": [], "submit": [], "poll": []})
+    """Round-trip time of each request: next (a task handed out), submit, poll (next, nothing free)."""
     statuses: Counter[str] = field(default_factory=Counter)
+    """"endpoint status" -> count, plus "connection lost"."""
     duplicates_confirmed: int = 0
+    """Resubmissions the server answered with duplicate=true."""
     seconds: float = 0.0
+    """Wall time of the run(s)."""
 
 
 def prepare(db_url: str, cfg: LoadConfig, project: str = "load") -> list[tuple[str, str]]:
@@ -181,18 +205,23 @@ async def _annotator(host: str, port: int, name: str, password: str, project: st
         if status != 200:
             raise RuntimeError(f"login of {name} failed: {status} {body}")
         token = body["token"]
+        if cfg.think_ms:
+            # People do not all arrive in the same millisecond: spread the first requests.
+            await asyncio.sleep(rng.uniform(0, cfg.think_ms / 1000))
         while True:
             t0 = time.perf_counter()
             status, body = await conn.request("POST", f"/api/v1/projects/{project}/next", token=token)
-            result.latencies_ms["next"].append((time.perf_counter() - t0) * 1000)
+            elapsed = (time.perf_counter() - t0) * 1000
             result.statuses[f"next {status}"] += 1
             if status != 200:
                 raise RuntimeError(f"next failed: {status} {body}")
             task = body["task"]
+            # "poll": nothing free right now (the tail of the run), timed apart from real hand-outs.
+            result.latencies_ms["next" if task is not None else "poll"].append(elapsed)
             if task is None:
                 if not body["remaining"]:
                     return
-                await asyncio.sleep(0.05)  # items held by others may still come back
+                await asyncio.sleep(POLL_INTERVAL_S)  # items held by others may still come back
                 continue
             if cfg.think_ms:
                 await asyncio.sleep(rng.expovariate(1000.0 / cfg.think_ms))
@@ -285,7 +314,7 @@ def percentile(values: list[float], q: float) -> float:
 
 
 def latency_summary(result: LoadResult) -> dict[str, dict[str, float]]:
-    all_ms = result.latencies_ms["next"] + result.latencies_ms["submit"]
+    all_ms = [ms for values in result.latencies_ms.values() for ms in values]
     return {name: {"count": len(v), "p50_ms": percentile(v, 50), "p99_ms": percentile(v, 99)}
             for name, v in (*result.latencies_ms.items(), ("all", all_ms))}
 

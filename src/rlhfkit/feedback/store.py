@@ -126,8 +126,8 @@ class FeedbackStore:
             return accounts.open_session(s, user, kind, self.clock(), self.config.session_ttl_s)
 
     def session(self, token: str) -> SessionView | None:
-        with self.db.read() as s:
-            return accounts.session_for_token(s, token, self.clock())
+        with self.db.read_conn() as conn:
+            return accounts.session_for_token(conn, token, self.clock())
 
     def logout(self, token: str) -> None:
         with self.db.write() as s:
@@ -196,8 +196,7 @@ class FeedbackStore:
 
     def next_task(self, project: str, user_id: int, with_progress: bool = False) -> TaskView | None:
         """The user's current task, or a newly locked one; None when nothing is open for them."""
-        with self.db.write() as s:
-            conn = s.connection()
+        with self.db.write_conn() as conn:
             row = assignment.project_row(conn, project)
             assignment.check_active(conn, user_id)
             picked = assignment.next_assignment(conn, row, user_id, self.clock())
@@ -221,8 +220,7 @@ class FeedbackStore:
     def submit(self, assignment_id: int, user_id: int, payload: Any, *,
                duration_ms: int | None = None, source: str = "api") -> SubmitResult:
         """Store an answer (idempotent for an identical resubmission)."""
-        with self.db.write() as s:
-            conn = s.connection()
+        with self.db.write_conn() as conn:
             assignment.check_active(conn, user_id)
             judgment_id, duplicate = assignment.submit(
                 conn, assignment_id, user_id, payload, self.clock(),
@@ -231,8 +229,8 @@ class FeedbackStore:
         return SubmitResult(judgment_id=judgment_id, duplicate=duplicate)
 
     def skip(self, assignment_id: int, user_id: int, reason: str) -> None:
-        with self.db.write() as s:
-            assignment.skip(s.connection(), assignment_id, user_id, reason, self.clock())
+        with self.db.write_conn() as conn:
+            assignment.skip(conn, assignment_id, user_id, reason, self.clock())
 
     # ------------------------------------------------------------------ QC, export, audit
 

@@ -111,8 +111,9 @@ class CandidatesConfig:
     """K: candidates sampled per prompt (identical candidates are dropped; items need at least 2)."""
     prompts_per_round: int = 32
     """Training prompts used per round, rotating through the set (0 = all)."""
-    sampling: SamplingConfig = SamplingConfig(max_new_tokens=32, temperature=1.0, batch_size=32)
-    """Sampling of the candidates (a high temperature gives annotators real choices)."""
+    sampling: SamplingConfig = SamplingConfig(max_new_tokens=32, temperature=0.8, batch_size=32)
+    """Sampling of the candidates: a little hotter than the policy's rollouts, so annotators get real
+    choices, but close enough that the reward model learns on the text PPO will produce."""
 
     def __post_init__(self) -> None:
         require(self.per_prompt >= 2, f"candidates.per_prompt must be >= 2, got {self.per_prompt}")

@@ -22,7 +22,7 @@ State lives in the database and the round directories; every stage ends with an 
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -157,8 +157,6 @@ def stage_candidates(run: LoopRun, r: int, policy: str) -> dict[str, Any]:
     items = candidate_items(prompts, texts, r, policy, cfg.candidates.per_prompt)
     gold = gold_items(items, run.gold, cfg.feedback.gold_items, r, cfg.feedback.task_type, cfg.seed) \
         if run.gold is not None and cfg.feedback.gold_items else []
-    if cfg.feedback.task_type == "pairwise":  # a pair needs exactly two candidates
-        items = [replace(it, responses=it.responses[:2], models=it.models[:2]) for it in items]
     if not items:
         raise ValueError(f"round {r}: the policy gave no prompt two distinct candidates; raise candidates.sampling.temperature")
     path = round_dir(run.loop_dir, r) / "candidates.jsonl"
@@ -215,6 +213,8 @@ def stage_feedback(run: LoopRun, r: int) -> dict[str, Any]:
         info |= {"panel_judgments": result.submitted, "panel_skips": result.skipped}
     if fb.source in ("app", "both"):
         url = run.server.url if run.server is not None else ""
+        where = url or f"the app serving {cfg.db_url()} (rlhfkit serve --db {cfg.db_url()})"
+        run.stages.say(f"   waiting for people to judge the items of project {fb.project!r}: open {where}")
         info["judgments"] = wait_for_judgments(run.store, fb.project, poll_seconds=fb.poll_seconds,
                                                timeout=fb.wait_timeout, progress=cfg.progress, url=url)
     state = run.store.progress(fb.project)
@@ -259,7 +259,10 @@ def run_loop(cfg: LoopConfig, *, stages: StageProgress | None = None) -> Path:
         for r in range(1, cfg.rounds + 1):
             policy = run_round(run, r, policy)
             steps[r] = steps[r - 1] + cfg.policy.max_steps
-            best = write_loop_outputs(cfg, loop_dir, store, r, run.gold, steps)
+            evaluation = write_loop_outputs(cfg, loop_dir, store, r, run.gold, steps)
+        for warning in evaluation["hacking"]["warnings"]:
+            run.stages.say(f"warning (step {warning['step']}, {warning['kind']}): {warning['message']}")
+        best = evaluation["best"]
         run.stages.say(f"\nbest policy: round {best['round']} ({best['policy']}), chosen by {best['by']}")
         run.stages.say(f"report: {(loop_dir / 'report.html').resolve()}")
     finally:

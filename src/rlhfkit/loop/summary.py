@@ -138,7 +138,7 @@ def write_loop_outputs(cfg: LoopConfig, loop_dir: Path, store: Any, rounds_done:
                        steps: dict[int, int]) -> dict[str, Any]:
     """(Re)write metrics.jsonl, samples.jsonl, eval.json, best.json and report.html of the loop.
 
-    `steps` maps every evaluated round to its global step (round 0 -> 0). Returns the best policy.
+    `steps` maps every evaluated round to its global step (round 0 -> 0). Returns eval.json's content.
     """
     summaries = {r: json.loads((round_dir(loop_dir, r) / "eval" / SUMMARY_FILE).read_text()) for r in range(rounds_done + 1)}
     points, metric_rows = [], []
@@ -182,4 +182,4 @@ def write_loop_outputs(cfg: LoopConfig, loop_dir: Path, store: Any, rounds_done:
     write_json_atomic(loop_dir / "eval.json", evaluation)
     write_json_atomic(loop_dir / "best.json", best_info)
     write_report(loop_dir, title=f"rlhfkit loop: {rounds_done} round(s) from {cfg.policy_model}")
-    return best_info
+    return evaluation

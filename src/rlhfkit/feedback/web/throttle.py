@@ -25,7 +25,9 @@ class LoginThrottle:
     window_s: float = 300.0
     """Window length in seconds."""
     _failures: dict[str, deque[float]] = field(default_factory=dict)
+    """Name -> monotonic times of its recent failures."""
     _lock: threading.Lock = field(default_factory=threading.Lock)
+    """Guards `_failures` (requests run in a thread pool)."""
 
     def __post_init__(self) -> None:
         if self.max_failures < 1 or self.window_s <= 0:
