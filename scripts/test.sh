@@ -18,17 +18,20 @@ if [ ${#need[@]} -gt 0 ]; then
   fi
 fi
 
-pg_dir=""
-cleanup() { [ -n "$pg_dir" ] && bash scripts/stop_test_postgres.sh "$pg_dir" >/dev/null 2>&1 || true; }
+pg_stop=""
+cleanup() { [ -n "$pg_stop" ] && eval "$pg_stop" >/dev/null 2>&1 || true; }
 trap cleanup EXIT
-if [ -z "${RLHFKIT_TEST_PG_URL:-}" ] && [ -f scripts/start_test_postgres.sh ] && ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1; then
-  if out=$(bash scripts/start_test_postgres.sh); then
-    export RLHFKIT_TEST_PG_URL="$(echo "$out" | grep -E '^postgresql' | tail -1)"
-    pg_dir="$(echo "$out" | grep -E '^PGDIR=' | tail -1 | cut -d= -f2-)"
-    echo "PostgreSQL for tests: $RLHFKIT_TEST_PG_URL"
+if [ -z "${RLHFKIT_TEST_PG_URL:-}" ] && ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1; then
+  err="$(mktemp)"
+  if url="$(bash scripts/start_test_postgres.sh 2>"$err")"; then
+    export RLHFKIT_TEST_PG_URL="$(echo "$url" | tail -n 1)"
+    pg_stop="$(grep -o 'stop: .*' "$err" | sed 's/^stop: //')"
+    echo "PostgreSQL for tests on $(echo "$RLHFKIT_TEST_PG_URL" | sed 's#.*@##')"
   else
     echo "warning: could not start a test PostgreSQL server; PostgreSQL tests will be skipped" >&2
+    cat "$err" >&2
   fi
+  rm -f "$err"
 fi
 
 "$PY" -m pytest -q "$@"
