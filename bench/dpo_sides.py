@@ -211,7 +211,11 @@ def rlhfkit_losses(spec: dict[str, Any]) -> dict[str, Any]:
             cfg = _rlhfkit_config({**spec, "loss": hyper["loss"]}, Path(spec["work_dir"]) / "unused",
                                   **hyper.get("rlhfkit", {}))
             terms = RANKING_MODES["pairs"].terms(logps, lengths, ref, batch.sizes, cfg)
-            out[setting][name] = float(terms.losses.mean())
+            value = float(terms.losses.mean())
+            if hyper.get("part") == "odds_ratio":  # minus the NLL term: mean token NLL of each chosen response
+                chosen = torch.arange(0, len(logps), 2)
+                value -= float((-logps[chosen] / lengths[chosen]).mean())
+            out[setting][name] = value
     out["tokens"] = [[list(g.prompt_ids), [list(r) for r in g.responses]] for g in groups]
     out["version"] = _version("rlhfkit")
     return out
@@ -236,11 +240,15 @@ def _trl_trainer(kind: str, model: Any, ref_model: Any, tokenizer: Any, dataset:
                        processing_class=tokenizer)
 
 
-def _trl_batch_loss(trainer: Any) -> float:
+def _trl_batch_loss(trainer: Any, part: str | None) -> float:
+    """TRL's loss on its first batch; part="odds_ratio": ORPO's loss minus its NLL term."""
     import torch
 
     batch = trainer._prepare_inputs(next(iter(trainer.get_train_dataloader())))
     with torch.no_grad():
+        if part == "odds_ratio":
+            loss, metrics = trainer.get_batch_loss_metrics(trainer.model, batch, train_eval="train")
+            return float(loss - metrics["nll_loss"])
         return float(trainer.compute_loss(trainer.model, batch))
 
 
@@ -266,13 +274,14 @@ def trl_losses(spec: dict[str, Any]) -> dict[str, Any]:
             reference = None if setting == "step0" or trl_spec["kind"] != "dpo" else load(spec["model_dir"])
             if trl_spec.get("per_pair"):
                 losses = [_trl_batch_loss(_trl_trainer(trl_spec["kind"], load(policy_dir), reference, tokenizer,
-                                                       dataset.select([i]), spec, trl_spec["options"], 1))
+                                                       dataset.select([i]), spec, trl_spec["options"], 1),
+                                          hyper.get("part"))
                           for i in range(n)]
                 out[setting][name] = sum(losses) / n
             else:
                 trainer = _trl_trainer(trl_spec["kind"], load(policy_dir), reference, tokenizer, dataset, spec,
                                        trl_spec["options"], n)
-                out[setting][name] = _trl_batch_loss(trainer)
+                out[setting][name] = _trl_batch_loss(trainer, hyper.get("part"))
                 if setting == "step0" and name == "sigmoid":
                     ds = trainer.train_dataset
                     out["tokens"] = [[ds[i]["prompt_ids"], [ds[i]["chosen_ids"], ds[i]["rejected_ids"]]]

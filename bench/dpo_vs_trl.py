@@ -75,10 +75,11 @@ VARIANTS: dict[str, dict[str, Any]] = {
              "trl": {"kind": "dpo", "options": {"loss_type": ["aot"], "label_smoothing": 0.1}, "per_pair": True}},
     "simpo": {"loss": "simpo", "rlhfkit": {"gamma": 0.5},
               "trl": {"kind": "cpo", "options": {"loss_type": "simpo", "cpo_alpha": 0.0, "simpo_gamma": 0.5}}},
-    # ORPO's NLL term: rlhfkit averages per pair (Hong et al. 2024, eq. 2), TRL over all chosen tokens
-    # of the batch; they agree on one pair, so orpo is compared pair by pair, orpo-batch as TRL batches.
-    "orpo": {"loss": "orpo", "trl": {"kind": "orpo", "options": {}, "per_pair": True}},
-    "orpo-batch": {"loss": "orpo", "trl": {"kind": "orpo", "options": {}}},
+    # ORPO = NLL term + odds-ratio term. The NLL terms differ by definition: rlhfkit's is the mean over
+    # each chosen RESPONSE's tokens (Hong et al. 2024, eq. 2), TRL's the token mean over the PROMPT and
+    # chosen response of the whole batch. So the total is shown, and the odds-ratio term compared alone.
+    "orpo": {"loss": "orpo", "trl": {"kind": "orpo", "options": {}}},
+    "orpo odds-ratio term": {"loss": "orpo", "part": "odds_ratio", "trl": {"kind": "orpo", "options": {}}},
 }
 """Loss variants compared: rlhfkit loss name and config values, and TRL's trainer and options."""
 
@@ -294,10 +295,12 @@ def losses_section(data: dict[str, Any]) -> list[str]:
         f"identically: {'yes' if data['same_tokens'] else 'NO'}.\n",
         markdown_table(["setting", "variant", "rlhfkit", f"TRL {theirs['version']}", "abs diff", "<= 1e-5"], rows),
         "TRL counterparts: DPOTrainer loss_type sigmoid / hinge / ipo / robust (label_smoothing 0.1); cdpo: "
-        "DPOTrainer \"aot\" (cDPO after sorting the batch, the identity on one pair) computed pair by pair; "
-        "simpo: CPOTrainer loss_type=simpo, cpo_alpha=0, simpo_gamma 0.5; orpo: ORPOTrainer pair by pair. "
-        "orpo-batch shows the one designed difference: TRL's ORPO NLL term is the token mean over the whole "
-        "batch, rlhfkit's the per-pair mean of Hong et al. 2024 (eq. 2); they agree on single pairs.\n",
+        "DPOTrainer \"aot\" (cDPO after sorting the batch's log-ratios, the identity on one pair) computed "
+        "pair by pair (the newest DPOTrainer has no plain cDPO); simpo: CPOTrainer loss_type=simpo, cpo_alpha=0, "
+        "simpo_gamma 0.5; orpo: ORPOTrainer. ORPO's total differs by design: its NLL term is, in rlhfkit, the mean "
+        "NLL of each chosen response's tokens (Hong et al. 2024, eq. 2), in TRL the token mean over the prompt "
+        "AND chosen tokens of the whole batch (TRL: \"orpo chosen nll loss is computed over the full prompt and "
+        "response\"). The odds-ratio term (total minus NLL term; TRL: loss - nll_loss) is compared alone.\n",
     ]
 
 

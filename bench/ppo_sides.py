@@ -47,14 +47,6 @@ class StepRecorder:
         }
 
 
-def vader_positive(prompts: list[Any], responses: list[str]) -> list[float]:
-    """The known reward of the effect run: VADER's compound sentiment of the response, in [-1, 1]."""
-    from vaderSentiment.vaderSentiment import SentimentIntensityAnalyzer
-
-    analyzer = SentimentIntensityAnalyzer()
-    return [analyzer.polarity_scores(r)["compound"] for r in responses]
-
-
 def train_rm(spec: dict[str, Any]) -> dict[str, Any]:
     from rlhfkit.config import build_config
     from rlhfkit.data.fixtures import fixture_path
@@ -84,7 +76,7 @@ def _rlhfkit_run(spec: dict[str, Any], reward: str, steps: int, extra: list[str]
     cfg = build_config(PPOConfig, values={"policy": spec["model_dir"], "reward": reward, "output": spec["out_dir"],
                                           "prompts": str(fixture_path("sentiment_prompts.jsonl"))},
                        overrides=[f"max_steps={steps}", f"rollout_batch_size={spec['rollout_batch_size']}",
-                                  f"batch_size={spec['minibatch']}", f"ppo_epochs={spec['ppo_epochs']}",
+                                  f"batch_size={spec['micro']}", f"grad_accum={spec['minibatch'] // spec['micro']}", f"ppo_epochs={spec['ppo_epochs']}",
                                   f"sampling.max_new_tokens={spec['response_length']}", f"sampling.temperature={spec['temperature']}",
                                   f"sampling.batch_size={spec['rollout_batch_size']}", f"lr={spec['lr']}",
                                   f"reward_batch_size={spec['rollout_batch_size']}", "resume=false", "save_every=0",
@@ -100,7 +92,7 @@ def rlhfkit_side(spec: dict[str, Any]) -> dict[str, Any]:
 
 
 def effect(spec: dict[str, Any]) -> dict[str, Any]:
-    reward = f"python:{Path(__file__).resolve()}:vader_positive"
+    reward = "python:rlhfkit.rollout.rewards:vader_sentiment"
     return _rlhfkit_run(spec, reward, spec["steps"], spec.get("rlhfkit_overrides", []))
 
 

@@ -62,6 +62,7 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     p.add_argument("--steps", type=int, default=None, help="PPO steps (default: 4 throughput, 40 effect)")
     p.add_argument("--rollout", type=int, default=16, help="prompts per PPO step")
     p.add_argument("--minibatch", type=int, default=8, help="samples per optimizer step")
+    p.add_argument("--micro", type=int, default=4, help="rlhfkit: samples per forward/backward (minibatch / grad_accum)")
     p.add_argument("--response-length", type=int, default=48)
     p.add_argument("--ppo-epochs", type=int, default=4)
     p.add_argument("--sides", default="rlhfkit,trl", help="throughput: which sides to run")
@@ -80,7 +81,7 @@ def model_dir() -> str:
 def spec_for(args: argparse.Namespace, job: str, steps: int) -> dict[str, Any]:
     return {"model_dir": model_dir(), "rm_dir": str(args.work / "rm"), "prompts_file": str(PROMPTS),
             "out_dir": str(args.work / job), "steps": steps, "rollout_batch_size": args.rollout,
-            "minibatch": args.minibatch, "response_length": args.response_length, "ppo_epochs": args.ppo_epochs,
+            "minibatch": args.minibatch, "micro": args.micro, "response_length": args.response_length, "ppo_epochs": args.ppo_epochs,
             "temperature": 0.7, "lr": 1e-5 if job != "effect" else 3e-5, "seed": 0,
             "rlhfkit_overrides": args.override, "threads": args.threads}
 

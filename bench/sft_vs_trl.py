@@ -72,7 +72,8 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     p.add_argument("--rlhfkit-group-by-length", action=argparse.BooleanOptionalAction, default=True)
     p.add_argument("--trl-dtype", default="fp32", choices=["fp32", "bf16"],
                    help="fp32 is TRL's faster choice on this CPU (see bench/README.md)")
-    p.add_argument("--trl-padding-free", action=argparse.BooleanOptionalAction, default=False)
+    p.add_argument("--trl-padding-free", action=argparse.BooleanOptionalAction, default=True,
+                   help="TRL was faster padding-free on this CPU (see bench/README.md)")
     p.add_argument("--trl-group-by-length", action=argparse.BooleanOptionalAction, default=True)
     p.add_argument("--trl-venv", type=Path, default=VENVS_DIR / "trl-latest")
     p.add_argument("--sides", default="rlhfkit,trl", help="comma list: which sides to run, in order")

@@ -135,6 +135,14 @@ def _coerce(value: Any, tp: Any, name: str) -> Any:
     return value
 
 
+def _over_default(f: dataclasses.Field, value: Any) -> Any:
+    """A partial mapping for a nested config field lands on that field's own default instance, so
+    ``sampling.temperature=1.0`` keeps the other values a parent config chose for `sampling`."""
+    if isinstance(value, dict) and dataclasses.is_dataclass(f.default) and not isinstance(f.default, type):
+        return {**to_dict(f.default), **value}
+    return value
+
+
 def _construct(cls: type[C], values: dict[str, Any], prefix: str = "") -> C:
     fields = {f.name: f for f in dataclasses.fields(cls) if f.init}  # type: ignore[arg-type]
     hints = _hints(cls)
@@ -146,7 +154,7 @@ def _construct(cls: type[C], values: dict[str, Any], prefix: str = "") -> C:
         raise ConfigError(
             f"unknown config key {prefix}{key}{hint}; {cls.__name__} has: {', '.join(fields)}"
         )
-    kwargs = {k: _coerce(v, hints[k], prefix + k) for k, v in values.items()}
+    kwargs = {k: _coerce(_over_default(fields[k], v), hints[k], prefix + k) for k, v in values.items()}
     missing = [
         name
         for name, f in fields.items()

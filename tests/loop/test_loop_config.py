@@ -66,9 +66,31 @@ def test_trainer_configs_follow_the_loop(tmp_path: Path) -> None:
                        overrides=["policy.max_steps=7", "policy.overrides=[lora.r=4]", "reward.n_heads=2"])
     rm = reward_config(cfg, tmp_path / "r", "policy-dir")
     assert rm.data == (f"{cfg.db_url()}#loop",) and rm.kind == "rankings" and rm.n_heads == 2
-    assert rm.model == "tiny" and rm.normalize_policy == "policy-dir" and rm.freeze_layers == -1
+    assert rm.model == str(tmp_path.resolve() / "reward-trunk-15") and rm.normalize_policy == "policy-dir"
+    assert rm.freeze_layers == -1
     ppo = ppo_config(cfg, tmp_path / "p", "policy-dir", tmp_path / "r", "train.jsonl")
     assert ppo.max_steps == 7 and ppo.lora.r == 4 and ppo.policy == "policy-dir" and ppo.reward == str(tmp_path / "r")
     assert ppo.samples_per_log == ppo.rollout_batch_size  # every rollout logged: gold at every step
     dpo = dpo_config(cfg, tmp_path / "d", "policy-dir", tmp_path / "r", "train.jsonl")
     assert dpo.data == f"{cfg.db_url()}#loop" and dpo.kind == "pairs" and dpo.model == "policy-dir"
+
+
+def test_truncated_trunk_is_the_bottom_of_the_model(tmp_path: Path) -> None:
+    import torch
+
+    from rlhfkit.loop.training import build_truncated_trunk
+    from rlhfkit.models.adapters import decoder_layers
+    from rlhfkit.models.loading import load_model
+
+    out = build_truncated_trunk("tiny", 1, tmp_path / "trunk")
+    cut = load_model(out).model
+    full = load_model("tiny").model
+    assert len(decoder_layers(cut)) == 1 and cut.config.num_hidden_layers == 1
+    ids = torch.tensor([[5, 6, 7, 8, 9]])
+    with torch.no_grad():
+        after_first = full.model(input_ids=ids, output_hidden_states=True).hidden_states[1]
+        # The cut model's output = the full model's state after block 1, through the (shared) final norm.
+        torch.testing.assert_close(cut.model(input_ids=ids).last_hidden_state, full.model.norm(after_first))
+    assert build_truncated_trunk("tiny", 1, tmp_path / "trunk") == out  # built once, then reused
+    whole = load_model(build_truncated_trunk("tiny", 5, tmp_path / "whole")).model
+    assert len(decoder_layers(whole)) == 2  # a model with fewer blocks is kept whole

@@ -51,8 +51,11 @@ def test_a_failing_stage_leaves_no_marker(tmp_path: Path) -> None:
 
 
 def test_eta_rescales_by_measured_speed() -> None:
-    plan = [PlannedStage("a", "a", 10.0), PlannedStage("b", "b", 20.0), PlannedStage("c", "c", 30.0)]
+    plan = [PlannedStage("tiny", "t", 1.0), PlannedStage("a", "a", 30.0), PlannedStage("b", "b", 20.0),
+            PlannedStage("c", "c", 40.0)]
     progress = StageProgress(plan, enabled=False)
-    assert progress._eta(0) == 60.0  # nothing measured: the plan as is
-    progress.durations["a"] = 20.0  # a took twice its budget -> everything left is expected 2x slower
-    assert progress._eta(1) == 2.0 * (20.0 + 30.0)
+    assert progress._eta(0) == 91.0  # nothing measured: the plan as is
+    progress.durations["tiny"] = 0.01  # 1 s expected is too little evidence to rescale by 1/100
+    assert progress._eta(1) == 90.0
+    progress.durations["a"] = 62.0  # (0.01 + 62) / (1 + 30) = 2.0003: everything left ~2x slower
+    assert abs(progress._eta(2) - (62.01 / 31.0) * 60.0) < 1e-9

@@ -140,6 +140,7 @@ def test_every_loss_trains_end_to_end(loss: str, tmp_path: Path) -> None:
     assert (run / dpo_module.REFERENCE_CACHE).exists() == (loss not in ("simpo", "orpo"))
 
 
+@pytest.mark.slow
 def test_separable_preferences_are_learned_and_generalise(tmp_path: Path) -> None:
     data = separable_pairs(tmp_path / "pairs.jsonl")
     cfg = cfg_for(data, tmp_path / "run", max_steps=30, lr=2e-3, batch_size=4, eval_fraction=0.25,
@@ -180,6 +181,7 @@ def _only_cache(run: Path) -> dict[str, torch.Tensor]:
     return load_file(str(run / dpo_module.REFERENCE_CACHE))
 
 
+@pytest.mark.slow
 def test_lora_reference_is_computed_once_and_is_the_base_with_the_adapter_disabled(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

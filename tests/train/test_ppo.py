@@ -62,7 +62,7 @@ def peaked_tiny(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 def _config(out: Path, reward: str, *overrides: str, policy: str = "tiny") -> PPOConfig:
     values = {"policy": policy, "reward": reward, "prompts": str(fixture_path("sentiment_prompts.jsonl")), "output": str(out)}
-    base = ["progress=false", "rollout_batch_size=8", "batch_size=4", "sampling.max_new_tokens=8", "max_steps=3", "save_every=0"]
+    base = ["progress=false", "rollout_batch_size=8", "batch_size=4", "grad_accum=1", "sampling.max_new_tokens=8", "max_steps=3", "save_every=0"]
     return build_config(PPOConfig, values=values, overrides=[*base, *overrides])
 
 
@@ -186,7 +186,7 @@ def test_long_prompts_are_cut_and_counted_and_the_run_dir_is_a_model_dir(rewards
     prompts.write_text("".join(json.dumps({"prompt": p}) + "\n" for p in ["Hi.", "Tell me " * 30, "Yo.", "Ok."]))
     cfg = build_config(PPOConfig, values={"policy": "tiny", "reward": f"python:{rewards}:count_e", "prompts": str(prompts),
                                           "output": str(tmp_path / "r")},
-                       overrides=["progress=false", "rollout_batch_size=4", "batch_size=4", "sampling.max_new_tokens=4",
+                       overrides=["progress=false", "rollout_batch_size=4", "batch_size=4", "grad_accum=1", "sampling.max_new_tokens=4",
                                   "sampling.max_prompt_length=24", "max_steps=2", "samples_per_log=2"])
     run = ppo(cfg)
     assert sum(_series(run, "ppo/prompts_truncated")) >= 1
@@ -219,7 +219,7 @@ def _cli(out: Path, rewards: Path) -> list[str]:
             "'output': sys.argv[3]}, overrides=sys.argv[4:]))")
     return [sys.executable, "-c", code, str(fixture_path("sentiment_prompts.jsonl")), f"python:{rewards}:count_e", str(out),
             "progress=false", "max_steps=14", "save_every=2", "rollout_batch_size=8", "batch_size=4",
-            "sampling.max_new_tokens=8", "lr=1e-2", "kl_horizon=64"]
+            "sampling.max_new_tokens=8", "lr=1e-2", "kl_horizon=64", "grad_accum=1"]
 
 
 @pytest.mark.slow

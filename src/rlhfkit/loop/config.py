@@ -135,6 +135,12 @@ class RewardStageConfig:
     """Judgments per step."""
     n_heads: int = 3
     """Ensemble heads on bootstrap resamples: their disagreement is a reward-hacking signal."""
+    trunk_layers: int = 15
+    """Use only the bottom N transformer blocks of the trunk (0 = all). The last token's state in the middle
+    of a network is a better linear feature of what a text says than the top layer's, which is shaped to
+    predict the next token: on the demo's task a linear probe of the gold score reaches correlation 0.49 at
+    layer 15 of SmolLM2 against 0.38 at its last layer 30 (bench notes in rlhfkit.loop.demo); half the
+    layers also halve every reward-model forward pass."""
     freeze_layers: int = -1
     """-1: frozen trunk with cached features (only the heads train, seconds on a CPU); N >= 0: train above layer N."""
     max_length: int = 128
@@ -149,6 +155,7 @@ class RewardStageConfig:
     def __post_init__(self) -> None:
         require(self.max_steps > 0 and self.lr > 0 and self.batch_size > 0, "reward.max_steps, lr, batch_size must be > 0")
         require(self.n_heads >= 1 and self.freeze_layers >= -1, "reward.n_heads >= 1 and reward.freeze_layers >= -1")
+        require(self.trunk_layers >= 0, "reward.trunk_layers must be >= 0")
         require(self.max_length >= 16 and self.normalize_prompts >= 2, "reward.max_length >= 16, normalize_prompts >= 2")
 
 

@@ -72,6 +72,10 @@ def mark_done(rdir: Path, stage: str, info: dict[str, Any]) -> None:
     write_json_atomic(marker_path(rdir, stage), {"stage": stage, "finished_at": time.time(), **info})
 
 
+MIN_EVIDENCE_S = 20.0
+"""Expected seconds of finished stages needed before the ETA trusts their measured speed."""
+
+
 def _clock(seconds: float) -> str:
     seconds = max(0, int(round(seconds)))
     return f"{seconds // 60:d}:{seconds % 60:02d}"
@@ -105,10 +109,11 @@ class StageProgress:
     stage cost independently of other people's load."""
 
     def _eta(self, from_index: int) -> float:
-        """Expected seconds left, rescaled by (actual / expected) of the stages measured so far."""
+        """Expected seconds left, rescaled by (actual / expected) of the stages measured so far, once
+        those are long enough (`MIN_EVIDENCE_S` expected) for the ratio to mean something."""
         expected_done = sum(p.expected_s for p in self.plan if p.key in self.durations)
         actual_done = sum(self.durations.values())
-        speed = actual_done / expected_done if expected_done > 0 and actual_done > 0 else 1.0
+        speed = actual_done / expected_done if expected_done >= MIN_EVIDENCE_S else 1.0
         return speed * sum(p.expected_s for p in self.plan[from_index:])
 
     def say(self, text: str) -> None:

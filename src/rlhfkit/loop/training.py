@@ -34,13 +34,45 @@ def data_spec(cfg: LoopConfig) -> str:
     return f"{cfg.db_url()}#{cfg.feedback.project}"
 
 
+def trunk_dir(cfg: LoopConfig) -> str:
+    """The reward model's trunk: `reward.model` (or the initial policy), cut to `reward.trunk_layers`."""
+    model = cfg.reward.model or cfg.policy_model
+    if cfg.reward.trunk_layers == 0:
+        return model
+    return str(Path(cfg.output).resolve() / f"reward-trunk-{cfg.reward.trunk_layers}")
+
+
+def build_truncated_trunk(model: str, layers: int, out: Path) -> Path:
+    """A model directory holding the embeddings, the bottom `layers` blocks and the final norm of MODEL.
+
+    Written once (atomically) and reused by every round. A model with at most `layers` blocks is
+    copied whole.
+    """
+    from rlhfkit.models.adapters import decoder_layers
+    from rlhfkit.models.loading import load_model
+    from rlhfkit.models.saving import save_model_dir
+
+    if (out / "config.json").exists():
+        return out
+    loaded = load_model(model, dtype="fp32")
+    blocks = decoder_layers(loaded.model)
+    if layers < len(blocks):
+        del blocks[layers:]
+        config = loaded.model.config
+        config.num_hidden_layers = layers
+        if getattr(config, "layer_types", None):  # per-layer attention kinds (sliding/full) in newer configs
+            config.layer_types = config.layer_types[:layers]
+    save_model_dir(loaded.model, loaded.tokenizer, out)
+    return out
+
+
 def reward_config(cfg: LoopConfig, output: Path, policy: str) -> Any:
-    """The RewardConfig of a round: trunk = `reward.model` or the initial policy, normalized on `policy`."""
+    """The RewardConfig of a round: trunk = `trunk_dir`, data = the whole project, normalized on `policy`."""
     from rlhfkit.train.reward import RewardConfig
 
     r = cfg.reward
     values = {
-        "output": str(output), "model": r.model or cfg.policy_model, "data": [data_spec(cfg)],
+        "output": str(output), "model": trunk_dir(cfg), "data": [data_spec(cfg)],
         "kind": REWARD_KIND[cfg.feedback.task_type], "max_steps": r.max_steps, "lr": r.lr,
         "batch_size": r.batch_size, "n_heads": r.n_heads, "freeze_layers": r.freeze_layers,
         "max_length": r.max_length, "weight_decay": r.weight_decay, "normalize_policy": policy,
@@ -54,6 +86,8 @@ def reward_config(cfg: LoopConfig, output: Path, policy: str) -> Any:
 def train_reward(cfg: LoopConfig, output: Path, policy: str) -> Path:
     from rlhfkit.train.reward import train_reward_model
 
+    if cfg.reward.trunk_layers:
+        build_truncated_trunk(cfg.reward.model or cfg.policy_model, cfg.reward.trunk_layers, Path(trunk_dir(cfg)))
     return train_reward_model(reward_config(cfg, output, policy))
 
 

@@ -27,9 +27,13 @@ class LoRAConfig:
     """Dropout on the adapter input (0 keeps RLHF log-probs deterministic)."""
     target_modules: str = "all-linear"
     """Which modules get adapters: 'all-linear', or a comma-separated list of module names (q_proj,v_proj)."""
+    layers: int = 0
+    """Adapters only in the top N transformer blocks (0, or N >= the model's depth: every block). Below
+    them nothing trains, so backward stops there: less compute and activation memory."""
 
     def __post_init__(self) -> None:
         require(self.r > 0, f"lora.r must be positive, got {self.r}")
+        require(self.layers >= 0, f"lora.layers must be >= 0, got {self.layers}")
         require(self.alpha > 0, f"lora.alpha must be positive, got {self.alpha}")
         require(0.0 <= self.dropout < 1.0, f"lora.dropout must be in [0, 1), got {self.dropout}")
 
@@ -43,12 +47,20 @@ def apply_lora(model: nn.Module, cfg: LoRAConfig) -> nn.Module:
         if cfg.target_modules == "all-linear"
         else [m.strip() for m in cfg.target_modules.split(",") if m.strip()]
     )
+    depth = len(decoder_layers(model))
+    top: dict[str, object] = {}
+    if 0 < cfg.layers < depth:
+        if targets == "all-linear":  # peft takes layers_to_transform only with named modules
+            targets = sorted({n.rsplit(".", 1)[-1] for layer in decoder_layers(model)
+                              for n, m in layer.named_modules() if isinstance(m, nn.Linear)})
+        top = {"layers_to_transform": list(range(depth - cfg.layers, depth))}
     peft_cfg = LoraConfig(
         r=cfg.r,
         lora_alpha=cfg.alpha,
         lora_dropout=cfg.dropout,
         target_modules=targets,
         task_type="CAUSAL_LM",
+        **top,
     )
     return get_peft_model(model, peft_cfg)
 

@@ -22,6 +22,7 @@ uncertainty-penalized reward that the policy cannot raise by drifting where the 
 
 from __future__ import annotations
 
+import functools
 import importlib
 import importlib.util
 import inspect
@@ -135,6 +136,19 @@ class PythonReward:
         else:
             values = [self.fn(p, r) for p, r in zip(prompts, responses, strict=True)]
         return RewardOutput(_as_scores(values, len(responses), self.name), None)
+
+
+@functools.cache
+def _vader() -> Any:
+    from vaderSentiment.vaderSentiment import SentimentIntensityAnalyzer
+
+    return SentimentIntensityAnalyzer()
+
+
+def vader_sentiment(prompts: list[PromptText], responses: list[str]) -> list[float]:
+    """A known reward for demos and benchmarks: the VADER compound sentiment of each response, in
+    [-1, 1] (Hutto and Gilbert 2014). ``--reward python:rlhfkit.rollout.rewards:vader_sentiment``."""
+    return [float(_vader().polarity_scores(r)["compound"]) for r in responses]
 
 
 # --- HTTP endpoints ---------------------------------------------------------------------------

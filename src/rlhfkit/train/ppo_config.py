@@ -38,16 +38,19 @@ class PPOConfig(TrainConfig):
     """Linear warm-up of the learning rate over this many PPO steps."""
     schedule: str = "constant"
     """Learning-rate decay after warm-up, per PPO step: 'constant', 'linear' (to 0) or 'cosine'."""
-    batch_size: int = 8
+    batch_size: int = 4
     """Samples per forward/backward pass (micro-batch), in the update and in the rollout's scoring passes."""
+    grad_accum: int = 2
+    """Micro-batches per optimizer step: a PPO minibatch is batch_size * grad_accum samples."""
     save_every: int = 20
     """Write a resumable checkpoint every this many PPO steps (0: only at the end)."""
 
     policy_mode: str = "lora"
     """What trains: 'lora' (adapters; reference = adapters off), 'top_layers' (the top `train_layers`
     blocks; reference = a frozen copy of just those blocks) or 'full' (everything; reference = a full copy)."""
-    lora: LoRAConfig = LoRAConfig()
-    """Adapters for policy_mode=lora (lora.r=16, lora.alpha=32, ...)."""
+    lora: LoRAConfig = LoRAConfig(layers=8)
+    """Adapters for policy_mode=lora (lora.r=16, lora.alpha=32, ...). By default only the top 8 blocks get
+    adapters, so the update's backward pass and its saved activations stop there (lora.layers=0: every block)."""
     train_layers: int = 2
     """Top transformer blocks trained in policy_mode=top_layers."""
     value_init: str = "zero"
@@ -56,7 +59,7 @@ class PPOConfig(TrainConfig):
     value_trunk_grad: bool = True
     """Let the value loss train the shared trunk too (False: the value head learns on detached features)."""
 
-    sampling: SamplingConfig = SamplingConfig(max_new_tokens=48, temperature=0.7)
+    sampling: SamplingConfig = SamplingConfig()
     """Rollout sampling (sampling.max_new_tokens, sampling.temperature, sampling.max_prompt_length,
     sampling.batch_size = prompts per generation call). top_p and top_k must stay off: PPO's ratio needs
     the log-probs of the distribution that was sampled."""
