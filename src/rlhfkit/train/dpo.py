@@ -34,7 +34,7 @@ from rlhfkit.models.loading import load_model
 from rlhfkit.models.saving import save_model_dir
 from rlhfkit.rollout.generate import SamplingConfig, sample
 from rlhfkit.train.batches import BatchStream
-from rlhfkit.train.checkpoint import latest_checkpoint, load_checkpoint, save_checkpoint
+from rlhfkit.train.checkpoint import save_checkpoint
 from rlhfkit.train.engine import Engine
 from rlhfkit.train.preference_batches import (
     LAYOUTS,
@@ -55,7 +55,7 @@ from rlhfkit.train.run import (
     Throughput,
     TrainConfig,
     check_finite,
-    load_scheduler_state,
+    resume_latest,
     log,
     make_optimizer,
     prepare_run_dir,
@@ -410,13 +410,9 @@ def dpo(cfg: DPOConfig) -> Path:
     optimizer, scheduler = make_optimizer(trainable_parameters(model), cfg)
 
     # 4. Resume from the newest checkpoint, if any.
-    start = 0
-    if cfg.resume and (ckpt := latest_checkpoint(run_dir / "checkpoints")) is not None:
-        restored = load_checkpoint(ckpt, modules={"model": model}, optimizer=optimizer)
-        start = restored.step
-        load_scheduler_state(scheduler, restored.state["scheduler"])
-        stream.load_state_dict(restored.state["data"])
-        log.info("resumed from %s at step %d", ckpt, start)
+    restored = resume_latest(run_dir, enabled=cfg.resume, modules={"model": model}, optimizer=optimizer,
+                             scheduler=scheduler, stream=stream)
+    start = restored.step if restored else 0
     model, optimizer = engine.prepare(model, optimizer)
 
     logger = MetricsLogger(run_dir, cfg.report_to, config=cfg, resume_step=start)

@@ -33,7 +33,7 @@ from rlhfkit.rollout.experience import Rollout, RunningMoments, concat_samples, 
 from rlhfkit.rollout.generate import Samples, sample
 from rlhfkit.rollout.rewards import RewardSource, resolve_reward
 from rlhfkit.train.batches import BatchStream
-from rlhfkit.train.checkpoint import latest_checkpoint, load_checkpoint, save_checkpoint
+from rlhfkit.train.checkpoint import save_checkpoint
 from rlhfkit.train.engine import Engine
 from rlhfkit.train.ppo_config import PPOConfig
 from rlhfkit.train.ppo_model import ActorCritic, build_actor_critic
@@ -42,7 +42,7 @@ from rlhfkit.train.run import (
     Throughput,
     _truncate_after,
     check_finite,
-    load_scheduler_state,
+    resume_latest,
     log,
     make_optimizer,
     prepare_run_dir,
@@ -187,16 +187,13 @@ def ppo(cfg: PPOConfig) -> Path:
     kl_ctl = make_kl_controller(cfg.kl_controller, init_beta=cfg.init_kl_coef, target=cfg.kl_target, horizon=cfg.kl_horizon)
     moments = RunningMoments() if cfg.normalize_scores else None
 
-    start = 0
-    if cfg.resume and (ckpt := latest_checkpoint(run_dir / "checkpoints")) is not None:
-        restored = load_checkpoint(ckpt, modules={"actor_critic": ac}, optimizer=optimizer)
-        start = restored.step
-        load_scheduler_state(scheduler, restored.state["scheduler"])
-        stream.load_state_dict(restored.state["data"])
+    restored = resume_latest(run_dir, enabled=cfg.resume, modules={"actor_critic": ac}, optimizer=optimizer,
+                             scheduler=scheduler, stream=stream)
+    start = restored.step if restored else 0
+    if restored:
         kl_ctl.load_state_dict(restored.state["kl_controller"])
         if moments is not None:
             moments.load_state_dict(restored.state["score_moments"])
-        log.info("resumed from %s at step %d", ckpt, start)
     ac, optimizer = engine.prepare(ac, optimizer)
     model: ActorCritic = engine.unwrap(ac)
 

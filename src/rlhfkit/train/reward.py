@@ -30,7 +30,7 @@ from rlhfkit.models.loading import load_model
 from rlhfkit.models.reward import RewardModel, build_reward_model, normalization_from_raw, save_reward_model
 from rlhfkit.rollout.generate import SamplingConfig, sample_texts
 from rlhfkit.train.batches import BatchStream
-from rlhfkit.train.checkpoint import latest_checkpoint, load_checkpoint, save_checkpoint
+from rlhfkit.train.checkpoint import save_checkpoint
 from rlhfkit.train.engine import Engine
 from rlhfkit.train.reward_data import (
     RewardBatch,
@@ -54,7 +54,7 @@ from rlhfkit.train.run import (
     Throughput,
     TrainConfig,
     check_finite,
-    load_scheduler_state,
+    resume_latest,
     log,
     make_optimizer,
     prepare_run_dir,
@@ -278,15 +278,11 @@ def train_reward_model(cfg: RewardConfig) -> Path:
         modules["loss"] = params
 
     # 3. Resume from the newest checkpoint (and the feature cache saved with it), if any.
-    start = 0
-    if cfg.resume and (ckpt := latest_checkpoint(run_dir / "checkpoints")) is not None:
-        restored = load_checkpoint(ckpt, modules=modules, optimizer=optimizer)
-        start = restored.step
-        load_scheduler_state(scheduler, restored.state["scheduler"])
-        stream.load_state_dict(restored.state["data"])
-        if cache is not None and cache.load(run_dir / FEATURES_FILE):
-            log.info("reusing %d cached trunk features", int(cache.filled.sum()))
-        log.info("resumed from %s at step %d", ckpt, start)
+    restored = resume_latest(run_dir, enabled=cfg.resume, modules=modules, optimizer=optimizer,
+                             scheduler=scheduler, stream=stream)
+    start = restored.step if restored else 0
+    if restored and cache is not None and cache.load(run_dir / FEATURES_FILE):
+        log.info("reusing %d cached trunk features", int(cache.filled.sum()))
     model, optimizer = engine.prepare(core, optimizer)
     evaluator = HeldOut(held, cfg.eval_batch_size, reuse_features=frozen) if held.examples else None
 

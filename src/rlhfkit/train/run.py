@@ -127,6 +127,32 @@ def load_scheduler_state(sched: Any, state: dict[str, Any]) -> None:
     sched.load_state_dict({**state, "lr_lambdas": [None] * len(sched.lr_lambdas)})
 
 
+def resume_latest(
+    run_dir: Path,
+    *,
+    enabled: bool,
+    modules: dict[str, torch.nn.Module],
+    optimizer: torch.optim.Optimizer,
+    scheduler: Any,
+    stream: Any,
+) -> Any:
+    """Restore the newest checkpoint of `run_dir` (modules, optimizer, scheduler, data position).
+
+    Returns the `Checkpoint` (its `state` carries any loop-specific state, e.g. a KL controller, for
+    the caller to restore), or None when there is nothing to resume or `enabled` is false.
+    """
+    from rlhfkit.train.checkpoint import latest_checkpoint, load_checkpoint
+
+    ckpt = latest_checkpoint(run_dir / "checkpoints") if enabled else None
+    if ckpt is None:
+        return None
+    restored = load_checkpoint(ckpt, modules=modules, optimizer=optimizer)
+    load_scheduler_state(scheduler, restored.state["scheduler"])
+    stream.load_state_dict(restored.state["data"])
+    log.info("resumed from %s at step %d", ckpt, restored.step)
+    return restored
+
+
 class MetricsLogger:
     """Metrics to the console, ``metrics.jsonl`` and, when asked, TensorBoard and W&B (offline)."""
 

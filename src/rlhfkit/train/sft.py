@@ -21,14 +21,14 @@ from rlhfkit.models.lm import token_nll_sum
 from rlhfkit.models.loading import load_model
 from rlhfkit.models.saving import save_model_dir
 from rlhfkit.train.batches import BatchStream
-from rlhfkit.train.checkpoint import latest_checkpoint, load_checkpoint, save_checkpoint
+from rlhfkit.train.checkpoint import save_checkpoint
 from rlhfkit.train.engine import Engine
 from rlhfkit.train.run import (
     MetricsLogger,
     Throughput,
     TrainConfig,
     check_finite,
-    load_scheduler_state,
+    resume_latest,
     log,
     make_optimizer,
     prepare_run_dir,
@@ -130,13 +130,9 @@ def sft(cfg: SFTConfig) -> Path:
     optimizer, scheduler = make_optimizer(trainable_parameters(model), cfg)
 
     # 3. Resume from the newest checkpoint, if any.
-    start = 0
-    if cfg.resume and (ckpt := latest_checkpoint(run_dir / "checkpoints")) is not None:
-        restored = load_checkpoint(ckpt, modules={"model": model}, optimizer=optimizer)
-        start = restored.step
-        load_scheduler_state(scheduler, restored.state["scheduler"])
-        stream.load_state_dict(restored.state["data"])
-        log.info("resumed from %s at step %d", ckpt, start)
+    restored = resume_latest(run_dir, enabled=cfg.resume, modules={"model": model}, optimizer=optimizer,
+                             scheduler=scheduler, stream=stream)
+    start = restored.step if restored else 0
     model, optimizer = engine.prepare(model, optimizer)
 
     logger = MetricsLogger(run_dir, cfg.report_to, config=cfg, resume_step=start)
