@@ -140,7 +140,7 @@ def trl_side(spec: dict[str, Any]) -> dict[str, Any]:
     reward = _trl_reward_model(spec["rm_dir"])
     rollout, mini = spec["rollout_batch_size"], spec["minibatch"]
     args = PPOConfig(
-        output_dir=str(Path(spec["out_dir"]) / "trl-run"), use_cpu=True, bf16=False, fp16=False,
+        output_dir=str(Path(spec["out_dir"]) / "trl-run"), use_cpu=True, bf16=bool(spec.get("trl_bf16")), fp16=False,
         gradient_checkpointing=False, per_device_train_batch_size=mini, gradient_accumulation_steps=rollout // mini,
         num_mini_batches=rollout // mini, num_ppo_epochs=spec["ppo_epochs"], response_length=spec["response_length"],
         temperature=spec["temperature"], stop_token="eos", total_episodes=rollout * spec["steps"],
@@ -156,7 +156,7 @@ def trl_side(spec: dict[str, Any]) -> dict[str, Any]:
     history = [h for h in trainer.state.log_history if "objective/scores" in h]
     return {**recorder.summary(), "call_s": time.perf_counter() - start, "version": trl.__version__,
             "scores": [h["objective/scores"] for h in history], "kl": [h["objective/kl"] for h in history],
-            "settings": "use_cpu=True, bf16=False, gradient_checkpointing=False, full fine-tuning, "
+            "settings": f"use_cpu=True, bf16={bool(spec.get('trl_bf16'))}, gradient_checkpointing=False, full fine-tuning, "
                         "separate reference and value models (value from the reward model)"}
 
 

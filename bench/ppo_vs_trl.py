@@ -14,7 +14,7 @@ model (trained by the `rm` job; TRL reads it as a sequence classifier whose scor
 head with the normalization folded in), the same rollout batch, minibatch, response length (stopping at
 EOS), temperature, PPO epochs and learning rate. TRL runs its PPOTrainer as documented: full
 fine-tuning, a reference copy, a value model initialized from the reward model; bf16 and gradient
-checkpointing are off (both are slower on this CPU). rlhfkit runs its defaults: a LoRA policy whose
+checkpointing are off (`--trl-bf16` turns bf16 on, for CPUs where bf16 matmul is the faster). rlhfkit runs its defaults: a LoRA policy whose
 reference is the same base with adapters off, and a value head on the policy's trunk.
 """
 
@@ -67,6 +67,8 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     p.add_argument("--ppo-epochs", type=int, default=4)
     p.add_argument("--sides", default="rlhfkit,trl", help="throughput: which sides to run")
     p.add_argument("--threads", type=int, default=0, help="torch threads per side (0: torch's default)")
+    p.add_argument("--trl-bf16", action="store_true",
+                   help="TRL computes in bf16 (autocast): faster on CPUs whose bf16 matmul beats fp32")
     p.add_argument("--override", action="append", default=[], help="extra rlhfkit key=value (repeatable)")
     return p.parse_args(argv)
 
@@ -83,7 +85,7 @@ def spec_for(args: argparse.Namespace, job: str, steps: int) -> dict[str, Any]:
             "out_dir": str(args.work / job), "steps": steps, "rollout_batch_size": args.rollout,
             "minibatch": args.minibatch, "micro": args.micro, "response_length": args.response_length, "ppo_epochs": args.ppo_epochs,
             "temperature": 0.7, "lr": 1e-5 if job != "effect" else 3e-5, "seed": 0,
-            "rlhfkit_overrides": args.override, "threads": args.threads}
+            "rlhfkit_overrides": args.override, "threads": args.threads, "trl_bf16": args.trl_bf16}
 
 
 def run_side(args: argparse.Namespace, side: str, job: str, spec: dict[str, Any]) -> tuple[dict[str, Any], ChildRun]:

@@ -8,7 +8,7 @@ same training pairs and held-out pairs (a prompt-disjoint split of the shared HH
 file), and the SAME TOKEN IDS: the harness tokenizes every (prompt, response) once with rlhfkit's
 chat formatting and truncation and hands TRL the ids (its pre-tokenized ``chosen_ids`` /
 ``rejected_ids`` format), so neither side's truncation rule changes what is trained. Same batch,
-steps, constant learning rate, AdamW betas, clipping; fp32 on both sides. TRL reads the reward at
+steps, constant learning rate, AdamW betas, clipping; one compute dtype on both sides (`--dtype`, fp32 by default). TRL reads the reward at
 the last non-pad token, so its pad token is set to ``<|endoftext|>`` (never inside the texts) and
 it reads the EOS, exactly as rlhfkit does.
 
@@ -165,7 +165,7 @@ def run_rlhfkit(spec: dict[str, Any]) -> dict[str, Any]:
         output=Path(spec["work_dir"]) / "rlhfkit-run", model=spec["model_dir"], data=(spec["train_file"],),
         eval_fraction=0.0,  # the held-out pairs are scored below, identically for both sides
         max_length=spec["max_length"], batch_size=spec["batch_size"], lr=spec["lr"], warmup_steps=0,
-        schedule="constant", max_grad_norm=1.0, max_steps=spec["steps"], dtype="fp32", seed=spec["seed"],
+        schedule="constant", max_grad_norm=1.0, max_steps=spec["steps"], dtype=spec.get("dtype", "fp32"), seed=spec["seed"],
         freeze_layers=spec["freeze_layers"], group_by_length=spec["group_by_length"], normalize=False,
         save_every=0, log_every=1, progress=False, resume=False,
     )
@@ -186,7 +186,7 @@ def run_rlhfkit(spec: dict[str, Any]) -> dict[str, Any]:
         "version": _version("rlhfkit"),
         "settings": (f"freeze_layers={spec['freeze_layers']} (embeddings + bottom layers frozen, "
                      f"top {30 - spec['freeze_layers']} of 30 layers + final norm + head train), "
-                     f"group_by_length={spec['group_by_length']}, dtype=fp32"),
+                     f"group_by_length={spec['group_by_length']}, dtype={spec.get('dtype', 'fp32')}"),
         "trainable_params": trainable,
         "train_loss_last": losses[-1],
         "train_call_s": train_s,
@@ -234,7 +234,7 @@ def _trl_args(spec: dict[str, Any], out: str, steps: int) -> Any:
     from trl import RewardConfig
 
     return RewardConfig(
-        output_dir=out, use_cpu=True, bf16=False, fp16=False,  # fp32: faster than bf16 on this CPU
+        output_dir=out, use_cpu=True, bf16=spec.get("dtype") == "bf16", fp16=False,  # --dtype: both sides alike
         gradient_checkpointing=False,  # TRL defaults to True; recomputing activations is slower
         per_device_train_batch_size=spec["batch_size"], gradient_accumulation_steps=1,
         learning_rate=spec["lr"], lr_scheduler_type="constant", warmup_steps=0, weight_decay=0.0,
@@ -286,7 +286,7 @@ def run_trl(spec: dict[str, Any]) -> dict[str, Any]:
         **recorder.summary(),
         "version": trl.__version__,
         "settings": (f"full fine-tune{f' with bottom {freeze} layers + embeddings frozen by hand' if freeze else ''}, "
-                     f"use_cpu=True, bf16=False, gradient_checkpointing=False, "
+                     f"use_cpu=True, bf16={args.bf16}, gradient_checkpointing=False, "
                      f"train_sampling_strategy={args.train_sampling_strategy}, optim={args.optim}, "
                      f"dataloader_num_workers=0, pad token {TRL_PAD}"),
         "trainable_params": _trainable(trained),
@@ -345,6 +345,8 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
                    help="TRL: freeze the same way by hand (0 = TRL's own full fine-tune)")
     p.add_argument("--group-by-length", action=argparse.BooleanOptionalAction, default=True)
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--dtype", choices=("fp32", "bf16"), default="fp32",
+                   help="compute dtype of both sides (weights stay fp32; bf16 is autocast on each side)")
     p.add_argument("--trl-venv", type=Path, default=VENVS_DIR / "trl-latest")
     p.add_argument("--sides", default="rlhfkit,trl,trl-check", help="comma list: which sides to run, in order")
     p.add_argument("--data", type=Path, default=HH_DEV)
@@ -465,7 +467,7 @@ def main(argv: list[str]) -> None:
         "model_dir": str(model_dir), "train_file": str(work / "train.jsonl"),
         "train_ids": str(work / "train_ids.jsonl"),
         "eval_ids": str(work / "eval_ids.jsonl"), "work_dir": str(work), "batch_size": args.batch_size,
-        "max_length": args.max_length, "lr": args.lr, "steps": args.steps, "seed": args.seed,
+        "max_length": args.max_length, "lr": args.lr, "steps": args.steps, "seed": args.seed, "dtype": args.dtype,
         "freeze_layers": args.freeze_layers, "trl_freeze_layers": args.trl_freeze_layers,
         "group_by_length": args.group_by_length,
     }

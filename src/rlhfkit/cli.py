@@ -29,6 +29,7 @@ class Command:
     flags: tuple[str, ...]
     """Config fields that also have a --flag (the command-line contract)."""
     required: tuple[str, ...] = ()
+    """Flags the command needs: given here, in --config or as key=value (the config validates it)."""
 
 
 def _load(ref: str) -> Any:
@@ -57,8 +58,11 @@ def _add_config_command(sub: Any, cmd: Command) -> None:
         formatter_class=argparse.RawDescriptionHelpFormatter,
         epilog="config fields (set with --config FILE.yaml or key=value):\n" + format_fields(cfg_cls),
     )
+    # Not argparse-required: a required field may come from --config or key=value instead, and the
+    # config's own validation names it when it is missing everywhere.
     for flag in cmd.flags:
-        parser.add_argument(f"--{flag}", dest=flag, required=flag in cmd.required, metavar=flag.upper())
+        needed = " (required: here, in --config or as key=value)" if flag in cmd.required else ""
+        parser.add_argument(f"--{flag}", dest=flag, metavar=flag.upper(), help=f"config field {flag!r}{needed}")
     parser.add_argument("--config", dest="config_file", metavar="FILE.yaml", help="YAML config file")
     parser.add_argument("overrides", nargs="*", metavar="key=value", help="config overrides, e.g. max_steps=10 lora.r=8")
 

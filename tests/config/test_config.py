@@ -108,3 +108,28 @@ def test_help_lists_every_field_with_its_doc(capsys: pytest.CaptureFixture[str])
     for f in dataclasses.fields(SFTConfig):
         assert f.name in out
     assert "Freeze the embeddings and this many bottom transformer layers" in out
+
+
+@pytest.mark.parametrize("argv, target", [
+    (["sft"], "rlhfkit.train.sft:sft"),
+    (["reward", "train"], "rlhfkit.train.reward:train_reward_model"),
+])
+def test_required_fields_may_come_from_the_config_file(argv: list[str], target: str, tmp_path: Path,
+                                                       monkeypatch: pytest.MonkeyPatch) -> None:
+    """`--data` and `--output` are required fields, but a --config file may hold them instead."""
+    from rlhfkit.cli import main
+
+    module, name = target.split(":")
+    seen: list[object] = []
+    monkeypatch.setattr(importlib.import_module(module), name, lambda cfg: seen.append(cfg))
+    config = tmp_path / "run.yaml"
+    config.write_text(yaml.safe_dump({"data": "demos.jsonl", "output": str(tmp_path / "run")}))
+    assert main([*argv, "--config", str(config), "max_steps=3"]) == 0
+    assert seen and seen[0].max_steps == 3 and str(seen[0].output) == str(tmp_path / "run")
+
+
+def test_a_required_field_missing_everywhere_is_named(capsys: pytest.CaptureFixture[str]) -> None:
+    from rlhfkit.cli import main
+
+    assert main(["sft", "--output", "o"]) == 2
+    assert "data is required" in capsys.readouterr().err

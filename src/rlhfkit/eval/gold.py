@@ -20,7 +20,6 @@ repeated 5 or more times in a row costs 1, an empty response costs 1 and a 1-wor
 
 from __future__ import annotations
 
-import importlib
 import math
 import re
 from collections.abc import Callable, Mapping
@@ -229,26 +228,12 @@ GOLD_SCORERS: dict[str, GoldScorer] = {
 PYTHON_PREFIX = "python:"
 
 
-def _import_scorer(spec: str) -> GoldScorer:
-    """Import ``python:module:function``."""
-    target = spec[len(PYTHON_PREFIX) :]
-    module_name, sep, attr = target.partition(":")
-    if not sep or not module_name or not attr:
-        raise ValueError(f"expected 'python:module:function', got {spec!r}")
-    try:
-        module = importlib.import_module(module_name)
-    except ImportError as err:
-        raise ValueError(f"gold scorer {spec!r}: cannot import module {module_name!r}: {err}") from err
-    fn = getattr(module, attr, None)
-    if not callable(fn):
-        raise ValueError(f"gold scorer {spec!r}: {module_name}.{attr} is missing or not callable")
-    return fn
-
-
 def resolve_gold(spec: str) -> GoldScorer:
     """A gold scorer from a name of :data:`GOLD_SCORERS` or ``"python:module:function"``."""
     if spec.startswith(PYTHON_PREFIX):
-        return _import_scorer(spec)
+        from rlhfkit.rollout.rewards import import_function  # here: the named scorers need no torch
+
+        return import_function(spec[len(PYTHON_PREFIX) :], what="gold scorer")
     if spec not in GOLD_SCORERS:
         names = ", ".join(sorted(GOLD_SCORERS))
         raise ValueError(f"unknown gold scorer {spec!r}; known: {names}, or python:module:function")

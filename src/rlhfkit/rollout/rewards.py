@@ -75,16 +75,18 @@ def _as_scores(values: Sequence[Any], n: int, where: str) -> Tensor:
 # --- Python functions -------------------------------------------------------------------------
 
 
-def _import_function(ref: str) -> Callable[..., Any]:
-    """``MODULE:FUNCTION`` or ``path/to/file.py:FUNCTION`` -> the function."""
+def import_function(ref: str, what: str = "python reward") -> Callable[..., Any]:
+    """``MODULE:FUNCTION`` or ``path/to/file.py:FUNCTION`` -> the function; errors name it as `what`.
+
+    The one resolver of user-supplied Python callables (reward functions, gold scorers)."""
     module_ref, sep, name = ref.rpartition(":")
     if not sep or not module_ref or not name:
-        raise ValueError(f"python reward {ref!r} must be MODULE:FUNCTION (or FILE.py:FUNCTION)")
+        raise ValueError(f"{what} {ref!r} must be MODULE:FUNCTION (or FILE.py:FUNCTION)")
     if module_ref.endswith(".py"):
         path = Path(module_ref).expanduser().resolve()
         if not path.is_file():
-            raise ValueError(f"python reward file {path} does not exist")
-        spec = importlib.util.spec_from_file_location(f"rlhfkit_reward_{path.stem}", path)
+            raise ValueError(f"{what} file {path} does not exist")
+        spec = importlib.util.spec_from_file_location(f"rlhfkit_user_{path.stem}", path)
         assert spec is not None and spec.loader is not None
         module = importlib.util.module_from_spec(spec)
         sys.modules[spec.name] = module
@@ -93,10 +95,10 @@ def _import_function(ref: str) -> Callable[..., Any]:
         try:
             module = importlib.import_module(module_ref)
         except ImportError as e:
-            raise ValueError(f"python reward: cannot import module {module_ref!r}: {e}") from None
+            raise ValueError(f"{what}: cannot import module {module_ref!r}: {e}") from None
     fn = getattr(module, name, None)
     if not callable(fn):
-        raise ValueError(f"python reward: {module_ref} has no function {name!r}")
+        raise ValueError(f"{what}: {module_ref} has no function {name!r}")
     return fn
 
 
@@ -256,7 +258,7 @@ class UncertaintyPenalized:
 
 def _python_source(spec: str, **_: Any) -> RewardSource:
     ref = spec.removeprefix("python:")
-    return PythonReward(_import_function(ref), name=spec)
+    return PythonReward(import_function(ref), name=spec)
 
 
 def _http_source(spec: str, *, http_timeout: float = 30.0, http_retries: int = 3, http_backoff: float = 0.5, **_: Any) -> RewardSource:

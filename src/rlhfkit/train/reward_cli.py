@@ -57,8 +57,10 @@ def register(subparsers: Any) -> None:
         epilog="config fields (set with --config FILE.yaml or key=value):\n" + format_fields(RewardConfig),
     )
     train.add_argument("--model", dest="model", metavar="MODEL", help="trunk to start from (default smollm2)")
-    train.add_argument("--data", dest="data", required=True, metavar="FILE", help="pairs, rankings or ratings")
-    train.add_argument("--output", dest="output", required=True, metavar="DIR", help="run directory")
+    train.add_argument("--data", dest="data", metavar="FILE",
+                       help="pairs, rankings or ratings (required: here, in --config or as key=value)")
+    train.add_argument("--output", dest="output", metavar="DIR",
+                       help="run directory (required: here, in --config or as key=value)")
     train.add_argument("--config", dest="config_file", metavar="FILE.yaml", help="YAML config file")
     train.add_argument("overrides", nargs="*", metavar="key=value", help="config overrides, e.g. max_steps=50")
     train.set_defaults(func=_train)
