@@ -107,9 +107,9 @@ class FeedbackConfig:
 class CandidatesConfig:
     """What the current policy writes for annotators each round."""
 
-    per_prompt: int = 4
+    per_prompt: int = 8
     """K: candidates sampled per prompt (identical candidates are dropped; items need at least 2)."""
-    prompts_per_round: int = 32
+    prompts_per_round: int = 48
     """Training prompts used per round, rotating through the set (0 = all)."""
     sampling: SamplingConfig = SamplingConfig(max_new_tokens=32, temperature=0.8, batch_size=32)
     """Sampling of the candidates: a little hotter than the policy's rollouts, so annotators get real
@@ -127,8 +127,8 @@ class RewardStageConfig:
 
     model: str = ""
     """Trunk of the reward model ('' = the loop's initial policy, e.g. the SFT model)."""
-    max_steps: int = 80
-    """Optimizer steps."""
+    max_steps: int = 300
+    """Optimizer steps (on cached features these cost milliseconds each)."""
     lr: float = 3e-3
     """Learning rate (of the heads only when the trunk is frozen)."""
     batch_size: int = 16
@@ -165,9 +165,9 @@ class PolicyStageConfig:
 
     method: str = "ppo"
     """'ppo' (Ziegler et al. 2019 / InstructGPT) or 'dpo' (Rafailov et al. 2023, on the exported pairs)."""
-    max_steps: int = 12
+    max_steps: int = 40
     """PPO steps (rollout + update) or DPO optimizer steps per round."""
-    lr: float = 2e-4
+    lr: float = 5e-4
     """Learning rate."""
     batch_size: int = 8
     """Samples per forward/backward pass."""
@@ -177,12 +177,15 @@ class PolicyStageConfig:
     """PPO: passes over each rollout."""
     policy_mode: str = "lora"
     """PPO: 'lora', 'top_layers' or 'full' (see rlhfkit.train.ppo_model)."""
-    kl_controller: str = "fixed"
+    kl_controller: str = "adaptive"
     """PPO: 'fixed' (beta = init_kl_coef throughout) or 'adaptive' (beta steers the KL to kl_target)."""
-    init_kl_coef: float = 0.05
+    init_kl_coef: float = 0.1
     """PPO: KL coefficient beta (0 with kl_controller=fixed: no KL penalty at all)."""
     kl_target: float = 4.0
     """PPO with the adaptive controller: target KL per response, in nats."""
+    kl_horizon: int = 64
+    """PPO with the adaptive controller: samples over which beta closes the KL's error (Ziegler et al. 2019
+    use 10,000 over a long run; a round of 40 steps x 16 samples needs beta to move within it)."""
     ensemble_k: float = 0.0
     """PPO: optimize mean - k * std of the reward ensemble (Coste et al. 2024); 0 = the mean."""
     dpo_beta: float = 0.1
@@ -197,6 +200,9 @@ class PolicyStageConfig:
         require(self.max_steps > 0 and self.lr > 0 and self.batch_size > 0, "policy.max_steps, lr, batch_size must be > 0")
         require(self.rollout_batch_size > 0 and self.ppo_epochs > 0, "policy.rollout_batch_size and ppo_epochs must be > 0")
         require(self.init_kl_coef >= 0 and self.kl_target > 0, "policy.init_kl_coef >= 0 and kl_target > 0")
+        require(self.kl_horizon > 0, "policy.kl_horizon must be > 0")
+        require(self.kl_controller != "adaptive" or self.init_kl_coef > 0,
+                "policy.kl_controller=adaptive needs init_kl_coef > 0 (or use kl_controller=fixed)")
         require(self.ensemble_k >= 0 and self.dpo_beta > 0, "policy.ensemble_k >= 0 and dpo_beta > 0")
         require(self.sampling.temperature > 0, "policy.sampling.temperature must be > 0")
 

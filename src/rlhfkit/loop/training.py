@@ -105,7 +105,7 @@ def ppo_config(cfg: LoopConfig, output: Path, policy: str, reward_dir: Path, tra
         "max_steps": p.max_steps, "lr": p.lr, "batch_size": p.batch_size, "grad_accum": 1,
         "rollout_batch_size": p.rollout_batch_size,
         "ppo_epochs": p.ppo_epochs, "policy_mode": p.policy_mode, "kl_controller": p.kl_controller,
-        "init_kl_coef": p.init_kl_coef, "kl_target": p.kl_target, "ensemble_k": p.ensemble_k,
+        "init_kl_coef": p.init_kl_coef, "kl_target": p.kl_target, "kl_horizon": p.kl_horizon, "ensemble_k": p.ensemble_k,
         "sampling": to_dict(p.sampling), "seed": cfg.seed, "progress": cfg.progress, "log_every": 1,
         "samples_per_log": p.rollout_batch_size, "save_every": PPO_SAVE_EVERY, "warmup_steps": 0,
         "schedule": "constant",
