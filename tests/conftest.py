@@ -13,6 +13,9 @@ HH_DEV = REPO.parent / "shared" / "data" / "hh-rlhf-harmless" / "dev.jsonl"
 
 # Tests never touch the user's cache or a network hub.
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
+# dtype=auto computes in fp32 in tests whatever this CPU prefers: the tolerances of the reference and
+# resume tests are fp32's, and the same numbers must come out on every machine.
+os.environ.setdefault("RLHFKIT_CPU_AUTO_DTYPE", "fp32")
 
 
 @pytest.fixture(autouse=True)

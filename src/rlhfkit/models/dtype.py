@@ -73,6 +73,9 @@ def resolve_dtype(requested: str | torch.dtype, device: str | torch.device = "cp
     elif requested == "auto":
         if device_type == "cuda":
             return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float32
+        forced = os.environ.get("RLHFKIT_CPU_AUTO_DTYPE", "")  # 'fp32' or 'bf16': skip the measurement
+        if device_type == "cpu" and forced in ("fp32", "bf16"):
+            return DTYPES[forced]
         return torch.bfloat16 if device_type == "cpu" and cpu_prefers_bf16() else torch.float32
     elif requested in DTYPES:
         dtype = DTYPES[requested]
