@@ -42,7 +42,15 @@ def _time_linear(dtype: torch.dtype, reps: int = 6) -> float:
 
 
 def cpu_prefers_bf16() -> bool:
-    """Whether bf16 matmul is faster than fp32 on this CPU (measured once, then cached)."""
+    """Whether bf16 matmul is faster than fp32 on this CPU (measured once, then cached).
+
+    ``RLHFKIT_CPU_AUTO_DTYPE=fp32|bf16`` answers without measuring (the tests pin fp32 this way, so
+    every machine computes the same numbers)."""
+    forced = os.environ.get("RLHFKIT_CPU_AUTO_DTYPE", "")
+    if forced:
+        if forced not in ("fp32", "bf16"):
+            raise ValueError(f"RLHFKIT_CPU_AUTO_DTYPE must be fp32 or bf16, got {forced!r}")
+        return forced == "bf16"
     from rlhfkit.models.loading import cache_dir
 
     key = f"{_cpu_name()}|torch {torch.__version__}|threads {torch.get_num_threads()}"
@@ -73,9 +81,6 @@ def resolve_dtype(requested: str | torch.dtype, device: str | torch.device = "cp
     elif requested == "auto":
         if device_type == "cuda":
             return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float32
-        forced = os.environ.get("RLHFKIT_CPU_AUTO_DTYPE", "")  # 'fp32' or 'bf16': skip the measurement
-        if device_type == "cpu" and forced in ("fp32", "bf16"):
-            return DTYPES[forced]
         return torch.bfloat16 if device_type == "cpu" and cpu_prefers_bf16() else torch.float32
     elif requested in DTYPES:
         dtype = DTYPES[requested]
