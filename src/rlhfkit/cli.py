@@ -13,7 +13,7 @@ import sys
 from dataclasses import dataclass
 from typing import Any
 
-from rlhfkit.config import ConfigError, build_config, format_fields
+from rlhfkit.config import FIELDS_EPILOG, REQUIRED_HELP, ConfigError, build_config, format_fields
 
 
 @dataclass(frozen=True)
@@ -56,12 +56,12 @@ def _add_config_command(sub: Any, cmd: Command) -> None:
         help=cmd.help,
         description=cmd.help,
         formatter_class=argparse.RawDescriptionHelpFormatter,
-        epilog="config fields (set with --config FILE.yaml or key=value):\n" + format_fields(cfg_cls),
+        epilog=FIELDS_EPILOG + format_fields(cfg_cls),
     )
     # Not argparse-required: a required field may come from --config or key=value instead, and the
     # config's own validation names it when it is missing everywhere.
     for flag in cmd.flags:
-        needed = " (required: here, in --config or as key=value)" if flag in cmd.required else ""
+        needed = REQUIRED_HELP if flag in cmd.required else ""
         parser.add_argument(f"--{flag}", dest=flag, metavar=flag.upper(), help=f"config field {flag!r}{needed}")
     parser.add_argument("--config", dest="config_file", metavar="FILE.yaml", help="YAML config file")
     parser.add_argument("overrides", nargs="*", metavar="key=value", help="config overrides, e.g. max_steps=10 lora.r=8")

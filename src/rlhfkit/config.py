@@ -249,6 +249,13 @@ def load_config(cls: type[C], path: Path) -> C:
     return build_config(cls, yaml_path=path)
 
 
+REQUIRED_HELP = " (required: here, in --config or as key=value)"
+"""Help suffix of a --flag whose field the command needs but which --config or key=value may give."""
+
+FIELDS_EPILOG = "config fields (set with --config FILE.yaml or key=value):\n"
+"""Heading of the field list that every config-driven command's --help ends with."""
+
+
 def format_fields(cls: type, prefix: str = "") -> str:
     """Every field with its type, default and docstring: the body of ``--help``."""
     docs = field_docs(cls)

@@ -12,7 +12,7 @@ import sys
 from dataclasses import dataclass
 from typing import Any
 
-from rlhfkit.config import build_config, format_fields
+from rlhfkit.config import FIELDS_EPILOG, build_config, format_fields
 
 
 @dataclass(frozen=True)
@@ -94,7 +94,7 @@ def register(subparsers: Any) -> None:
     for cmd in COMMANDS:
         parser = subparsers.add_parser(
             cmd.name, help=cmd.help, description=cmd.help, formatter_class=argparse.RawDescriptionHelpFormatter,
-            epilog="config fields (set with --config FILE.yaml or key=value):\n" + format_fields(_load(cmd.config)),
+            epilog=FIELDS_EPILOG + format_fields(_load(cmd.config)),
         )
         for flag in cmd.flags:
             if flag.boolean:

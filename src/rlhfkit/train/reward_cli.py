@@ -9,7 +9,7 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from rlhfkit.config import build_config, format_fields
+from rlhfkit.config import FIELDS_EPILOG, REQUIRED_HELP, build_config, format_fields
 
 TRAIN_FLAGS = ("model", "data", "output")
 """Config fields of `reward train` that also have a --flag."""
@@ -54,13 +54,13 @@ def register(subparsers: Any) -> None:
     train = sub.add_parser(
         "train", help="train a reward model", description="Train a reward model; the output directory is the model.",
         formatter_class=argparse.RawDescriptionHelpFormatter,
-        epilog="config fields (set with --config FILE.yaml or key=value):\n" + format_fields(RewardConfig),
+        epilog=FIELDS_EPILOG + format_fields(RewardConfig),
     )
     train.add_argument("--model", dest="model", metavar="MODEL", help="trunk to start from (default smollm2)")
     train.add_argument("--data", dest="data", metavar="FILE",
-                       help="pairs, rankings or ratings (required: here, in --config or as key=value)")
+                       help="pairs, rankings or ratings" + REQUIRED_HELP)
     train.add_argument("--output", dest="output", metavar="DIR",
-                       help="run directory (required: here, in --config or as key=value)")
+                       help="run directory" + REQUIRED_HELP)
     train.add_argument("--config", dest="config_file", metavar="FILE.yaml", help="YAML config file")
     train.add_argument("overrides", nargs="*", metavar="key=value", help="config overrides, e.g. max_steps=50")
     train.set_defaults(func=_train)
