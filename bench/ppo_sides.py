@@ -132,7 +132,8 @@ def trl_side(spec: dict[str, Any]) -> dict[str, Any]:
     prompts = [json.loads(line)["prompt"] for line in Path(spec["prompts_file"]).read_text().splitlines() if line]
     ids = [tokenizer.apply_chat_template([{"role": "user", "content": p}], add_generation_prompt=True, tokenize=True)
            for p in prompts]
-    ids = [x["input_ids"] if isinstance(x, dict) else list(x) for x in ids]
+    # transformers 5 returns a BatchEncoding (a Mapping, not a dict); older ones a plain list of ids
+    ids = [list(x["input_ids"]) if hasattr(x, "keys") else list(x) for x in ids]
     dataset = Dataset.from_dict({"input_ids": ids})
     policy = AutoModelForCausalLM.from_pretrained(spec["model_dir"], dtype=torch.float32)
     ref = AutoModelForCausalLM.from_pretrained(spec["model_dir"], dtype=torch.float32)
