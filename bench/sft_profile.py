@@ -22,8 +22,10 @@ import time
 from pathlib import Path
 
 import torch
+from common import bench_lock
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
+from rlhfkit.models.adapters import decoder_layers  # noqa: E402
 from rlhfkit.models.lm import token_nll_sum  # noqa: E402
 from rlhfkit.models.loading import load_model  # noqa: E402
 
@@ -42,7 +44,7 @@ def main() -> None:
     model.config.use_cache = False
     model.train()
     if args.compile:
-        for layer in model.model.layers:
+        for layer in decoder_layers(model):
             layer.compile()
     ids = torch.randint(0, model.config.vocab_size, (args.batch, args.length))
     labels = ids.clone()
@@ -54,19 +56,20 @@ def main() -> None:
             nll, n = token_nll_sum(model, batch)
         (nll / n).backward()
 
-    for _ in range(2):  # warm-up (and compilation)
-        step()
-    start, n = time.perf_counter(), 3
-    for _ in range(n):
-        step()
-    dt = (time.perf_counter() - start) / n
-    print(f"forward+backward {dt:.3f} s, {args.batch * args.length / dt:.0f} tokens/s")
-    if args.prof:
-        from torch.profiler import profile
-
-        with profile() as prof:
+    with bench_lock():  # timings are only worth reading with no other bench running
+        for _ in range(2):  # warm-up (and compilation)
             step()
-        print(prof.key_averages().table(sort_by="self_cpu_time_total", row_limit=25))
+        start, n = time.perf_counter(), 3
+        for _ in range(n):
+            step()
+        dt = (time.perf_counter() - start) / n
+        print(f"forward+backward {dt:.3f} s, {args.batch * args.length / dt:.0f} tokens/s")
+        if args.prof:
+            from torch.profiler import profile
+
+            with profile() as prof:
+                step()
+            print(prof.key_averages().table(sort_by="self_cpu_time_total", row_limit=25))
 
 
 if __name__ == "__main__":
