@@ -88,6 +88,8 @@ def run_rlhfkit(spec: dict[str, Any]) -> dict[str, Any]:
         dtype=spec["rlhfkit_dtype"],
         seed=spec["seed"],
         group_by_length=spec["rlhfkit_group_by_length"],
+        weights=spec.get("rlhfkit_weights", "auto"),
+        compile=spec.get("rlhfkit_compile", False),
         save_every=0,
         log_every=1,
         progress=False,
@@ -103,7 +105,8 @@ def run_rlhfkit(spec: dict[str, Any]) -> dict[str, Any]:
         **recorder.summary(),
         "version": _version("rlhfkit"),
         "dtype": "bf16" if dtype == torch.bfloat16 else "fp32",
-        "settings": f"dtype={spec['rlhfkit_dtype']}, group_by_length={spec['rlhfkit_group_by_length']}",
+        "settings": f"dtype={spec['rlhfkit_dtype']}, weights={cfg.weights}, compile={cfg.compile}, "
+                    f"group_by_length={spec['rlhfkit_group_by_length']}",
         "params": _params(model),
         "train_loss_last": [r["train/loss"] for r in losses if "train/loss" in r][-1],
         "train_call_s": train_s,
@@ -161,6 +164,7 @@ def run_trl(spec: dict[str, Any]) -> dict[str, Any]:
         eval_strategy="no",
         report_to="none",
         disable_tqdm=True,
+        torch_compile=spec.get("trl_compile", False),
         seed=spec["seed"],
     )
     trainer = SFTTrainer(model=model, args=args, train_dataset=dataset, processing_class=tokenizer,
@@ -179,7 +183,7 @@ def run_trl(spec: dict[str, Any]) -> dict[str, Any]:
         "dtype": spec["trl_dtype"],
         "settings": (f"use_cpu=True, bf16={args.bf16}, padding_free={padding_free}, "
                      f"train_sampling_strategy={args.train_sampling_strategy}, gradient_checkpointing=False, "
-                     f"optim={args.optim}, dataloader_num_workers=0"),
+                     f"optim={args.optim}, dataloader_num_workers=0, torch_compile={args.torch_compile}"),
         "params": _params(trainer.model),
         "dataset_tokens": sum(lengths),
         "max_example_tokens": max(lengths),

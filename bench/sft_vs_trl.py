@@ -70,6 +70,10 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--rlhfkit-dtype", default="auto", choices=["auto", "fp32", "bf16"])
     p.add_argument("--rlhfkit-group-by-length", action=argparse.BooleanOptionalAction, default=True)
+    p.add_argument("--rlhfkit-weights", default="auto", choices=["auto", "master", "fp32"],
+                   help="rlhfkit's `weights`: bf16 weights + fp32 masters ('master'), or fp32 + autocast")
+    p.add_argument("--rlhfkit-compile", action="store_true", help="rlhfkit's `compile=true` (per decoder layer)")
+    p.add_argument("--trl-compile", action="store_true", help="TrainingArguments.torch_compile=True")
     p.add_argument("--trl-dtype", default="fp32", choices=["fp32", "bf16"],
                    help="fp32 is TRL's faster choice on this CPU (see bench/README.md)")
     p.add_argument("--trl-padding-free", action=argparse.BooleanOptionalAction, default=True,
@@ -201,7 +205,8 @@ def main(argv: list[str]) -> None:
         "batch_size": args.batch_size, "grad_accum": args.grad_accum, "max_length": args.max_length,
         "lr": args.lr, "steps": args.steps, "seed": args.seed,
         "rlhfkit_dtype": args.rlhfkit_dtype, "rlhfkit_group_by_length": args.rlhfkit_group_by_length,
-        "trl_dtype": args.trl_dtype, "trl_padding_free": args.trl_padding_free,
+        "rlhfkit_weights": args.rlhfkit_weights, "rlhfkit_compile": args.rlhfkit_compile,
+        "trl_dtype": args.trl_dtype, "trl_padding_free": args.trl_padding_free, "trl_compile": args.trl_compile,
         "trl_group_by_length": args.trl_group_by_length,
     }
     write_json(work / "spec.json", spec)

@@ -10,6 +10,7 @@ from rlhfkit.algorithms.kl import (
     KL_ESTIMATORS,
     AdaptiveKLController,
     FixedKLController,
+    PIKLController,
     kl_k1,
     kl_k2,
     kl_k3,
@@ -105,10 +106,77 @@ def test_adaptive_controller_validates(kwargs: dict[str, float]) -> None:
 
 
 def test_factory() -> None:
-    assert set(KL_CONTROLLERS) == {"fixed", "adaptive"}
+    assert set(KL_CONTROLLERS) == {"fixed", "adaptive", "pi"}
     fixed = make_kl_controller("fixed", init_beta=0.3, target=6.0, horizon=100)
     assert isinstance(fixed, FixedKLController) and fixed.value == 0.3
     adaptive = make_kl_controller("adaptive", init_beta=0.3, target=6.0, horizon=100)
     assert isinstance(adaptive, AdaptiveKLController) and adaptive.value == 0.3
+    pi = make_kl_controller("pi", init_beta=0.3, target=6.0, horizon=100, kp=0.5, min_beta=0.01, max_beta=2.0)
+    assert isinstance(pi, PIKLController) and (pi.kp, pi.min_beta, pi.max_beta) == (0.5, 0.01, 2.0)
     with pytest.raises(ValueError):
         make_kl_controller("pid", init_beta=0.3)
+
+
+def test_pi_controller_hand_values() -> None:
+    ctl = PIKLController(init_beta=0.1, target=4.0, horizon=64, kp=1.0, min_beta=0.01, max_beta=1.0)
+    assert ctl.value == pytest.approx(0.1)  # no error seen yet
+    # KL 0 -> e = -1; I = -1 * 16 / 64 = -0.25; beta = 0.1 * exp(-1 - 0.25)
+    ctl.update(0.0, 16)
+    assert ctl.value == pytest.approx(0.1 * math.exp(-1.25))
+    # KL 6 -> e = 0.5; I = -0.25 + 0.125 = -0.125; beta = 0.1 * exp(0.5 - 0.125): the level answers at once
+    ctl.update(6.0, 16)
+    assert ctl.value == pytest.approx(0.1 * math.exp(0.375))
+    # KL 40 -> e clipped to 1; I = -0.125 + 0.25 = 0.125
+    ctl.update(40.0, 16)
+    assert ctl.value == pytest.approx(0.1 * math.exp(1.125))
+
+
+def test_pi_controller_matches_naive_loop() -> None:
+    kp, horizon, n, lo, hi = 0.7, 100, 32, 0.02, 0.5
+    ctl = PIKLController(init_beta=0.1, target=3.0, horizon=horizon, kp=kp, min_beta=lo, max_beta=hi)
+    integral = 0.0
+    for kl in [0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.5, 2.0, 3.0, 9.0, 30.0, 30.0, 30.0, 30.0, 30.0, 1.0]:
+        err = max(-1.0, min(1.0, kl / 3.0 - 1.0))
+        integral = max(math.log(lo / 0.1), min(math.log(hi / 0.1), integral + err * n / horizon))
+        beta = max(lo, min(hi, 0.1 * math.exp(kp * err + integral)))
+        ctl.update(kl, n)
+        assert ctl.value == pytest.approx(beta)
+
+
+def test_pi_controller_integrator_is_bounded() -> None:
+    # anti-windup: a long run of zero KL stops accumulating at min_beta, so beta recovers in one step
+    # once the KL reaches the target instead of climbing back out of a deep hole
+    ctl = PIKLController(init_beta=0.1, target=2.0, horizon=16, kp=1.0, min_beta=0.05, max_beta=1.0)
+    for _ in range(100):
+        ctl.update(0.0, 16)
+    assert ctl.value == pytest.approx(0.05)
+    assert ctl.integral == pytest.approx(math.log(0.5))
+    ctl.update(2.0, 16)  # at target: e = 0, the integral stays at its bound
+    assert ctl.value == pytest.approx(0.05)
+    ctl.update(4.0, 16)  # twice the target: e = 1 -> exp(1 + log 0.5 + 1)
+    assert ctl.value == pytest.approx(min(1.0, 0.1 * math.exp(1 + math.log(0.5) + 1)))
+
+
+def test_pi_controller_with_kp_zero_is_ziegler_in_log_space() -> None:
+    # for small errors, exp(e * n / H) ~= 1 + e * n / H: the integral-only PI is Ziegler's update
+    pi = PIKLController(init_beta=0.1, target=6.0, horizon=10_000, kp=0.0, min_beta=1e-6, max_beta=1e6)
+    zg = AdaptiveKLController(init_beta=0.1, target=6.0, horizon=10_000)
+    for kl in [6.3, 6.6, 5.7, 5.9, 7.0]:
+        pi.update(kl, 256)
+        zg.update(kl, 256)
+    assert pi.value == pytest.approx(zg.value, rel=1e-4)
+
+
+def test_pi_controller_resumes_and_validates() -> None:
+    a = PIKLController(0.1, 3.0, 64)
+    for kl in [0.0, 1.0, 5.0]:
+        a.update(kl, 16)
+    b = PIKLController(0.1, 3.0, 64)
+    b.load_state_dict(a.state_dict())
+    assert b.value == a.value
+    a.update(2.0, 16)
+    b.update(2.0, 16)
+    assert b.value == a.value
+    for bad in [dict(kp=-1.0), dict(min_beta=0.2), dict(max_beta=0.05), dict(min_beta=0.0)]:
+        with pytest.raises(ValueError):
+            PIKLController(0.1, 3.0, 64, **bad)  # type: ignore[arg-type]

@@ -92,3 +92,32 @@ def test_kill_9_midway_then_resume_gives_the_same_losses(demos_file: Path, tmp_p
         assert ra["train/loss" if "train/loss" in ra else "eval/loss"] == pytest.approx(
             rb["train/loss" if "train/loss" in rb else "eval/loss"], rel=1e-5, abs=1e-6)
     assert last(a, "eval/loss") == pytest.approx(last(b, "eval/loss"), rel=1e-5)
+
+
+def test_bf16_master_weights_train_save_fp32_and_resume_exactly(demos_file: Path, tmp_path: Path) -> None:
+    """dtype=bf16 holds the model in bf16 with fp32 masters (train/precision.py): the loss still falls,
+    checkpoints and the saved model are the fp32 masters, and a resumed run repeats the straight one."""
+    from safetensors.torch import load_file
+
+    def run(out: Path, steps: int) -> Path:
+        return sft(SFTConfig(model="tiny", data=str(demos_file), output=out, max_steps=steps, lr=3e-3, batch_size=4,
+                             dtype="bf16", weights="master", schedule="constant", warmup_steps=0, save_every=4,
+                             eval_every=4, progress=False, eval_fraction=0.1))
+
+    straight = run(tmp_path / "straight", 8)
+    rows = metrics(straight)
+    evals = [r["eval/loss"] for r in rows if "eval/loss" in r]
+    assert evals[-1] < evals[0]
+    saved = load_file(straight / "model.safetensors")
+    assert {t.dtype for t in saved.values()} == {torch.float32}
+    ckpt = load_file(straight / "checkpoints" / "step-000008" / "model.safetensors")
+    assert {t.dtype for t in ckpt.values()} == {torch.float32}
+    for name, value in ckpt.items():  # the saved model is exactly the final masters
+        torch.testing.assert_close(saved[name], value, rtol=0, atol=0)
+
+    run(tmp_path / "resumed", 4)
+    resumed = run(tmp_path / "resumed", 8)
+    a, b = metrics(straight), metrics(resumed)
+    assert [r["step"] for r in a] == [r["step"] for r in b]
+    assert last(a, "train/loss") == pytest.approx(last(b, "train/loss"), rel=1e-6)
+    assert last(a, "eval/loss") == pytest.approx(last(b, "eval/loss"), rel=1e-6)

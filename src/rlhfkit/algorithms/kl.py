@@ -19,6 +19,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
+import math
+
 import torch
 from torch import Tensor
 
@@ -152,6 +154,78 @@ class AdaptiveKLController:
         self.beta = float(state["value"])
 
 
+PI_KL_ERROR_CLIP = 1.0
+"""Clip of the relative KL error ``KL / target - 1`` in :class:`PIKLController`."""
+
+
+@dataclass
+class PIKLController:
+    """Proportional-integral controller on log beta, with a bounded integrator.
+
+    Ziegler et al.'s controller (:class:`AdaptiveKLController`) is a pure integrator: beta only moves
+    by the accumulated error. The KL itself integrates the policy's drift, so in a short run the
+    integrator winds down while the KL is still near zero (the policy has not moved yet) and the beta
+    it has reached when the KL finally climbs is far too low to stop it: the KL overshoots.
+    The textbook fixes for an integrating plant are a proportional term, which answers the KL's
+    current level at once, and anti-windup, which bounds what the integrator can accumulate:
+
+        e_t = clip(KL_t / target - 1, -1, 1)
+        I_t = clip(I_{t-1} + e_t * n_steps / horizon, log(min_beta / init_beta), log(max_beta / init_beta))
+        beta_t = clip(init_beta * exp(kp * e_t + I_t), min_beta, max_beta)
+
+    With ``kp = 0`` and no bounds it is Ziegler's update in log space (``log(1 + x) ~= x``) with a
+    wider error clip. With ``kp = 1``, a KL of twice the target multiplies beta by e at once.
+    """
+
+    init_beta: float
+    """Initial KL coefficient (the integrator's centre); must be > 0."""
+    target: float
+    """Target KL (in nats per sequence); must be > 0."""
+    horizon: int
+    """Samples over which the integral term applies a full-size (factor e) correction; must be > 0."""
+    kp: float = 1.0
+    """Proportional gain on the relative error; must be >= 0 (0: integral only)."""
+    min_beta: float = 1e-3
+    """Lower bound of beta and of the integrator (anti-windup); must be in (0, init_beta]."""
+    max_beta: float = 10.0
+    """Upper bound of beta and of the integrator; must be >= init_beta."""
+    integral: float = field(init=False, default=0.0)
+    """Accumulated log-beta correction."""
+    error: float = field(init=False, default=0.0)
+    """The last clipped relative error (0 before the first update)."""
+
+    def __post_init__(self) -> None:
+        if self.init_beta <= 0 or self.target <= 0 or self.horizon <= 0:
+            raise ValueError(f"init_beta, target and horizon must be > 0, got {self.init_beta}, {self.target}, {self.horizon}")
+        if self.kp < 0:
+            raise ValueError(f"kp must be >= 0, got {self.kp}")
+        if not 0 < self.min_beta <= self.init_beta <= self.max_beta:
+            raise ValueError(f"need 0 < min_beta <= init_beta <= max_beta, got {self.min_beta}, {self.init_beta}, {self.max_beta}")
+
+    @property
+    def value(self) -> float:
+        """``init_beta * exp(kp * e + I)``, clipped to ``[min_beta, max_beta]``."""
+        beta = self.init_beta * math.exp(self.kp * self.error + self.integral)
+        return min(max(beta, self.min_beta), self.max_beta)
+
+    def update(self, current_kl: float, n_steps: int) -> None:
+        """Record the error of a batch of ``n_steps`` samples and integrate it (bounded)."""
+        if n_steps < 0:
+            raise ValueError(f"n_steps must be >= 0, got {n_steps}")
+        self.error = min(max(current_kl / self.target - 1.0, -PI_KL_ERROR_CLIP), PI_KL_ERROR_CLIP)
+        low, high = math.log(self.min_beta / self.init_beta), math.log(self.max_beta / self.init_beta)
+        self.integral = min(max(self.integral + self.error * n_steps / self.horizon, low), high)
+
+    def state_dict(self) -> dict[str, Any]:
+        """Current beta, the integrator and the last error."""
+        return {"value": self.value, "integral": self.integral, "error": self.error}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Restore the integrator and the last error."""
+        self.integral = float(state["integral"])
+        self.error = float(state["error"])
+
+
 def _make_fixed(*, init_beta: float, **_: Any) -> FixedKLController:
     return FixedKLController(beta=init_beta)
 
@@ -160,12 +234,19 @@ def _make_adaptive(*, init_beta: float, target: float, horizon: int, **_: Any) -
     return AdaptiveKLController(init_beta=init_beta, target=target, horizon=horizon)
 
 
+def _make_pi(*, init_beta: float, target: float, horizon: int, kp: float = 1.0, min_beta: float = 1e-3,
+             max_beta: float = 10.0, **_: Any) -> PIKLController:
+    return PIKLController(init_beta=init_beta, target=target, horizon=horizon, kp=kp, min_beta=min_beta, max_beta=max_beta)
+
+
 KL_CONTROLLERS: dict[str, Callable[..., KLController]] = {
     "fixed": _make_fixed,
     "adaptive": _make_adaptive,
+    "pi": _make_pi,
 }
 """Controller builders by name; each takes keyword arguments ``init_beta`` (+ ``target``,
-``horizon`` for "adaptive"); extra keywords are ignored so one config can feed either kind."""
+``horizon`` for "adaptive"; + ``kp``, ``min_beta``, ``max_beta`` for "pi"); extra keywords are
+ignored so one config can feed any kind."""
 
 
 def make_kl_controller(kind: str, **kwargs: Any) -> KLController:

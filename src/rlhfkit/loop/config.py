@@ -178,7 +178,8 @@ class PolicyStageConfig:
     policy_mode: str = "lora"
     """PPO: 'lora', 'top_layers' or 'full' (see rlhfkit.train.ppo_model)."""
     kl_controller: str = "adaptive"
-    """PPO: 'fixed' (beta = init_kl_coef throughout) or 'adaptive' (beta steers the KL to kl_target)."""
+    """PPO: 'fixed' (beta = init_kl_coef throughout), 'adaptive' (beta steers the KL to kl_target) or 'pi'
+    (the same with a proportional term and bounded integrator; see rlhfkit.algorithms.kl)."""
     init_kl_coef: float = 0.1
     """PPO: KL coefficient beta (0 with kl_controller=fixed: no KL penalty at all)."""
     kl_target: float = 4.0
@@ -201,8 +202,8 @@ class PolicyStageConfig:
         require(self.rollout_batch_size > 0 and self.ppo_epochs > 0, "policy.rollout_batch_size and ppo_epochs must be > 0")
         require(self.init_kl_coef >= 0 and self.kl_target > 0, "policy.init_kl_coef >= 0 and kl_target > 0")
         require(self.kl_horizon > 0, "policy.kl_horizon must be > 0")
-        require(self.kl_controller != "adaptive" or self.init_kl_coef > 0,
-                "policy.kl_controller=adaptive needs init_kl_coef > 0 (or use kl_controller=fixed)")
+        require(self.kl_controller == "fixed" or self.init_kl_coef > 0,
+                f"policy.kl_controller={self.kl_controller} needs init_kl_coef > 0 (or use kl_controller=fixed)")
         require(self.ensemble_k >= 0 and self.dpo_beta > 0, "policy.ensemble_k >= 0 and dpo_beta > 0")
         require(self.sampling.temperature > 0, "policy.sampling.temperature must be > 0")
 

@@ -184,7 +184,8 @@ def ppo(cfg: PPOConfig) -> Path:
     log.info("PPO (%s): training %s of %s parameters on %d prompts", cfg.policy_mode, f"{trainable:,}", f"{total:,}", len(prompts))
     optimizer, scheduler = make_optimizer(trainable_parameters(ac), cfg)
     stream = BatchStream([1] * len(prompts), cfg.rollout_batch_size, cfg.seed)
-    kl_ctl = make_kl_controller(cfg.kl_controller, init_beta=cfg.init_kl_coef, target=cfg.kl_target, horizon=cfg.kl_horizon)
+    kl_ctl = make_kl_controller(cfg.kl_controller, init_beta=cfg.init_kl_coef, target=cfg.kl_target, horizon=cfg.kl_horizon,
+                                kp=cfg.kl_kp, min_beta=cfg.min_kl_coef, max_beta=cfg.max_kl_coef)
     moments = RunningMoments() if cfg.normalize_scores else None
 
     restored = resume_latest(run_dir, enabled=cfg.resume, modules={"actor_critic": ac}, optimizer=optimizer,

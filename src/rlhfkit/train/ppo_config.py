@@ -71,13 +71,21 @@ class PPOConfig(TrainConfig):
     kl_estimator: str = "k1"
     """Per-token KL(policy || reference) estimator: 'k1' (log ratio), 'k2' or 'k3' (Schulman 2020)."""
     kl_controller: str = "adaptive"
-    """'adaptive' (beta steers the KL towards kl_target, Ziegler et al. 2019) or 'fixed' (beta = init_kl_coef)."""
+    """'adaptive' (beta steers the KL towards kl_target, Ziegler et al. 2019), 'pi' (the same, plus a
+    proportional term and a bounded integrator, which keep a short run from overshooting the target) or
+    'fixed' (beta = init_kl_coef)."""
     init_kl_coef: float = 0.05
     """Initial KL coefficient beta."""
     kl_target: float = 6.0
     """Target KL per response, in nats, for the adaptive controller."""
     kl_horizon: int = 10000
     """Samples over which the adaptive controller applies a full correction."""
+    kl_kp: float = 1.0
+    """Proportional gain of the 'pi' controller: a KL of twice the target multiplies beta by exp(kl_kp) at once."""
+    min_kl_coef: float = 1e-3
+    """Lower bound of beta for the 'pi' controller (also bounds its integrator: anti-windup)."""
+    max_kl_coef: float = 10.0
+    """Upper bound of beta for the 'pi' controller."""
 
     gamma: float = 1.0
     """GAE discount."""
@@ -136,7 +144,10 @@ class PPOConfig(TrainConfig):
         require(self.kl_estimator in KL_ESTIMATORS, f"kl_estimator must be one of {', '.join(KL_ESTIMATORS)}, got {self.kl_estimator!r}")
         require(self.kl_controller in KL_CONTROLLERS, f"kl_controller must be one of {', '.join(KL_CONTROLLERS)}, got {self.kl_controller!r}")
         require(self.init_kl_coef >= 0, "init_kl_coef must be >= 0")
-        require(self.kl_controller != "adaptive" or self.init_kl_coef > 0, "the adaptive controller needs init_kl_coef > 0")
+        require(self.kl_controller == "fixed" or self.init_kl_coef > 0, f"the {self.kl_controller} controller needs init_kl_coef > 0")
+        require(self.kl_kp >= 0, f"kl_kp must be >= 0, got {self.kl_kp}")
+        require(self.kl_controller != "pi" or 0 < self.min_kl_coef <= self.init_kl_coef <= self.max_kl_coef,
+                "the pi controller needs 0 < min_kl_coef <= init_kl_coef <= max_kl_coef")
         require(self.kl_target > 0 and self.kl_horizon > 0, "kl_target and kl_horizon must be positive")
         require(0.0 <= self.gamma <= 1.0 and 0.0 <= self.lam <= 1.0, "gamma and lam must be in [0, 1]")
         require(self.clip_range > 0 and self.value_clip_range > 0, "clip_range and value_clip_range must be positive")

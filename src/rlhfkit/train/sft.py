@@ -16,13 +16,21 @@ from rlhfkit.config import require
 from rlhfkit.data.chat import encode_pair
 from rlhfkit.data.collate import collate_lm
 from rlhfkit.data.records import Demonstration
-from rlhfkit.models.adapters import LoRAConfig, apply_lora, count_parameters, freeze_bottom_layers, trainable_parameters
+from rlhfkit.models.adapters import (
+    LoRAConfig,
+    apply_lora,
+    count_parameters,
+    decoder_layers,
+    freeze_bottom_layers,
+    trainable_parameters,
+)
 from rlhfkit.models.lm import token_nll_sum
 from rlhfkit.models.loading import load_model
 from rlhfkit.models.saving import save_model_dir
 from rlhfkit.train.batches import BatchStream
 from rlhfkit.train.checkpoint import save_checkpoint
 from rlhfkit.train.engine import Engine
+from rlhfkit.train.precision import MasterWeights
 from rlhfkit.train.run import (
     MetricsLogger,
     Throughput,
@@ -62,6 +70,13 @@ class SFTConfig(TrainConfig):
     """Freeze the embeddings and this many bottom transformer layers."""
     eval_batches: int = 8
     """At most this many batches of held-out data per evaluation."""
+    weights: str = "auto"
+    """Weights when computing in bf16: 'master' (bf16 weights, fp32 master copies in the optimizer;
+    no per-forward casts), 'fp32' (fp32 weights that autocast casts on every forward) or 'auto'
+    ('master' on one process, 'fp32' under DDP / DeepSpeed / FSDP, which keep their own masters)."""
+    compile: bool = False
+    """torch.compile each decoder layer, with dynamic shapes so varying lengths do not recompile: faster
+    steps after a one-off compilation of tens of seconds (worth it for long runs, not for short ones)."""
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -69,6 +84,7 @@ class SFTConfig(TrainConfig):
         require(0.0 <= self.eval_fraction < 1.0, "eval_fraction must be in [0, 1)")
         require(self.max_length >= 8, "max_length must be at least 8")
         require(self.freeze_layers >= 0, "freeze_layers must be >= 0")
+        require(self.weights in ("auto", "master", "fp32"), f"weights must be auto, master or fp32, got {self.weights!r}")
         require(
             not (self.lora is not None and self.freeze_layers),
             "lora and freeze_layers both choose what trains; set one of them",
@@ -96,6 +112,15 @@ def evaluate(engine: Engine, model, batches: list[dict[str, torch.Tensor]]) -> f
         total += nll.float().cpu()
         count += n.cpu()
     return float(total / count.clamp(min=1))
+
+
+def _master_weights(cfg: SFTConfig, engine: Engine, model) -> MasterWeights | None:
+    """bf16 weights with fp32 masters when computing in bf16 on one process (see train/precision.py)."""
+    if engine.compute_dtype != torch.bfloat16 or cfg.weights == "fp32":
+        return None
+    if cfg.weights == "auto" and engine.world_size > 1:
+        return None
+    return MasterWeights(model, torch.bfloat16)
 
 
 def sft(cfg: SFTConfig) -> Path:
@@ -127,12 +152,19 @@ def sft(cfg: SFTConfig) -> Path:
     freeze_bottom_layers(model, cfg.freeze_layers)
     trainable, total = count_parameters(model)
     log.info("training %s of %s parameters on %d demonstrations", f"{trainable:,}", f"{total:,}", len(train_ids))
-    optimizer, scheduler = make_optimizer(trainable_parameters(model), cfg)
+    masters = _master_weights(cfg, engine, model)
+    optimizer, scheduler = make_optimizer(masters.parameters() if masters else trainable_parameters(model), cfg)
+    trained = masters or model  # what holds the fp32 values that the optimizer updates and checkpoints save
 
     # 3. Resume from the newest checkpoint, if any.
-    restored = resume_latest(run_dir, enabled=cfg.resume, modules={"model": model}, optimizer=optimizer,
+    restored = resume_latest(run_dir, enabled=cfg.resume, modules={"model": trained}, optimizer=optimizer,
                              scheduler=scheduler, stream=stream)
     start = restored.step if restored else 0
+    if masters and restored:
+        masters.masters_to_model()
+    if cfg.compile:
+        for layer in decoder_layers(model):
+            layer.compile(dynamic=True)
     model, optimizer = engine.prepare(model, optimizer)
 
     logger = MetricsLogger(run_dir, cfg.report_to, config=cfg, resume_step=start)
@@ -143,7 +175,7 @@ def sft(cfg: SFTConfig) -> Path:
 
     def checkpoint(step: int) -> None:
         state = {"scheduler": scheduler_state(scheduler), "data": stream.state_dict()}
-        save_checkpoint(run_dir / "checkpoints", step, modules={"model": engine.unwrap(model)},
+        save_checkpoint(run_dir / "checkpoints", step, modules={"model": masters or engine.unwrap(model)},
                         optimizer=optimizer, state=state, keep=cfg.keep_checkpoints)
 
     for step in range(start + 1, cfg.max_steps + 1):
@@ -159,10 +191,14 @@ def sft(cfg: SFTConfig) -> Path:
                 loss = nll / max(1, n_tokens)
                 engine.backward(loss)
             loss_total += float(loss.detach())
-        grad_norm = engine.clip(model, cfg.max_grad_norm)
+        if masters:
+            masters.grads_to_masters()
+        grad_norm = engine.clip(trained, cfg.max_grad_norm)
         optimizer.step()
         scheduler.step()
         optimizer.zero_grad(set_to_none=True)
+        if masters:
+            masters.masters_to_model()
         speed.add(sum(int(b["attention_mask"].sum()) for b in batches))
 
         # 5. Log, evaluate, checkpoint.
@@ -179,7 +215,9 @@ def sft(cfg: SFTConfig) -> Path:
     bar.close()
     logger.close()
 
-    # 6. The run directory becomes a model directory, and gets its report.
+    # 6. The run directory becomes a model directory (fp32, from the masters), and gets its report.
+    if masters:
+        masters.restore_fp32(engine.unwrap(model))
     save_model_dir(engine.unwrap(model), tokenizer, run_dir)
     from rlhfkit.eval.report import write_report
 
