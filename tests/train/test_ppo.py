@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 import os
 import signal
 import subprocess
@@ -83,6 +84,8 @@ def test_config_validation() -> None:
         _config(Path("/tmp/x"), "python:m:f", "value_init=reward")
     with pytest.raises(ConfigError, match="policy_mode must be one of"):
         _config(Path("/tmp/x"), "python:m:f", "policy_mode=qlora")
+    with pytest.raises(ConfigError, match="min_kl_coef <= init_kl_coef"):
+        _config(Path("/tmp/x"), "python:m:f", "kl_controller=pi", "init_kl_coef=0.01", "min_kl_coef=0.05")
 
 
 @pytest.mark.parametrize("mode", ["lora", "top_layers", "full"])
@@ -146,6 +149,18 @@ def test_adaptive_controller_moves_beta_toward_the_target(rewards: Path, tmp_pat
     assert kl_low[1] > 0.0001 and b_low[2] == pytest.approx(0.096)
     # A target far above the KL lowers beta every step: 0.1, 0.08, 0.064.
     assert b_high == pytest.approx([0.1, 0.08, 0.064])
+
+
+def test_pi_controller_answers_the_kl_level_in_the_loop(rewards: Path, tmp_path: Path) -> None:
+    reward = f"python:{rewards}:letters"
+    run = ppo(_config(tmp_path / "pi", reward, "lr=1e-2", "kl_controller=pi", "kl_target=0.0001", "kl_horizon=8",
+                      "init_kl_coef=0.1", "min_kl_coef=0.01", "kl_kp=1.0"))
+    betas, kls = _series(run, "ppo/beta"), _series(run, "ppo/kl")
+    # Step 1: KL = 0, error -1: the integrator takes -1 * 8/8 (its bound is log(0.01/0.1) = -2.3) and the
+    # proportional term another -1: beta = 0.1 * e^-2.
+    assert kls[0] == 0.0 and betas[1] == pytest.approx(0.1 * math.exp(-2.0))
+    # Step 2: the KL is far above the tiny target, error clipped to +1: I = 0, beta = 0.1 * e^(1 + 0).
+    assert kls[1] > 0.0002 and betas[2] == pytest.approx(0.1 * math.exp(1.0))
 
 
 def test_no_eos_responses_get_the_configured_score(rewards: Path, tmp_path: Path) -> None:

@@ -2,7 +2,8 @@
 
 Accelerate places the model, wraps it for multi-process runs (DDP, or DeepSpeed / FSDP through
 ``accelerate launch`` and its config), and autocasts in bf16 when asked; weights and optimizer state
-stay fp32, so small updates are not rounded away as they would be in pure-bf16 training.
+stay fp32, so small updates are not rounded away as they would be in pure-bf16 training (SFT's bf16
+weights keep fp32 masters for the same reason: ``rlhfkit.train.precision``).
 """
 
 from __future__ import annotations

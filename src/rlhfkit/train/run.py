@@ -53,7 +53,8 @@ class TrainConfig:
     """Micro-batches per optimizer step (effective batch = batch_size * grad_accum * processes)."""
     dtype: str = "auto"
     """Compute dtype: 'auto' (bf16 where this hardware runs it faster, else fp32), 'bf16' or 'fp32'.
-    Weights and optimizer state stay fp32, so small updates are never rounded away."""
+    The optimizer state and the weights it updates stay fp32 (SFT: fp32 masters of bf16 weights, see
+    its `weights`), so small updates are never rounded away."""
     seed: int = 0
     """Seed for data order, sampling and initialization."""
     log_every: int = 1
