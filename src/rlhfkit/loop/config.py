@@ -177,16 +177,20 @@ class PolicyStageConfig:
     """PPO: passes over each rollout."""
     policy_mode: str = "lora"
     """PPO: 'lora', 'top_layers' or 'full' (see rlhfkit.train.ppo_model)."""
-    kl_controller: str = "adaptive"
-    """PPO: 'fixed' (beta = init_kl_coef throughout), 'adaptive' (beta steers the KL to kl_target) or 'pi'
-    (the same with a proportional term and bounded integrator; see rlhfkit.algorithms.kl)."""
+    kl_controller: str = "pi"
+    """PPO: 'fixed' (beta = init_kl_coef throughout), 'adaptive' (beta steers the KL to kl_target, Ziegler
+    et al. 2019) or 'pi' (the same with a proportional term and a bounded integrator, so the KL stays near
+    its target in a short round instead of overshooting it; see rlhfkit.algorithms.kl)."""
     init_kl_coef: float = 0.1
     """PPO: KL coefficient beta (0 with kl_controller=fixed: no KL penalty at all)."""
     kl_target: float = 4.0
-    """PPO with the adaptive controller: target KL per response, in nats."""
-    kl_horizon: int = 64
-    """PPO with the adaptive controller: samples over which beta closes the KL's error (Ziegler et al. 2019
-    use 10,000 over a long run; a round of 40 steps x 16 samples needs beta to move within it)."""
+    """PPO with the adaptive or pi controller: target KL per response, in nats."""
+    kl_horizon: int = 256
+    """PPO with the adaptive or pi controller: samples over which the integral closes the KL's error
+    (Ziegler et al. 2019 use 10,000 over a long run; a round is 40 steps x 16 samples, and with 'pi' the
+    proportional term does the fast part; 'adaptive' alone needs about 64 here)."""
+    min_kl_coef: float = 0.02
+    """PPO with the pi controller: the floor of beta and of its integrator (anti-windup)."""
     ensemble_k: float = 0.0
     """PPO: optimize mean - k * std of the reward ensemble (Coste et al. 2024); 0 = the mean."""
     dpo_beta: float = 0.1
@@ -202,6 +206,8 @@ class PolicyStageConfig:
         require(self.rollout_batch_size > 0 and self.ppo_epochs > 0, "policy.rollout_batch_size and ppo_epochs must be > 0")
         require(self.init_kl_coef >= 0 and self.kl_target > 0, "policy.init_kl_coef >= 0 and kl_target > 0")
         require(self.kl_horizon > 0, "policy.kl_horizon must be > 0")
+        require(self.kl_controller != "pi" or 0 < self.min_kl_coef <= self.init_kl_coef,
+                "policy.kl_controller=pi needs 0 < min_kl_coef <= init_kl_coef")
         require(self.kl_controller == "fixed" or self.init_kl_coef > 0,
                 f"policy.kl_controller={self.kl_controller} needs init_kl_coef > 0 (or use kl_controller=fixed)")
         require(self.ensemble_k >= 0 and self.dpo_beta > 0, "policy.ensemble_k >= 0 and dpo_beta > 0")

@@ -16,7 +16,7 @@ Pipeline (each stage resumable; `rlhfkit.loop.loop` for the rounds):
 5. a 3-head reward-model ensemble on the frozen SFT trunk (cached features: only the heads train)
    is fitted on the project's export and normalized on the SFT policy's samples;
 6. 40 steps of PPO with LoRA against it, the KL penalty to the SFT policy steered to 4 nats by the
-   adaptive controller (beta starts at 0.1);
+   PI controller (beta starts at 0.1, floor 0.02);
 7. evaluation on held-out prompts: gold win rate against SFT with a 95% interval, KL to SFT, proxy
    vs gold, ensemble disagreement, drift, leaderboard, annotator agreement; then the report.
 
@@ -33,8 +33,11 @@ matmul runs 4.6x its fp32, so dtype=auto computes in bf16; 2026-12-02, 7.7 min i
     PPO (40 steps x 16 rollouts)             329
     evaluation and hacking signals            39
 
-The gold win rate against SFT is noisy at this budget: 57% (KL 2.3 nats) in that run, 73% (KL 3.5)
-in a run of the same config whose SFT ran on one thread; the 70% target is not reliably met yet.
+The gold win rate against SFT is noisy at this budget. With Ziegler's adaptive controller it was 57%
+(KL 2.3 nats: the KL had overshot to 6.5 mid-round, beta climbed, and the round ended far below its
+target of 4), and 73% (KL 3.5) in a run whose SFT ran on one thread. With the PI controller (the
+default since 2026-12-03) one run gave 62% (95% CI 50-73%) at KL 3.91, the rollout KL holding at
+3-7 nats from step 6 on. The 70% target is not reliably met yet.
 
 ``--serve`` runs the same pipeline with the app open on http://127.0.0.1:8000 and no simulated
 panel: it prints an annotator account (random password) and waits until people have ranked the
