@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -37,3 +38,16 @@ def demos_file(tmp_path: Path) -> Path:
         for i in range(40)
     ]
     return write_jsonl(tmp_path / "demos.jsonl", rows)
+
+
+@pytest.fixture
+def fresh_accelerate_state() -> Iterator[None]:
+    """Accelerate keeps one process-wide state whose mixed precision cannot change once set; a test that
+    computes in another dtype than the suite's (fp32) resets it before and after itself."""
+    from accelerate.state import AcceleratorState, GradientState
+
+    AcceleratorState._reset_state(True)
+    GradientState._reset_state()
+    yield
+    AcceleratorState._reset_state(True)
+    GradientState._reset_state()

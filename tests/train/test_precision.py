@@ -19,9 +19,11 @@ def _model() -> nn.Module:
 
 def test_masters_are_the_fp32_start_and_the_model_is_cast() -> None:
     model = _model()
+    model.register_buffer("inv_freq", torch.tensor([1.0, 1e-3 + 1e-7]))
     before = {n: p.detach().clone() for n, p in model.named_parameters()}
     masters = MasterWeights(model, torch.bfloat16)
     assert all(p.dtype == torch.bfloat16 for p in model.parameters())
+    assert model.inv_freq.dtype == torch.float32  # buffers are not rounded
     names = [n for n, _ in masters.named_parameters()]
     assert names == ["2.weight", "2.bias"]
     for name, master in masters.named_parameters():
@@ -61,8 +63,10 @@ def test_checkpoint_round_trip_and_fp32_restore() -> None:
     assert set(saved) == {"2.weight", "2.bias"} and all(t.dtype == torch.float32 for t in saved.values())
 
     other = _model()
+    frozen_before = other[0].weight.detach().clone()
     other_masters = MasterWeights(other, torch.bfloat16)
     load_trainable_state(other_masters, saved)
     other_masters.restore_fp32(other)
     assert all(p.dtype == torch.float32 for p in other.parameters())
     torch.testing.assert_close(other[2].weight, saved["2.weight"], rtol=0, atol=0)
+    torch.testing.assert_close(other[0].weight, frozen_before, rtol=0, atol=0)  # the frozen layer, unrounded

@@ -45,14 +45,16 @@ def test_sft_lowers_eval_loss_and_writes_a_model_dir(demos_file: Path, tmp_path:
     assert (run / "report.html").exists() and (run / "config.yaml").exists()
 
 
-def test_lora_run_saves_adapter_and_merged_weights(demos_file: Path, tmp_path: Path) -> None:
+@pytest.mark.parametrize("dtype", ["fp32", "bf16"])  # bf16: the base computes in bf16, and is saved unrounded
+def test_lora_run_saves_adapter_and_merged_weights(demos_file: Path, tmp_path: Path, dtype: str,
+                                                   fresh_accelerate_state: None) -> None:
     from peft import PeftModel
     from transformers import AutoModelForCausalLM
 
     from rlhfkit.models.tiny import tiny_model
 
     cfg = build_config(SFTConfig, values={"model": "tiny", "data": str(demos_file), "output": str(tmp_path / "r")},
-                       overrides=["max_steps=5", "lr=1e-2", "lora.r=4", "progress=false"])
+                       overrides=["max_steps=5", "lr=1e-2", "lora.r=4", "progress=false", f"dtype={dtype}"])
     run = sft(cfg)
     merged = AutoModelForCausalLM.from_pretrained(run)
     with_adapter = PeftModel.from_pretrained(tiny_model(0), run / "adapter")
@@ -94,7 +96,8 @@ def test_kill_9_midway_then_resume_gives_the_same_losses(demos_file: Path, tmp_p
     assert last(a, "eval/loss") == pytest.approx(last(b, "eval/loss"), rel=1e-5)
 
 
-def test_bf16_master_weights_train_save_fp32_and_resume_exactly(demos_file: Path, tmp_path: Path) -> None:
+def test_bf16_master_weights_train_save_fp32_and_resume_exactly(demos_file: Path, tmp_path: Path,
+                                                                 fresh_accelerate_state: None) -> None:
     """dtype=bf16 holds the model in bf16 with fp32 masters (train/precision.py): the loss still falls,
     checkpoints and the saved model are the fp32 masters, and a resumed run repeats the straight one."""
     from safetensors.torch import load_file

@@ -9,9 +9,11 @@ bf16, and once per optimizer step the gradients are cast up, the masters are upd
 result is cast down into the model. Updates smaller than a bf16 ulp still accumulate in the masters,
 so they are not rounded away as in pure-bf16 training.
 
-Frozen weights are simply bf16 (nothing updates them). Use it where one process owns the whole
-model: DeepSpeed and FSDP bring their own mixed-precision masters, and DDP would all-reduce bf16
-gradients.
+Frozen weights compute in bf16 too; their fp32 originals are kept (off the compute path) so that the
+model saved at the end is not rounded. Only parameters are cast: buffers such as the rotary
+embedding's inverse frequencies stay fp32, since rounding them shifts every position's angle. Use
+it where one process owns the whole model: DeepSpeed and FSDP bring their own mixed-precision
+masters, and DDP would all-reduce bf16 gradients.
 """
 
 from __future__ import annotations
@@ -33,9 +35,11 @@ class MasterWeights:
 
     def __init__(self, model: nn.Module, dtype: torch.dtype) -> None:
         self._named = [(name, p) for name, p in model.named_parameters() if p.requires_grad]
-        # The masters are taken before the cast, so they hold the exact fp32 starting weights.
+        # Masters and frozen originals are taken before the cast, so they hold the exact fp32 weights.
         self._masters = [nn.Parameter(p.detach().float().clone()) for _, p in self._named]
-        model.to(dtype)
+        self._frozen = [(p, p.detach().float().clone()) for p in model.parameters() if not p.requires_grad]
+        for p in model.parameters():  # parameters only: buffers keep their dtype
+            p.data = p.data.to(dtype)
 
     def parameters(self) -> list[nn.Parameter]:
         """The fp32 masters, in the order of the model's trainable parameters."""
@@ -58,7 +62,11 @@ class MasterWeights:
         for (_, p), master in zip(self._named, self._masters):
             p.copy_(master)
 
+    @torch.no_grad()
     def restore_fp32(self, model: nn.Module) -> None:
-        """Cast the model back to fp32 and give it the masters' exact values (before saving it)."""
-        model.float()
+        """Make the model fp32 again: trained weights from the masters, frozen ones from their originals."""
+        for p in model.parameters():
+            p.data = p.data.float()
+        for p, original in self._frozen:
+            p.copy_(original)
         self.masters_to_model()
