@@ -37,7 +37,8 @@ The gold win rate against SFT is noisy at this budget. With Ziegler's adaptive c
 (KL 2.3 nats: the KL had overshot to 6.5 mid-round, beta climbed, and the round ended far below its
 target of 4), and 73% (KL 3.5) in a run whose SFT ran on one thread. With the PI controller (the
 default since 2026-12-03) one run gave 62% (95% CI 50-73%) at KL 3.91, the rollout KL holding at
-3-7 nats from step 6 on. The 70% target is not reliably met yet.
+3-7 nats from step 6 on, and a fresh-clone `make demo` 67% (95% CI 55-77%) at KL 2.89 (11.8 min in
+the process). The 70% target is not reliably met yet.
 
 ``--serve`` runs the same pipeline with the app open on http://127.0.0.1:8000 and no simulated
 panel: it prints an annotator account (random password) and waits until people have ranked the
