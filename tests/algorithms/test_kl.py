@@ -84,15 +84,21 @@ def test_adaptive_controller_matches_naive_loop() -> None:
         assert ctl.value == pytest.approx(beta)
 
 
-def test_adaptive_controller_resumes_from_state_dict() -> None:
-    a = AdaptiveKLController(0.1, 6.0, 10_000)
-    for kl in [10.0, 8.0, 7.0]:
-        a.update(kl, 128)
-    b = AdaptiveKLController(0.1, 6.0, 10_000)
+@pytest.mark.parametrize(
+    "make, kls, n",
+    [(lambda: AdaptiveKLController(0.1, 6.0, 10_000), [10.0, 8.0, 7.0], 128),
+     (lambda: PIKLController(0.1, 3.0, 64), [0.0, 1.0, 5.0], 16)],
+    ids=["adaptive", "pi"],
+)
+def test_controller_resumes_from_state_dict(make, kls: list[float], n: int) -> None:
+    a = make()
+    for kl in kls:
+        a.update(kl, n)
+    b = make()
     b.load_state_dict(a.state_dict())
     assert b.value == a.value
-    a.update(2.0, 128)
-    b.update(2.0, 128)
+    a.update(2.0, n)
+    b.update(2.0, n)
     assert b.value == a.value
 
 
@@ -167,16 +173,7 @@ def test_pi_controller_with_kp_zero_is_ziegler_in_log_space() -> None:
     assert pi.value == pytest.approx(zg.value, rel=1e-4)
 
 
-def test_pi_controller_resumes_and_validates() -> None:
-    a = PIKLController(0.1, 3.0, 64)
-    for kl in [0.0, 1.0, 5.0]:
-        a.update(kl, 16)
-    b = PIKLController(0.1, 3.0, 64)
-    b.load_state_dict(a.state_dict())
-    assert b.value == a.value
-    a.update(2.0, 16)
-    b.update(2.0, 16)
-    assert b.value == a.value
+def test_pi_controller_validates() -> None:
     for bad in [dict(kp=-1.0), dict(min_beta=0.2), dict(max_beta=0.05), dict(min_beta=0.0)]:
         with pytest.raises(ValueError):
             PIKLController(0.1, 3.0, 64, **bad)  # type: ignore[arg-type]

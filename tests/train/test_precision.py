@@ -66,7 +66,7 @@ def test_checkpoint_round_trip_and_fp32_restore() -> None:
     frozen_before = other[0].weight.detach().clone()
     other_masters = MasterWeights(other, torch.bfloat16)
     load_trainable_state(other_masters, saved)
-    other_masters.restore_fp32(other)
+    other_masters.restore_fp32()
     assert all(p.dtype == torch.float32 for p in other.parameters())
     torch.testing.assert_close(other[2].weight, saved["2.weight"], rtol=0, atol=0)
     torch.testing.assert_close(other[0].weight, frozen_before, rtol=0, atol=0)  # the frozen layer, unrounded

@@ -15,11 +15,10 @@ Controllers hold the KL penalty coefficient beta of the PPO reward ``score - bet
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Protocol
-
-import math
 
 import torch
 from torch import Tensor
@@ -234,9 +233,9 @@ def _make_adaptive(*, init_beta: float, target: float, horizon: int, **_: Any) -
     return AdaptiveKLController(init_beta=init_beta, target=target, horizon=horizon)
 
 
-def _make_pi(*, init_beta: float, target: float, horizon: int, kp: float = 1.0, min_beta: float = 1e-3,
-             max_beta: float = 10.0, **_: Any) -> PIKLController:
-    return PIKLController(init_beta=init_beta, target=target, horizon=horizon, kp=kp, min_beta=min_beta, max_beta=max_beta)
+def _make_pi(*, init_beta: float, target: float, horizon: int, **extra: Any) -> PIKLController:
+    gains = {k: extra[k] for k in ("kp", "min_beta", "max_beta") if k in extra}  # absent: the class defaults
+    return PIKLController(init_beta=init_beta, target=target, horizon=horizon, **gains)
 
 
 KL_CONTROLLERS: dict[str, Callable[..., KLController]] = {

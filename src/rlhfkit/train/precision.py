@@ -62,11 +62,9 @@ class MasterWeights:
         for (_, p), master in zip(self._named, self._masters):
             p.copy_(master)
 
-    @torch.no_grad()
-    def restore_fp32(self, model: nn.Module) -> None:
+    def restore_fp32(self) -> None:
         """Make the model fp32 again: trained weights from the masters, frozen ones from their originals."""
-        for p in model.parameters():
-            p.data = p.data.float()
         for p, original in self._frozen:
-            p.copy_(original)
-        self.masters_to_model()
+            p.data = original
+        for (_, p), master in zip(self._named, self._masters):
+            p.data = master.detach().clone()

@@ -175,7 +175,7 @@ def sft(cfg: SFTConfig) -> Path:
 
     def checkpoint(step: int) -> None:
         state = {"scheduler": scheduler_state(scheduler), "data": stream.state_dict()}
-        save_checkpoint(run_dir / "checkpoints", step, modules={"model": masters or engine.unwrap(model)},
+        save_checkpoint(run_dir / "checkpoints", step, modules={"model": trained},
                         optimizer=optimizer, state=state, keep=cfg.keep_checkpoints)
 
     for step in range(start + 1, cfg.max_steps + 1):
@@ -217,7 +217,7 @@ def sft(cfg: SFTConfig) -> Path:
 
     # 6. The run directory becomes a model directory (fp32, from the masters), and gets its report.
     if masters:
-        masters.restore_fp32(engine.unwrap(model))
+        masters.restore_fp32()
     save_model_dir(engine.unwrap(model), tokenizer, run_dir)
     from rlhfkit.eval.report import write_report
 
