@@ -172,16 +172,18 @@ def write_json(path: Path, data: Mapping[str, Any]) -> None:
 # ---- machine peak -----------------------------------------------------------------------------
 
 
-def matmul_peak_gflops(dtype: str, sizes: Sequence[int] = (1024, 2048, 3072), repeats: int = 5) -> float:
+def matmul_peak_gflops(dtype: str, sizes: Sequence[int] = (1024, 2048, 3072), repeats: int = 5,
+                       budget_s: float = 10.0) -> float:
     """Best measured GFLOP/s of a square (n x n) @ (n x n) matmul in `dtype` ('fp32' or 'bf16').
 
     The best of `repeats` timings per size, then the best size: a peak, so noise only lowers it.
-    A matmul of n x n by n x n costs 2 n^3 FLOPs.
+    A matmul of n x n by n x n costs 2 n^3 FLOPs. Measuring stops after `budget_s` seconds: on a CPU
+    without bf16 instructions a 3072 bf16 matmul takes a minute, and its peak is clear long before.
     """
     import torch
 
     dt = {"fp32": torch.float32, "bf16": torch.bfloat16}[dtype]
-    best = 0.0
+    best, start = 0.0, time.perf_counter()
     for n in sizes:
         a, b = torch.randn(n, n, dtype=dt), torch.randn(n, n, dtype=dt)
         a @ b  # warm-up: first call allocates and picks the kernel
@@ -189,6 +191,8 @@ def matmul_peak_gflops(dtype: str, sizes: Sequence[int] = (1024, 2048, 3072), re
             t = time.perf_counter()
             a @ b
             best = max(best, 2 * n**3 / (time.perf_counter() - t) / 1e9)
+            if time.perf_counter() - start > budget_s:
+                return best
     return best
 
 

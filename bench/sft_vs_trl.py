@@ -67,7 +67,9 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     p.add_argument("--max-length", type=int, default=256, help="examples longer than this are dropped")
     p.add_argument("--lr", type=float, default=2e-5, help="constant learning rate, no warm-up")
     p.add_argument("--eval-size", type=int, default=32, help="held-out examples scored at the end")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seed", type=int, default=0, help="seed of the train/held-out split (and of training)")
+    p.add_argument("--train-seed", type=int, default=None,
+                   help="seed of each side's training order only (default: --seed); the split stays --seed's")
     p.add_argument("--rlhfkit-dtype", default="auto", choices=["auto", "fp32", "bf16"])
     p.add_argument("--rlhfkit-group-by-length", action=argparse.BooleanOptionalAction, default=True)
     p.add_argument("--rlhfkit-weights", default="auto", choices=["auto", "master", "fp32"],
@@ -203,7 +205,8 @@ def main(argv: list[str]) -> None:
         "model_dir": str(model_dir), "train_file": str(work / "train.jsonl"),
         "eval_tokens": str(work / "eval_tokens.jsonl"), "work_dir": str(work),
         "batch_size": args.batch_size, "grad_accum": args.grad_accum, "max_length": args.max_length,
-        "lr": args.lr, "steps": args.steps, "seed": args.seed,
+        "lr": args.lr, "steps": args.steps,
+        "seed": args.seed if args.train_seed is None else args.train_seed,
         "rlhfkit_dtype": args.rlhfkit_dtype, "rlhfkit_group_by_length": args.rlhfkit_group_by_length,
         "rlhfkit_weights": args.rlhfkit_weights, "rlhfkit_compile": args.rlhfkit_compile,
         "trl_dtype": args.trl_dtype, "trl_padding_free": args.trl_padding_free, "trl_compile": args.trl_compile,

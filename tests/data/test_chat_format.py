@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import torch
+
 from rlhfkit.data.chat import IGNORE, encode_pair, render_prompt
 from rlhfkit.data.collate import collate_lm, epoch_order
 from rlhfkit.models.tiny import byte_tokenizer
@@ -44,4 +46,24 @@ def test_epoch_order_is_a_seeded_permutation_grouped_by_length() -> None:
     a = epoch_order(lengths, 2, seed=1, epoch=0, group_by_length=True)
     assert sorted(a) == list(range(8)) and a == epoch_order(lengths, 2, seed=1, epoch=0, group_by_length=True)
     assert a != epoch_order(lengths, 2, seed=1, epoch=1, group_by_length=False)
-    assert [lengths[i] for i in a] == sorted(lengths, reverse=True)  # one mega-batch: fully sorted
+    # One mega-batch: sorted into the batches (9, 8) (7, 5) (4, 3) (2, 1), then those are shuffled.
+    batches = [sorted(lengths[i] for i in a[k : k + 2]) for k in range(0, 8, 2)]
+    assert sorted(batches) == [[1, 2], [3, 4], [5, 7], [8, 9]]
+    orders = {tuple(epoch_order(lengths, 2, seed=s, epoch=0, group_by_length=True)) for s in range(8)}
+    assert len(orders) > 1  # the seed still matters when everything fits in one mega-batch
+    assert all(sorted(lengths[i] for i in o[:2]) == [8, 9] for o in orders)  # the longest batch first
+
+
+def test_epoch_order_keeps_batches_aligned_with_a_short_last_batch() -> None:
+    lengths = [(7 * i) % 139 for i in range(139)]  # 139 rows, batch 4: mega-batches of 128 and 11
+    order = epoch_order(lengths, 4, seed=3, epoch=0, group_by_length=True)
+    assert sorted(order) == list(range(139))
+    # Naive reference: the same permutation, cut into mega-batches, each sorted and cut into batches.
+    perm = torch.randperm(139, generator=torch.Generator().manual_seed(3 * 100_003)).tolist()
+    expected = []
+    for start in (0, 128):
+        ranked = sorted(perm[start : start + 128], key=lambda i: -lengths[i])
+        expected += [frozenset(ranked[k : k + 4]) for k in range(0, len(ranked), 4)]
+    got = [frozenset(order[k : k + 4]) for k in range(0, 139, 4)]
+    assert sorted(map(sorted, got)) == sorted(map(sorted, expected))
+    assert got[-1] == expected[-1] and len(got[-1]) == 3  # the short batch stays last
