@@ -96,6 +96,16 @@ def test_select_drops_columns_that_are_padding_in_every_row() -> None:
     assert part.logps.tolist() == [[8.0, 9.0, 10.0], [4.0, 5.0, 6.0]]
     assert part.scores.tolist() == [2.0, 1.0]
     assert compact(ro).input_ids.shape == ro.input_ids.shape  # row 0 uses every column
+    assert ro.trunk is None and part.trunk is None
+
+
+def test_select_cuts_the_cached_trunk_like_the_token_columns() -> None:
+    ro = _rollout([[1, 1, 1, 1, 1, 1, 1], [0, 1, 1, 1, 1, 1, 0], [0, 0, 1, 1, 0, 0, 0]],
+                  [[1, 1, 1, 1], [1, 1, 1, 0], [1, 0, 0, 0]])
+    trunk = torch.arange(3 * 7 * 2, dtype=torch.float32).view(3, 7, 2)  # (B, P + R, H)
+    part = ro._replace(trunk=trunk).select(torch.tensor([2, 1]))
+    # rows 2 and 1, columns 1..5 (the same columns as input_ids above)
+    torch.testing.assert_close(part.trunk, trunk[[2, 1], 1:6])
 
 
 def test_concat_samples_repads_both_sides() -> None:

@@ -119,6 +119,43 @@ def test_updates_leave_the_reference_unchanged(mode: str, rewards: Path, tmp_pat
     assert torch.equal(ac.reference_logps(ids, mask, start, temperature=0.7), before)
 
 
+@pytest.mark.parametrize("mode", ["lora", "top_layers"])
+def test_a_cached_frozen_trunk_changes_no_number_of_the_rollout_or_the_update(mode: str, rewards: Path,
+                                                                             tmp_path: Path) -> None:
+    """The same rollout and PPO update with and without running the frozen bottom block once per rollout."""
+    from rlhfkit.models.loading import load_model
+    from rlhfkit.models.value import ValueHead
+    from rlhfkit.train.engine import Engine
+    from rlhfkit.train.ppo_model import build_actor_critic
+    from rlhfkit.train.run import make_optimizer
+
+    engine = Engine("fp32", 0)
+    prompts = ["Review the film Paper Moon.", "Say something kind."] * 4
+    raw = torch.linspace(-1.0, 1.0, len(prompts))
+    results = []
+    for cache in (False, True):
+        cfg = _config(tmp_path, f"python:{rewards}:count_e", f"policy_mode={mode}", "train_layers=1", "lora.layers=1",
+                      "lr=1e-2", f"cache_frozen_trunk={str(cache).lower()}")
+        loaded = load_model("tiny", dtype="fp32")
+        torch.manual_seed(0)
+        ac = build_actor_critic(loaded.model, ValueHead(64), mode, lora=cfg.lora, train_layers=1, value_trunk_grad=True,
+                                cache_frozen_trunk=cache)
+        assert ac.frozen_blocks == (1 if cache else 0)
+        optimizer, _ = make_optimizer([p for p in ac.parameters() if p.requires_grad], cfg)
+        samples = generate(ac, loaded.tokenizer, prompts, cfg, 1, engine)
+        rollout, _ = collect_rollout(ac, samples, raw, raw, 0.05, cfg, engine)
+        assert (rollout.trunk is not None) == cache
+        stats = ppo_update(ac, optimizer, rollout, cfg, 1, engine, tmp_path)
+        results.append((rollout, stats, [p.detach().clone() for p in ac.parameters() if p.requires_grad]))
+    (plain, plain_stats, plain_weights), (cached, cached_stats, cached_weights) = results
+    assert torch.equal(plain.input_ids, cached.input_ids)  # the same samples
+    for field in ("logps", "ref_logps", "values", "advantages", "returns"):
+        torch.testing.assert_close(getattr(cached, field), getattr(plain, field), atol=1e-5, rtol=1e-5)
+    assert cached_stats == pytest.approx(plain_stats, rel=1e-4, abs=1e-6)
+    for a, b in zip(cached_weights, plain_weights):
+        torch.testing.assert_close(a, b, atol=1e-5, rtol=1e-5)
+
+
 @pytest.mark.slow
 def test_mean_reward_rises_with_the_default_lora_policy(rewards: Path, peaked_tiny: Path, tmp_path: Path) -> None:
     cfg = _config(tmp_path / "run", f"python:{rewards}:count_e", "max_steps=30", "rollout_batch_size=16", "batch_size=8",

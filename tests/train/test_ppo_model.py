@@ -90,3 +90,76 @@ def test_value_head_from_a_reward_model_folds_its_normalization(tmp_path: Path) 
     torch.testing.assert_close(head(h), expected, rtol=1e-5, atol=1e-5)
     with pytest.raises(ValueError, match="hidden size is 64 but the policy's is 32"):
         value_head_from_reward(32, str(path))
+
+
+def _cached(mode: str, **kw) -> "ActorCritic":  # noqa: F821
+    head = ValueHead(64)
+    with torch.no_grad():
+        head.weight.normal_()
+    return build_actor_critic(tiny_model(0), head, mode, lora=LoRAConfig(r=4, layers=1), train_layers=1,
+                              value_trunk_grad=True, **kw)
+
+
+@pytest.mark.parametrize("mode", ["lora", "top_layers"])
+def test_cached_frozen_trunk_gives_the_same_numbers_without_rerunning_the_bottom_block(mode: str) -> None:
+    ac = _cached(mode, cache_frozen_trunk=True)
+    assert ac.frozen_blocks == 1  # the tiny model has 2 blocks; only the top one trains
+    with torch.no_grad():  # "train": the policy must now differ from the reference above the frozen block
+        for p in ac.parameters():
+            if p.requires_grad:
+                p.add_(torch.randn_like(p) * 0.5)
+    ids, mask, start = _batch()
+    full = ac(ids, mask, start, temperature=0.7, with_entropy=True)
+    full_ref = ac.reference_logps(ids, mask, start, temperature=0.7)
+    layers = decoder_layers(ac.policy)
+    blocks, norm = list(layers), base_model(ac.policy).get_decoder().norm
+    calls = {0: 0, 1: 0}
+    hooks = [layers[i].register_forward_hook(lambda *a, i=i: calls.__setitem__(i, calls[i] + 1)) for i in (0, 1)]
+    trunk = ac.trunk(ids, mask)
+    assert calls == {0: 1, 1: 0} and trunk.shape == (2, 7, 64)
+    cached = ac(ids, mask, start, temperature=0.7, with_entropy=True, trunk=trunk)
+    cached_ref = ac.reference_logps(ids, mask, start, temperature=0.7, trunk=trunk)
+    for h in hooks:
+        h.remove()
+    # the bottom block ran once in all; the top block ran for the policy (and, in lora mode, the reference:
+    # top_layers swaps the original block in, which the hook on the trained block does not see)
+    assert calls[0] == 1 and calls[1] == (2 if mode == "lora" else 1)
+    torch.testing.assert_close(cached.logps, full.logps)
+    torch.testing.assert_close(cached.values, full.values)
+    torch.testing.assert_close(cached.entropy, full.entropy)
+    torch.testing.assert_close(cached_ref, full_ref)
+    assert not torch.allclose(cached_ref, cached.logps, atol=1e-3)
+    # the decoder got its blocks and final norm back
+    assert list(decoder_layers(ac.policy)) == blocks and base_model(ac.policy).get_decoder().norm is norm
+
+
+def test_nothing_is_cached_when_the_bottom_block_trains_or_caching_is_off() -> None:
+    assert _cached("full", cache_frozen_trunk=True).frozen_blocks == 0  # the embeddings train
+    assert _cached("lora", cache_frozen_trunk=False).frozen_blocks == 0
+    head = ValueHead(64)
+    every_block = build_actor_critic(tiny_model(0), head, "lora", lora=LoRAConfig(r=4), train_layers=1,
+                                     value_trunk_grad=True, cache_frozen_trunk=True)
+    assert every_block.frozen_blocks == 0
+    ids, mask, _ = _batch()
+    assert every_block.trunk(ids, mask) is None
+
+
+def test_a_decoder_that_transforms_its_input_is_not_resumed_from_a_cache() -> None:
+    """A decoder that, like Gemma, scales what enters its blocks would double-apply that to a cached
+    residual stream: the self-check must catch it and leave every block running."""
+    from rlhfkit.models.lm import prefix_is_exact
+
+    model = tiny_model(0)
+    decoder = model.get_decoder()
+
+    def scale_input(module, args, kwargs):
+        if kwargs.get("inputs_embeds") is not None:
+            kwargs["inputs_embeds"] = kwargs["inputs_embeds"] * 2.0
+        return args, kwargs
+
+    assert prefix_is_exact(model, 1)
+    decoder.register_forward_pre_hook(scale_input, with_kwargs=True)
+    assert not prefix_is_exact(model, 1)
+    ac = build_actor_critic(model, ValueHead(64), "lora", lora=LoRAConfig(r=4, layers=1), train_layers=1,
+                            value_trunk_grad=True, cache_frozen_trunk=True)
+    assert ac.frozen_blocks == 0

@@ -56,6 +56,9 @@ class Rollout(NamedTuple):
     """(B, R) float: GAE lambda-returns ``A + V`` (before whitening): the value head's targets."""
     ended: Tensor
     """(B,) bool: the response ended with a stop token within the length limit."""
+    trunk: Tensor | None = None
+    """(B, P + R, H) float: output of the policy's frozen bottom blocks (`ActorCritic.trunk`), which
+    training does not change, so every PPO epoch reuses it; None when nothing is frozen or cached."""
 
     @property
     def response_start(self) -> int:
@@ -64,7 +67,7 @@ class Rollout(NamedTuple):
 
     def select(self, rows: Tensor) -> Rollout:
         """The rows `rows` (a 1-D index tensor) of every field, with all-padding columns dropped."""
-        return compact(Rollout(*(field[rows] for field in self)))
+        return compact(Rollout(*(None if field is None else field[rows] for field in self)))
 
 
 def compact(rollout: Rollout) -> Rollout:
@@ -81,9 +84,9 @@ def compact(rollout: Rollout) -> Rollout:
     width = int(in_response.nonzero().max()) + 1 if bool(in_response.any()) else 1
     fields = []
     for name, value in zip(Rollout._fields, rollout):
-        if name in ("input_ids", "attention_mask"):
+        if name in ("input_ids", "attention_mask", "trunk") and value is not None:
             fields.append(value[:, first : start + width])
-        elif value.dim() == 2:
+        elif value is not None and value.dim() == 2:
             fields.append(value[:, :width])
         else:
             fields.append(value)

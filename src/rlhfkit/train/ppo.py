@@ -74,15 +74,19 @@ def collect_rollout(ac: ActorCritic, samples: Samples, raw_scores: torch.Tensor,
     ids = torch.cat([samples.prompt_ids, samples.response_ids], dim=1)
     mask = torch.cat([samples.prompt_mask, samples.response_mask], dim=1)
     start, rmask = samples.prompt_ids.shape[1], samples.response_mask
-    logps, values, ref_logps, entropy = [], [], [], []
+    logps, values, ref_logps, entropy, trunks = [], [], [], [], []
     for rows in torch.arange(ids.shape[0], device=ids.device).split(cfg.batch_size):
         with engine.autocast():
-            out = ac(ids[rows], mask[rows], start, temperature=cfg.sampling.temperature, with_entropy=True)
-            ref_logps.append(ac.reference_logps(ids[rows], mask[rows], start, temperature=cfg.sampling.temperature))
+            trunk = ac.trunk(ids[rows], mask[rows])  # the frozen bottom blocks, once for policy, reference, epochs
+            out = ac(ids[rows], mask[rows], start, temperature=cfg.sampling.temperature, with_entropy=True, trunk=trunk)
+            ref_logps.append(ac.reference_logps(ids[rows], mask[rows], start, temperature=cfg.sampling.temperature,
+                                                trunk=trunk))
         logps.append(out.logps)
         values.append(out.values)
         entropy.append(out.entropy)
+        trunks.append(trunk)
     logp, ref_logp, value = torch.cat(logps), torch.cat(ref_logps), torch.cat(values) * rmask
+    trunk = None if trunks[0] is None else torch.cat(trunks)
     kl = KL_ESTIMATORS[cfg.kl_estimator](logp, ref_logp) * rmask
     rewards = ppo_token_rewards(scores.to(kl.device), kl, rmask, beta)
     if cfg.whiten_rewards:
@@ -91,7 +95,7 @@ def collect_rollout(ac: ActorCritic, samples: Samples, raw_scores: torch.Tensor,
     if cfg.whiten_advantages:
         advantages = masked_whiten(advantages, rmask)
     rollout = Rollout(ids, mask, rmask, logp, ref_logp, value, kl, scores.to(kl.device), raw_scores.to(kl.device),
-                      rewards, advantages, returns, samples.ended)
+                      rewards, advantages, returns, samples.ended, trunk)
     return rollout, torch.cat(entropy)
 
 
@@ -117,7 +121,7 @@ def ppo_update(ac: ActorCritic, optimizer: torch.optim.Optimizer, rollout: Rollo
                 weight = float(part.response_mask.sum()) / mb_tokens
                 with engine.sync(ac, last=i == len(micro) - 1), engine.autocast():
                     out = ac(part.input_ids, part.attention_mask, part.response_start,
-                             temperature=cfg.sampling.temperature, with_entropy=cfg.entropy_coef > 0)
+                             temperature=cfg.sampling.temperature, with_entropy=cfg.entropy_coef > 0, trunk=part.trunk)
                     pg = policy_loss_clipped(out.logps, part.logps, part.advantages, part.response_mask, cfg.clip_range)
                     vf = value_loss_clipped(out.values, part.values, part.returns, part.response_mask, cfg.value_clip_range)
                     loss = pg.loss + cfg.vf_coef * vf.loss
@@ -177,7 +181,8 @@ def ppo(cfg: PPOConfig) -> Path:
     tokenizer = loaded.tokenizer
     value_head = make_value_head(cfg.value_init, int(loaded.model.config.hidden_size), cfg.reward)
     ac = build_actor_critic(loaded.model, value_head, cfg.policy_mode, lora=cfg.lora, train_layers=cfg.train_layers,
-                            value_trunk_grad=cfg.value_trunk_grad).to(engine.device)
+                            value_trunk_grad=cfg.value_trunk_grad,
+                            cache_frozen_trunk=cfg.cache_frozen_trunk).to(engine.device)
     reward = resolve_reward(cfg.reward, ensemble_k=cfg.ensemble_k, device=engine.device, batch_size=cfg.reward_batch_size,
                             http_timeout=cfg.reward_timeout, http_retries=cfg.reward_retries, http_backoff=cfg.reward_backoff)
     trainable, total = count_parameters(ac)

@@ -58,6 +58,10 @@ class PPOConfig(TrainConfig):
     needs `reward` to be a reward-model directory on a trunk of the policy's width)."""
     value_trunk_grad: bool = True
     """Let the value loss train the shared trunk too (False: the value head learns on detached features)."""
+    cache_frozen_trunk: bool = True
+    """Run the frozen bottom blocks (below lora.layers or train_layers) once per rollout and reuse their
+    output for the reference and every PPO epoch: the same numbers for less compute, at the memory of
+    rollout x tokens x hidden floats (false: run every block in every pass)."""
 
     sampling: SamplingConfig = SamplingConfig()
     """Rollout sampling (sampling.max_new_tokens, sampling.temperature, sampling.max_prompt_length,

@@ -12,12 +12,18 @@ policy, the reference and the value function share one set of base weights:
 
 In every mode the value head reads the policy's own final hidden states (`ActorCritic.forward`), so
 one trunk pass yields the log-probs of the sampled tokens and their values.
+
+Below the lowest trained block the policy and the reference are the same frozen network (LoRA on the
+top blocks only, or ``top_layers``). `ActorCritic.trunk` runs those blocks once per rollout; passing
+its output to `forward` and `reference_logps` runs only the blocks above, for the reference and for
+every PPO epoch (`frozen_blocks` says how many blocks that skips; 0 = none).
 """
 
 from __future__ import annotations
 
 import contextlib
 import copy
+import logging
 from collections.abc import Callable, Iterator
 from typing import NamedTuple
 
@@ -26,8 +32,18 @@ from torch import Tensor, nn
 
 from rlhfkit.algorithms.common import entropy_from_logits, logprobs_from_logits
 from rlhfkit.models.adapters import LoRAConfig, apply_lora, decoder_layers
-from rlhfkit.models.lm import hidden_states, output_head, response_logprobs
+from rlhfkit.models.lm import (
+    Prefix,
+    frozen_bottom_blocks,
+    hidden_states,
+    output_head,
+    prefix_is_exact,
+    response_logprobs,
+    trunk_states,
+)
 from rlhfkit.models.value import ValueHead
+
+log = logging.getLogger("rlhfkit")
 
 
 class PolicyOutput(NamedTuple):
@@ -50,7 +66,8 @@ class ActorCritic(nn.Module):
     """
 
     def __init__(self, policy: nn.Module, value_head: ValueHead, mode: str, *, value_trunk_grad: bool = True,
-                 reference_model: nn.Module | None = None, reference_layers: nn.ModuleList | None = None) -> None:
+                 reference_model: nn.Module | None = None, reference_layers: nn.ModuleList | None = None,
+                 frozen_blocks: int = 0) -> None:
         super().__init__()
         self.policy = policy
         self.value_head = value_head
@@ -58,17 +75,31 @@ class ActorCritic(nn.Module):
         self.value_trunk_grad = value_trunk_grad
         self.reference_model = reference_model
         self.reference_layers = reference_layers
+        self.frozen_blocks = frozen_blocks
+
+    @torch.no_grad()
+    def trunk(self, input_ids: Tensor, attention_mask: Tensor) -> Tensor | None:
+        """(B, T, H) output of the `frozen_blocks` bottom blocks, shared by policy and reference and
+        unchanged by training; None when no block is skipped."""
+        if not self.frozen_blocks:
+            return None
+        return trunk_states(self.policy, input_ids, attention_mask, self.frozen_blocks).states
+
+    def _prefix(self, trunk: Tensor | None) -> Prefix | None:
+        return None if trunk is None else Prefix(self.frozen_blocks, trunk)
 
     def forward(self, input_ids: Tensor, attention_mask: Tensor, response_start: int, *,
-                temperature: float = 1.0, with_entropy: bool = False) -> PolicyOutput:
+                temperature: float = 1.0, with_entropy: bool = False, trunk: Tensor | None = None) -> PolicyOutput:
         """Log-probs, values (and entropy) of the response positions from ONE pass of the trunk.
 
         ``input_ids``/``attention_mask`` are ``(B, P + R)`` with responses starting at column
         ``response_start`` = P. Position t-1's hidden state predicts token t and is the state whose
         value V(s_t) is estimated. The output head runs on response positions only, and the logits
-        are divided by the sampling temperature (Huang et al. 2024, detail 10).
+        are divided by the sampling temperature (Huang et al. 2024, detail 10). `trunk` (from
+        `self.trunk` on the same rows and columns) skips the frozen bottom blocks.
         """
-        h = hidden_states(self.policy, input_ids, attention_mask)[:, response_start - 1 : -1]  # (B, R, H)
+        h = hidden_states(self.policy, input_ids, attention_mask, prefix=self._prefix(trunk))
+        h = h[:, response_start - 1 : -1]  # (B, R, H)
         logits = output_head(self.policy)(h).float() / temperature  # (B, R, V)
         logps = logprobs_from_logits(logits, input_ids[:, response_start:])
         values = self.value_head(h if self.value_trunk_grad else h.detach())
@@ -77,10 +108,11 @@ class ActorCritic(nn.Module):
 
     @torch.no_grad()
     def reference_logps(self, input_ids: Tensor, attention_mask: Tensor, response_start: int, *,
-                        temperature: float = 1.0) -> Tensor:
+                        temperature: float = 1.0, trunk: Tensor | None = None) -> Tensor:
         """(B, R) log-probs of the response tokens under the frozen reference policy."""
         with REFERENCE_VIEWS[self.mode](self) as reference:
-            logps, _ = response_logprobs(reference, input_ids, attention_mask, response_start, temperature=temperature)
+            logps, _ = response_logprobs(reference, input_ids, attention_mask, response_start, temperature=temperature,
+                                         prefix=self._prefix(trunk))
         return logps
 
 
@@ -165,11 +197,21 @@ POLICY_MODES: dict[str, Callable[..., ActorCritic]] = {
 
 
 def build_actor_critic(model: nn.Module, value_head: ValueHead, mode: str, *, lora: LoRAConfig,
-                       train_layers: int, value_trunk_grad: bool) -> ActorCritic:
+                       train_layers: int, value_trunk_grad: bool, cache_frozen_trunk: bool = False) -> ActorCritic:
     """Policy + reference + value on the base `model` (see the module docstring). Dropout stays off:
     the model is put in eval mode for good, so log-probs at rollout and update time agree
-    (Huang et al. 2024, detail 13)."""
+    (Huang et al. 2024, detail 13). With `cache_frozen_trunk`, `frozen_blocks` is set to the number
+    of frozen bottom blocks the policy shares with its reference, if resuming this decoder from a
+    cached trunk is exact (`prefix_is_exact`); otherwise it stays 0."""
     if mode not in POLICY_MODES:
         raise ValueError(f"unknown policy_mode {mode!r}; choose from {sorted(POLICY_MODES)}")
     ac = POLICY_MODES[mode](model, value_head, lora=lora, train_layers=train_layers, value_trunk_grad=value_trunk_grad)
-    return ac.eval()
+    ac.eval()
+    # In full mode the reference is a separate copy, but the embeddings train there, so nothing is shared.
+    blocks = frozen_bottom_blocks(ac.policy) if cache_frozen_trunk else 0
+    if blocks and prefix_is_exact(ac.policy, blocks):
+        ac.frozen_blocks = blocks
+    elif blocks:
+        log.warning("cache_frozen_trunk: this model's decoder cannot resume from cached block outputs; "
+                    "every pass runs all blocks")
+    return ac
