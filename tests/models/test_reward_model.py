@@ -17,6 +17,7 @@ from rlhfkit.models.reward import (
     build_reward_model,
     last_token,
     load_reward_model,
+    mean_tokens,
     normalization_from_raw,
     save_reward_model,
     scores_from_heads,
@@ -32,6 +33,40 @@ def test_last_token_reads_the_last_real_position_with_either_padding() -> None:
     left = torch.tensor([[0, 1, 1, 1], [0, 0, 1, 1]])
     assert last_token(hidden, right).flatten().tolist() == [2.0, 7.0]  # positions 2 and 3
     assert last_token(hidden, left).flatten().tolist() == [3.0, 7.0]  # left padding: always the end
+
+
+def test_mean_tokens_averages_the_real_positions_with_either_padding() -> None:
+    hidden = torch.arange(8.0).reshape(2, 4, 1)  # row 0: 0,1,2,3; row 1: 4,5,6,7
+    right = torch.tensor([[1, 1, 1, 0], [1, 1, 1, 1]])
+    left = torch.tensor([[0, 1, 1, 1], [0, 0, 1, 1]])
+    assert mean_tokens(hidden, right).flatten().tolist() == [1.0, 5.5]  # (0+1+2)/3, (4+5+6+7)/4
+    assert mean_tokens(hidden, left).flatten().tolist() == [2.0, 6.5]  # (1+2+3)/3, (6+7)/2
+
+
+def test_mean_pooling_reads_each_rows_own_tokens_and_survives_save_and_load(tmp_path: Path) -> None:
+    model = build_reward_model("tiny", n_heads=2, max_length=128, pooling="mean")
+    ids = model.encode(PROMPTS, RESPONSES)
+    features = model.batched_features(ids, batch_size=3)  # padded together
+    for row, feature in zip(ids, features):  # naive reference: each row alone, its states averaged
+        alone = model.trunk_hidden(torch.tensor([row]), torch.ones(1, len(row), dtype=torch.long))[0]
+        torch.testing.assert_close(feature, alone.mean(dim=0), atol=1e-5, rtol=1e-5)
+    last = build_reward_model("tiny", n_heads=2, max_length=128)
+    assert not torch.allclose(last.batched_features(ids), features, atol=1e-3)
+    save_reward_model(model, tmp_path / "rm")
+    assert json.loads((tmp_path / "rm" / "reward.json").read_text())["pooling"] == "mean"
+    loaded = load_reward_model(tmp_path / "rm")
+    assert loaded.meta.pooling == "mean"
+    torch.testing.assert_close(loaded.raw_scores(ids), model.raw_scores(ids), atol=0, rtol=0)
+    with pytest.raises(ValueError, match="unknown pooling 'max'"):
+        build_reward_model("tiny", pooling="max")
+
+
+def test_a_reward_json_from_before_pooling_reads_the_last_token(tmp_path: Path) -> None:
+    save_reward_model(build_reward_model("tiny", max_length=64), tmp_path / "rm")
+    meta = json.loads((tmp_path / "rm" / "reward.json").read_text())
+    del meta["pooling"]
+    (tmp_path / "rm" / "reward.json").write_text(json.dumps(meta))
+    assert load_reward_model(tmp_path / "rm").meta.pooling == "last"
 
 
 def test_head_init_std_is_one_over_sqrt_hidden_plus_one() -> None:

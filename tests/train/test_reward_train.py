@@ -61,6 +61,16 @@ def test_tiny_model_learns_a_separable_preference(tmp_path: Path) -> None:
     assert scores.mean[0] > scores.mean[1]
 
 
+def test_a_frozen_trunk_with_mean_pooling_learns_the_separable_preference(tmp_path: Path) -> None:
+    """Only the head trains, on cached mean-pooled features: the marker word's embedding is in the mean."""
+    train_file = marker_pairs(tmp_path / "train.jsonl", 160, seed=0)
+    test_file = marker_pairs(tmp_path / "test.jsonl", 60, seed=1)
+    run = train(tmp_path, "run", [train_file], f"eval_data={test_file}", "max_steps=60", "lr=3e-2",
+                "freeze_layers=-1", "pooling=mean")
+    assert json.loads((run / "reward_eval.json").read_text())["accuracy"] > 0.95
+    assert load_reward_model(run).meta.pooling == "mean"
+
+
 @pytest.mark.slow
 def test_cached_features_give_the_same_losses_and_serve_later_epochs(tmp_path: Path, monkeypatch) -> None:
     data = marker_pairs(tmp_path / "pairs.jsonl", 24, seed=0)  # 3 batches of 8 = one epoch

@@ -74,7 +74,7 @@ def reward_config(cfg: LoopConfig, output: Path, policy: str) -> Any:
     values = {
         "output": str(output), "model": trunk_dir(cfg), "data": [data_spec(cfg)],
         "kind": REWARD_KIND[cfg.feedback.task_type], "max_steps": r.max_steps, "lr": r.lr,
-        "batch_size": r.batch_size, "n_heads": r.n_heads, "freeze_layers": r.freeze_layers,
+        "batch_size": r.batch_size, "n_heads": r.n_heads, "pooling": r.pooling, "freeze_layers": r.freeze_layers,
         "max_length": r.max_length, "weight_decay": r.weight_decay, "normalize_policy": policy,
         "normalize_prompts": r.normalize_prompts, "normalize_sampling": to_dict(cfg.policy.sampling),
         "eval_fraction": 0.1, "seed": cfg.seed, "progress": cfg.progress, "save_every": REWARD_SAVE_EVERY,

@@ -3,7 +3,8 @@
 A reward model maps (prompt, response) to a number. The trunk is any causal LM (the bundled model, a
 directory, an SFT run); its LM head is not used. The head is a linear map from the final hidden state
 of the last non-padding token (the EOS that `encode_pair` appends) to K raw rewards, one per ensemble
-member (Ouyang et al. 2022, sec. 3.5; Stiennon et al. 2020, sec. 3.4).
+member (Ouyang et al. 2022, sec. 3.5; Stiennon et al. 2020, sec. 3.4). ``pooling="mean"`` reads the
+mean of the final hidden states over all real tokens instead (see `POOLINGS`).
 
 Saved directory (a normal model directory plus two files)::
 
@@ -22,6 +23,7 @@ from __future__ import annotations
 import json
 import math
 import os
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import NamedTuple
@@ -89,6 +91,8 @@ class RewardMeta:
     """Longest prompt + response in tokens (prompts cut from the left, as in training)."""
     normalization: Normalization = field(default_factory=lambda: Normalization((), ()))
     """Gain and bias per head (empty tuples: identity)."""
+    pooling: str = "last"
+    """How the trunk's (B, T, H) states become the heads' (B, H) input: a name in `POOLINGS`."""
 
     def to_json(self) -> dict:
         return {"format_version": 1, **asdict(self)}
@@ -108,6 +112,7 @@ class RewardMeta:
                 str(norm.get("reference", "")),
                 int(norm.get("samples", 0)),
             ),
+            pooling=str(data.get("pooling", "last")),  # directories written before pooling existed read 'last'
         )
 
 
@@ -149,6 +154,23 @@ def last_token(hidden: Tensor, attention_mask: Tensor) -> Tensor:
     return hidden[torch.arange(hidden.shape[0], device=hidden.device), last]
 
 
+def mean_tokens(hidden: Tensor, attention_mask: Tensor) -> Tensor:
+    """(B, T, H) states -> (B, H) mean over each row's positions with mask 1 (any padding side)."""
+    weights = attention_mask.to(hidden.dtype).unsqueeze(-1)  # (B, T, 1)
+    return (hidden * weights).sum(dim=1) / weights.sum(dim=1).clamp_min(1.0)
+
+
+POOLINGS: dict[str, Callable[[Tensor, Tensor], Tensor]] = {"last": last_token, "mean": mean_tokens}
+"""Pooling name -> ``fn(hidden (B, T, H), attention_mask (B, T)) -> (B, H)``.
+
+'last' is the standard reward model (the state of the final token, which has attended to everything).
+'mean' averages every real token's state. With a frozen trunk the heads are linear probes of these
+features, and for what a text *says* (its sentiment, say) the average is the better probe: on the demo's
+384 candidates, ridge probes of the SmolLM2 layer-15 features reached a correlation with the gold score
+of 0.58 by mean pooling against 0.49 by the last token (pairwise accuracy 0.74 against 0.65, 5-fold by
+prompt). A trunk that trains can learn to gather into the last token itself."""
+
+
 class RewardModel(nn.Module):
     """Trunk + K-head reward model. `forward` gives raw heads; `score` gives normalized rewards."""
 
@@ -187,11 +209,12 @@ class RewardModel(nn.Module):
         return hidden_states(self.backbone, input_ids, attention_mask)
 
     def features(self, input_ids: Tensor, attention_mask: Tensor) -> Tensor:
-        """(B, T) -> (B, H): the head's input. With a frozen trunk these can be computed once and cached."""
-        return last_token(self.trunk_hidden(input_ids, attention_mask), attention_mask)
+        """(B, T) -> (B, H): the head's input (`meta.pooling` of the trunk's states). With a frozen trunk
+        these can be computed once and cached."""
+        return POOLINGS[self.meta.pooling](self.trunk_hidden(input_ids, attention_mask), attention_mask)
 
     def forward(self, input_ids: Tensor, attention_mask: Tensor) -> Tensor:
-        """(B, T) right-padded rows -> (B, K) raw head outputs at the last non-padding token."""
+        """(B, T) right-padded rows -> (B, K) raw head outputs on their pooled features."""
         return self.head(self.features(input_ids, attention_mask))
 
     def normalize(self, raw: Tensor) -> Tensor:
@@ -242,13 +265,16 @@ class RewardModel(nn.Module):
 
 
 def build_reward_model(model_name: str, *, n_heads: int = 1, loss: str = "", max_length: int = 512,
-                       device: str | torch.device = "cpu", seed: int = 0) -> RewardModel:
+                       device: str | torch.device = "cpu", seed: int = 0, pooling: str = "last") -> RewardModel:
     """A fresh reward model on MODEL's trunk with K newly initialized heads (seeded)."""
+    if pooling not in POOLINGS:
+        raise ValueError(f"unknown pooling {pooling!r}; choose from {', '.join(POOLINGS)}")
     loaded = load_model(model_name, dtype="fp32", device=device)
     hidden = int(loaded.model.config.hidden_size)
     head = RewardHead(hidden, n_heads, torch.Generator().manual_seed(seed)).to(device)
     meta = RewardMeta(n_heads=n_heads, hidden_size=hidden, loss=loss, base_model=str(model_name),
-                      max_length=max_length, normalization=Normalization((1.0,) * n_heads, (0.0,) * n_heads))
+                      max_length=max_length, normalization=Normalization((1.0,) * n_heads, (0.0,) * n_heads),
+                      pooling=pooling)
     return RewardModel(loaded.model, loaded.tokenizer, head, meta)
 
 

@@ -27,7 +27,13 @@ from rlhfkit.data.loaders import split_records
 from rlhfkit.data.records import Comparison, Record
 from rlhfkit.models.adapters import LoRAConfig, apply_lora, count_parameters, freeze_bottom_layers, trainable_parameters
 from rlhfkit.models.loading import load_model
-from rlhfkit.models.reward import RewardModel, build_reward_model, normalization_from_raw, save_reward_model
+from rlhfkit.models.reward import (
+    POOLINGS,
+    RewardModel,
+    build_reward_model,
+    normalization_from_raw,
+    save_reward_model,
+)
 from rlhfkit.rollout.generate import SamplingConfig, sample_texts
 from rlhfkit.train.batches import BatchStream
 from rlhfkit.train.checkpoint import save_checkpoint
@@ -96,6 +102,9 @@ class RewardConfig(TrainConfig):
     """Use the margins of pairs that have one in the Bradley-Terry losses (Llama 2 style)."""
     center_coef: float = 0.0
     """Reward-centering penalty weight (Eisenstein et al. 2023 use 0.01); 0 turns it off."""
+    pooling: str = "last"
+    """What the heads read: 'last' (the final token's state, the standard reward model) or 'mean' (the mean
+    state over all tokens; the better linear probe of a frozen trunk, see rlhfkit.models.reward.POOLINGS)."""
     n_heads: int = 1
     """Heads of the ensemble; with more than one, `score` also reports their disagreement (std)."""
     bootstrap: bool = True
@@ -128,6 +137,7 @@ class RewardConfig(TrainConfig):
         require(self.rating_loss in RATING_LOSSES, f"rating_loss must be one of {', '.join(RATING_LOSSES)}")
         require(self.center_coef >= 0, "center_coef must be >= 0")
         require(self.n_heads >= 1, "n_heads must be at least 1")
+        require(self.pooling in POOLINGS, f"pooling must be one of {', '.join(POOLINGS)}")
         require(self.freeze_layers >= -1, "freeze_layers must be >= 0, or -1 to freeze the whole trunk")
         require(not (self.lora is not None and self.freeze_layers),
                 "lora and freeze_layers both choose what trains; set one of them")
@@ -251,7 +261,7 @@ def train_reward_model(cfg: RewardConfig) -> Path:
     train_recs, eval_recs = _load_split(cfg)
     train_recs = _drop_ties(train_recs, cfg.pairwise_loss)
     core = build_reward_model(cfg.model, n_heads=cfg.n_heads, max_length=cfg.max_length, device=engine.device,
-                              seed=cfg.seed)
+                              seed=cfg.seed, pooling=cfg.pooling)
     data = encode_records(core.tokenizer, train_recs, cfg.max_length)
     held = encode_records(core.tokenizer, eval_recs, cfg.max_length)
     core.meta = replace(core.meta, loss=_loss_name(cfg, data))
@@ -272,7 +282,7 @@ def train_reward_model(cfg: RewardConfig) -> Path:
     optimizer, scheduler = make_optimizer(trainable_parameters(core) + list(params.parameters()), cfg)
     cache = None
     if frozen and cfg.cache_features:
-        cache = FeatureCache(len(data.sequences), core.meta.hidden_size, data_fingerprint(cfg.model, data))
+        cache = FeatureCache(len(data.sequences), core.meta.hidden_size, data_fingerprint(f"{cfg.model}|{cfg.pooling}", data))
     modules: dict[str, torch.nn.Module] = {"model": core}
     if any(True for _ in params.parameters()):
         modules["loss"] = params
