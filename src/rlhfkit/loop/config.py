@@ -172,14 +172,16 @@ class PolicyStageConfig:
 
     method: str = "ppo"
     """'ppo' (Ziegler et al. 2019 / InstructGPT) or 'dpo' (Rafailov et al. 2023, on the exported pairs)."""
-    max_steps: int = 40
+    max_steps: int = 20
     """PPO steps (rollout + update) or DPO optimizer steps per round."""
     lr: float = 5e-4
     """Learning rate."""
     batch_size: int = 8
     """Samples per forward/backward pass."""
-    rollout_batch_size: int = 16
-    """PPO: prompts (= responses) per step."""
+    rollout_batch_size: int = 32
+    """PPO: prompts (= responses) per step. On a CPU, decoding reads every weight once per token whatever
+    the batch, so 20 steps of 32 sample the demo's 640 responses in 15% less time than 40 steps of 16, with
+    as many optimizer steps (4 minibatches of 8 per epoch) and no loss of gold win rate in one A/B run."""
     ppo_epochs: int = 2
     """PPO: passes over each rollout."""
     policy_mode: str = "lora"
@@ -190,11 +192,13 @@ class PolicyStageConfig:
     its target in a short round instead of overshooting it; see rlhfkit.algorithms.kl)."""
     init_kl_coef: float = 0.1
     """PPO: KL coefficient beta (0 with kl_controller=fixed: no KL penalty at all)."""
-    kl_target: float = 4.0
-    """PPO with the adaptive or pi controller: target KL per response, in nats."""
+    kl_target: float = 5.0
+    """PPO with the adaptive or pi controller: target KL per response, in nats, on the training prompts.
+    On the demo's held-out prompts the final policy's KL came out at 0.4x-1x the last rollouts' (the KL
+    also swings around its target in a 20-step round), so 5 aims below the demo's ceiling of 6."""
     kl_horizon: int = 256
     """PPO with the adaptive or pi controller: samples over which the integral closes the KL's error
-    (Ziegler et al. 2019 use 10,000 over a long run; a round is 40 steps x 16 samples, and with 'pi' the
+    (Ziegler et al. 2019 use 10,000 over a long run; a round is 20 steps x 32 samples, and with 'pi' the
     proportional term does the fast part; 'adaptive' alone needs about 64 here)."""
     min_kl_coef: float = 0.02
     """PPO with the pi controller: the floor of beta and of its integrator (anti-windup)."""
@@ -202,7 +206,7 @@ class PolicyStageConfig:
     """PPO: optimize mean - k * std of the reward ensemble (Coste et al. 2024); 0 = the mean."""
     dpo_beta: float = 0.1
     """DPO: beta."""
-    sampling: SamplingConfig = SamplingConfig(max_new_tokens=32, temperature=0.7, batch_size=16)
+    sampling: SamplingConfig = SamplingConfig(max_new_tokens=32, temperature=0.7, batch_size=32)
     """Sampling of PPO rollouts and of every evaluation (KL is measured at this temperature)."""
     overrides: tuple[str, ...] = ()
     """Any other PPOConfig / DPOConfig field as key=value (e.g. 'lora.r=8', 'whiten_rewards=true')."""

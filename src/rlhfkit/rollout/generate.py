@@ -7,12 +7,13 @@ which lets the RL loop score all responses with one forward pass.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import NamedTuple
 
 import torch
 from torch import nn
-from transformers import PreTrainedTokenizerBase
+from transformers import LogitsProcessor, LogitsProcessorList, PreTrainedTokenizerBase
 
 from rlhfkit.config import require
 from rlhfkit.data.chat import encode_prompt
@@ -64,6 +65,40 @@ class Samples(NamedTuple):
     """How many prompts were cut from the left to fit `max_prompt_length`."""
 
 
+def draw_tokens(logits: torch.Tensor, temperature: float, *, top_p: float = 1.0, top_k: int = 0) -> torch.Tensor:
+    """One token per row of ``(B, V)`` logits, drawn from ``softmax(logits / temperature)`` restricted to
+    the `top_k` most likely tokens and then to the smallest set whose probability reaches `top_p`.
+
+    Drawn by inverse CDF: one uniform number per row, located in the row's cumulative distribution.
+    ``torch.multinomial`` draws an exponential variate for every vocabulary entry instead (Gumbel-style),
+    which on a CPU cost 20 ms per decoding step of 16 rows x 49,152 tokens: a tenth of a rollout's time.
+    """
+    probs = torch.softmax(logits.double() / temperature, dim=-1)  # float64: the CDF of 49k tokens stays exact
+    if top_k > 0 or top_p < 1.0:
+        sorted_probs, order = probs.sort(dim=-1, descending=True)
+        ranks = torch.arange(probs.shape[-1], device=probs.device)
+        before = sorted_probs.cumsum(dim=-1) - sorted_probs  # probability of the tokens ranked above
+        keep = before < top_p  # the most likely token always stays
+        if top_k > 0:
+            keep &= ranks < top_k
+        probs = torch.zeros_like(probs).scatter_(-1, order, sorted_probs * keep)
+    cdf = probs.cumsum(dim=-1)
+    u = torch.rand(probs.shape[0], 1, dtype=cdf.dtype, device=cdf.device) * cdf[:, -1:]
+    return torch.searchsorted(cdf, u, right=True).clamp_(max=probs.shape[-1] - 1).squeeze(1)
+
+
+class _DrawnToken(LogitsProcessor):
+    """Inside ``generate(do_sample=False)``: replaces the logits by 0 at a token `draw_tokens` picked and
+    -inf elsewhere, so the greedy step takes the drawn token (and HF's multinomial never runs)."""
+
+    def __init__(self, temperature: float, top_p: float, top_k: int) -> None:
+        self.temperature, self.top_p, self.top_k = temperature, top_p, top_k
+
+    def __call__(self, input_ids: torch.Tensor, scores: torch.Tensor) -> torch.Tensor:
+        token = draw_tokens(scores, self.temperature, top_p=self.top_p, top_k=self.top_k)
+        return torch.full_like(scores, -math.inf).scatter_(1, token[:, None], 0.0)
+
+
 def stop_ids(tokenizer: PreTrainedTokenizerBase, model: nn.Module) -> list[int]:
     ids = {tokenizer.eos_token_id}
     eos = getattr(getattr(model, "generation_config", None), "eos_token_id", None)
@@ -103,14 +138,16 @@ def sample(
     was_training = model.training
     model.eval()
     stops = stop_ids(tokenizer, model)
+    drawn = [_DrawnToken(cfg.temperature, cfg.top_p, cfg.top_k)] if cfg.temperature > 0 else []
     out = model.generate(
         input_ids=prompt_ids,
         attention_mask=prompt_mask,
         max_new_tokens=cfg.max_new_tokens,
-        do_sample=cfg.temperature > 0,
-        temperature=cfg.temperature if cfg.temperature > 0 else None,
-        top_p=cfg.top_p if cfg.temperature > 0 else None,
-        top_k=cfg.top_k if cfg.temperature > 0 else None,
+        do_sample=False,  # greedy over the drawn token's logits (see _DrawnToken); plain greedy at temperature 0
+        temperature=None,
+        top_p=None,
+        top_k=None,
+        logits_processor=LogitsProcessorList(drawn),
         eos_token_id=stops,
         pad_token_id=pad,
         use_cache=True,
