@@ -194,6 +194,7 @@ def test_hub_source_in_offline_mode_uses_only_the_cache(monkeypatch):
 def test_hub_probe_gives_up_after_its_timeout(monkeypatch):
     def stall(*args, **kwargs):
         time.sleep(5)
+        raise TimeoutError("stalled")  # as a real connect does; the daemon thread outlives the test
 
     monkeypatch.setattr(sources.socket, "create_connection", stall)
     assert sources.hub_unreachable("https://example.invalid", timeout=0.05) == "no answer within 0.05 s"

@@ -68,6 +68,45 @@ def test_concurrent_annotators_never_exceed_overlap(pg_store: FeedbackStore, ite
     assert set(Counter(i for i, _ in pairs).values()) == {3}
 
 
+def _hold_item_rows(store: FeedbackStore):  # type: ignore[no-untyped-def]
+    """Another transaction that holds every item row (as a concurrent submit holds one for a moment)."""
+    conn = store.db.engine.connect()
+    tx = conn.begin()
+    conn.execute(text("SELECT id FROM items FOR UPDATE"))
+    return conn, tx
+
+
+def test_an_item_locked_for_a_moment_is_still_handed_out(pg_store: FeedbackStore, items) -> None:
+    # SKIP LOCKED alone would answer "nothing open" here, and the annotator would stop working.
+    pg_store.create_project(ProjectSpec(name="p", overlap=1))
+    pg_store.add_items("p", items(1))
+    user = pg_store.create_user("alice", "annotator", PASSWORD).id
+    conn, tx = _hold_item_rows(pg_store)
+    got: list[object] = []
+    worker = threading.Thread(target=lambda: got.append(pg_store.next_task("p", user)))
+    worker.start()
+    worker.join(0.3)
+    assert worker.is_alive()  # still waiting for the row, not answering None
+    tx.commit()
+    conn.close()
+    worker.join()
+    assert got[0] is not None
+
+
+def test_an_item_locked_for_long_reads_as_nothing_open(pg_store: FeedbackStore, items, monkeypatch) -> None:
+    monkeypatch.setattr("rlhfkit.feedback.store.CONTENDED_BACKOFF_S", (0.01, 0.01))
+    pg_store.create_project(ProjectSpec(name="p", overlap=1))
+    pg_store.add_items("p", items(1))
+    user = pg_store.create_user("alice", "annotator", PASSWORD).id
+    conn, tx = _hold_item_rows(pg_store)
+    try:
+        assert pg_store.next_task("p", user) is None
+    finally:
+        tx.rollback()
+        conn.close()
+    assert pg_store.next_task("p", user) is not None
+
+
 def test_lock_expiry_on_postgres(pg_store: FeedbackStore, items, clock) -> None:
     pg_store.create_project(ProjectSpec(name="p", overlap=1, lock_ttl_s=60))
     pg_store.add_items("p", items(1))

@@ -13,6 +13,12 @@ Invariants (checked by the load test under 50 concurrent annotators):
    pick different items instead of queueing on the same one). Anything that changes an item's
    slots takes that same lock first, so the count made after locking is exact.
 
+``SKIP LOCKED`` has one blind spot: an item whose row another transaction holds for a moment (a
+submit, or a pick that then finds the item full) is invisible to the picker. If that was the only
+open item, "nothing open" would be wrong, and an annotator told so stops working while the item
+still needs answers. So a pick that finds nothing asks once more without locking; if an open item
+shows up, it raises `Contended` and the caller retries in a new transaction (`FeedbackStore.next_task`).
+
 An annotator holds at most one live lock per project: asking again returns the same task (a
 reload of the page, a retry of the API call), and renews its lifetime.
 
@@ -67,6 +73,10 @@ PICK_GOLD = (
     select(ITEMS).where(*_OPEN, ITEMS.c.is_gold.is_(True))
     .order_by(ITEMS.c.id).limit(1).with_for_update(skip_locked=True, of=ITEMS)
 )
+# The same conditions without a lock: sees the rows that SKIP LOCKED passed over.
+OPEN_REGULAR = select(ITEMS.c.id).where(
+    *_OPEN, ITEMS.c.is_gold.is_(False), ITEMS.c.done_count + _LIVE_LOCKS < ITEMS.c.required).limit(1)
+OPEN_GOLD = select(ITEMS.c.id).where(*_OPEN, ITEMS.c.is_gold.is_(True)).limit(1)
 OTHER_LIVE_LOCKS = select(func.count()).select_from(ASSIGNMENTS).where(
     ASSIGNMENTS.c.item_id == _p("item_id"), ASSIGNMENTS.c.status == "active",
     ASSIGNMENTS.c.expires_at > _p("now"), ASSIGNMENTS.c.user_id != _p("user_id"),
@@ -99,6 +109,10 @@ GOLD_MIX = (
     .where(ASSIGNMENTS.c.user_id == _p("user_id"), ASSIGNMENTS.c.project_id == _p("project_id"))
     .group_by(ITEMS.c.is_gold)
 )
+
+
+class Contended(Exception):
+    """An open item exists, but a concurrent transaction holds its row: retry in a new transaction."""
 
 
 @dataclass(frozen=True)
@@ -208,6 +222,9 @@ def _try_pick(conn: Connection, project: Row[Any], user_id: int, now: float, gol
     for _ in range(PICK_ATTEMPTS):
         item = _pick_candidate(conn, project.id, user_id, now, gold, tried)
         if item is None:
+            params = {"project_id": project.id, "user_id": user_id, "now": now, "tried": tried}
+            if conn.execute(OPEN_GOLD if gold else OPEN_REGULAR, params).first() is not None:
+                raise Contended(f"an open item of project {project.id} is locked by another transaction")
             return None
         # Recount under the row lock: on PostgreSQL the candidate query ran on an older snapshot.
         if has_free_slot(conn, item, user_id, now):
@@ -217,7 +234,10 @@ def _try_pick(conn: Connection, project: Row[Any], user_id: int, now: float, gol
 
 
 def next_assignment(conn: Connection, project: Row[Any], user_id: int, now: float) -> Held | None:
-    """The user's current task in `project`, or a newly locked one, or None when nothing is open."""
+    """The user's current task in `project`, or a newly locked one, or None when nothing is open.
+
+    Raises `Contended` when the only open items are row-locked by concurrent transactions.
+    """
     current = _resume(conn, project, user_id, now)
     if current is not None:
         return current

@@ -52,6 +52,11 @@ from rlhfkit.feedback.views import (
 )
 
 
+CONTENDED_BACKOFF_S = (0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.1, 0.2, 0.2, 0.3, 0.5)
+"""Waits between retries of `next_task` while the only open items are row-locked by other
+transactions (about 1.5 s in all; then it answers "nothing open right now")."""
+
+
 @dataclass(frozen=True)
 class StoreConfig:
     """Limits and lifetimes of the store."""
@@ -196,11 +201,20 @@ class FeedbackStore:
 
     def next_task(self, project: str, user_id: int, with_progress: bool = False) -> TaskView | None:
         """The user's current task, or a newly locked one; None when nothing is open for them."""
-        with self.db.write_conn() as conn:
-            row = assignment.project_row(conn, project)
-            assignment.check_active(conn, user_id)
-            picked = assignment.next_assignment(conn, row, user_id, self.clock())
-            task = None if picked is None else self._task_view(conn, picked, row)
+        task = None
+        for delay in (*CONTENDED_BACKOFF_S, None):
+            try:
+                with self.db.write_conn() as conn:
+                    row = assignment.project_row(conn, project)
+                    assignment.check_active(conn, user_id)
+                    picked = assignment.next_assignment(conn, row, user_id, self.clock())
+                    task = None if picked is None else self._task_view(conn, picked, row)
+                break
+            except assignment.Contended:
+                # Another transaction holds an open item's row for a moment (PostgreSQL only).
+                if delay is None:
+                    break
+                time.sleep(delay)
         if task is not None and with_progress:
             return replace(task, progress=self.progress(project, user_id))
         return task
