@@ -35,6 +35,9 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     p.add_argument("--output", type=Path, default=Path("/tmp/rlhfkit-overopt"), help="run directory of a new run")
     p.add_argument("--override", action="append", default=[], help="extra loop key=value (repeatable)")
     p.add_argument("--out", type=Path, default=RESULTS_DIR / "overopt.md")
+    p.add_argument("--window", type=int, default=None,
+                   help="detector window (default: the run's eval.window); another value re-runs the detector "
+                        "on the run's points, which do not depend on it")
     return p.parse_args(argv)
 
 
@@ -66,11 +69,36 @@ def curve_rows(points: list[dict[str, Any]], gold_smoothed: list[float], warned:
             for p, g in zip(points, gold_smoothed)]
 
 
-def report(run_dir: Path, command: str, wall_s: float | None) -> str:
+def gold_noise(points: list[dict[str, Any]]) -> float:
+    """Step-to-step noise of the per-step gold means: std of successive differences / sqrt(2). The trend
+    between neighbouring steps is small next to it, so this estimates one step's standard error."""
+    gold = np.array([p["gold"] for p in points], dtype=float)
+    return float(np.std(np.diff(gold), ddof=1) / np.sqrt(2.0))
+
+
+def redetect(evaluation: dict[str, Any], config: dict[str, Any], window: int) -> dict[str, Any]:
+    """eval.json with its over-optimization warnings recomputed at another detector window."""
+    from rlhfkit.eval.hacking import EvalPoint, detect_overoptimization
+
+    points = [EvalPoint(**p) for p in evaluation["hacking"]["points"]]
+    warnings = detect_overoptimization(points, window=window, tolerance=float(config["eval"]["tolerance"]),
+                                       std_tolerance=float(config["eval"]["std_tolerance"]))
+    kept = [w for w in evaluation["hacking"]["warnings"]
+            if w["kind"] not in ("proxy_up_gold_down", "proxy_up_agreement_down")]
+    hacking = evaluation["hacking"] | {"warnings": sorted(kept + [w.to_dict() for w in warnings],
+                                                          key=lambda w: w["step"])}
+    return evaluation | {"hacking": hacking}
+
+
+def report(run_dir: Path, command: str, wall_s: float | None, window: int | None = None) -> str:
     evaluation = json.loads((run_dir / "eval.json").read_text())
     config = yaml.safe_load((run_dir / "loop.yaml").read_text())
-    window = int(config["eval"]["window"])
+    run_window = int(config["eval"]["window"])
+    if window is not None and window != run_window:
+        evaluation = redetect(evaluation, config, window)
+    window = window or run_window
     s = summarize(evaluation, window)
+    noise = gold_noise(evaluation["hacking"]["points"])
     gold_warning = s["first_warning"]["proxy_up_gold_down"]
     agree_warning = s["first_warning"]["proxy_up_agreement_down"]
     warned = {w["step"] for w in evaluation["hacking"]["warnings"]}
@@ -94,8 +122,12 @@ def report(run_dir: Path, command: str, wall_s: float | None) -> str:
         f"Config: the run's `loop.yaml` (beta = {config['policy']['init_kl_coef']}, "
         f"{config['policy']['max_steps']} PPO steps at lr {config['policy']['lr']}, a reward model from "
         f"{config['candidates']['prompts_per_round']} rankings with {config['feedback']['overlap']} judgment each). "
-        f"Gold: `{config['gold']}`; smoothed = trailing mean over {window} steps (the detector's window).",
+        f"Gold: `{config['gold']}`; smoothed = trailing mean over {window} steps (the detector's window"
+        + ("" if window == run_window else f"; the run used {run_window}, and its points were re-scored at {window}")
+        + ").",
         "",
+        f"- noise: one step's gold mean varies by about {noise:.3f} (std of successive differences / sqrt(2)), so "
+        f"the smoothed gold by about {noise / np.sqrt(window):.3f}; 10% of the peak is {0.1 * abs(s['peak_gold']):.3f}",
         f"- gold (smoothed) peaked at step {s['peak_step']} at {s['peak_gold']:.3f}; 10% below it is {s['floor']:.3f}; "
         f"first step below it after the peak: {s['fell_step']}",
         f"- first proxy-up / gold-down warning: "
@@ -126,8 +158,9 @@ def main(argv: list[str]) -> None:
         command = f".venv/bin/python bench/overopt.py {' '.join(argv)}".strip()
     else:
         run_dir = args.run_dir
-        command = f".venv/bin/python bench/overopt.py --run-dir {run_dir}"
-    text = report(run_dir, command, wall_s)
+        command = f".venv/bin/python bench/overopt.py --run-dir {run_dir}" + (
+            f" --window {args.window}" if args.window else "")
+    text = report(run_dir, command, wall_s, args.window)
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(text)
     print(text)

@@ -167,7 +167,7 @@ def run_rlhfkit(spec: dict[str, Any]) -> dict[str, Any]:
         max_length=spec["max_length"], batch_size=spec["batch_size"], lr=spec["lr"], warmup_steps=0,
         schedule="constant", max_grad_norm=1.0, max_steps=spec["steps"], dtype=spec.get("dtype", "fp32"), seed=spec["seed"],
         freeze_layers=spec["freeze_layers"], group_by_length=spec["group_by_length"], normalize=False,
-        save_every=0, log_every=1, progress=False, resume=False,
+        pooling=spec.get("pooling", "last"), save_every=0, log_every=1, progress=False, resume=False,
     )
     start = time.perf_counter()
     run_dir = train_reward_model(cfg)
@@ -186,7 +186,8 @@ def run_rlhfkit(spec: dict[str, Any]) -> dict[str, Any]:
         "version": _version("rlhfkit"),
         "settings": (f"freeze_layers={spec['freeze_layers']} (embeddings + bottom layers frozen, "
                      f"top {30 - spec['freeze_layers']} of 30 layers + final norm + head train), "
-                     f"group_by_length={spec['group_by_length']}, dtype={spec.get('dtype', 'fp32')}"),
+                     f"group_by_length={spec['group_by_length']}, dtype={spec.get('dtype', 'fp32')}, "
+                     f"pooling={spec.get('pooling', 'last')}"),
         "trainable_params": trainable,
         "train_loss_last": losses[-1],
         "train_call_s": train_s,
@@ -344,6 +345,8 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     p.add_argument("--trl-freeze-layers", type=int, default=0,
                    help="TRL: freeze the same way by hand (0 = TRL's own full fine-tune)")
     p.add_argument("--group-by-length", action=argparse.BooleanOptionalAction, default=True)
+    p.add_argument("--pooling", choices=("last", "mean"), default="last",
+                   help="rlhfkit: the head reads the last token (as TRL) or the mean of all tokens")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--dtype", choices=("fp32", "bf16"), default="fp32",
                    help="compute dtype of both sides (weights stay fp32; bf16 is autocast on each side)")
@@ -458,7 +461,7 @@ def main(argv: list[str]) -> None:
 
     model_dir = ensure_bundled("smollm2")
     trl_python = args.trl_venv / "bin" / "python"
-    if not trl_python.exists():
+    if not trl_python.exists() and any(side.startswith("trl") for side in args.sides.split(",")):
         raise SystemExit(f"{trl_python} is missing: run bench/setup_trl.sh first")
     work = args.work_dir or Path(tempfile.mkdtemp(prefix="rlhfkit-bench-reward-"))
     work.mkdir(parents=True, exist_ok=True)
@@ -469,7 +472,7 @@ def main(argv: list[str]) -> None:
         "eval_ids": str(work / "eval_ids.jsonl"), "work_dir": str(work), "batch_size": args.batch_size,
         "max_length": args.max_length, "lr": args.lr, "steps": args.steps, "seed": args.seed, "dtype": args.dtype,
         "freeze_layers": args.freeze_layers, "trl_freeze_layers": args.trl_freeze_layers,
-        "group_by_length": args.group_by_length,
+        "group_by_length": args.group_by_length, "pooling": args.pooling,
     }
     write_json(work / "spec.json", spec)
     pythons = {"rlhfkit": Path(sys.executable), "trl": trl_python, "trl-check": trl_python}

@@ -50,3 +50,24 @@ def test_negative_peak_uses_its_magnitude(overopt) -> None:
 
 def test_gold_that_never_falls(overopt) -> None:
     assert overopt.summarize(_evaluation([0.1, 0.2, 0.3], []), window=2)["fell_step"] is None
+
+
+def test_gold_noise_is_the_std_of_successive_differences_over_root_two(overopt) -> None:
+    # gold [0, 1, 0, 1]: differences [1, -1, 1], mean 1/3, sample variance ((2/3)^2 * 2 + (4/3)^2) / 2 = 4/3;
+    # std = 2/sqrt(3), divided by sqrt(2): sqrt(2/3).
+    points = _evaluation([0.0, 1.0, 0.0, 1.0], [])["hacking"]["points"]
+    assert overopt.gold_noise(points) == pytest.approx((2.0 / 3.0) ** 0.5)
+
+
+def test_redetect_rescores_the_points_at_another_window(overopt) -> None:
+    # Proxy rises throughout (0.1 * i); gold is 1.0 but for one dip to 0.95 at step 4.
+    # Window 1: the dip is 5% below the peak, over the 3% tolerance -> a warning at step 4.
+    # Window 3: the 3-point means at steps 4-6 are 2.95 / 3 = 0.983, 1.7% below -> no warning.
+    evaluation = _evaluation([1.0, 1.0, 1.0, 0.95, 1.0, 1.0, 1.0], [99])
+    evaluation["hacking"]["warnings"].append({"step": 2, "kind": "length_drift", "message": "kept"})
+    config = {"eval": {"tolerance": 0.03, "std_tolerance": 0.25}}
+    one = overopt.redetect(evaluation, config, window=1)["hacking"]["warnings"]
+    assert [(w["step"], w["kind"]) for w in one] == [(2, "length_drift"), (4, "proxy_up_gold_down")]
+    three = overopt.redetect(evaluation, config, window=3)["hacking"]["warnings"]
+    assert [(w["step"], w["kind"]) for w in three] == [(2, "length_drift")]
+    assert evaluation["hacking"]["warnings"][0]["step"] == 99  # the input is not modified

@@ -240,8 +240,10 @@ class EvalConfig:
     """Best checkpoint by 'gold', 'conservative_proxy' (mean - k * ensemble std), 'proxy', or 'auto'."""
     conservative_k: float = 1.0
     """k of the conservative proxy."""
-    window: int = 3
-    """Points per moving average of the over-optimization detector."""
+    window: int = 5
+    """Points per moving average of the over-optimization detector. Each PPO step's point is a mean over
+    its rollout (32 samples by default, whose sentiment gold varies by about 0.08 from step to step); over
+    3 points that noise alone crossed 10% of gold's peak in bench/overopt.py, over 5 it did not."""
     tolerance: float = 0.03
     """Gold drop below its smoothed peak (share of the peak) that fires the detector."""
     std_tolerance: float = 0.25
