@@ -63,20 +63,15 @@ _LIVE_LOCKS = (
 _SEEN = exists().where(ASSIGNMENTS.c.item_id == ITEMS.c.id, ASSIGNMENTS.c.user_id == _p("user_id"))
 _OPEN = (ITEMS.c.project_id == _p("project_id"), ITEMS.c.complete.is_(False), ~_SEEN,
          ITEMS.c.id.not_in(_p("tried", expanding=True)))
+_OPEN_REGULAR = (*_OPEN, ITEMS.c.is_gold.is_(False), ITEMS.c.done_count + _LIVE_LOCKS < ITEMS.c.required)
+_OPEN_GOLD = (*_OPEN, ITEMS.c.is_gold.is_(True))
 # LIMIT 1: FOR UPDATE locks every row returned, and others should only skip the one we take.
-PICK_REGULAR = (
-    select(ITEMS).where(*_OPEN, ITEMS.c.is_gold.is_(False),
-                        ITEMS.c.done_count + _LIVE_LOCKS < ITEMS.c.required)
-    .order_by(ITEMS.c.id).limit(1).with_for_update(skip_locked=True, of=ITEMS)
-)
-PICK_GOLD = (
-    select(ITEMS).where(*_OPEN, ITEMS.c.is_gold.is_(True))
-    .order_by(ITEMS.c.id).limit(1).with_for_update(skip_locked=True, of=ITEMS)
+PICK_REGULAR, PICK_GOLD = (
+    select(ITEMS).where(*cond).order_by(ITEMS.c.id).limit(1).with_for_update(skip_locked=True, of=ITEMS)
+    for cond in (_OPEN_REGULAR, _OPEN_GOLD)
 )
 # The same conditions without a lock: sees the rows that SKIP LOCKED passed over.
-OPEN_REGULAR = select(ITEMS.c.id).where(
-    *_OPEN, ITEMS.c.is_gold.is_(False), ITEMS.c.done_count + _LIVE_LOCKS < ITEMS.c.required).limit(1)
-OPEN_GOLD = select(ITEMS.c.id).where(*_OPEN, ITEMS.c.is_gold.is_(True)).limit(1)
+ANY_OPEN_REGULAR, ANY_OPEN_GOLD = (select(ITEMS.c.id).where(*cond).limit(1) for cond in (_OPEN_REGULAR, _OPEN_GOLD))
 OTHER_LIVE_LOCKS = select(func.count()).select_from(ASSIGNMENTS).where(
     ASSIGNMENTS.c.item_id == _p("item_id"), ASSIGNMENTS.c.status == "active",
     ASSIGNMENTS.c.expires_at > _p("now"), ASSIGNMENTS.c.user_id != _p("user_id"),
@@ -173,9 +168,15 @@ def _lock_item(conn: Connection, item_id: int) -> Row[Any]:
 
 def _pick_candidate(conn: Connection, project_id: int, user_id: int, now: float, gold: bool,
                     tried: list[int]) -> Row[Any] | None:
-    """The oldest open item the user has never been handed, locked (PG: skipping locked rows)."""
+    """The oldest open item the user has never been handed, locked (PG: skipping locked rows).
+
+    Raises `Contended` when none was free but an open one exists: its row was locked, so skipped.
+    """
     params = {"project_id": project_id, "user_id": user_id, "now": now, "tried": tried}
-    return conn.execute(PICK_GOLD if gold else PICK_REGULAR, params).first()
+    item = conn.execute(PICK_GOLD if gold else PICK_REGULAR, params).first()
+    if item is None and conn.execute(ANY_OPEN_GOLD if gold else ANY_OPEN_REGULAR, params).first() is not None:
+        raise Contended(f"an open item of project {project_id} is locked by another transaction")
+    return item
 
 
 def _gold_due(conn: Connection, project: Row[Any], user_id: int) -> bool:
@@ -222,9 +223,6 @@ def _try_pick(conn: Connection, project: Row[Any], user_id: int, now: float, gol
     for _ in range(PICK_ATTEMPTS):
         item = _pick_candidate(conn, project.id, user_id, now, gold, tried)
         if item is None:
-            params = {"project_id": project.id, "user_id": user_id, "now": now, "tried": tried}
-            if conn.execute(OPEN_GOLD if gold else OPEN_REGULAR, params).first() is not None:
-                raise Contended(f"an open item of project {project.id} is locked by another transaction")
             return None
         # Recount under the row lock: on PostgreSQL the candidate query ran on an older snapshot.
         if has_free_slot(conn, item, user_id, now):
