@@ -18,6 +18,7 @@ import fcntl
 import json
 import math
 import os
+import random
 import subprocess
 import sys
 import threading
@@ -194,6 +195,27 @@ def matmul_peak_gflops(dtype: str, sizes: Sequence[int] = (1024, 2048, 3072), re
             if time.perf_counter() - start > budget_s:
                 return best
     return best
+
+
+def shared_order(lengths: list[int], steps: int, batch_size: int, seed: int, group_by_length: bool) -> list[int]:
+    """Indices of the examples both sides of a comparison train on, batch after batch (`steps * batch_size`).
+
+    Handing both sides the same batches makes their results a paired comparison of the trainers rather
+    than of their samplers. The draw is unbiased: the first `steps * batch_size` examples of a seeded
+    permutation. With `group_by_length` they are sorted by length and cut into batches, which are
+    shuffled with the longest first (as HF's LengthGroupedSampler does within a mega-batch). HF's sampler
+    itself is not copied: when a run reads less than one of its mega-batches, its batches are the longest
+    examples of a random sample rather than a random sample.
+    """
+    rng = random.Random(seed)
+    picked = rng.sample(range(len(lengths)), min(len(lengths), steps * batch_size))
+    if not group_by_length:
+        return picked
+    picked.sort(key=lambda i: -lengths[i])
+    batches = [picked[i : i + batch_size] for i in range(0, len(picked), batch_size)]
+    rest = batches[1:]
+    rng.shuffle(rest)
+    return [i for batch in [batches[0], *rest] for i in batch]
 
 
 def mean_completion_nll(model: Any, rows: Sequence[Mapping[str, list[int]]], batch_size: int = 4) -> float:

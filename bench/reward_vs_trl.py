@@ -5,7 +5,9 @@
 
 Both sides get the same model directory (rlhfkit's cached safetensors of SmolLM2-135M-Instruct), the
 same training pairs and held-out pairs (a prompt-disjoint split of the shared HH-RLHF harmless dev
-file), and the SAME TOKEN IDS: the harness tokenizes every (prompt, response) once with rlhfkit's
+file), the SAME BATCHES in the same order (``--order shared``, the default: the harness draws the
+pairs each step trains on, so the accuracies are a paired comparison of the two trainers rather than of
+their samplers; ``--order own`` lets each side's sampler draw its own), and the SAME TOKEN IDS: the harness tokenizes every (prompt, response) once with rlhfkit's
 chat formatting and truncation and hands TRL the ids (its pre-tokenized ``chosen_ids`` /
 ``rejected_ids`` format), so neither side's truncation rule changes what is trained. Same batch,
 steps, constant learning rate, AdamW betas, clipping; one compute dtype on both sides (`--dtype`, fp32 by default). TRL reads the reward at
@@ -49,6 +51,7 @@ from common import (
     log_tail,
     read_json,
     run_measured,
+    shared_order,
     steady_rate,
     write_json,
 )
@@ -91,6 +94,7 @@ class StepRecorder:
             "tokens_per_s": steady_rate(self.times, self.tokens, skip=1),
             "step_s": [round(b - a, 3) for a, b in zip(self.times, self.times[1:])],
             "tokens_trained": sum(self.tokens),
+            "step_tokens": self.tokens,
             "train_max_rss_mb": self.rss_mb,  # ru_maxrss when the last step ended: before saving and eval
         }
 
@@ -161,6 +165,16 @@ def run_rlhfkit(spec: dict[str, Any]) -> dict[str, Any]:
 
     reward_module.Throughput = RecordingThroughput  # measurement hooks only; the loop is unchanged
     reward_module.collate = counting_collate
+    if spec.get("order"):
+        shared = spec["order"]
+
+        class SharedOrder(reward_module.BatchStream):
+            """The harness's batches first (the same as TRL's), then the rest of the pairs."""
+
+            def _make_order(self) -> list[int]:
+                return shared + sorted(set(range(len(self.lengths))) - set(shared))
+
+        reward_module.BatchStream = SharedOrder
     cfg = RewardConfig(
         output=Path(spec["work_dir"]) / "rlhfkit-run", model=spec["model_dir"], data=(spec["train_file"],),
         eval_fraction=0.0,  # the held-out pairs are scored below, identically for both sides
@@ -269,12 +283,19 @@ def run_trl(spec: dict[str, Any]) -> dict[str, Any]:
         for layer in model.model.layers[:freeze]:
             layer.requires_grad_(False)
     # "length" feeds TRL's group_by_length sampler, which cannot infer lengths of preference rows.
+    rows = _rows(spec["train_ids"])
+    if spec.get("order"):
+        rows = [rows[i] for i in spec["order"]]
     dataset = Dataset.from_list([{"chosen_ids": r["chosen_ids"], "rejected_ids": r["rejected_ids"],
                                   "length": len(r["chosen_ids"]) + len(r["rejected_ids"])}
-                                 for r in _rows(spec["train_ids"])])
+                                 for r in rows])
     args = _trl_args(spec, str(Path(spec["work_dir"]) / "trl-run"), spec["steps"])
     trainer = RewardTrainer(model=model, args=args, train_dataset=dataset, processing_class=tokenizer,
                             callbacks=[StepTimer()])
+    if spec.get("order"):  # the rows are already in the harness's batch order: read them as they stand
+        from torch.utils.data import SequentialSampler
+
+        trainer._get_train_sampler = lambda *_args, **_kwargs: SequentialSampler(trainer.train_dataset)
     holder["trainer"] = trainer
     start = time.perf_counter()
     trainer.train()
@@ -344,7 +365,11 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
                    help="rlhfkit: freeze embeddings and this many bottom layers of 30 (-1: all, cached features)")
     p.add_argument("--trl-freeze-layers", type=int, default=0,
                    help="TRL: freeze the same way by hand (0 = TRL's own full fine-tune)")
-    p.add_argument("--group-by-length", action=argparse.BooleanOptionalAction, default=True)
+    p.add_argument("--order", choices=("shared", "own"), default="shared",
+                   help="shared: the harness draws every step's pairs and both sides train on those batches; "
+                        "own: each side's sampler draws its own")
+    p.add_argument("--group-by-length", action=argparse.BooleanOptionalAction, default=True,
+                   help="batches of similar lengths (the shared order's, or each side's sampler's)")
     p.add_argument("--pooling", choices=("last", "mean"), default="last",
                    help="rlhfkit: the head reads the last token (as TRL) or the mean of all tokens")
     p.add_argument("--seed", type=int, default=0)
@@ -381,10 +406,13 @@ def prepare_data(args: argparse.Namespace, model_dir: Path, work: Path) -> dict[
         return {"chosen_ids": c.input_ids, "rejected_ids": r.input_ids, "cut": c.prompt_truncated + r.prompt_truncated}
 
     train_ids, eval_ids = [ids(r) for r in train], [ids(r) for r in held]
+    order = shared_order([len(r["chosen_ids"]) + len(r["rejected_ids"]) for r in train_ids], args.steps,
+                         args.batch_size, args.seed, args.group_by_length) if args.order == "shared" else []
     write_jsonl(work / "train.jsonl", train)
     write_jsonl(work / "train_ids.jsonl", train_ids)
     write_jsonl(work / "eval_ids.jsonl", eval_ids)
     return {"rows": loaded.rows, "skipped": len(loaded.skipped), "train": len(train), "eval": len(held),
+            "order": order,
             "train_seqs_cut": sum(r["cut"] for r in train_ids),
             "mean_tokens": sum(len(r["chosen_ids"]) + len(r["rejected_ids"]) for r in train_ids) / (2 * len(train))}
 
@@ -410,6 +438,11 @@ def render(args: argparse.Namespace, argv: list[str], data: dict[str, Any], resu
         results[side]["peak_rss_mb"] = runs[side].peak_rss_mb
     ours, theirs, check = results["rlhfkit"], results["trl"], results["trl-check"]
     table = comparison_table(METRICS, ours, theirs, names=("rlhfkit", f"TRL {theirs['version']}"))
+    drawn = "drawn by each side's own sampler"
+    if args.order == "shared":
+        same = ours["step_tokens"] == theirs["step_tokens"]
+        drawn = ("the same batches in the same order on both sides: every step's non-padding token count "
+                 f"{'matches' if same else 'DIFFERS'} between the sides")
     lines = [
         "# Reward model: rlhfkit vs TRL RewardTrainer\n",
         f"Command: `.venv/bin/python bench/reward_vs_trl.py {shlex.join(argv)}`".rstrip() + "  ",
@@ -425,8 +458,7 @@ def render(args: argparse.Namespace, argv: list[str], data: dict[str, Any], resu
         f"into {data['train']} training and {data['eval']} held-out pairs; tokenized once by the harness "
         f"(max length {args.max_length}, {data['train_seqs_cut']} training sequences had their prompt cut from "
         f"the left; mean {data['mean_tokens']:.0f} tokens per sequence). {args.steps} steps x batch "
-        f"{args.batch_size} pairs on each side ({args.steps * args.batch_size} pairs seen, drawn by each side's "
-        f"own sampler), lr {args.lr} constant, AdamW betas (0.9, 0.95), clip 1.0, no normalization step.\n",
+        f"{args.batch_size} pairs on each side ({args.steps * args.batch_size} pairs seen, {drawn}), lr {args.lr} constant, AdamW betas (0.9, 0.95), clip 1.0, no normalization step.\n",
         f"- rlhfkit {ours['version']}: {ours['settings']}; {ours['tokens_trained']:,} tokens trained; "
         f"last train loss {ours['train_loss_last']:.4f}.",
         f"- TRL {theirs['version']}: {theirs['settings']}; {theirs['tokens_trained']:,} tokens trained; "
@@ -472,7 +504,7 @@ def main(argv: list[str]) -> None:
         "eval_ids": str(work / "eval_ids.jsonl"), "work_dir": str(work), "batch_size": args.batch_size,
         "max_length": args.max_length, "lr": args.lr, "steps": args.steps, "seed": args.seed, "dtype": args.dtype,
         "freeze_layers": args.freeze_layers, "trl_freeze_layers": args.trl_freeze_layers,
-        "group_by_length": args.group_by_length, "pooling": args.pooling,
+        "group_by_length": args.group_by_length, "pooling": args.pooling, "order": data.pop("order"),
     }
     write_json(work / "spec.json", spec)
     pythons = {"rlhfkit": Path(sys.executable), "trl": trl_python, "trl-check": trl_python}

@@ -72,6 +72,15 @@ def run_rlhfkit(spec: dict[str, Any]) -> dict[str, Any]:
             recorder.step(int(n))
 
     sft_module.Throughput = RecordingThroughput  # measurement hook only; the loop is unchanged
+    if spec.get("file_order"):
+
+        class FileOrder(sft_module.BatchStream):
+            """train.jsonl is already in the harness's batch order (the same as TRL's): read it as it stands."""
+
+            def _make_order(self) -> list[int]:
+                return list(range(len(self.lengths)))
+
+        sft_module.BatchStream = FileOrder
     cfg = SFTConfig(
         output=Path(spec["work_dir"]) / "rlhfkit-run",
         model=spec["model_dir"],
@@ -106,7 +115,8 @@ def run_rlhfkit(spec: dict[str, Any]) -> dict[str, Any]:
         "version": _version("rlhfkit"),
         "dtype": "bf16" if dtype == torch.bfloat16 else "fp32",
         "settings": f"dtype={spec['rlhfkit_dtype']}, weights={cfg.weights}, compile={cfg.compile}, "
-                    f"group_by_length={spec['rlhfkit_group_by_length']}",
+                    + ("the harness's batch order" if spec.get("file_order")
+                       else f"group_by_length={spec['rlhfkit_group_by_length']}"),
         "params": _params(model),
         "train_loss_last": [r["train/loss"] for r in losses if "train/loss" in r][-1],
         "train_call_s": train_s,
@@ -170,6 +180,10 @@ def run_trl(spec: dict[str, Any]) -> dict[str, Any]:
     trainer = SFTTrainer(model=model, args=args, train_dataset=dataset, processing_class=tokenizer,
                          callbacks=[StepTimer()])
     holder["trainer"] = trainer
+    if spec.get("file_order"):  # train.jsonl is already in the harness's batch order: read it as it stands
+        from torch.utils.data import SequentialSampler
+
+        trainer._get_train_sampler = lambda *_args, **_kwargs: SequentialSampler(trainer.train_dataset)
     lengths = [len(ids) for ids in trainer.train_dataset["input_ids"]]
     start = time.perf_counter()
     trainer.train()
@@ -182,7 +196,9 @@ def run_trl(spec: dict[str, Any]) -> dict[str, Any]:
         "version": trl.__version__,
         "dtype": spec["trl_dtype"],
         "settings": (f"use_cpu=True, bf16={args.bf16}, padding_free={padding_free}, "
-                     f"train_sampling_strategy={args.train_sampling_strategy}, gradient_checkpointing=False, "
+                     + ("the harness's batch order, " if spec.get("file_order")
+                        else f"train_sampling_strategy={args.train_sampling_strategy}, ")
+                     + "gradient_checkpointing=False, "
                      f"optim={args.optim}, dataloader_num_workers=0, torch_compile={args.torch_compile}"),
         "params": _params(trainer.model),
         "dataset_tokens": sum(lengths),

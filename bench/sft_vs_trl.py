@@ -7,7 +7,10 @@ Both sides get the same model directory (rlhfkit's cached safetensors of SmolLM2
 the same demonstrations (chosen side of HH-RLHF harmless dev, as a conversational prompt/completion
 JSONL), the same batch, accumulation, max length, constant learning rate, AdamW betas, clipping and
 number of steps, and completion-only loss. Exactly steps * batch * accum training examples are
-written, so both sides train on the same examples once each (in their own order). Examples longer
+written, so both sides train on the same examples once each. With ``--order shared`` (the default) the
+harness writes them in batch order and both sides read them as they stand, so every optimizer step
+holds the same examples on both sides and the eval losses are a paired comparison of the trainers;
+``--order own`` lets each side's sampler order them. Examples longer
 than max length are dropped first, so neither side's truncation rule (rlhfkit cuts the prompt's
 left, TRL keeps the start) changes what is trained.
 
@@ -43,6 +46,7 @@ from common import (
     mfu,
     read_json,
     run_measured,
+    shared_order,
     write_json,
 )
 
@@ -70,6 +74,9 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     p.add_argument("--seed", type=int, default=0, help="seed of the train/held-out split (and of training)")
     p.add_argument("--train-seed", type=int, default=None,
                    help="seed of each side's training order only (default: --seed); the split stays --seed's")
+    p.add_argument("--order", choices=("shared", "own"), default="shared",
+                   help="shared: the harness orders the examples into batches and both sides read that order; "
+                        "own: each side's sampler orders them (--*-group-by-length)")
     p.add_argument("--rlhfkit-dtype", default="auto", choices=["auto", "fp32", "bf16"])
     p.add_argument("--rlhfkit-group-by-length", action=argparse.BooleanOptionalAction, default=True)
     p.add_argument("--rlhfkit-weights", default="auto", choices=["auto", "master", "fp32"],
@@ -108,6 +115,10 @@ def prepare_data(args: argparse.Namespace, model_dir: Path, work: Path) -> dict[
     if len(train) < need:
         raise SystemExit(f"only {len(train)} training examples fit in {args.max_length} tokens; {need} needed")
     train = train[:need]
+    if args.order == "shared":  # one order for both sides, written into train.jsonl (micro-batches grouped by length)
+        lengths = [len(encode_pair(tokenizer, r.prompt, r.response, max_length=10**9).input_ids) for r in train]
+        seed = args.seed if args.train_seed is None else args.train_seed
+        train = [train[i] for i in shared_order(lengths, args.steps * args.grad_accum, args.batch_size, seed, True)]
     rows = [{"prompt": as_messages(r.prompt), "completion": [{"role": "assistant", "content": r.response}]}
             for r in train]
     write_jsonl(work / "train.jsonl", rows)
@@ -157,6 +168,13 @@ def render(args: argparse.Namespace, argv: list[str], data: dict[str, Any], peak
         res["peak_rss_mb"] = runs[side].peak_rss_mb
         res["mfu_pct"] = 100 * mfu(res["params"], res["tokens_per_s"], peaks[res["dtype"]])
     ours, theirs = results["rlhfkit"], results["trl"]
+    per_step = args.batch_size * args.grad_accum
+    order = "each seen once, in each side's own order"
+    if args.order == "shared":
+        # TRL's rendering has one more token per example (the newline after <|im_end|>).
+        same = [t - o for o, t in zip(ours["step_tokens"], theirs["step_tokens"])] == [per_step] * args.steps
+        order = ("each seen once, in the same batches and order on both sides: every step's token count "
+                 f"{'matches' if same else 'DIFFERS'} between the sides, up to TRL's extra token per example")
     table = comparison_table(METRICS, ours, theirs, names=("rlhfkit", f"TRL {theirs['version']}"))
     import torch
 
@@ -170,7 +188,7 @@ def render(args: argparse.Namespace, argv: list[str], data: dict[str, Any], peak
         f"rlhfkit's cached safetensors directory. Data: chosen side of HH-RLHF harmless dev "
         f"({data['rows']} rows, {data['skipped']} skipped as empty); {data['fit']} fit in {args.max_length} "
         f"tokens; {data['train']} train examples (= {args.steps} steps x batch {args.batch_size} x accum "
-        f"{args.grad_accum}, each seen once), {data['eval']} held-out ({data['eval_completion_tokens']} "
+        f"{args.grad_accum}, {order}), {data['eval']} held-out ({data['eval_completion_tokens']} "
         f"completion tokens). lr {args.lr} constant, AdamW betas (0.9, 0.95), clip 1.0, completion-only loss.\n",
         f"Eval loss before training: {loss0:.4f} (same rows, same function).\n",
         f"Matmul peak measured here (best square matmul): fp32 {peaks['fp32']:.0f} GFLOP/s, "
@@ -210,7 +228,7 @@ def main(argv: list[str]) -> None:
         "rlhfkit_dtype": args.rlhfkit_dtype, "rlhfkit_group_by_length": args.rlhfkit_group_by_length,
         "rlhfkit_weights": args.rlhfkit_weights, "rlhfkit_compile": args.rlhfkit_compile,
         "trl_dtype": args.trl_dtype, "trl_padding_free": args.trl_padding_free, "trl_compile": args.trl_compile,
-        "trl_group_by_length": args.trl_group_by_length,
+        "trl_group_by_length": args.trl_group_by_length, "file_order": args.order == "shared",
     }
     write_json(work / "spec.json", spec)
     pythons = {"rlhfkit": Path(sys.executable), "trl": trl_python}
