@@ -6,9 +6,9 @@
 Both sides get the same model directory (rlhfkit's cached safetensors of SmolLM2-135M-Instruct), the
 same training pairs and held-out pairs (a prompt-disjoint split of the shared HH-RLHF harmless dev
 file), the SAME BATCHES in the same order (``--order shared``, the default: the harness draws the
-pairs each step trains on, so the accuracies are a paired comparison of the two trainers rather than of
-their samplers; ``--order own`` lets each side's sampler draw its own), and the SAME TOKEN IDS: the harness tokenizes every (prompt, response) once with rlhfkit's
-chat formatting and truncation and hands TRL the ids (its pre-tokenized ``chosen_ids`` /
+pairs each step trains on, so the accuracies are a paired comparison of the two trainers rather than
+of their samplers; ``--order own`` lets each side's sampler draw its own), and the SAME TOKEN IDS:
+the harness tokenizes every (prompt, response) once with rlhfkit's chat formatting and truncation and hands TRL the ids (its pre-tokenized ``chosen_ids`` /
 ``rejected_ids`` format), so neither side's truncation rule changes what is trained. Same batch,
 steps, constant learning rate, AdamW betas, clipping; one compute dtype on both sides (`--dtype`, fp32 by default). TRL reads the reward at
 the last non-pad token, so its pad token is set to ``<|endoftext|>`` (never inside the texts) and
@@ -200,7 +200,8 @@ def run_rlhfkit(spec: dict[str, Any]) -> dict[str, Any]:
         "version": _version("rlhfkit"),
         "settings": (f"freeze_layers={spec['freeze_layers']} (embeddings + bottom layers frozen, "
                      f"top {30 - spec['freeze_layers']} of 30 layers + final norm + head train), "
-                     f"group_by_length={spec['group_by_length']}, dtype={spec.get('dtype', 'fp32')}, "
+                     + ("the harness's batch order" if spec.get("order") else f"group_by_length={spec['group_by_length']}")
+                     + f", dtype={spec.get('dtype', 'fp32')}, "
                      f"pooling={spec.get('pooling', 'last')}"),
         "trainable_params": trainable,
         "train_loss_last": losses[-1],
@@ -309,7 +310,9 @@ def run_trl(spec: dict[str, Any]) -> dict[str, Any]:
         "version": trl.__version__,
         "settings": (f"full fine-tune{f' with bottom {freeze} layers + embeddings frozen by hand' if freeze else ''}, "
                      f"use_cpu=True, bf16={args.bf16}, gradient_checkpointing=False, "
-                     f"train_sampling_strategy={args.train_sampling_strategy}, optim={args.optim}, "
+                     + ("the harness's batch order (sequential sampler)" if spec.get("order")
+                        else f"train_sampling_strategy={args.train_sampling_strategy}")
+                     + f", optim={args.optim}, "
                      f"dataloader_num_workers=0, pad token {TRL_PAD}"),
         "trainable_params": _trainable(trained),
         "train_loss_last": losses[-1],
@@ -458,7 +461,8 @@ def render(args: argparse.Namespace, argv: list[str], data: dict[str, Any], resu
         f"into {data['train']} training and {data['eval']} held-out pairs; tokenized once by the harness "
         f"(max length {args.max_length}, {data['train_seqs_cut']} training sequences had their prompt cut from "
         f"the left; mean {data['mean_tokens']:.0f} tokens per sequence). {args.steps} steps x batch "
-        f"{args.batch_size} pairs on each side ({args.steps * args.batch_size} pairs seen, {drawn}), lr {args.lr} constant, AdamW betas (0.9, 0.95), clip 1.0, no normalization step.\n",
+        f"{args.batch_size} pairs on each side ({args.steps * args.batch_size} pairs seen, {drawn}), "
+        f"lr {args.lr} constant, AdamW betas (0.9, 0.95), clip 1.0, no normalization step.\n",
         f"- rlhfkit {ours['version']}: {ours['settings']}; {ours['tokens_trained']:,} tokens trained; "
         f"last train loss {ours['train_loss_last']:.4f}.",
         f"- TRL {theirs['version']}: {theirs['settings']}; {theirs['tokens_trained']:,} tokens trained; "
