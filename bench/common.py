@@ -218,6 +218,27 @@ def shared_order(lengths: list[int], steps: int, batch_size: int, seed: int, gro
     return [i for batch in [batches[0], *rest] for i in batch]
 
 
+def read_rlhfkit_in_file_order(module: Any) -> None:
+    """Make the rlhfkit training loop of `module` read its examples as the file lists them.
+
+    The harness wrote the file in `shared_order`'s batch order; the loop's `BatchStream` is swapped for
+    one that keeps it (a measurement hook: the loop itself is unchanged).
+    """
+
+    class FileOrder(module.BatchStream):
+        def _make_order(self) -> list[int]:
+            return list(range(len(self.lengths)))
+
+    module.BatchStream = FileOrder
+
+
+def read_trl_in_file_order(trainer: Any) -> None:
+    """Make an HF Trainer read its train dataset as it stands (the harness wrote it in batch order)."""
+    from torch.utils.data import SequentialSampler
+
+    trainer._get_train_sampler = lambda *_args, **_kwargs: SequentialSampler(trainer.train_dataset)
+
+
 def mean_completion_nll(model: Any, rows: Sequence[Mapping[str, list[int]]], batch_size: int = 4) -> float:
     """Mean next-token NLL over labelled tokens of pre-tokenized `rows`, in fp32, for any HF causal LM.
 

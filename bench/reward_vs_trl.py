@@ -50,6 +50,8 @@ from common import (
     cpu_name,
     log_tail,
     read_json,
+    read_rlhfkit_in_file_order,
+    read_trl_in_file_order,
     run_measured,
     shared_order,
     steady_rate,
@@ -165,16 +167,8 @@ def run_rlhfkit(spec: dict[str, Any]) -> dict[str, Any]:
 
     reward_module.Throughput = RecordingThroughput  # measurement hooks only; the loop is unchanged
     reward_module.collate = counting_collate
-    if spec.get("order"):
-        shared = spec["order"]
-
-        class SharedOrder(reward_module.BatchStream):
-            """The harness's batches first (the same as TRL's), then the rest of the pairs."""
-
-            def _make_order(self) -> list[int]:
-                return shared + sorted(set(range(len(self.lengths))) - set(shared))
-
-        reward_module.BatchStream = SharedOrder
+    if spec.get("file_order"):  # train.jsonl starts with the harness's batches (the same as TRL's)
+        read_rlhfkit_in_file_order(reward_module)
     cfg = RewardConfig(
         output=Path(spec["work_dir"]) / "rlhfkit-run", model=spec["model_dir"], data=(spec["train_file"],),
         eval_fraction=0.0,  # the held-out pairs are scored below, identically for both sides
@@ -200,7 +194,8 @@ def run_rlhfkit(spec: dict[str, Any]) -> dict[str, Any]:
         "version": _version("rlhfkit"),
         "settings": (f"freeze_layers={spec['freeze_layers']} (embeddings + bottom layers frozen, "
                      f"top {30 - spec['freeze_layers']} of 30 layers + final norm + head train), "
-                     + ("the harness's batch order" if spec.get("order") else f"group_by_length={spec['group_by_length']}")
+                     + ("the harness's batch order" if spec.get("file_order")
+                        else f"group_by_length={spec['group_by_length']}")
                      + f", dtype={spec.get('dtype', 'fp32')}, "
                      f"pooling={spec.get('pooling', 'last')}"),
         "trainable_params": trainable,
@@ -284,19 +279,14 @@ def run_trl(spec: dict[str, Any]) -> dict[str, Any]:
         for layer in model.model.layers[:freeze]:
             layer.requires_grad_(False)
     # "length" feeds TRL's group_by_length sampler, which cannot infer lengths of preference rows.
-    rows = _rows(spec["train_ids"])
-    if spec.get("order"):
-        rows = [rows[i] for i in spec["order"]]
     dataset = Dataset.from_list([{"chosen_ids": r["chosen_ids"], "rejected_ids": r["rejected_ids"],
                                   "length": len(r["chosen_ids"]) + len(r["rejected_ids"])}
-                                 for r in rows])
+                                 for r in _rows(spec["train_ids"])])
     args = _trl_args(spec, str(Path(spec["work_dir"]) / "trl-run"), spec["steps"])
     trainer = RewardTrainer(model=model, args=args, train_dataset=dataset, processing_class=tokenizer,
                             callbacks=[StepTimer()])
-    if spec.get("order"):  # the rows are already in the harness's batch order: read them as they stand
-        from torch.utils.data import SequentialSampler
-
-        trainer._get_train_sampler = lambda *_args, **_kwargs: SequentialSampler(trainer.train_dataset)
+    if spec.get("file_order"):  # train_ids.jsonl starts with the harness's batches (the same as rlhfkit's)
+        read_trl_in_file_order(trainer)
     holder["trainer"] = trainer
     start = time.perf_counter()
     trainer.train()
@@ -310,7 +300,7 @@ def run_trl(spec: dict[str, Any]) -> dict[str, Any]:
         "version": trl.__version__,
         "settings": (f"full fine-tune{f' with bottom {freeze} layers + embeddings frozen by hand' if freeze else ''}, "
                      f"use_cpu=True, bf16={args.bf16}, gradient_checkpointing=False, "
-                     + ("the harness's batch order (sequential sampler)" if spec.get("order")
+                     + ("the harness's batch order (sequential sampler)" if spec.get("file_order")
                         else f"train_sampling_strategy={args.train_sampling_strategy}")
                      + f", optim={args.optim}, "
                      f"dataloader_num_workers=0, pad token {TRL_PAD}"),
@@ -409,13 +399,16 @@ def prepare_data(args: argparse.Namespace, model_dir: Path, work: Path) -> dict[
         return {"chosen_ids": c.input_ids, "rejected_ids": r.input_ids, "cut": c.prompt_truncated + r.prompt_truncated}
 
     train_ids, eval_ids = [ids(r) for r in train], [ids(r) for r in held]
-    order = shared_order([len(r["chosen_ids"]) + len(r["rejected_ids"]) for r in train_ids], args.steps,
-                         args.batch_size, args.seed, args.group_by_length) if args.order == "shared" else []
+    if args.order == "shared":  # the drawn batches first, in order, then the pairs no step reads
+        order = shared_order([len(r["chosen_ids"]) + len(r["rejected_ids"]) for r in train_ids], args.steps,
+                             args.batch_size, args.seed, args.group_by_length)
+        drawn = set(order)
+        order += [i for i in range(len(train)) if i not in drawn]
+        train, train_ids = [train[i] for i in order], [train_ids[i] for i in order]
     write_jsonl(work / "train.jsonl", train)
     write_jsonl(work / "train_ids.jsonl", train_ids)
     write_jsonl(work / "eval_ids.jsonl", eval_ids)
     return {"rows": loaded.rows, "skipped": len(loaded.skipped), "train": len(train), "eval": len(held),
-            "order": order,
             "train_seqs_cut": sum(r["cut"] for r in train_ids),
             "mean_tokens": sum(len(r["chosen_ids"]) + len(r["rejected_ids"]) for r in train_ids) / (2 * len(train))}
 
@@ -508,7 +501,8 @@ def main(argv: list[str]) -> None:
         "eval_ids": str(work / "eval_ids.jsonl"), "work_dir": str(work), "batch_size": args.batch_size,
         "max_length": args.max_length, "lr": args.lr, "steps": args.steps, "seed": args.seed, "dtype": args.dtype,
         "freeze_layers": args.freeze_layers, "trl_freeze_layers": args.trl_freeze_layers,
-        "group_by_length": args.group_by_length, "pooling": args.pooling, "order": data.pop("order"),
+        "group_by_length": args.group_by_length, "pooling": args.pooling,
+        "file_order": args.order == "shared",
     }
     write_json(work / "spec.json", spec)
     pythons = {"rlhfkit": Path(sys.executable), "trl": trl_python, "trl-check": trl_python}

@@ -20,7 +20,14 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from common import mean_completion_nll, read_json, steady_rate, write_json
+from common import (
+    mean_completion_nll,
+    read_json,
+    read_rlhfkit_in_file_order,
+    read_trl_in_file_order,
+    steady_rate,
+    write_json,
+)
 
 
 class StepRecorder:
@@ -72,15 +79,8 @@ def run_rlhfkit(spec: dict[str, Any]) -> dict[str, Any]:
             recorder.step(int(n))
 
     sft_module.Throughput = RecordingThroughput  # measurement hook only; the loop is unchanged
-    if spec.get("file_order"):
-
-        class FileOrder(sft_module.BatchStream):
-            """train.jsonl is already in the harness's batch order (the same as TRL's): read it as it stands."""
-
-            def _make_order(self) -> list[int]:
-                return list(range(len(self.lengths)))
-
-        sft_module.BatchStream = FileOrder
+    if spec.get("file_order"):  # train.jsonl is in the harness's batch order (the same as TRL's)
+        read_rlhfkit_in_file_order(sft_module)
     cfg = SFTConfig(
         output=Path(spec["work_dir"]) / "rlhfkit-run",
         model=spec["model_dir"],
@@ -180,10 +180,8 @@ def run_trl(spec: dict[str, Any]) -> dict[str, Any]:
     trainer = SFTTrainer(model=model, args=args, train_dataset=dataset, processing_class=tokenizer,
                          callbacks=[StepTimer()])
     holder["trainer"] = trainer
-    if spec.get("file_order"):  # train.jsonl is already in the harness's batch order: read it as it stands
-        from torch.utils.data import SequentialSampler
-
-        trainer._get_train_sampler = lambda *_args, **_kwargs: SequentialSampler(trainer.train_dataset)
+    if spec.get("file_order"):  # train.jsonl is in the harness's batch order (the same as rlhfkit's)
+        read_trl_in_file_order(trainer)
     lengths = [len(ids) for ids in trainer.train_dataset["input_ids"]]
     start = time.perf_counter()
     trainer.train()

@@ -107,18 +107,19 @@ def prepare_data(args: argparse.Namespace, model_dir: Path, work: Path) -> dict[
 
     loaded = load_records(args.data, "demos", skip_invalid=True)
     tokenizer = load_tokenizer(model_dir)
-    encoded = [encode_pair(tokenizer, r.prompt, r.response, max_length=10**9) for r in loaded.records]
+    length = {id(r): len(encode_pair(tokenizer, r.prompt, r.response, max_length=10**9).input_ids)
+              for r in loaded.records}
     # +1: TRL's rendering ends the assistant turn with "<|im_end|>\n", one token more than rlhfkit's EOS.
-    fits = [r for r, e in zip(loaded.records, encoded) if len(e.input_ids) + 1 <= args.max_length]
+    fits = [r for r in loaded.records if length[id(r)] + 1 <= args.max_length]
     train, held = split_records(fits, args.eval_size / len(fits), args.seed)
     need = args.steps * args.batch_size * args.grad_accum
     if len(train) < need:
         raise SystemExit(f"only {len(train)} training examples fit in {args.max_length} tokens; {need} needed")
     train = train[:need]
     if args.order == "shared":  # one order for both sides, written into train.jsonl (micro-batches grouped by length)
-        lengths = [len(encode_pair(tokenizer, r.prompt, r.response, max_length=10**9).input_ids) for r in train]
         seed = args.seed if args.train_seed is None else args.train_seed
-        train = [train[i] for i in shared_order(lengths, args.steps * args.grad_accum, args.batch_size, seed, True)]
+        order = shared_order([length[id(r)] for r in train], args.steps * args.grad_accum, args.batch_size, seed, True)
+        train = [train[i] for i in order]
     rows = [{"prompt": as_messages(r.prompt), "completion": [{"role": "assistant", "content": r.response}]}
             for r in train]
     write_jsonl(work / "train.jsonl", rows)
