@@ -74,12 +74,12 @@ def test_a_frozen_trunk_with_mean_pooling_learns_the_separable_preference(tmp_pa
 @pytest.mark.slow
 def test_cached_features_give_the_same_losses_and_serve_later_epochs(tmp_path: Path, monkeypatch) -> None:
     data = marker_pairs(tmp_path / "pairs.jsonl", 24, seed=0)  # 3 batches of 8 = one epoch
-    rows_through_trunk: list[int] = []
+    rows_through_trunk: list[int] = []  # sequences, whatever the layout (uncached steps pack each pair in a row)
     original = RewardModel.features
 
-    def counting(self, input_ids, attention_mask):
-        rows_through_trunk.append(len(input_ids))
-        return original(self, input_ids, attention_mask)
+    def counting(self, input_ids, attention_mask, **packed):
+        rows_through_trunk.append(len(input_ids) if packed.get("row") is None else len(packed["row"]))
+        return original(self, input_ids, attention_mask, **packed)
 
     monkeypatch.setattr(RewardModel, "features", counting)
     common = ("max_steps=7", "freeze_layers=-1", "eval_fraction=0", "lr=1e-2")
@@ -197,3 +197,13 @@ def test_plain_bradley_terry_drops_ties_and_ties_half_keeps_them() -> None:
     records = [Comparison("p", "a", "b"), Comparison("p", "c", "d", tie=True)]
     assert _drop_ties(records, "bradley_terry") == records[:1]
     assert _drop_ties(records, "ties_half") == records
+
+
+def test_packed_and_row_layouts_train_alike(tmp_path: Path) -> None:
+    """Packing a pair's shared prompt into one row changes the work, not the training: same losses."""
+    data = marker_pairs(tmp_path / "pairs.jsonl", 32, seed=0)
+    common = ("max_steps=4", "eval_fraction=0", "lr=1e-3")
+    packed = train(tmp_path, "packed", [data], *common, "layout=packed")
+    rows = train(tmp_path, "rows", [data], *common, "layout=rows")
+    assert losses(packed) == pytest.approx(losses(rows), rel=1e-4, abs=1e-5)
+    assert losses(packed)[-1] != losses(packed)[0]

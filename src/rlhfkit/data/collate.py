@@ -23,6 +23,21 @@ def pad_right(rows: Sequence[Sequence[int]], value: int) -> torch.Tensor:
     return out
 
 
+def shared_prefix_mask(segment: torch.Tensor) -> torch.Tensor:
+    """(R, 1, T, T) boolean attention mask of packed rows, from each column's segment (R, T).
+
+    Segment 0 is a prefix every other segment shares, j >= 1 one continuation, -1 padding: a query
+    sees, causally, the prefix and its own segment, never another continuation. A padding query sees
+    only itself, so its softmax stays finite (its output is never read).
+    """
+    width = segment.shape[1]
+    q, k = segment[:, :, None], segment[:, None, :]  # query and key segments, (R, T, 1) and (R, 1, T)
+    causal = torch.ones(width, width, dtype=torch.bool, device=segment.device).tril()
+    visible = causal & (k != -1) & ((k == 0) | (k == q))
+    visible |= torch.eye(width, dtype=torch.bool, device=segment.device)
+    return visible[:, None]
+
+
 def pad_left(rows: Sequence[Sequence[int]], value: int) -> torch.Tensor:
     """(B, T_max) long tensor of `rows`, left-padded with `value` (for generation)."""
     width = max(len(r) for r in rows)

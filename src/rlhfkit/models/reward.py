@@ -204,18 +204,28 @@ class RewardModel(nn.Module):
         self.norm_gain.copy_(torch.tensor(gain))
         self.norm_bias.copy_(torch.tensor(bias))
 
-    def trunk_hidden(self, input_ids: Tensor, attention_mask: Tensor) -> Tensor:
-        """(B, T) -> (B, T, H) final hidden states of the trunk (no LM head)."""
-        return hidden_states(self.backbone, input_ids, attention_mask)
+    def trunk_hidden(self, input_ids: Tensor, attention_mask: Tensor, position_ids: Tensor | None = None) -> Tensor:
+        """(R, T) -> (R, T, H) final hidden states of the trunk (no LM head)."""
+        return hidden_states(self.backbone, input_ids, attention_mask, position_ids=position_ids)
 
-    def features(self, input_ids: Tensor, attention_mask: Tensor) -> Tensor:
-        """(B, T) -> (B, H): the head's input (`meta.pooling` of the trunk's states). With a frozen trunk
-        these can be computed once and cached."""
-        return POOLINGS[self.meta.pooling](self.trunk_hidden(input_ids, attention_mask), attention_mask)
+    def features(self, input_ids: Tensor, attention_mask: Tensor, *, position_ids: Tensor | None = None,
+                 row: Tensor | None = None, seq_mask: Tensor | None = None) -> Tensor:
+        """The head's input (`meta.pooling` of the trunk's states), (B, H). With a frozen trunk these can
+        be computed once and cached.
 
-    def forward(self, input_ids: Tensor, attention_mask: Tensor) -> Tensor:
-        """(B, T) right-padded rows -> (B, K) raw head outputs on their pooled features."""
-        return self.head(self.features(input_ids, attention_mask))
+        Plain right-padded rows: ``(B, T)`` ids and mask, one sequence per row. Packed rows (several
+        sequences per row, see `rlhfkit.train.reward_data.pack_rows`): a (R, 1, T, T) mask, the rows'
+        `position_ids`, and for each of the B sequences its `row` (B,) and the columns it owns, `seq_mask` (B, T).
+        """
+        hidden = self.trunk_hidden(input_ids, attention_mask, position_ids)
+        if row is None:
+            return POOLINGS[self.meta.pooling](hidden, attention_mask)
+        return POOLINGS[self.meta.pooling](hidden[row], seq_mask)
+
+    def forward(self, input_ids: Tensor, attention_mask: Tensor, *, position_ids: Tensor | None = None,
+                row: Tensor | None = None, seq_mask: Tensor | None = None) -> Tensor:
+        """(B, K) raw head outputs on the pooled features of the B sequences (layouts as in `features`)."""
+        return self.head(self.features(input_ids, attention_mask, position_ids=position_ids, row=row, seq_mask=seq_mask))
 
     def normalize(self, raw: Tensor) -> Tensor:
         """(B, K) raw -> (B, K) normalized rewards."""

@@ -34,6 +34,7 @@ from torch import Tensor, nn
 from transformers import PreTrainedTokenizerBase
 
 from rlhfkit.data.chat import encode_prompt
+from rlhfkit.data.collate import shared_prefix_mask
 from rlhfkit.data.records import Comparison, PromptText, Ranking, Record
 from rlhfkit.models.lm import hidden_states, output_head
 
@@ -195,12 +196,7 @@ def collate_packed(groups: Sequence[PreferenceGroup], pad_id: int) -> Preference
             response += [flat] * len(resp)
             flat += 1
             start = end
-    q, k = segment[:, :, None], segment[:, None, :]  # query and key segments, (R, T, 1) and (R, 1, T)
-    causal = torch.ones(width, width, dtype=torch.bool).tril()
-    visible = causal & (k != -1) & ((k == 0) | (k == q))
-    # A padding query sees nothing, which would make softmax NaN; let it see itself (never scored).
-    visible |= torch.eye(width, dtype=torch.bool)
-    return PreferenceBatch(ids, visible[:, None], positions, torch.tensor(source), torch.tensor(target),
+    return PreferenceBatch(ids, shared_prefix_mask(segment), positions, torch.tensor(source), torch.tensor(target),
                            torch.tensor(response), [len(g.responses) for g in groups])
 
 

@@ -5,6 +5,7 @@ comparisons or rankings is tokenized once, run through the trunk once per batch,
 trunk, featurized once per run. A batch is a list of *examples* whose sequences stay together, so the
 K(K-1)/2 pairs of a K-way ranking are all formed inside the batch that encodes its K responses once
 (Ouyang et al. 2022, sec. 3.5: all pairs of a prompt in one batch element, against overfitting).
+In the ``packed`` layout those responses also share one row, so their common prompt is encoded once.
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ from torch import Tensor
 from transformers import PreTrainedTokenizerBase
 
 from rlhfkit.data.chat import encode_pair
-from rlhfkit.data.collate import pad_right
+from rlhfkit.data.collate import pad_right, shared_prefix_mask
 from rlhfkit.data.errors import DataError
 from rlhfkit.data.formats import detect_format
 from rlhfkit.data.records import Comparison, PromptText, Ranking, Rating, Record, RecordKind
@@ -122,24 +123,99 @@ def encode_records(tokenizer: PreTrainedTokenizerBase, records: list[Record], ma
 
 @dataclass
 class RewardBatch:
-    """A collated batch. S unique sequences, B examples; positions index the S rows."""
+    """A collated batch of S unique sequences and B examples; the targets index the S sequences.
+
+    Layout ``rows``: one right-padded row per sequence (R = S). Layout ``packed``: the sequences of
+    one example share a row, ``prefix | rest_1 | rest_2 ...``, with their common token prefix (the
+    prompt) encoded once (R < S); see `pack_rows`.
+    """
 
     seq_ids: Tensor
-    """(S,) long: global sequence indices of the rows (keys of the feature cache)."""
+    """(S,) long: global sequence indices (keys of the feature cache)."""
     input_ids: Tensor
-    """(S, T) right-padded token ids."""
+    """(R, T) right-padded token ids."""
     attention_mask: Tensor
-    """(S, T) 1 on real tokens."""
+    """(R, T) 1 on real tokens (rows), or (R, 1, T, T) boolean: which column each query may attend to (packed)."""
     example_ids: Tensor
     """(B,) long: global example indices (rows of the bootstrap weights)."""
     groups: dict[RecordKind, dict[str, Tensor]]
     """Per kind present: 'slot' (n,) positions of its examples in the batch and its targets."""
+    position_ids: Tensor | None = None
+    """(R, T) positions (packed: each rest continues from the end of the shared prefix); None = 0..T-1."""
+    row: Tensor | None = None
+    """(S,) long: the row holding each sequence (packed only)."""
+    seq_mask: Tensor | None = None
+    """(S, T): 1 on the columns of row `row[s]` that make up sequence s (packed only)."""
+    n_tokens: int = 0
+    """Tokens the trunk encodes (padding excluded)."""
 
     def to(self, device: torch.device | str) -> RewardBatch:
         """The batch on `device` (``seq_ids`` stay on the CPU: they index the CPU feature cache)."""
+        move = lambda t: None if t is None else t.to(device)  # noqa: E731
         groups = {kind: {k: v.to(device) for k, v in t.items()} for kind, t in self.groups.items()}
         return RewardBatch(self.seq_ids, self.input_ids.to(device), self.attention_mask.to(device),
-                           self.example_ids, groups)
+                           self.example_ids, groups, move(self.position_ids), move(self.row),
+                           move(self.seq_mask), self.n_tokens)
+
+    def trunk_inputs(self) -> dict[str, Tensor | None]:
+        """Keyword arguments of `RewardModel.forward` / `features` for this batch's layout."""
+        return {"position_ids": self.position_ids, "row": self.row, "seq_mask": self.seq_mask}
+
+
+def common_prefix(seqs: list[list[int]]) -> int:
+    """Length of the longest token prefix shared by all `seqs`, leaving each at least its last token."""
+    n = min(len(s) for s in seqs) - 1
+    for i in range(max(n, 0)):
+        if any(s[i] != seqs[0][i] for s in seqs[1:]):
+            return i
+    return max(n, 0)
+
+
+def pack_rows(seqs: list[list[int]], partition: list[list[int]], pad_id: int) -> dict:
+    """Pack sequences into rows, ``prefix | rest_1 | ... | rest_m`` per part of `partition`.
+
+    The prefix is the part's common token prefix. Each rest attends to the prefix and to itself (a
+    block mask, `shared_prefix_mask`) and its positions continue from the prefix,
+    so every sequence gets exactly the hidden states it would get in a row of its own while the
+    prefix is encoded once. HH-RLHF's chosen and rejected share their whole prompt, about 28% of a
+    pair's tokens at max_length 128 and 37% at 512.
+    """
+    shared = [common_prefix([seqs[i] for i in part]) if len(part) > 1 else 0 for part in partition]
+    widths = [p + sum(len(seqs[i]) - p for i in part) for part, p in zip(partition, shared)]
+    n_rows, width = len(partition), max(widths)
+    ids = torch.full((n_rows, width), pad_id, dtype=torch.long)
+    positions = torch.zeros((n_rows, width), dtype=torch.long)
+    segment = torch.full((n_rows, width), -1, dtype=torch.long)  # 0 prefix, j >= 1 the j-th rest, -1 padding
+    row_of = torch.zeros(len(seqs), dtype=torch.long)
+    seg_of = torch.zeros(len(seqs), dtype=torch.long)
+    for r, (part, p) in enumerate(zip(partition, shared)):
+        ids[r, :p] = torch.tensor(seqs[part[0]][:p], dtype=torch.long)
+        positions[r, :p] = torch.arange(p)
+        segment[r, :p] = 0
+        start = p
+        for j, i in enumerate(part, start=1):
+            rest = seqs[i][p:]
+            ids[r, start:start + len(rest)] = torch.tensor(rest, dtype=torch.long)
+            positions[r, start:start + len(rest)] = torch.arange(p, p + len(rest))
+            segment[r, start:start + len(rest)] = j
+            row_of[i], seg_of[i] = r, j
+            start += len(rest)
+    own = segment[row_of]  # (S, T) segments of each sequence's row
+    seq_mask = ((own == 0) | (own == seg_of[:, None])).long()
+    return {"input_ids": ids, "attention_mask": shared_prefix_mask(segment), "position_ids": positions, "row": row_of,
+            "seq_mask": seq_mask, "n_tokens": int((segment != -1).sum())}
+
+
+def _rows_layout(seqs: list[list[int]], partition: list[list[int]], pad_id: int) -> dict:
+    return {"input_ids": pad_right(seqs, pad_id), "attention_mask": pad_right([[1] * len(s) for s in seqs], 0),
+            "n_tokens": sum(len(s) for s in seqs)}
+
+
+LAYOUTS: dict[str, Callable[[list[list[int]], list[list[int]], int], dict]] = {
+    "packed": pack_rows,
+    "rows": _rows_layout,
+}
+"""Batch layout name -> ``fn(sequences, partition by example, pad_id) -> RewardBatch fields``."""
 
 
 def _pair_targets(exs: list[RewardExample], pos: dict[int, int]) -> dict[str, Tensor]:
@@ -169,24 +245,28 @@ TARGETS: dict[RecordKind, Callable[[list[RewardExample], dict[int, int]], dict[s
 """Kind -> the tensors its loss needs, from its examples and the batch row of each sequence."""
 
 
-def collate(data: RewardData, example_ids: list[int], pad_id: int) -> RewardBatch:
-    """Batch the examples `example_ids`; each distinct sequence appears once, longest first."""
+def collate(data: RewardData, example_ids: list[int], pad_id: int, layout: str = "rows") -> RewardBatch:
+    """Batch the examples `example_ids`; each distinct sequence is encoded once, longest first.
+
+    With `layout` 'packed' the sequences an example brings to the batch share one row (see `pack_rows`).
+    """
     exs = [data.examples[i] for i in example_ids]
     unique = sorted({s for e in exs for s in e.seqs}, key=lambda s: (-len(data.sequences[s]), s))
     pos = {s: i for i, s in enumerate(unique)}
-    rows = [data.sequences[s] for s in unique]
+    partition: list[list[int]] = []
+    placed: set[int] = set()
+    for e in exs:  # each sequence joins the row of the first example that brings it
+        part = [pos[s] for s in dict.fromkeys(e.seqs) if s not in placed]
+        placed.update(e.seqs)
+        if part:
+            partition.append(part)
     groups: dict[RecordKind, dict[str, Tensor]] = {}
     for kind, build in TARGETS.items():
         slots = [i for i, e in enumerate(exs) if e.kind == kind]
         if slots:
             groups[kind] = {"slot": torch.tensor(slots), **build([exs[i] for i in slots], pos)}
-    return RewardBatch(
-        seq_ids=torch.tensor(unique),
-        input_ids=pad_right(rows, pad_id),
-        attention_mask=pad_right([[1] * len(r) for r in rows], 0),
-        example_ids=torch.tensor(example_ids),
-        groups=groups,
-    )
+    fields = LAYOUTS[layout]([data.sequences[s] for s in unique], partition, pad_id)
+    return RewardBatch(seq_ids=torch.tensor(unique), example_ids=torch.tensor(example_ids), groups=groups, **fields)
 
 
 def bootstrap_weights(n_examples: int, n_heads: int, seed: int, enabled: bool = True) -> Tensor:
