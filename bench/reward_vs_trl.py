@@ -1,7 +1,7 @@
 """Reward-model training: rlhfkit vs TRL's RewardTrainer on SmolLM2-135M and HH-RLHF harmless pairs.
 
     .venv/bin/python bench/reward_vs_trl.py                      # 30 steps, batch 8, max length 128
-    .venv/bin/python bench/reward_vs_trl.py --steps 20 --eval-size 200 --freeze-layers 24
+    .venv/bin/python bench/reward_vs_trl.py --steps 20 --eval-size 200 --freeze-layers 24 --layout rows
 
 Both sides get the same model directory (rlhfkit's cached safetensors of SmolLM2-135M-Instruct), the
 same training pairs and held-out pairs (a prompt-disjoint split of the shared HH-RLHF harmless dev
@@ -12,7 +12,9 @@ the harness tokenizes every (prompt, response) once with rlhfkit's chat formatti
 ``rejected_ids`` format), so neither side's truncation rule changes what is trained. Same batch,
 steps, constant learning rate, AdamW betas, clipping; one compute dtype on both sides (`--dtype`, fp32 by default). TRL reads the reward at
 the last non-pad token, so its pad token is set to ``<|endoftext|>`` (never inside the texts) and
-it reads the EOS, exactly as rlhfkit does.
+it reads the EOS, exactly as rlhfkit does. rlhfkit trains in its default packed layout (``--layout``):
+a pair's chosen and rejected share one row and their common prompt is encoded once, with the same
+rewards as one row each; tokens/s counts the sequences' tokens on both sides, as TRL does.
 
 Each side runs in its own process under the machine's bench lock (TRL in bench/.venvs/trl-latest)
 and reports steps/s and non-padding tokens/s (steady state after the first step) and its held-out
@@ -78,16 +80,19 @@ METRICS = [
 
 
 class StepRecorder:
-    """When each optimizer step ended and the non-padding tokens it trained."""
+    """When each optimizer step ended, the non-padding tokens of its sequences, and the tokens the
+    trunk encoded for them (fewer when a pair's shared prompt is encoded once)."""
 
     def __init__(self) -> None:
         self.times: list[float] = []
         self.tokens: list[int] = []
+        self.encoded: list[int] = []
         self.rss_mb = 0.0
 
-    def step(self, tokens: int) -> None:
+    def step(self, tokens: int, encoded: int | None = None) -> None:
         self.times.append(time.perf_counter())
         self.tokens.append(int(tokens))
+        self.encoded.append(int(tokens if encoded is None else encoded))
         self.rss_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
     def summary(self) -> dict[str, Any]:
@@ -96,6 +101,7 @@ class StepRecorder:
             "tokens_per_s": steady_rate(self.times, self.tokens, skip=1),
             "step_s": [round(b - a, 3) for a, b in zip(self.times, self.times[1:])],
             "tokens_trained": sum(self.tokens),
+            "tokens_encoded": sum(self.encoded),
             "step_tokens": self.tokens,
             "train_max_rss_mb": self.rss_mb,  # ru_maxrss when the last step ended: before saving and eval
         }
@@ -151,19 +157,21 @@ def run_rlhfkit(spec: dict[str, Any]) -> dict[str, Any]:
     from rlhfkit.train.reward import RewardConfig, train_reward_model
 
     recorder = StepRecorder()
-    tokens: dict[str, int] = {"n": 0}
+    tokens: dict[str, int] = {"n": 0, "encoded": 0}
     original_collate = reward_module.collate
 
-    def counting_collate(data: Any, ids: list[int], pad: int) -> Any:
-        batch = original_collate(data, ids, pad)
-        # Non-padding tokens of the step, counting a sequence shared by two examples once (as encoded).
-        tokens["n"] = int(batch.attention_mask.sum())
+    def counting_collate(data: Any, ids: list[int], pad: int, layout: str = "rows") -> Any:
+        batch = original_collate(data, ids, pad, layout)
+        # Non-padding tokens of the step's sequences (a sequence shared by two examples counts once), as
+        # TRL counts them, and the tokens the trunk encoded (the packed layout encodes a shared prompt once).
+        tokens["n"] = sum(len(data.sequences[s]) for s in batch.seq_ids.tolist())
+        tokens["encoded"] = batch.n_tokens
         return batch
 
     class RecordingThroughput(reward_module.Throughput):
         def add(self, n: float) -> None:
             super().add(n)
-            recorder.step(tokens["n"])
+            recorder.step(tokens["n"], tokens["encoded"])
 
     reward_module.Throughput = RecordingThroughput  # measurement hooks only; the loop is unchanged
     reward_module.collate = counting_collate
@@ -175,7 +183,7 @@ def run_rlhfkit(spec: dict[str, Any]) -> dict[str, Any]:
         max_length=spec["max_length"], batch_size=spec["batch_size"], lr=spec["lr"], warmup_steps=0,
         schedule="constant", max_grad_norm=1.0, max_steps=spec["steps"], dtype=spec.get("dtype", "fp32"), seed=spec["seed"],
         freeze_layers=spec["freeze_layers"], group_by_length=spec["group_by_length"], normalize=False,
-        pooling=spec.get("pooling", "last"), save_every=0, log_every=1, progress=False, resume=False,
+        pooling=spec.get("pooling", "last"), layout=spec.get("layout", "packed"), save_every=0, log_every=1, progress=False, resume=False,
     )
     start = time.perf_counter()
     run_dir = train_reward_model(cfg)
@@ -197,7 +205,7 @@ def run_rlhfkit(spec: dict[str, Any]) -> dict[str, Any]:
                      + ("the harness's batch order" if spec.get("file_order")
                         else f"group_by_length={spec['group_by_length']}")
                      + f", dtype={spec.get('dtype', 'fp32')}, "
-                     f"pooling={spec.get('pooling', 'last')}"),
+                     f"pooling={spec.get('pooling', 'last')}, layout={spec.get('layout', 'packed')}"),
         "trainable_params": trainable,
         "train_loss_last": losses[-1],
         "train_call_s": train_s,
@@ -236,6 +244,10 @@ def _trl_model_and_tokenizer(spec: dict[str, Any]) -> tuple[Any, Any]:
 
     tokenizer = AutoTokenizer.from_pretrained(spec["model_dir"])
     tokenizer.pad_token = TRL_PAD
+    # The new `score` head is drawn from torch's global generator, which a fresh process seeds at
+    # random, and RewardTrainer seeds only after the model exists. Seed it here, so a seed's TRL run
+    # is reproducible like rlhfkit's (unseeded, seed 0 scored 0.5702 and 0.5950 on the same batches).
+    torch.manual_seed(spec["seed"])
     model = AutoModelForSequenceClassification.from_pretrained(spec["model_dir"], num_labels=1, dtype=torch.float32)
     model.config.pad_token_id = tokenizer.pad_token_id
     return model, tokenizer
@@ -354,8 +366,9 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     p.add_argument("--lr", type=float, default=1e-4, help="constant learning rate (TRL RewardConfig's default)")
     p.add_argument("--train-size", type=int, default=1300, help="training pairs")
     p.add_argument("--eval-size", type=int, default=363, help="held-out pairs (prompt-disjoint)")
-    p.add_argument("--freeze-layers", type=int, default=24,
-                   help="rlhfkit: freeze embeddings and this many bottom layers of 30 (-1: all, cached features)")
+    p.add_argument("--freeze-layers", type=int, default=15,
+                   help="rlhfkit: freeze embeddings and this many bottom layers of 30 (-1: all, cached features); "
+                        "15, configs/reward_hh.yaml's setting, trains the top half")
     p.add_argument("--trl-freeze-layers", type=int, default=0,
                    help="TRL: freeze the same way by hand (0 = TRL's own full fine-tune)")
     p.add_argument("--order", choices=("shared", "own"), default="shared",
@@ -365,6 +378,8 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
                    help="batches of similar lengths (the shared order's, or each side's sampler's)")
     p.add_argument("--pooling", choices=("last", "mean"), default="last",
                    help="rlhfkit: the head reads the last token (as TRL) or the mean of all tokens")
+    p.add_argument("--layout", choices=("packed", "rows"), default="packed",
+                   help="rlhfkit: a pair's shared prompt encoded once (packed, its default) or one row per response")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--dtype", choices=("fp32", "bf16"), default="fp32",
                    help="compute dtype of both sides (weights stay fp32; bf16 is autocast on each side)")
@@ -456,7 +471,8 @@ def render(args: argparse.Namespace, argv: list[str], data: dict[str, Any], resu
         f"the left; mean {data['mean_tokens']:.0f} tokens per sequence). {args.steps} steps x batch "
         f"{args.batch_size} pairs on each side ({args.steps * args.batch_size} pairs seen, {drawn}), "
         f"lr {args.lr} constant, AdamW betas (0.9, 0.95), clip 1.0, no normalization step.\n",
-        f"- rlhfkit {ours['version']}: {ours['settings']}; {ours['tokens_trained']:,} tokens trained; "
+        f"- rlhfkit {ours['version']}: {ours['settings']}; {ours['tokens_trained']:,} tokens trained "
+        f"({ours.get('tokens_encoded', ours['tokens_trained']):,} encoded by the trunk); "
         f"last train loss {ours['train_loss_last']:.4f}.",
         f"- TRL {theirs['version']}: {theirs['settings']}; {theirs['tokens_trained']:,} tokens trained; "
         f"last train loss {theirs['train_loss_last']:.4f}.",
@@ -501,7 +517,7 @@ def main(argv: list[str]) -> None:
         "eval_ids": str(work / "eval_ids.jsonl"), "work_dir": str(work), "batch_size": args.batch_size,
         "max_length": args.max_length, "lr": args.lr, "steps": args.steps, "seed": args.seed, "dtype": args.dtype,
         "freeze_layers": args.freeze_layers, "trl_freeze_layers": args.trl_freeze_layers,
-        "group_by_length": args.group_by_length, "pooling": args.pooling,
+        "group_by_length": args.group_by_length, "pooling": args.pooling, "layout": args.layout,
         "file_order": args.order == "shared",
     }
     write_json(work / "spec.json", spec)
