@@ -175,10 +175,10 @@ def pack_rows(seqs: list[list[int]], partition: list[list[int]], pad_id: int) ->
     """Pack sequences into rows, ``prefix | rest_1 | ... | rest_m`` per part of `partition`.
 
     The prefix is the part's common token prefix. Each rest attends to the prefix and to itself (a
-    block mask, `shared_prefix_mask`) and its positions continue from the prefix,
-    so every sequence gets exactly the hidden states it would get in a row of its own while the
-    prefix is encoded once. HH-RLHF's chosen and rejected share their whole prompt, about 28% of a
-    pair's tokens at max_length 128 and 37% at 512.
+    block mask, `shared_prefix_mask`) and its positions continue from the prefix, so every sequence
+    gets exactly the hidden states it would get in a row of its own while the prefix is encoded once.
+    HH-RLHF's chosen and rejected share their prompt (unless truncation cut it differently): 28% of a
+    pair's tokens at max_length 128, 37% at 512.
     """
     shared = [common_prefix([seqs[i] for i in part]) if len(part) > 1 else 0 for part in partition]
     widths = [p + sum(len(seqs[i]) - p for i in part) for part, p in zip(partition, shared)]
