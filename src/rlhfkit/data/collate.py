@@ -1,4 +1,4 @@
-"""Batching: dynamic padding and length-grouped order.
+"""Batching: dynamic padding, length-grouped order, and rows that share a prefix.
 
 Dynamic padding pads a batch only to its own longest row. Grouping rows of similar length into the
 same batch (as TRL's ``group_by_length`` does) cuts the padding further; the order stays a pure
@@ -8,6 +8,7 @@ function of (seed, epoch), so a resumed run sees exactly the batches an uninterr
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 
 import torch
 
@@ -21,6 +22,52 @@ def pad_right(rows: Sequence[Sequence[int]], value: int) -> torch.Tensor:
     for i, row in enumerate(rows):
         out[i, : len(row)] = torch.tensor(row, dtype=torch.long)
     return out
+
+
+@dataclass(frozen=True)
+class PackedRows:
+    """Rows that each hold a prefix once and then several continuations of it (see `pack_shared_prefix`)."""
+
+    input_ids: torch.Tensor
+    """(R, T) token ids, right-padded."""
+    position_ids: torch.Tensor
+    """(R, T) positions: each continuation's continue from the end of its row's prefix."""
+    segment: torch.Tensor
+    """(R, T) what each column holds: 0 the prefix, j >= 1 the j-th continuation, -1 padding."""
+    starts: list[list[int]]
+    """Per row, the column where each continuation begins."""
+
+    @property
+    def attention_mask(self) -> torch.Tensor:
+        return shared_prefix_mask(self.segment)
+
+
+def pack_shared_prefix(rows: Sequence[tuple[Sequence[int], Sequence[Sequence[int]]]], pad_id: int) -> PackedRows:
+    """One row per (prefix, continuations): ``prefix | c_1 | ... | c_n``, the prefix encoded once.
+
+    With `shared_prefix_mask` and these positions every continuation gets exactly the hidden states
+    it would get in a row ``prefix + c_j`` of its own.
+    """
+    width = max(len(prefix) + sum(len(c) for c in conts) for prefix, conts in rows)
+    ids = torch.full((len(rows), width), pad_id, dtype=torch.long)
+    positions = torch.zeros((len(rows), width), dtype=torch.long)
+    segment = torch.full((len(rows), width), -1, dtype=torch.long)
+    starts: list[list[int]] = []
+    for r, (prefix, conts) in enumerate(rows):
+        p = len(prefix)
+        ids[r, :p] = torch.tensor(list(prefix), dtype=torch.long)
+        positions[r, :p] = torch.arange(p)
+        segment[r, :p] = 0
+        starts.append([])
+        start = p
+        for j, cont in enumerate(conts, start=1):
+            end = start + len(cont)
+            ids[r, start:end] = torch.tensor(list(cont), dtype=torch.long)
+            positions[r, start:end] = torch.arange(p, p + len(cont))
+            segment[r, start:end] = j
+            starts[-1].append(start)
+            start = end
+    return PackedRows(ids, positions, segment, starts)
 
 
 def shared_prefix_mask(segment: torch.Tensor) -> torch.Tensor:

@@ -34,7 +34,7 @@ from torch import Tensor, nn
 from transformers import PreTrainedTokenizerBase
 
 from rlhfkit.data.chat import encode_prompt
-from rlhfkit.data.collate import shared_prefix_mask
+from rlhfkit.data.collate import pack_shared_prefix
 from rlhfkit.data.records import Comparison, PromptText, Ranking, Record
 from rlhfkit.models.lm import hidden_states, output_head
 
@@ -174,30 +174,17 @@ def collate_rows(groups: Sequence[PreferenceGroup], pad_id: int) -> PreferenceBa
 
 def collate_packed(groups: Sequence[PreferenceGroup], pad_id: int) -> PreferenceBatch:
     """One row per group: ``prompt | r_1 | ... | r_n``; a response attends to the prompt and itself."""
-    width = max(g.packed_length for g in groups)
-    ids = torch.full((len(groups), width), pad_id, dtype=torch.long)
-    positions = torch.zeros((len(groups), width), dtype=torch.long)
-    # Segment of each column: 0 prompt, j >= 1 response j, -1 padding.
-    segment = torch.full((len(groups), width), -1, dtype=torch.long)
+    packed = pack_shared_prefix([(g.prompt_ids, g.responses) for g in groups], pad_id)
+    width = packed.input_ids.shape[1]
     source, target, response, flat = [], [], [], 0
-    for row, g in enumerate(groups):
-        p = len(g.prompt_ids)
-        ids[row, :p] = torch.tensor(g.prompt_ids)
-        positions[row, :p] = torch.arange(p)
-        segment[row, :p] = 0
-        start = p
-        for j, resp in enumerate(g.responses, start=1):
-            end = start + len(resp)
-            ids[row, start:end] = torch.tensor(resp)
-            positions[row, start:end] = torch.arange(p, p + len(resp))
-            segment[row, start:end] = j
-            source += _scored(row, width, start, p - 1, resp)
+    for row, (g, starts) in enumerate(zip(groups, packed.starts)):
+        for start, resp in zip(starts, g.responses):
+            source += _scored(row, width, start, len(g.prompt_ids) - 1, resp)
             target += resp
             response += [flat] * len(resp)
             flat += 1
-            start = end
-    return PreferenceBatch(ids, shared_prefix_mask(segment), positions, torch.tensor(source), torch.tensor(target),
-                           torch.tensor(response), [len(g.responses) for g in groups])
+    return PreferenceBatch(packed.input_ids, packed.attention_mask, packed.position_ids, torch.tensor(source),
+                           torch.tensor(target), torch.tensor(response), [len(g.responses) for g in groups])
 
 
 LAYOUTS: dict[str, Callable[[Sequence[PreferenceGroup], int], PreferenceBatch]] = {

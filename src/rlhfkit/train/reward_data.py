@@ -19,7 +19,7 @@ from torch import Tensor
 from transformers import PreTrainedTokenizerBase
 
 from rlhfkit.data.chat import encode_pair
-from rlhfkit.data.collate import pad_right, shared_prefix_mask
+from rlhfkit.data.collate import pack_shared_prefix, pad_right
 from rlhfkit.data.errors import DataError
 from rlhfkit.data.formats import detect_format
 from rlhfkit.data.records import Comparison, PromptText, Ranking, Rating, Record, RecordKind
@@ -174,36 +174,24 @@ def common_prefix(seqs: list[list[int]]) -> int:
 def pack_rows(seqs: list[list[int]], partition: list[list[int]], pad_id: int) -> dict:
     """Pack sequences into rows, ``prefix | rest_1 | ... | rest_m`` per part of `partition`.
 
-    The prefix is the part's common token prefix. Each rest attends to the prefix and to itself (a
-    block mask, `shared_prefix_mask`) and its positions continue from the prefix, so every sequence
-    gets exactly the hidden states it would get in a row of its own while the prefix is encoded once.
-    HH-RLHF's chosen and rejected share their prompt (unless truncation cut it differently): 28% of a
-    pair's tokens at max_length 128, 37% at 512.
+    The prefix is the part's common token prefix; `data.collate.pack_shared_prefix` lays the rows out,
+    so every sequence gets exactly the hidden states it would get in a row of its own while the
+    prefix is encoded once. HH-RLHF's chosen and rejected share their prompt (unless truncation cut
+    it differently): 28% of a pair's tokens at max_length 128, 37% at 512.
     """
     shared = [common_prefix([seqs[i] for i in part]) if len(part) > 1 else 0 for part in partition]
-    widths = [p + sum(len(seqs[i]) - p for i in part) for part, p in zip(partition, shared)]
-    n_rows, width = len(partition), max(widths)
-    ids = torch.full((n_rows, width), pad_id, dtype=torch.long)
-    positions = torch.zeros((n_rows, width), dtype=torch.long)
-    segment = torch.full((n_rows, width), -1, dtype=torch.long)  # 0 prefix, j >= 1 the j-th rest, -1 padding
-    row_of = torch.zeros(len(seqs), dtype=torch.long)
+    packed = pack_shared_prefix([(seqs[part[0]][:p], [seqs[i][p:] for i in part])
+                                 for part, p in zip(partition, shared)], pad_id)
+    row_of = torch.zeros(len(seqs), dtype=torch.long)  # the row and segment of each sequence
     seg_of = torch.zeros(len(seqs), dtype=torch.long)
-    for r, (part, p) in enumerate(zip(partition, shared)):
-        ids[r, :p] = torch.tensor(seqs[part[0]][:p], dtype=torch.long)
-        positions[r, :p] = torch.arange(p)
-        segment[r, :p] = 0
-        start = p
+    for r, part in enumerate(partition):
         for j, i in enumerate(part, start=1):
-            rest = seqs[i][p:]
-            ids[r, start:start + len(rest)] = torch.tensor(rest, dtype=torch.long)
-            positions[r, start:start + len(rest)] = torch.arange(p, p + len(rest))
-            segment[r, start:start + len(rest)] = j
             row_of[i], seg_of[i] = r, j
-            start += len(rest)
-    own = segment[row_of]  # (S, T) segments of each sequence's row
+    own = packed.segment[row_of]  # (S, T) segments of each sequence's row
     seq_mask = ((own == 0) | (own == seg_of[:, None])).long()
-    return {"input_ids": ids, "attention_mask": shared_prefix_mask(segment), "position_ids": positions, "row": row_of,
-            "seq_mask": seq_mask, "n_tokens": int((segment != -1).sum())}
+    return {"input_ids": packed.input_ids, "attention_mask": packed.attention_mask,
+            "position_ids": packed.position_ids, "row": row_of, "seq_mask": seq_mask,
+            "n_tokens": int((packed.segment != -1).sum())}
 
 
 def _rows_layout(seqs: list[list[int]], partition: list[list[int]], pad_id: int) -> dict:
