@@ -23,6 +23,14 @@ from pathlib import Path
 from typing import Any, BinaryIO
 
 
+def cache_dir() -> Path:
+    """rlhfkit's cache: ``$RLHFKIT_CACHE``, else ``$XDG_CACHE_HOME/rlhfkit``, else ``~/.cache/rlhfkit``."""
+    if env := os.environ.get("RLHFKIT_CACHE"):
+        return Path(env)
+    base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
+    return Path(base) / "rlhfkit"
+
+
 def fsync_dir(directory: Path) -> None:
     """Make a rename inside `directory` durable (POSIX; a no-op where directories cannot be opened)."""
     try:

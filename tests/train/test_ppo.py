@@ -93,7 +93,7 @@ def test_updates_leave_the_reference_unchanged(mode: str, rewards: Path, tmp_pat
     from rlhfkit.models.loading import load_model
     from rlhfkit.models.value import ValueHead
     from rlhfkit.train.engine import Engine
-    from rlhfkit.train.ppo_model import build_actor_critic
+    from rlhfkit.models.actor_critic import build_actor_critic
     from rlhfkit.train.run import make_optimizer
 
     cfg = _config(tmp_path, f"python:{rewards}:count_e", f"policy_mode={mode}", "train_layers=1", "lr=1e-2")
@@ -126,7 +126,7 @@ def test_a_cached_frozen_trunk_changes_no_number_of_the_rollout_or_the_update(mo
     from rlhfkit.models.loading import load_model
     from rlhfkit.models.value import ValueHead
     from rlhfkit.train.engine import Engine
-    from rlhfkit.train.ppo_model import build_actor_critic
+    from rlhfkit.models.actor_critic import build_actor_critic
     from rlhfkit.train.run import make_optimizer
 
     engine = Engine("fp32", 0)

@@ -185,7 +185,7 @@ class PolicyStageConfig:
     ppo_epochs: int = 2
     """PPO: passes over each rollout."""
     policy_mode: str = "lora"
-    """PPO: 'lora', 'top_layers' or 'full' (see rlhfkit.train.ppo_model)."""
+    """PPO: 'lora', 'top_layers' or 'full' (see rlhfkit.models.actor_critic)."""
     kl_controller: str = "pi"
     """PPO: 'fixed' (beta = init_kl_coef throughout), 'adaptive' (beta steers the KL to kl_target, Ziegler
     et al. 2019) or 'pi' (the same with a proportional term and a bounded integrator, so the KL stays near

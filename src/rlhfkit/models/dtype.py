@@ -17,6 +17,8 @@ from pathlib import Path
 
 import torch
 
+from rlhfkit.files import cache_dir, write_json_atomic
+
 DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
 
 
@@ -51,8 +53,6 @@ def cpu_prefers_bf16() -> bool:
         if forced not in ("fp32", "bf16"):
             raise ValueError(f"RLHFKIT_CPU_AUTO_DTYPE must be fp32 or bf16, got {forced!r}")
         return forced == "bf16"
-    from rlhfkit.models.loading import cache_dir
-
     key = f"{_cpu_name()}|torch {torch.__version__}|threads {torch.get_num_threads()}"
     path = cache_dir() / "cpu_dtype.json"
     try:
@@ -64,12 +64,9 @@ def cpu_prefers_bf16() -> bool:
     prefers = _time_linear(torch.bfloat16) < 0.9 * _time_linear(torch.float32)
     cached[key] = prefers
     try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_suffix(f".{os.getpid()}.tmp")
-        tmp.write_text(json.dumps(cached, indent=1))
-        os.replace(tmp, path)
+        write_json_atomic(path, cached)
     except OSError:
-        pass
+        pass  # a read-only cache only costs a new measurement next time
     return prefers
 
 

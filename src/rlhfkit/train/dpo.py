@@ -33,7 +33,7 @@ from rlhfkit.models.lm import response_logprobs
 from rlhfkit.models.loading import load_model
 from rlhfkit.models.saving import save_model_dir
 from rlhfkit.rollout.generate import SamplingConfig, sample
-from rlhfkit.train.batches import BatchStream
+from rlhfkit.data.sampler import BatchStream
 from rlhfkit.train.checkpoint import save_checkpoint
 from rlhfkit.train.engine import Engine
 from rlhfkit.train.preference_batches import (

@@ -6,7 +6,7 @@ Every step: 1. sample responses to a batch of prompts; 2. score them with the re
 optional entropy bonus); 6. adapt beta, log, checkpoint. The implementation details follow Huang et
 al. 2024, "The N+ Implementation Details of RLHF with PPO"; the math lives in `rlhfkit.algorithms`.
 
-Policy, reference and value share one base model (see `ppo_model.py`).
+Policy, reference and value share one base model (see `rlhfkit.models.actor_critic`).
 """
 
 from __future__ import annotations
@@ -32,11 +32,11 @@ from rlhfkit.models.value import make_value_head
 from rlhfkit.rollout.experience import Rollout, RunningMoments, concat_samples, shape_scores
 from rlhfkit.rollout.generate import Samples, sample
 from rlhfkit.rollout.rewards import RewardSource, resolve_reward
-from rlhfkit.train.batches import BatchStream
+from rlhfkit.data.sampler import BatchStream
 from rlhfkit.train.checkpoint import save_checkpoint
 from rlhfkit.train.engine import Engine
 from rlhfkit.train.ppo_config import PPOConfig
-from rlhfkit.train.ppo_model import ActorCritic, build_actor_critic
+from rlhfkit.models.actor_critic import ActorCritic, build_actor_critic
 from rlhfkit.train.run import (
     MetricsLogger,
     Throughput,

@@ -9,7 +9,7 @@ from rlhfkit.config import require
 from rlhfkit.models.adapters import LoRAConfig
 from rlhfkit.models.value import VALUE_INITS
 from rlhfkit.rollout.generate import SamplingConfig
-from rlhfkit.train.ppo_model import POLICY_MODES
+from rlhfkit.models.actor_critic import POLICY_MODES
 from rlhfkit.train.run import TrainConfig
 
 

@@ -35,7 +35,7 @@ from rlhfkit.models.reward import (
     save_reward_model,
 )
 from rlhfkit.rollout.generate import SamplingConfig, sample_texts
-from rlhfkit.train.batches import BatchStream
+from rlhfkit.data.sampler import BatchStream
 from rlhfkit.train.checkpoint import save_checkpoint
 from rlhfkit.train.engine import Engine
 from rlhfkit.train.reward_data import (

@@ -27,7 +27,7 @@ from rlhfkit.models.adapters import (
 from rlhfkit.models.lm import token_nll_sum
 from rlhfkit.models.loading import load_model
 from rlhfkit.models.saving import save_model_dir
-from rlhfkit.train.batches import BatchStream
+from rlhfkit.data.sampler import BatchStream
 from rlhfkit.train.checkpoint import save_checkpoint
 from rlhfkit.train.engine import Engine
 from rlhfkit.train.precision import MasterWeights
