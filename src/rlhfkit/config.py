@@ -20,6 +20,7 @@ import inspect
 import textwrap
 import types
 import typing
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any, Literal, TypeVar, Union
 
@@ -64,25 +65,148 @@ def _is_config(tp: Any) -> bool:
     return isinstance(tp, type) and dataclasses.is_dataclass(tp)
 
 
+def _choices(options: tuple[Any, ...]) -> str:
+    return ", ".join(str(o) for o in options)
+
+
+@functools.cache
+def _literal_fields(cls: type) -> dict[str, tuple[Any, ...]]:
+    """``{field: options}`` of the fields of `cls` typed ``Literal[...]`` (optionally ``| None``)."""
+    out: dict[str, tuple[Any, ...]] = {}
+    for name, tp in _hints(cls).items():
+        args = typing.get_args(tp) if typing.get_origin(tp) in (Union, types.UnionType) else (tp,)
+        literals = [a for a in args if typing.get_origin(a) is Literal]
+        if len(literals) == 1:
+            out[name] = typing.get_args(literals[0]) + ((None,) if type(None) in args else ())
+    return out
+
+
+class Config:
+    """Base of rlhfkit's typed configs (frozen dataclasses).
+
+    On construction, however it happens (a YAML file, ``key=value``, or Python code), every field
+    typed ``Literal[...]`` must hold one of its options, and the error lists them. A subclass's
+    ``__post_init__`` calls ``super().__post_init__()`` first and then checks the relations between its
+    own fields; configs that combine by inheritance (``PPOConfig(PPOSettings, TrainConfig)``) thereby
+    run every base's checks exactly once.
+    """
+
+    def __post_init__(self) -> None:
+        parent = getattr(super(), "__post_init__", None)  # a mixed-in base's checks (see KLControlSettings)
+        if parent is not None:
+            parent()
+        for name, options in _literal_fields(type(self)).items():
+            value = getattr(self, name)
+            if value not in options:
+                raise ConfigError(f"{name} must be one of {_choices(options)}, got {value!r}")
+
+
+def variant_key(options: tuple[Any, ...]) -> str | None:
+    """The field that tells the members of a union of configs apart: present in every member and
+    typed ``Literal`` with one value each (``method: Literal["ppo"] = "ppo"``); None when there is none."""
+    if not options or not all(_is_config(o) for o in options):
+        return None
+    common = set.intersection(*(set(_literal_fields(o)) for o in options))
+    for name in sorted(common):
+        tags = [_literal_fields(o)[name] for o in options]
+        if all(len(t) == 1 for t in tags) and len({t[0] for t in tags}) == len(tags):
+            return name
+    return None
+
+
+def _variant(options: tuple[Any, ...], value: dict[str, Any], name: str) -> type:
+    key = variant_key(options)
+    if key is None:
+        raise ConfigError(f"{name}: a union of configs needs a Literal tag field shared by its members")
+    tags = {_literal_fields(o)[key][0]: o for o in options}
+    tag = value.get(key, next(iter(tags)))
+    if tag not in tags:
+        raise ConfigError(f"{name}.{key} must be one of {_choices(tuple(tags))}, got {tag!r}")
+    return tags[tag]
+
+
+def _coerce_union(value: Any, tp: Any, name: str) -> Any:
+    args = typing.get_args(tp)
+    if value is None and type(None) in args:
+        return None
+    options = tuple(a for a in args if a is not type(None))
+    if isinstance(value, tuple(o for o in options if _is_config(o))):
+        return value
+    if isinstance(value, dict) and variant_key(options):
+        return _coerce(value, _variant(options, value, name), name)
+    for arg in options:
+        try:
+            return _coerce(value, arg, name)
+        except ConfigError:
+            continue
+    raise ConfigError(f"{name}: {value!r} matches none of {tp}")
+
+
+def _coerce_sequence(value: Any, tp: Any, name: str) -> Any:
+    origin, args = typing.get_origin(tp), typing.get_args(tp)
+    if isinstance(value, str):
+        value = [v.strip() for v in value.split(",")] if value else []
+    if not isinstance(value, (list, tuple)):
+        raise ConfigError(f"{name}: expected a list, got {value!r}")
+    if origin is tuple and args and args[-1] is not Ellipsis:
+        if len(value) != len(args):
+            raise ConfigError(f"{name}: expected {len(args)} values, got {len(value)}")
+        return tuple(_coerce(v, a, name) for v, a in zip(value, args, strict=True))
+    item = args[0] if args else Any
+    out = [_coerce(v, item, name) for v in value]
+    return tuple(out) if origin is tuple else out
+
+
+def _coerce_bool(value: Any, name: str) -> bool:
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, str) and value.lower() in ("true", "false", "yes", "no", "1", "0"):
+        return value.lower() in ("true", "yes", "1")
+    raise ConfigError(f"{name}: expected true or false, got {value!r}")
+
+
+def _coerce_int(value: Any, name: str) -> int:
+    if isinstance(value, bool) or not isinstance(value, (int, str)):
+        raise ConfigError(f"{name}: expected an integer, got {value!r}")
+    try:
+        return int(value)
+    except ValueError:
+        raise ConfigError(f"{name}: expected an integer, got {value!r}") from None
+
+
+def _coerce_float(value: Any, name: str) -> float:
+    if isinstance(value, bool):
+        raise ConfigError(f"{name}: expected a number, got {value!r}")
+    try:
+        return float(value)
+    except (TypeError, ValueError):
+        raise ConfigError(f"{name}: expected a number, got {value!r}") from None
+
+
+def _coerce_str(value: Any, name: str) -> str:
+    if isinstance(value, (dict, list)):
+        raise ConfigError(f"{name}: expected text, got {value!r}")
+    return str(value)
+
+
+_SCALARS: dict[Any, Callable[[Any, str], Any]] = {
+    bool: _coerce_bool, int: _coerce_int, float: _coerce_float, str: _coerce_str,
+    Path: lambda value, _name: Path(value),
+}
+"""Scalar type -> ``fn(value, field name)`` converting a YAML or command-line value."""
+
+
 def _coerce(value: Any, tp: Any, name: str) -> Any:
     """Convert a YAML/CLI value to the annotated type `tp`, or raise ConfigError naming the field."""
     origin = typing.get_origin(tp)
-    args = typing.get_args(tp)
     if tp is Any:
         return value
     if origin in (Union, types.UnionType):
-        if value is None and type(None) in args:
-            return None
-        errors = []
-        for arg in (a for a in args if a is not type(None)):
-            try:
-                return _coerce(value, arg, name)
-            except ConfigError as e:
-                errors.append(str(e))
-        raise ConfigError(f"{name}: {value!r} matches none of {tp}")
+        return _coerce_union(value, tp, name)
     if origin is Literal:
-        if value not in args:
-            raise ConfigError(f"{name}: {value!r} is not one of {', '.join(map(repr, args))}")
+        options = typing.get_args(tp)
+        if value not in options:
+            raise ConfigError(f"{name} must be one of {_choices(options)}, got {value!r}")
         return value
     if _is_config(tp):
         if isinstance(value, tp):
@@ -91,55 +215,32 @@ def _coerce(value: Any, tp: Any, name: str) -> Any:
             raise ConfigError(f"{name}: expected a mapping for {tp.__name__}, got {value!r}")
         return _construct(tp, value, prefix=f"{name}.")
     if origin in (tuple, list):
-        if isinstance(value, str):
-            value = [v.strip() for v in value.split(",")] if value else []
-        if not isinstance(value, (list, tuple)):
-            raise ConfigError(f"{name}: expected a list, got {value!r}")
-        if origin is tuple and args and args[-1] is not Ellipsis:
-            if len(value) != len(args):
-                raise ConfigError(f"{name}: expected {len(args)} values, got {len(value)}")
-            return tuple(_coerce(v, a, name) for v, a in zip(value, args))
-        item = args[0] if args else Any
-        out = [_coerce(v, item, name) for v in value]
-        return tuple(out) if origin is tuple else out
+        return _coerce_sequence(value, tp, name)
     if origin is dict:
         if not isinstance(value, dict):
             raise ConfigError(f"{name}: expected a mapping, got {value!r}")
         return dict(value)
-    if tp is bool:
-        if isinstance(value, bool):
-            return value
-        if isinstance(value, str) and value.lower() in ("true", "false", "yes", "no", "1", "0"):
-            return value.lower() in ("true", "yes", "1")
-        raise ConfigError(f"{name}: expected true or false, got {value!r}")
-    if tp is int:
-        if isinstance(value, bool) or not isinstance(value, (int, str)):
-            raise ConfigError(f"{name}: expected an integer, got {value!r}")
-        try:
-            return int(value)
-        except ValueError:
-            raise ConfigError(f"{name}: expected an integer, got {value!r}") from None
-    if tp is float:
-        if isinstance(value, bool):
-            raise ConfigError(f"{name}: expected a number, got {value!r}")
-        try:
-            return float(value)
-        except (TypeError, ValueError):
-            raise ConfigError(f"{name}: expected a number, got {value!r}") from None
-    if tp is str:
-        if isinstance(value, (dict, list)):
-            raise ConfigError(f"{name}: expected text, got {value!r}")
-        return str(value)
-    if tp is Path:
-        return Path(value)
-    return value
+    return _SCALARS[tp](value, name) if tp in _SCALARS else value
+
+
+VARIANTS = "variants"
+"""Field-metadata key of a union-of-configs field: ``{tag: default instance}`` per member, so that a
+partial mapping (``policy.method=dpo policy.beta=0.2``) lands on that member's own defaults."""
 
 
 def _over_default(f: dataclasses.Field, value: Any) -> Any:
     """A partial mapping for a nested config field lands on that field's own default instance, so
-    ``sampling.temperature=1.0`` keeps the other values a parent config chose for `sampling`."""
-    if isinstance(value, dict) and dataclasses.is_dataclass(f.default) and not isinstance(f.default, type):
-        return {**to_dict(f.default), **value}
+    ``sampling.temperature=1.0`` keeps the other values a parent config chose for `sampling`. For a
+    union of configs, the default of the member the mapping names (`VARIANTS`)."""
+    if not isinstance(value, dict):
+        return value
+    default = f.default
+    variants = f.metadata.get(VARIANTS)
+    if variants:
+        key = variant_key(tuple({type(v) for v in variants.values()}))
+        default = variants.get(value.get(key, getattr(default, key, None)), default) if key else default
+    if dataclasses.is_dataclass(default) and not isinstance(default, type):
+        return {**to_dict(default), **value}
     return value
 
 
@@ -166,10 +267,21 @@ def _construct(cls: type[C], values: dict[str, Any], prefix: str = "") -> C:
         raise ConfigError(f"missing required config value(s): {', '.join(prefix + m for m in missing)}")
     try:
         return cls(**kwargs)
-    except ConfigError:
-        raise
+    except ConfigError as e:
+        raise ConfigError(f"{prefix}{e}" if prefix and not str(e).startswith(prefix) else str(e)) from None
     except (TypeError, ValueError) as e:
-        raise ConfigError(f"{cls.__name__}: {e}") from e
+        raise ConfigError(f"{prefix or cls.__name__ + ': '}{e}") from e
+
+
+def complete(cls: type[C], partial: Any, **values: Any) -> C:
+    """A `cls` config from the fields of `partial` that `cls` has, with `values` on top.
+
+    How a stage of the loop becomes a trainer's config: it holds the trainer's settings (e.g. a
+    `PPOSettings`, every knob but the run's inputs and output) and the loop adds those.
+    """
+    names = {f.name for f in dataclasses.fields(cls) if f.init}  # type: ignore[arg-type]
+    kept = {f.name: getattr(partial, f.name) for f in dataclasses.fields(partial) if f.name in names}
+    return cls(**{**kept, **values})
 
 
 def parse_override(text: str) -> tuple[list[str], Any]:
@@ -256,27 +368,49 @@ FIELDS_EPILOG = "config fields (set with --config FILE.yaml or key=value):\n"
 """Heading of the field list that every config-driven command's --help ends with."""
 
 
-def format_fields(cls: type, prefix: str = "") -> str:
-    """Every field with its type, default and docstring: the body of ``--help``."""
-    docs = field_docs(cls)
-    hints = _hints(cls)
+def _default(f: dataclasses.Field, instance: Any) -> Any:
+    if instance is not None:
+        return getattr(instance, f.name)
+    if f.default is not dataclasses.MISSING:
+        return f.default
+    if f.default_factory is not dataclasses.MISSING:  # type: ignore[misc]
+        return f.default_factory()  # type: ignore[misc]
+    return dataclasses.MISSING
+
+
+def _config_union(tp: Any) -> tuple[type, ...]:
+    """The config classes of a union-of-configs type (empty for any other type)."""
+    if typing.get_origin(tp) not in (Union, types.UnionType):
+        return ()
+    options = tuple(a for a in typing.get_args(tp) if a is not type(None))
+    return options if variant_key(options) else ()
+
+
+def format_fields(cls: type, prefix: str = "", instance: Any = None) -> str:
+    """Every field with its type, default and docstring: the body of ``--help``.
+
+    `instance` (a nested config's default instance) supplies the defaults shown, so a section that a
+    parent config presets (the loop's ``reward.lr``) shows the value that applies, not its class's."""
+    docs, hints = field_docs(cls), _hints(cls)
     lines: list[str] = []
     for f in dataclasses.fields(cls):
-        tp = hints[f.name]
+        tp, default, doc = hints[f.name], _default(f, instance), docs.get(f.name, "")
         if _is_config(tp):
-            lines.append(f"  {prefix}{f.name}.*  ({tp.__name__}) {docs.get(f.name, '')}")
-            lines.append(format_fields(tp, prefix=f"{prefix}{f.name}."))
-            continue
-        if f.default is not dataclasses.MISSING:
-            default = repr(f.default)
-        elif f.default_factory is not dataclasses.MISSING:  # type: ignore[misc]
-            default = repr(f.default_factory())  # type: ignore[misc]
+            lines.append(f"  {prefix}{f.name}.*  ({tp.__name__}) {doc}")
+            lines.append(format_fields(tp, f"{prefix}{f.name}.", default))
+        elif options := _config_union(tp):
+            key = variant_key(options)
+            lines.append(f"  {prefix}{f.name}.*  (by {prefix}{f.name}.{key}) {doc}")
+            variants = f.metadata.get(VARIANTS, {})
+            for member in options:
+                tag = _literal_fields(member)[key][0]
+                lines.append(f"  -- {prefix}{f.name}.{key}={tag} --")
+                lines.append(format_fields(member, f"{prefix}{f.name}.", variants.get(tag)))
         else:
-            default = "required"
-        tname = getattr(tp, "__name__", None) or str(tp).replace("typing.", "")
-        lines.append(f"  {prefix}{f.name}: {tname} = {default}")
-        doc = docs.get(f.name, "")
-        lines.extend("      " + line for line in textwrap.wrap(doc, 90))
+            shown = "required" if default is dataclasses.MISSING else repr(default)
+            tname = getattr(tp, "__name__", None) or str(tp).replace("typing.", "")
+            lines.append(f"  {prefix}{f.name}: {tname} = {shown}")
+            lines.extend("      " + line for line in textwrap.wrap(doc, 90))
     return "\n".join(lines)
 
 

@@ -12,9 +12,10 @@ as in TRL. Notation below: ``d = (logp_c - ref_c) - (logp_r - ref_r)``, ``sigma`
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import NamedTuple
+from typing import Literal, NamedTuple, TypeVar
 
 import torch
 import torch.nn.functional as F
@@ -95,6 +96,15 @@ def _smoothed_sigmoid(logits: Tensor, label_smoothing: float) -> Tensor:
     return -(1.0 - label_smoothing) * F.logsigmoid(logits) - label_smoothing * F.logsigmoid(-logits)
 
 
+F_ = TypeVar("F_", bound=Callable[..., "DPOLossOutput"])
+
+
+def reference_free(fn: F_) -> F_:
+    """Mark a loss that never reads reference log-probs: training it needs no reference pass."""
+    fn.reference_free = True  # type: ignore[attr-defined]
+    return fn
+
+
 def _check_smoothing(label_smoothing: float, upper: float) -> None:
     if not 0.0 <= label_smoothing < upper:
         raise ValueError(f"label_smoothing must lie in [0, {upper}), got {label_smoothing}")
@@ -167,6 +177,7 @@ def ipo_loss(batch: PreferenceLogps, beta: float) -> DPOLossOutput:
     return DPOLossOutput(losses, *_reference_rewards(batch, beta))
 
 
+@reference_free
 def simpo_loss(
     batch: PreferenceLogps,
     beta: float,
@@ -194,6 +205,7 @@ def simpo_loss(
     return DPOLossOutput(losses, beta * avg_chosen.detach(), beta * avg_rejected.detach())
 
 
+@reference_free
 def orpo_loss(batch: PreferenceLogps, beta: float) -> DPOLossOutput:
     """ORPO (Hong et al. 2024, eqs. 6-7), reference-free; ``beta`` is the paper's lambda:
     ``nll_c - beta * log sigma(log_odds)``, with average log-probs ``a`` and
@@ -213,6 +225,9 @@ def orpo_loss(batch: PreferenceLogps, beta: float) -> DPOLossOutput:
     return DPOLossOutput(losses, beta * avg_chosen.detach(), beta * avg_rejected.detach())
 
 
+DPOLossName = Literal["sigmoid", "cdpo", "robust", "hinge", "ipo", "simpo", "orpo"]
+"""The keys of `DPO_LOSSES`, as a type for config fields."""
+
 DPO_LOSSES: dict[str, Callable[..., DPOLossOutput]] = {
     "sigmoid": sigmoid_loss,
     "cdpo": cdpo_loss,
@@ -222,10 +237,22 @@ DPO_LOSSES: dict[str, Callable[..., DPOLossOutput]] = {
     "simpo": simpo_loss,
     "orpo": orpo_loss,
 }
-"""Pairwise preference losses by name: ``fn(batch: PreferenceLogps, beta, **hyper) -> DPOLossOutput``."""
+"""Pairwise preference losses by name: ``fn(batch: PreferenceLogps, beta, **hyper) -> DPOLossOutput``.
+A variant's own hyper-parameters are the keyword-only parameters of its function (with defaults);
+a function marked `reference_free` never reads reference log-probs."""
 
-REFERENCE_FREE_LOSSES: frozenset[str] = frozenset({"simpo", "orpo"})
-"""Names in :data:`DPO_LOSSES` that never read reference log-probs (no reference model needed)."""
+REFERENCE_FREE_LOSSES: frozenset[str] = frozenset(n for n, fn in DPO_LOSSES.items() if getattr(fn, "reference_free", False))
+"""Names in :data:`DPO_LOSSES` marked `reference_free` (no reference model needed)."""
+
+
+def loss_hyperparameters(name: str) -> frozenset[str]:
+    """The keyword-only hyper-parameters that ``DPO_LOSSES[name]`` accepts (read from its signature)."""
+    params = inspect.signature(DPO_LOSSES[name]).parameters.values()
+    return frozenset(p.name for p in params if p.kind is inspect.Parameter.KEYWORD_ONLY)
+
+
+LOSS_HYPERPARAMETERS: frozenset[str] = frozenset().union(*(loss_hyperparameters(n) for n in DPO_LOSSES))
+"""Every hyper-parameter some loss of :data:`DPO_LOSSES` accepts: a DPO config has one field for each."""
 
 
 class RankingDPOLossOutput(NamedTuple):

@@ -18,7 +18,7 @@ from __future__ import annotations
 import math
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any, Literal, Protocol
 
 import torch
 from torch import Tensor
@@ -43,6 +43,9 @@ def kl_k3(logp: Tensor, ref_logp: Tensor) -> Tensor:
     log_ratio = ref_logp - logp
     return torch.expm1(log_ratio) - log_ratio
 
+
+KLEstimatorName = Literal["k1", "k2", "k3"]
+"""The keys of `KL_ESTIMATORS`, as a type for config fields."""
 
 KL_ESTIMATORS: dict[str, Callable[[Tensor, Tensor], Tensor]] = {
     "k1": kl_k1,
@@ -238,6 +241,9 @@ def _make_pi(*, init_beta: float, target: float, horizon: int, **extra: Any) -> 
     return PIKLController(init_beta=init_beta, target=target, horizon=horizon, **gains)
 
 
+KLControllerName = Literal["fixed", "adaptive", "pi"]
+"""The keys of `KL_CONTROLLERS`, as a type for config fields."""
+
 KL_CONTROLLERS: dict[str, Callable[..., KLController]] = {
     "fixed": _make_fixed,
     "adaptive": _make_adaptive,
@@ -256,3 +262,50 @@ def make_kl_controller(kind: str, **kwargs: Any) -> KLController:
     except KeyError:
         raise ValueError(f"unknown KL controller {kind!r}; choose from {sorted(KL_CONTROLLERS)}") from None
     return builder(**kwargs)
+
+
+@dataclass(frozen=True)
+class KLControlSettings:
+    """The KL coefficient beta and its controller, as config fields: a base of the config of every
+    trainer that puts ``-beta * KL(policy || reference)`` in its reward (PPO). The fields stay flat
+    (``kl_target: 3.0`` in a YAML file); the checks here are the only ones a config makes of them."""
+
+    kl_controller: KLControllerName = "adaptive"
+    """'adaptive' (beta steers the KL towards kl_target, Ziegler et al. 2019), 'pi' (the same, plus a
+    proportional term and a bounded integrator, which keep a short run from overshooting the target) or
+    'fixed' (beta = init_kl_coef)."""
+    init_kl_coef: float = 0.05
+    """Initial KL coefficient beta (0 with kl_controller=fixed: no KL penalty at all)."""
+    kl_target: float = 6.0
+    """Target KL per response, in nats, of the adaptive and pi controllers."""
+    kl_horizon: int = 10000
+    """Samples over which the adaptive (or pi) controller's integral applies a full correction."""
+    kl_kp: float = 1.0
+    """Proportional gain of the 'pi' controller: a KL of twice the target multiplies beta by exp(kl_kp) at once."""
+    min_kl_coef: float = 1e-3
+    """Lower bound of beta for the 'pi' controller (also bounds its integrator: anti-windup)."""
+    max_kl_coef: float = 10.0
+    """Upper bound of beta for the 'pi' controller."""
+
+    def __post_init__(self) -> None:
+        parent = getattr(super(), "__post_init__", None)  # cooperative: a config may mix this in
+        if parent is not None:
+            parent()
+        checks = (
+            (self.init_kl_coef >= 0, "init_kl_coef must be >= 0"),
+            (self.kl_controller == "fixed" or self.init_kl_coef > 0,
+             f"the {self.kl_controller} controller needs init_kl_coef > 0 (or use kl_controller=fixed)"),
+            (self.kl_kp >= 0, f"kl_kp must be >= 0, got {self.kl_kp}"),
+            (self.kl_controller != "pi" or 0 < self.min_kl_coef <= self.init_kl_coef <= self.max_kl_coef,
+             "the pi controller needs 0 < min_kl_coef <= init_kl_coef <= max_kl_coef"),
+            (self.kl_target > 0 and self.kl_horizon > 0, "kl_target and kl_horizon must be positive"),
+        )
+        for ok, message in checks:
+            if not ok:
+                raise ValueError(message)
+
+    def make_kl_controller(self) -> KLController:
+        """A fresh controller with these settings."""
+        return make_kl_controller(self.kl_controller, init_beta=self.init_kl_coef, target=self.kl_target,
+                                  horizon=self.kl_horizon, kp=self.kl_kp, min_beta=self.min_kl_coef,
+                                  max_beta=self.max_kl_coef)

@@ -16,6 +16,7 @@ Calling conventions by table:
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import Literal
 
 import torch
 import torch.nn.functional as F
@@ -179,6 +180,9 @@ def reward_centering(r_chosen: Tensor, r_rejected: Tensor | None = None, coef: f
     return coef * torch.mean(total**2)
 
 
+PairwiseLossName = Literal["bradley_terry", "ties_half", "davidson"]
+"""The keys of `PAIRWISE_LOSSES`, as a type for config fields."""
+
 PAIRWISE_LOSSES: dict[str, Callable[..., Tensor]] = {
     "bradley_terry": bradley_terry,
     "ties_half": bradley_terry_ties,
@@ -186,11 +190,17 @@ PAIRWISE_LOSSES: dict[str, Callable[..., Tensor]] = {
 }
 """Pairwise losses by name (see the module docstring for their arguments)."""
 
+RankingLossName = Literal["all_pairs", "plackett_luce"]
+"""The keys of `RANKING_LOSSES`, as a type for config fields."""
+
 RANKING_LOSSES: dict[str, Callable[[Tensor, Tensor | None], Tensor]] = {
     "plackett_luce": plackett_luce,
     "all_pairs": all_pairs_bradley_terry,
 }
 """K-way ranking losses by name: ``fn(scores (B, K), mask (B, K) | None) -> (B,)``."""
+
+RatingLossName = Literal["regression", "ordinal"]
+"""The keys of `RATING_LOSSES`, as a type for config fields."""
 
 RATING_LOSSES: dict[str, Callable[..., Tensor]] = {
     "regression": rating_regression,

@@ -25,7 +25,7 @@ import contextlib
 import copy
 import logging
 from collections.abc import Callable, Iterator
-from typing import NamedTuple
+from typing import Literal, NamedTuple
 
 import torch
 from torch import Tensor, nn
@@ -187,6 +187,9 @@ def _build_full(model: nn.Module, value_head: ValueHead, *, value_trunk_grad: bo
     model.requires_grad_(True)
     return ActorCritic(model, value_head, "full", value_trunk_grad=value_trunk_grad, reference_model=reference)
 
+
+PolicyMode = Literal["lora", "top_layers", "full"]
+"""The keys of `POLICY_MODES`, as a type for config fields."""
 
 POLICY_MODES: dict[str, Callable[..., ActorCritic]] = {
     "lora": _build_lora,

@@ -25,7 +25,7 @@ import math
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
-from typing import NamedTuple
+from typing import Literal, NamedTuple
 
 import torch
 from safetensors.torch import load_file, save_file
@@ -159,6 +159,9 @@ def mean_tokens(hidden: Tensor, attention_mask: Tensor) -> Tensor:
     weights = attention_mask.to(hidden.dtype).unsqueeze(-1)  # (B, T, 1)
     return (hidden * weights).sum(dim=1) / weights.sum(dim=1).clamp_min(1.0)
 
+
+Pooling = Literal["last", "mean"]
+"""The keys of `POOLINGS`, as a type for config fields."""
 
 POOLINGS: dict[str, Callable[[Tensor, Tensor], Tensor]] = {"last": last_token, "mean": mean_tokens}
 """Pooling name -> ``fn(hidden (B, T, H), attention_mask (B, T)) -> (B, H)``.

@@ -14,6 +14,7 @@ from __future__ import annotations
 import json
 from collections.abc import Callable
 from pathlib import Path
+from typing import Literal
 
 import torch
 from safetensors.torch import load_file
@@ -68,6 +69,9 @@ def value_head_from_reward(hidden_size: int, source: str) -> ValueHead:
         head.bias.copy_((gain * bias + shift).mean())
     return head
 
+
+ValueInit = Literal["zero", "reward"]
+"""The keys of `VALUE_INITS`, as a type for config fields."""
 
 VALUE_INITS: dict[str, Callable[[int, str], ValueHead]] = {
     "zero": zero_value_head,
