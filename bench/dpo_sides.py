@@ -68,7 +68,7 @@ def _rlhfkit_config(spec: dict[str, Any], out: Path, **values: Any) -> Any:
 
 def rlhfkit_train(spec: dict[str, Any]) -> dict[str, Any]:
     """rlhfkit.train.dpo.dpo, timed through its own Throughput counter (one add() per step)."""
-    from rlhfkit.train import dpo as dpo_module
+    from rlhfkit.train.dpo import trainer as dpo_module
 
     recorder = StepRecorder()
     ref_s: list[float] = []
@@ -189,9 +189,9 @@ def rlhfkit_losses(spec: dict[str, Any]) -> dict[str, Any]:
 
     from rlhfkit.data.loaders import load_records
     from rlhfkit.models.loading import load_model
-    from rlhfkit.train.dpo import RANKING_MODES
-    from rlhfkit.train.preference_batches import LAYOUTS, compute_reference_logps, encode_group, record_texts
-    from rlhfkit.train.preference_batches import response_logps
+    from rlhfkit.train.dpo.terms import RANKING_MODES
+    from rlhfkit.train.dpo.batches import LAYOUTS, compute_reference_logps, encode_group, record_texts
+    from rlhfkit.train.dpo.batches import response_logps
 
     base = load_model(spec["model_dir"], dtype="fp32")
     texts, _ = record_texts(load_records(spec["train_file"], "pairs").records)

@@ -116,7 +116,7 @@ def prepare_data(args: argparse.Namespace, model_dir: Path, work: Path, steps: i
     from rlhfkit.data.chat import render_prompt
     from rlhfkit.data.loaders import load_records, split_records, write_jsonl
     from rlhfkit.models.loading import load_tokenizer
-    from rlhfkit.train.preference_batches import encode_group
+    from rlhfkit.train.dpo.batches import encode_group
 
     loaded = load_records(args.data, "pairs", skip_invalid=True)
     tok = load_tokenizer(model_dir)

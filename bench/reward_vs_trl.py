@@ -219,8 +219,8 @@ def bt_check_batch(spec: dict[str, Any]) -> dict[str, Any]:
     import torch
 
     from rlhfkit.models.reward import build_reward_model
-    from rlhfkit.train.reward_data import RewardData, RewardExample, collate
-    from rlhfkit.train.reward_objective import LossParams, ObjectiveSpec, objective
+    from rlhfkit.train.reward.data import RewardData, RewardExample, collate
+    from rlhfkit.train.reward.objective import LossParams, ObjectiveSpec, objective
 
     model = build_reward_model(spec["model_dir"], max_length=spec["max_length"], seed=spec["seed"])
     rows = _rows(spec["train_ids"])[:8]

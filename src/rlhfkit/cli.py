@@ -43,7 +43,7 @@ COMMANDS = [
     Command("generate", "sample n responses per prompt into a JSONL file", "rlhfkit.rollout.candidates:generate",
             "rlhfkit.rollout.candidates:GenerateConfig", ("model", "prompts", "output"), ("prompts", "output")),
     Command("ppo", "PPO with a KL penalty against a reward model, function or URL", "rlhfkit.train.ppo:ppo",
-            "rlhfkit.train.ppo_config:PPOConfig", ("policy", "reward", "prompts", "output"), ("reward", "prompts", "output")),
+            "rlhfkit.train.ppo:PPOConfig", ("policy", "reward", "prompts", "output"), ("reward", "prompts", "output")),
     Command("dpo", "DPO and its variants (ipo, cdpo, robust, hinge, simpo, orpo) on preference pairs",
             "rlhfkit.train.dpo:dpo", "rlhfkit.train.dpo:DPOConfig", ("model", "data", "output"), ("data", "output")),
 ]

@@ -408,7 +408,8 @@ def format_fields(cls: type, prefix: str = "", instance: Any = None) -> str:
                 lines.append(format_fields(member, f"{prefix}{f.name}.", variants.get(tag)))
         else:
             shown = "required" if default is dataclasses.MISSING else repr(default)
-            tname = getattr(tp, "__name__", None) or str(tp).replace("typing.", "")
+            options = _literal_fields(cls).get(f.name)
+            tname = "|".join(map(str, options)) if options else getattr(tp, "__name__", None) or str(tp).replace("typing.", "")
             lines.append(f"  {prefix}{f.name}: {tname} = {shown}")
             lines.extend("      " + line for line in textwrap.wrap(doc, 90))
     return "\n".join(lines)

@@ -19,7 +19,7 @@ CONFIG_CLASSES = {
     "sft": "rlhfkit.train.sft:SFTConfig",
     "reward": "rlhfkit.train.reward:RewardConfig",
     "dpo": "rlhfkit.train.dpo:DPOConfig",
-    "ppo": "rlhfkit.train.ppo_config:PPOConfig",
+    "ppo": "rlhfkit.train.ppo:PPOConfig",
     "loop": "rlhfkit.loop.config:LoopConfig",
     "generate": "rlhfkit.rollout.candidates:GenerateConfig",
 }

@@ -18,9 +18,9 @@ def _build(*overrides: str) -> LoopConfig:
 
 
 def test_defaults_and_nested_overrides() -> None:
-    cfg = _build("feedback.panel.members=4", "policy.sampling.max_new_tokens=8", "reward.overrides=[pairwise_loss=ties_half]")
+    cfg = _build("feedback.panel.members=4", "policy.sampling.max_new_tokens=8", "reward.pairwise_loss=ties_half")
     assert cfg.feedback.panel.members == 4 and cfg.policy.sampling.max_new_tokens == 8
-    assert cfg.reward.overrides == ("pairwise_loss=ties_half",)
+    assert cfg.reward.pairwise_loss == "ties_half"
     assert cfg.db_url().endswith("/tmp/rlhfkit-loop-cfg/feedback.db")
 
 
@@ -63,7 +63,7 @@ def test_trainer_configs_follow_the_loop(tmp_path: Path) -> None:
     from rlhfkit.loop.training import dpo_config, ppo_config, reward_config
 
     cfg = build_config(LoopConfig, values={**BASE, "output": str(tmp_path)},
-                       overrides=["policy.max_steps=7", "policy.overrides=[lora.r=4]", "reward.n_heads=2"])
+                       overrides=["policy.max_steps=7", "policy.lora.r=4", "reward.n_heads=2"])
     rm = reward_config(cfg, tmp_path / "r", "policy-dir")
     assert rm.data == (f"{cfg.db_url()}#loop",) and rm.kind == "rankings" and rm.n_heads == 2
     assert rm.model == str(tmp_path.resolve() / "reward-trunk-15") and rm.normalize_policy == "policy-dir"
@@ -71,6 +71,7 @@ def test_trainer_configs_follow_the_loop(tmp_path: Path) -> None:
     ppo = ppo_config(cfg, tmp_path / "p", "policy-dir", tmp_path / "r", "train.jsonl")
     assert ppo.max_steps == 7 and ppo.lora.r == 4 and ppo.policy == "policy-dir" and ppo.reward == str(tmp_path / "r")
     assert ppo.samples_per_log == ppo.rollout_batch_size  # every rollout logged: gold at every step
+    cfg = build_config(LoopConfig, values={**BASE, "output": str(tmp_path)}, overrides=["policy.method=dpo"])
     dpo = dpo_config(cfg, tmp_path / "d", "policy-dir", tmp_path / "r", "train.jsonl")
     assert dpo.data == f"{cfg.db_url()}#loop" and dpo.kind == "pairs" and dpo.model == "policy-dir"
 

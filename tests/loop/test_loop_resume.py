@@ -28,7 +28,8 @@ run_loop(build_config(LoopConfig, values={"output": sys.argv[1], "policy_model":
 
 TINY = ["candidates.prompts_per_round=8", "candidates.sampling.max_new_tokens=12", "policy.max_steps=9",
         "policy.rollout_batch_size=8", "policy.batch_size=8", "policy.sampling.max_new_tokens=12",
-        "reward.max_steps=10", "reward.normalize_prompts=4", "eval.samples_per_prompt=1", "progress=false"]
+        "reward.max_steps=10", "reward.normalize_prompts=4", "eval.samples_per_prompt=1",
+        "eval.sampling.max_new_tokens=12", "progress=false"]
 
 
 def _start(out: Path) -> subprocess.Popen:

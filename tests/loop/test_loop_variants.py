@@ -17,10 +17,11 @@ from rlhfkit.loop.loop import run_loop
 
 pytestmark = pytest.mark.slow
 
-TINY = ["candidates.prompts_per_round=4", "candidates.sampling.max_new_tokens=10", "policy.max_steps=2",
-        "policy.rollout_batch_size=8", "policy.batch_size=8", "policy.sampling.max_new_tokens=10",
-        "reward.max_steps=5", "reward.normalize_prompts=4", "eval.samples_per_prompt=1", "progress=false",
-        "feedback.gold_items=0"]
+TINY = ["candidates.prompts_per_round=4", "candidates.sampling.max_new_tokens=10",
+        "reward.max_steps=5", "reward.normalize_prompts=4", "eval.samples_per_prompt=1",
+        "eval.sampling.max_new_tokens=10", "progress=false", "feedback.gold_items=0"]
+TINY_PPO = ["policy.max_steps=2", "policy.rollout_batch_size=8", "policy.batch_size=8",
+            "policy.sampling.max_new_tokens=10"]
 
 
 def _free_port() -> int:
@@ -29,9 +30,9 @@ def _free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def _config(out: Path, *overrides: str) -> LoopConfig:
+def _config(out: Path, *overrides: str, policy: list[str] = TINY_PPO) -> LoopConfig:
     values = {"output": str(out), "policy_model": "tiny", "prompts": str(fixture_path("sentiment_prompts.jsonl"))}
-    return build_config(LoopConfig, values=values, overrides=[*TINY, *overrides])
+    return build_config(LoopConfig, values=values, overrides=[*TINY, *policy, *overrides])
 
 
 def _person(url: str, db: str, project: str, stop: threading.Event, answered: list[int]) -> None:
@@ -104,8 +105,8 @@ def test_panel_and_people_share_items_through_the_served_app(tmp_path: Path) -> 
 
 
 def test_dpo_loop_two_rounds(tmp_path: Path) -> None:
-    out = run_loop(_config(tmp_path / "dpo", "policy.method=dpo", "rounds=2", "policy.max_steps=3",
-                           "policy.batch_size=4", "policy.overrides=[kl_prompts=2]"))
+    out = run_loop(_config(tmp_path / "dpo", "rounds=2", policy=["policy.method=dpo", "policy.max_steps=3",
+                                                                 "policy.batch_size=4", "policy.kl_prompts=2"]))
     evaluation = json.loads((out / "eval.json").read_text())
     assert [r["round"] for r in evaluation["rounds"]] == [0, 1, 2]
     # DPO has no PPO rollouts: the hacking points are the per-round evaluations.

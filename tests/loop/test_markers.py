@@ -2,10 +2,15 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
-from rlhfkit.loop.markers import PlannedStage, StageProgress, is_done, mark_done, read_marker, write_json_atomic
+from rlhfkit.loop.markers import (
+    PlannedStage,
+    StageProgress,
+    is_done,
+    mark_done,
+    read_marker,
+)
 
 
 def test_marker_roundtrip_and_no_temporary_leftovers(tmp_path: Path) -> None:
@@ -15,14 +20,6 @@ def test_marker_roundtrip_and_no_temporary_leftovers(tmp_path: Path) -> None:
     info = read_marker(tmp_path, "reward")
     assert info["path"] == "/x" and info["stage"] == "reward" and info["finished_at"] > 0
     assert [p.name for p in (tmp_path / "stages").iterdir()] == ["reward.done"]
-
-
-def test_write_json_atomic_replaces_whole_file(tmp_path: Path) -> None:
-    path = tmp_path / "a" / "x.json"
-    write_json_atomic(path, {"v": 1})
-    write_json_atomic(path, {"v": [2, 3]})
-    assert json.loads(path.read_text()) == {"v": [2, 3]}
-    assert sorted(p.name for p in path.parent.iterdir()) == ["x.json"]
 
 
 def test_done_stages_are_skipped_and_run_stages_marked(tmp_path: Path) -> None:

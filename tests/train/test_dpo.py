@@ -9,15 +9,23 @@ from pathlib import Path
 import pytest
 import torch
 
-from rlhfkit.algorithms.dpo_losses import DPO_LOSSES, PreferenceLogps
+from rlhfkit.algorithms.dpo_losses import (
+    DPO_LOSSES,
+    PreferenceLogps,
+    loss_hyperparameters,
+)
 from rlhfkit.config import ConfigError, build_config
 from rlhfkit.data.fixtures import fixture_path
 from rlhfkit.models.tiny import byte_tokenizer, tiny_model
-from rlhfkit.train import dpo as dpo_module
-from rlhfkit.train.dpo import RANKING_MODES, DPOConfig, dpo, loss_hyperparameters, pairwise_terms
-from rlhfkit.train.dpo import plackett_luce_terms
-from rlhfkit.train.preference_batches import LAYOUTS, encode_group, record_texts
-from rlhfkit.train.preference_batches import response_logps
+from rlhfkit.train.dpo import DPOConfig, dpo
+from rlhfkit.train.dpo import trainer as dpo_module
+from rlhfkit.train.dpo.batches import (
+    LAYOUTS,
+    encode_group,
+    record_texts,
+    response_logps,
+)
+from rlhfkit.train.dpo.terms import RANKING_MODES, pairwise_terms, plackett_luce_terms
 
 FAST = {"model": "tiny", "progress": False, "kl_max_new_tokens": 8, "kl_prompts": 4, "warmup_steps": 0}
 

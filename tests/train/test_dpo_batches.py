@@ -10,7 +10,7 @@ import torch
 
 from rlhfkit.data.records import Comparison, Ranking
 from rlhfkit.models.tiny import byte_tokenizer, tiny_model
-from rlhfkit.train.preference_batches import (
+from rlhfkit.train.dpo.batches import (
     LAYOUTS,
     PreferenceGroup,
     compute_reference_logps,

@@ -6,7 +6,8 @@ from pathlib import Path
 
 import torch
 
-from rlhfkit.train.run import TrainConfig, make_optimizer
+from rlhfkit.train.config import TrainConfig
+from rlhfkit.train.optim import make_optimizer
 
 
 def _cfg(**kw: float) -> TrainConfig:

@@ -16,7 +16,9 @@ import torch
 
 from rlhfkit.config import ConfigError, build_config
 from rlhfkit.data.fixtures import fixture_path
-from rlhfkit.train.ppo import PPOConfig, collect_rollout, generate, ppo, ppo_update
+from rlhfkit.train.ppo import PPOConfig, ppo
+from rlhfkit.train.ppo.trainer import collect, generate
+from rlhfkit.train.ppo.update import ppo_update
 
 REWARDS = '''
 import math
@@ -90,11 +92,11 @@ def test_config_validation() -> None:
 
 @pytest.mark.parametrize("mode", ["lora", "top_layers", "full"])
 def test_updates_leave_the_reference_unchanged(mode: str, rewards: Path, tmp_path: Path) -> None:
+    from rlhfkit.models.actor_critic import build_actor_critic
     from rlhfkit.models.loading import load_model
     from rlhfkit.models.value import ValueHead
     from rlhfkit.train.engine import Engine
-    from rlhfkit.models.actor_critic import build_actor_critic
-    from rlhfkit.train.run import make_optimizer
+    from rlhfkit.train.optim import make_optimizer
 
     cfg = _config(tmp_path, f"python:{rewards}:count_e", f"policy_mode={mode}", "train_layers=1", "lr=1e-2")
     engine = Engine("fp32", 0)
@@ -109,7 +111,7 @@ def test_updates_leave_the_reference_unchanged(mode: str, rewards: Path, tmp_pat
     before = ac.reference_logps(ids, mask, start, temperature=0.7)
     policy_before = ac(ids, mask, start, temperature=0.7).logps.detach()
     raw = torch.linspace(-1.0, 1.0, len(prompts))  # distinct scores, so that the advantages are not all 0
-    rollout, _ = collect_rollout(ac, samples, raw, raw, 0.05, cfg, engine)
+    rollout, _ = collect(ac, samples, raw, raw, 0.05, cfg, engine)
     # The first minibatch's ratio is 1: the update recomputes exactly the rollout's log-probs.
     first = rollout.select(torch.arange(4))
     torch.testing.assert_close(ac(first.input_ids, first.attention_mask, first.response_start, temperature=0.7).logps,
@@ -123,11 +125,11 @@ def test_updates_leave_the_reference_unchanged(mode: str, rewards: Path, tmp_pat
 def test_a_cached_frozen_trunk_changes_no_number_of_the_rollout_or_the_update(mode: str, rewards: Path,
                                                                              tmp_path: Path) -> None:
     """The same rollout and PPO update with and without running the frozen bottom block once per rollout."""
+    from rlhfkit.models.actor_critic import build_actor_critic
     from rlhfkit.models.loading import load_model
     from rlhfkit.models.value import ValueHead
     from rlhfkit.train.engine import Engine
-    from rlhfkit.models.actor_critic import build_actor_critic
-    from rlhfkit.train.run import make_optimizer
+    from rlhfkit.train.optim import make_optimizer
 
     engine = Engine("fp32", 0)
     prompts = ["Review the film Paper Moon.", "Say something kind."] * 4
@@ -143,7 +145,7 @@ def test_a_cached_frozen_trunk_changes_no_number_of_the_rollout_or_the_update(mo
         assert ac.frozen_blocks == (1 if cache else 0)
         optimizer, _ = make_optimizer([p for p in ac.parameters() if p.requires_grad], cfg)
         samples = generate(ac, loaded.tokenizer, prompts, cfg, 1, engine)
-        rollout, _ = collect_rollout(ac, samples, raw, raw, 0.05, cfg, engine)
+        rollout, _ = collect(ac, samples, raw, raw, 0.05, cfg, engine)
         assert (rollout.trunk is not None) == cache
         stats = ppo_update(ac, optimizer, rollout, cfg, 1, engine, tmp_path)
         results.append((rollout, stats, [p.detach().clone() for p in ac.parameters() if p.requires_grad]))

@@ -13,7 +13,7 @@ from rlhfkit.config import field_docs
 from rlhfkit.data.errors import DataError
 from rlhfkit.data.fixtures import fixture_path
 from rlhfkit.train.reward import RewardConfig
-from rlhfkit.train.reward_data import load_reward_records
+from rlhfkit.train.reward.data import load_reward_records
 
 
 def cli(argv: list[str]) -> int:

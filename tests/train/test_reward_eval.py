@@ -10,8 +10,13 @@ import torch
 
 from rlhfkit.data.errors import DataError
 from rlhfkit.models.reward import build_reward_model
-from rlhfkit.train.reward_data import RewardData, RewardExample
-from rlhfkit.train.reward_eval import eval_pairs, expected_calibration_error, pair_metrics, score_file
+from rlhfkit.train.reward.data import RewardData, RewardExample
+from rlhfkit.train.reward.evaluation import (
+    eval_pairs,
+    expected_calibration_error,
+    pair_metrics,
+    score_file,
+)
 
 
 def naive_ece(probs: list[float], n_bins: int = 10) -> float:

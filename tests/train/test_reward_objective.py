@@ -11,8 +11,13 @@ import torch
 import torch.nn.functional as F
 
 from rlhfkit.algorithms.reward_losses import ordinal_thresholds, plackett_luce
-from rlhfkit.train.reward_data import RewardData, RewardExample, bootstrap_weights, collate
-from rlhfkit.train.reward_objective import (
+from rlhfkit.train.reward.data import (
+    RewardData,
+    RewardExample,
+    bootstrap_weights,
+    collate,
+)
+from rlhfkit.train.reward.objective import (
     FeatureCache,
     LossParams,
     ObjectiveSpec,

@@ -6,7 +6,13 @@ import pytest
 import torch
 
 from rlhfkit.models.reward import build_reward_model
-from rlhfkit.train.reward_data import RewardData, RewardExample, collate, common_prefix, pack_rows
+from rlhfkit.train.reward.data import (
+    RewardData,
+    RewardExample,
+    collate,
+    common_prefix,
+    pack_rows,
+)
 
 PROMPT = [5, 9, 14, 3, 7, 21]
 

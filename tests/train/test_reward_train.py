@@ -15,7 +15,13 @@ from rlhfkit.config import build_config
 from rlhfkit.data.fixtures import fixture_path
 from rlhfkit.models.reward import RewardModel, load_reward_model
 from rlhfkit.models.tiny import tiny_model
-from rlhfkit.train.reward import RewardConfig, _drop_ties, _load_split, reference_samples, train_reward_model
+from rlhfkit.train.reward.trainer import (
+    RewardConfig,
+    _drop_ties,
+    _load_split,
+    reference_samples,
+    train_reward_model,
+)
 
 WORDS = "red blue green small large quick slow happy calm bright dark soft loud warm cold".split()
 

@@ -293,5 +293,5 @@ def write_report(run_dir: Path, *, title: str | None = None) -> Path:
     """Write ``run_dir/report.html`` and return its path."""
     html = render_report(Path(run_dir), title=title)
     out = Path(run_dir) / REPORT_NAME
-    out.write_text(html, encoding="utf-8")
+    write_text_atomic(out, html)
     return out

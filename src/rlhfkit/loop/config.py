@@ -1,37 +1,31 @@
 """`LoopConfig`: every knob of `rlhfkit loop` (and of the demo), documented and validated.
 
 The defaults are the demo's budget: the bundled SmolLM2-135M on two CPU cores, a positive-sentiment
-task judged by a simulated panel (see `rlhfkit.loop.demo` for the timings). Larger runs raise the
-sizes in a YAML file (``configs/loop_sentiment.yaml``). Each stage has a few typed knobs here; any
-other field of the underlying trainer's config is reachable through the stage's ``overrides``
-(``key=value`` strings applied on top, validated by that trainer's config class).
+task judged by a simulated panel (``bench/results/demo.md`` has the timings and the runs behind the
+defaults). Larger runs raise the sizes in a YAML file (``configs/loop_sentiment.yaml``).
+
+The training stages hold their trainer's own settings, typed: ``reward`` is a `RewardSettings`,
+``policy`` a `PPOSettings` or a `DPOSettings` (chosen by ``policy.method``), each preset here to the
+loop's defaults, so ``reward.pairwise_loss=ties_half`` or ``policy.lora.r=8`` is checked by the
+trainer's own config class. Each round completes them with its inputs and output
+(`rlhfkit.loop.training`).
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Literal
 
-from rlhfkit.config import require
-from rlhfkit.eval.hacking import SELECTION_KEYS
-from rlhfkit.models.reward import POOLINGS
+from rlhfkit.config import VARIANTS, Config, require
 from rlhfkit.rollout.generate import SamplingConfig
-
-FEEDBACK_SOURCES = ("panel", "app", "both")
-"""Who judges: the simulated panel, people in the app, or both (the panel fills part of each item)."""
-
-TASK_TYPES = ("pairwise", "ranking")
-"""Task types the loop creates: a pair (K = 2) or a K-way ranking of the candidates."""
-
-POLICY_METHODS = ("ppo", "dpo")
-"""How the policy is optimized each round."""
-
-TRANSPORTS = ("store", "rest")
-"""How the simulated panel reaches the app: in-process store calls, or the JSON API over HTTP."""
+from rlhfkit.train.dpo.config import DPOSettings
+from rlhfkit.train.ppo.config import PPOSettings
+from rlhfkit.train.reward.trainer import RewardSettings
 
 
 @dataclass(frozen=True)
-class PanelConfig:
+class PanelConfig(Config):
     """The simulated annotators (`rlhfkit.loop.annotators.make_panel`)."""
 
     members: int = 5
@@ -42,31 +36,31 @@ class PanelConfig:
     """Std of the members' length preferences (0: nobody cares about length)."""
     temperature: float = 0.1
     """Bradley-Terry noise of every member, in gold units (0 = always follows the gold)."""
-    transport: str = "store"
+    transport: Literal["store", "rest"] = "store"
     """'store' (in-process, like a script on the server) or 'rest' (the JSON API over HTTP; needs
     feedback.serve=true so that the app listens)."""
     seed: int = 0
     """Seeds the panel's composition and every judgment."""
 
     def __post_init__(self) -> None:
+        super().__post_init__()
         require(self.members >= 1, f"panel.members must be >= 1, got {self.members}")
         require(0.0 <= self.careless_share <= 1.0, "panel.careless_share must be in [0, 1]")
         require(self.bias_std >= 0 and self.temperature >= 0, "panel.bias_std and panel.temperature must be >= 0")
-        require(self.transport in TRANSPORTS, f"panel.transport must be one of {', '.join(TRANSPORTS)}")
         require(self.seed >= 0, "panel.seed must be >= 0")
 
 
 @dataclass(frozen=True)
-class FeedbackConfig:
+class FeedbackConfig(Config):
     """Where judgments come from and how the app's project is set up."""
 
-    source: str = "panel"
+    source: Literal["panel", "app", "both"] = "panel"
     """'panel' (simulated), 'app' (people; the loop waits for their judgments) or 'both'."""
     db: str = ""
     """Database URL of the feedback app ('' = sqlite:///OUTPUT/feedback.db). The loop's state lives here."""
     project: str = "loop"
     """Project holding every round's items; the reward model trains on its whole export."""
-    task_type: str = "ranking"
+    task_type: Literal["ranking", "pairwise"] = "ranking"
     """'ranking' (all K candidates ordered; K(K-1)/2 pairs per item) or 'pairwise' (needs K = 2)."""
     overlap: int = 3
     """Judgments per item, each from a different annotator."""
@@ -91,8 +85,7 @@ class FeedbackConfig:
     """The simulated panel (source panel or both)."""
 
     def __post_init__(self) -> None:
-        require(self.source in FEEDBACK_SOURCES, f"feedback.source must be one of {', '.join(FEEDBACK_SOURCES)}")
-        require(self.task_type in TASK_TYPES, f"feedback.task_type must be one of {', '.join(TASK_TYPES)}")
+        super().__post_init__()
         require(bool(self.project), "feedback.project must not be empty")
         require(1 <= self.overlap <= 100, f"feedback.overlap must be in [1, 100], got {self.overlap}")
         require(0 <= self.panel_judgments < max(2, self.overlap),
@@ -105,7 +98,7 @@ class FeedbackConfig:
 
 
 @dataclass(frozen=True)
-class CandidatesConfig:
+class CandidatesConfig(Config):
     """What the current policy writes for annotators each round."""
 
     per_prompt: int = 8
@@ -117,117 +110,81 @@ class CandidatesConfig:
     choices, but close enough that the reward model learns on the text PPO will produce."""
 
     def __post_init__(self) -> None:
+        super().__post_init__()
         require(self.per_prompt >= 2, f"candidates.per_prompt must be >= 2, got {self.per_prompt}")
         require(self.prompts_per_round >= 0, "candidates.prompts_per_round must be >= 0")
         require(self.sampling.temperature > 0, "candidates.sampling.temperature must be > 0 (greedy gives one candidate)")
 
 
 @dataclass(frozen=True)
-class RewardStageConfig:
-    """The reward model retrained each round on all feedback so far (`rlhfkit.train.reward`)."""
+class RewardStage(RewardSettings):
+    """The reward model retrained each round on all feedback so far (`rlhfkit.train.reward`); its
+    data, kind, seed and progress come from the loop."""
 
     model: str = ""
     """Trunk of the reward model ('' = the loop's initial policy, e.g. the SFT model)."""
-    max_steps: int = 300
-    """Optimizer steps (on cached features these cost milliseconds each)."""
-    lr: float = 3e-3
-    """Learning rate (of the heads only when the trunk is frozen)."""
-    batch_size: int = 16
-    """Judgments per step."""
-    n_heads: int = 3
-    """Ensemble heads on bootstrap resamples: their disagreement is a reward-hacking signal."""
     trunk_layers: int = 15
-    """Use only the bottom N transformer blocks of the trunk (0 = all). The last token's state in the middle
-    of a network is a better linear feature of what a text says than the top layer's, which is shaped to
-    predict the next token: on the demo's task a linear probe of the gold score reaches correlation 0.49 at
-    layer 15 of SmolLM2 against 0.38 at its last layer 30 (bench notes in rlhfkit.loop.demo); half the
-    layers also halve every reward-model forward pass."""
-    pooling: str = "mean"
-    """What the heads read: 'mean' (the mean state over the tokens) or 'last' (the final token's state). On
-    the frozen trunk the heads are linear probes, and the mean is the better one: on the demo's feedback
-    the reward model's scores of held-out samples correlate 0.64 with the gold score by 'mean' against 0.37
-    by 'last' (pairwise accuracy 0.75 against 0.62; rlhfkit.models.reward.POOLINGS)."""
-    freeze_layers: int = -1
-    """-1: frozen trunk with cached features (only the heads train, seconds on a CPU); N >= 0: train above layer N."""
-    max_length: int = 128
-    """Longest prompt + response in tokens."""
-    weight_decay: float = 0.01
-    """AdamW weight decay of the heads (a little regularization for few labels)."""
-    normalize_prompts: int = 16
-    """Prompts the current policy answers to normalize the reward (mean 0, std 1 on its samples)."""
-    overrides: tuple[str, ...] = ()
-    """Any other RewardConfig field as key=value (e.g. 'pairwise_loss=ties_half')."""
+    """Use only the bottom N transformer blocks of the trunk (0 = all). In the middle of a network the
+    last token's state is a better linear feature of what a text says than the top layer's, which is
+    shaped to predict the next token (on the demo's task: correlation 0.49 with the gold score at layer
+    15 of SmolLM2, 0.38 at layer 30; bench/results/demo.md); half the layers also halve every forward."""
 
     def __post_init__(self) -> None:
-        require(self.max_steps > 0 and self.lr > 0 and self.batch_size > 0, "reward.max_steps, lr, batch_size must be > 0")
-        require(self.n_heads >= 1 and self.freeze_layers >= -1, "reward.n_heads >= 1 and reward.freeze_layers >= -1")
+        super().__post_init__()
         require(self.trunk_layers >= 0, "reward.trunk_layers must be >= 0")
-        require(self.pooling in POOLINGS, f"reward.pooling must be one of {', '.join(POOLINGS)}, got {self.pooling!r}")
-        require(self.max_length >= 16 and self.normalize_prompts >= 2, "reward.max_length >= 16, normalize_prompts >= 2")
 
 
 @dataclass(frozen=True)
-class PolicyStageConfig:
-    """The policy update each round: PPO against the reward model, or DPO on the feedback pairs."""
+class PPOStage(PPOSettings):
+    """policy.method=ppo: PPO against the round's reward model, from the current policy (which is also
+    its KL reference). Every rollout is logged (samples_per_log = rollout_batch_size), so that the gold
+    score of what PPO sampled is known at every step: the proxy-vs-gold curve."""
 
-    method: str = "ppo"
-    """'ppo' (Ziegler et al. 2019 / InstructGPT) or 'dpo' (Rafailov et al. 2023, on the exported pairs)."""
-    max_steps: int = 20
-    """PPO steps (rollout + update) or DPO optimizer steps per round."""
-    lr: float = 5e-4
-    """Learning rate."""
-    batch_size: int = 8
-    """Samples per forward/backward pass."""
-    rollout_batch_size: int = 32
-    """PPO: prompts (= responses) per step. On a CPU, decoding reads every weight once per token whatever
-    the batch, so 20 steps of 32 sample the demo's 640 responses in 15% less time than 40 steps of 16, with
-    as many optimizer steps (4 minibatches of 8 per epoch) and no loss of gold win rate in one A/B run."""
-    ppo_epochs: int = 2
-    """PPO: passes over each rollout."""
-    policy_mode: str = "lora"
-    """PPO: 'lora', 'top_layers' or 'full' (see rlhfkit.models.actor_critic)."""
-    kl_controller: str = "pi"
-    """PPO: 'fixed' (beta = init_kl_coef throughout), 'adaptive' (beta steers the KL to kl_target, Ziegler
-    et al. 2019) or 'pi' (the same with a proportional term and a bounded integrator, so the KL stays near
-    its target in a short round instead of overshooting it; see rlhfkit.algorithms.kl)."""
-    init_kl_coef: float = 0.1
-    """PPO: KL coefficient beta (0 with kl_controller=fixed: no KL penalty at all)."""
-    kl_target: float = 3.5
-    """PPO with the adaptive or pi controller: target KL per response, in nats, on the training prompts.
-    The rollout KL swings around its target in a 20-step round (from 2 to 9 nats at a target of 5), so the
-    final policy's KL lands well off it: on the demo's held-out prompts, with one reward model, 4.1 for a
-    target of 3.5, 6.4 for 4.5 and 5.5 for 5. 3.5 keeps the demo under its ceiling of 6 nats."""
-    kl_horizon: int = 256
-    """PPO with the adaptive or pi controller: samples over which the integral closes the KL's error
-    (Ziegler et al. 2019 use 10,000 over a long run; a round is 20 steps x 32 samples, and with 'pi' the
-    proportional term does the fast part; 'adaptive' alone needs about 64 here)."""
-    min_kl_coef: float = 0.02
-    """PPO with the pi controller: the floor of beta and of its integrator (anti-windup)."""
-    ensemble_k: float = 0.0
-    """PPO: optimize mean - k * std of the reward ensemble (Coste et al. 2024); 0 = the mean."""
-    dpo_beta: float = 0.1
-    """DPO: beta."""
-    sampling: SamplingConfig = SamplingConfig(max_new_tokens=32, temperature=0.7, batch_size=32)
-    """Sampling of PPO rollouts and of every evaluation (KL is measured at this temperature)."""
-    overrides: tuple[str, ...] = ()
-    """Any other PPOConfig / DPOConfig field as key=value (e.g. 'lora.r=8', 'whiten_rewards=true')."""
-
-    def __post_init__(self) -> None:
-        require(self.method in POLICY_METHODS, f"policy.method must be one of {', '.join(POLICY_METHODS)}")
-        require(self.max_steps > 0 and self.lr > 0 and self.batch_size > 0, "policy.max_steps, lr, batch_size must be > 0")
-        require(self.rollout_batch_size > 0 and self.ppo_epochs > 0, "policy.rollout_batch_size and ppo_epochs must be > 0")
-        require(self.init_kl_coef >= 0 and self.kl_target > 0, "policy.init_kl_coef >= 0 and kl_target > 0")
-        require(self.kl_horizon > 0, "policy.kl_horizon must be > 0")
-        require(self.kl_controller != "pi" or 0 < self.min_kl_coef <= self.init_kl_coef,
-                "policy.kl_controller=pi needs 0 < min_kl_coef <= init_kl_coef")
-        require(self.kl_controller == "fixed" or self.init_kl_coef > 0,
-                f"policy.kl_controller={self.kl_controller} needs init_kl_coef > 0 (or use kl_controller=fixed)")
-        require(self.ensemble_k >= 0 and self.dpo_beta > 0, "policy.ensemble_k >= 0 and dpo_beta > 0")
-        require(self.sampling.temperature > 0, "policy.sampling.temperature must be > 0")
+    method: Literal["ppo"] = "ppo"
+    """How the policy is optimized each round: 'ppo' (Ziegler et al. 2019 / InstructGPT) or 'dpo'."""
 
 
 @dataclass(frozen=True)
-class EvalConfig:
+class DPOStage(DPOSettings):
+    """policy.method=dpo: DPO on every pair the project has exported so far (Rafailov et al. 2023)."""
+
+    method: Literal["dpo"] = "dpo"
+    """How the policy is optimized each round: 'ppo' or 'dpo' (Rafailov et al. 2023, on the exported pairs)."""
+
+
+LOOP_SAMPLING = SamplingConfig(max_new_tokens=32, temperature=0.7, batch_size=32)
+"""How the loop samples PPO rollouts, the reward model's normalization samples and every evaluation
+(the KL on held-out prompts is measured at this temperature)."""
+
+REWARD_STAGE = RewardStage(
+    max_steps=300, lr=3e-3, batch_size=16, n_heads=3, pooling="mean", freeze_layers=-1, max_length=128,
+    weight_decay=0.01, normalize_prompts=16, normalize_sampling=LOOP_SAMPLING, eval_fraction=0.1,
+    save_every=20, log_every=10, eval_every=0,
+)
+"""The loop's reward model: heads only (a frozen trunk with cached features, seconds on a CPU) on mean-
+pooled features, three bootstrap heads whose disagreement is a reward-hacking signal, a checkpoint every
+20 steps. Mean pooling: on the demo's feedback the scores of held-out samples correlate 0.64 with the
+gold score against 0.37 for the last token's state (bench/results/demo.md)."""
+
+PPO_STAGE = PPOStage(
+    max_steps=20, lr=5e-4, batch_size=8, grad_accum=1, rollout_batch_size=32, ppo_epochs=2,
+    kl_controller="pi", init_kl_coef=0.1, kl_target=3.5, kl_horizon=256, min_kl_coef=0.02,
+    sampling=LOOP_SAMPLING, samples_per_log=32, log_every=1, save_every=4, warmup_steps=0, schedule="constant",
+)
+"""The loop's PPO: 20 steps of 32 rollouts (on a CPU, decoding reads every weight once per token whatever
+the batch, so 20 x 32 samples the 640 responses 15% faster than 40 x 16), two epochs, and the PI KL
+controller, which keeps the KL near its 3.5-nat target within a short round (kl_horizon 256 samples;
+the numbers behind these choices are in bench/results/demo.md)."""
+
+DPO_STAGE = DPOStage(
+    max_steps=20, lr=5e-4, batch_size=8, beta=0.1, max_length=160, max_prompt_length=128,
+    kl_max_new_tokens=LOOP_SAMPLING.max_new_tokens, eval_fraction=0.1, log_every=1, save_every=4, warmup_steps=0,
+)
+"""The loop's DPO: as many steps as PPO, on prompts and responses as long as the reward model reads."""
+
+
+@dataclass(frozen=True)
+class EvalConfig(Config):
     """Evaluation after every round, on held-out prompts, against the round-0 policy."""
 
     prompts: str = ""
@@ -236,7 +193,7 @@ class EvalConfig:
     """Share of the prompts held out for evaluation when `prompts` is empty."""
     samples_per_prompt: int = 4
     """Responses per held-out prompt and policy (comparisons = prompts x this)."""
-    select_by: str = "auto"
+    select_by: Literal["auto", "gold", "conservative_proxy", "proxy"] = "auto"
     """Best checkpoint by 'gold', 'conservative_proxy' (mean - k * ensemble std), 'proxy', or 'auto'."""
     conservative_k: float = 1.0
     """k of the conservative proxy."""
@@ -252,19 +209,20 @@ class EvalConfig:
     """Bootstrap resamples of the leaderboard's confidence intervals."""
     examples: int = 8
     """Held-out prompts shown before/after in the report."""
+    sampling: SamplingConfig = LOOP_SAMPLING
+    """How each policy samples the held-out prompts (the KL to the initial policy is measured on these)."""
 
     def __post_init__(self) -> None:
+        super().__post_init__()
         require(0.0 < self.fraction < 1.0, "eval.fraction must be in (0, 1)")
         require(self.samples_per_prompt >= 1, "eval.samples_per_prompt must be >= 1")
-        require(self.select_by == "auto" or self.select_by in SELECTION_KEYS,
-                f"eval.select_by must be auto or one of {', '.join(SELECTION_KEYS)}")
         require(self.conservative_k >= 0 and self.window >= 1, "eval.conservative_k >= 0 and eval.window >= 1")
         require(self.tolerance >= 0 and self.std_tolerance >= 0, "eval.tolerance and std_tolerance must be >= 0")
         require(self.bootstrap >= 1 and self.examples >= 0, "eval.bootstrap >= 1 and eval.examples >= 0")
 
 
 @dataclass(frozen=True)
-class LoopSettings:
+class LoopSettings(Config):
     """Every setting of the loop except where it runs and on what (see `LoopConfig`)."""
 
     rounds: int = 1
@@ -280,14 +238,17 @@ class LoopSettings:
     """Who judges and how the app's project is set up."""
     candidates: CandidatesConfig = CandidatesConfig()
     """Candidates for annotators."""
-    reward: RewardStageConfig = RewardStageConfig()
-    """The reward model."""
-    policy: PolicyStageConfig = PolicyStageConfig()
-    """The policy update."""
+    reward: RewardStage = REWARD_STAGE
+    """The reward model: any `RewardSettings` field (reward.lr, reward.pairwise_loss ...), plus model and
+    trunk_layers."""
+    policy: PPOStage | DPOStage = field(default=PPO_STAGE, metadata={VARIANTS: {"ppo": PPO_STAGE, "dpo": DPO_STAGE}})
+    """The policy update: policy.method=ppo (any `PPOSettings` field: policy.kl_target, policy.lora.r ...) or
+    policy.method=dpo (any `DPOSettings` field: policy.beta, policy.loss ...)."""
     eval: EvalConfig = EvalConfig()
     """Evaluation and reward-hacking detection."""
 
     def __post_init__(self) -> None:
+        super().__post_init__()
         require(1 <= self.rounds <= 100, f"rounds must be in [1, 100], got {self.rounds}")
         require(self.seed >= 0, "seed must be >= 0")
         require(bool(self.gold) or self.feedback.source == "app", "a simulated panel judges by a gold scorer: set gold")

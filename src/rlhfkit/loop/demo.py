@@ -21,40 +21,7 @@ Pipeline (each stage resumable; `rlhfkit.loop.loop` for the rounds):
 7. evaluation on held-out prompts: gold win rate against SFT with a 95% interval, KL to SFT, proxy
    vs gold, ensemble disagreement, drift, leaderboard, annotator agreement; then the report.
 
-Measured wall time per stage of `rlhfkit demo` with these defaults (2 cores of an AMD EPYC with AVX2
-only, where bf16 matmul is slower than fp32, so dtype=auto computes in fp32; 2026-12-06, 12.7 min in
-all; on an EPYC whose bf16 runs 4.6x its fp32 an earlier configuration took 7.7 min):
-
-    stage                                  seconds
-    -------------------------------------  -------
-    SFT (8 LoRA steps)                        21
-    round 0: evaluate the SFT policy          19
-    candidates (48 prompts x 8)              102
-    feedback (panel, through the store)        1
-    reward model (3 heads, cached features)   33
-    PPO (20 steps x 32 rollouts)             540
-    evaluation and hacking signals            43
-
-What moved the gold win rate (one run each, n = 64, so about +-11 points of noise per run):
-
-    configuration                                               gold win   KL to SFT
-    ----------------------------------------------------------  --------   ---------
-    last-token reward heads, 40 x 16 rollouts, KL target 4         65%        3.44
-    mean-pooled reward heads, 40 x 16 rollouts, KL target 4        70%        3.77
-    mean-pooled, 20 x 32 rollouts, KL target 4 (same RM)           68%        2.59
-    mean-pooled, 20 x 32 rollouts, KL target 6 (same RM)           72%        7.69
-    mean-pooled, 20 x 32 rollouts, KL target 5                     80%        5.54
-    the same with the beta floor at 0.05 (same RM)                 80%        5.85
-    the same, KL target 4.5 (same RM; a fresh-clone make demo)     87%        6.44
-    the same, KL target 4.5, lr decaying linearly (same RM)        81%        6.02
-    the same, KL target 3.5 (same RM; the defaults)                80%        4.14
-
-The PI controller lets the rollout KL swing around its target within a 20-step round, so where the
-final policy's KL lands varies by a nat or two between runs; the default target keeps it under the
-ceiling of 6 with room to spare, where a higher target buys little win rate. The reward model is what
-limits the win rate: on the demo's held-out samples its scores correlate 0.65 with the
-gold score with mean pooling and 0.37 with the last token's state, and with either the policy's KL on
-held-out prompts ends below its KL on the 48 training prompts it was optimized on.
+Its wall time per stage and the runs behind its defaults are in ``bench/results/demo.md``.
 
 ``--serve`` runs the same pipeline with the app open on http://127.0.0.1:8000 and no simulated
 panel: it prints an annotator account (random password) and waits until people have ranked the
@@ -69,12 +36,15 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
-from rlhfkit.config import build_config, require, save_config
+from rlhfkit.config import Config, complete, require, save_config
 from rlhfkit.data.fixtures import fixture_path
 from rlhfkit.eval.report import write_report
+from rlhfkit.files import write_json_atomic
 from rlhfkit.loop.config import LoopConfig, LoopSettings
 from rlhfkit.loop.loop import plan_stages, run_loop
-from rlhfkit.loop.markers import PlannedStage, StageProgress, write_json_atomic
+from rlhfkit.loop.markers import PlannedStage, StageProgress
+from rlhfkit.models.adapters import LoRAConfig
+from rlhfkit.train.sft import SFTConfig, SFTSettings, sft
 
 log = logging.getLogger("rlhfkit")
 
@@ -87,30 +57,13 @@ HUMAN_ACCOUNT = "annotator"
 """The account `--serve` opens for people (its random password is printed at each start)."""
 
 
-@dataclass(frozen=True)
-class DemoSFTConfig:
-    """The demo's short SFT (`rlhfkit.train.sft`)."""
-
-    max_steps: int = 8
-    """Optimizer steps."""
-    lr: float = 5e-4
-    """Learning rate of the LoRA adapters."""
-    batch_size: int = 4
-    """Demonstrations per step."""
-    max_length: int = 128
-    """Longest prompt + response in tokens."""
-    lora_r: int = 8
-    """LoRA rank."""
-    overrides: tuple[str, ...] = ()
-    """Any other SFTConfig field as key=value."""
-
-    def __post_init__(self) -> None:
-        require(self.max_steps > 0 and self.lr > 0 and self.batch_size > 0, "sft.max_steps, lr, batch_size must be > 0")
-        require(self.max_length >= 16 and self.lora_r > 0, "sft.max_length >= 16 and sft.lora_r > 0")
+DEMO_SFT = SFTSettings(max_steps=8, lr=5e-4, batch_size=4, max_length=128, lora=LoRAConfig(r=8, alpha=16.0),
+                       warmup_steps=1, eval_fraction=0.1, eval_batches=2, save_every=0)
+"""The demo's short SFT: a few LoRA steps, enough to put the bundled model on the task's format."""
 
 
 @dataclass(frozen=True)
-class DemoConfig:
+class DemoConfig(Config):
     """`rlhfkit demo`: SFT -> candidates -> feedback -> reward model -> PPO -> evaluation -> report."""
 
     output: Path = Path("rlhfkit-demo")
@@ -129,26 +82,22 @@ class DemoConfig:
     """Demonstrations for SFT ('' = the shipped demos_small.jsonl)."""
     prompts: str = ""
     """Prompts ('' = the shipped sentiment_prompts.jsonl)."""
-    sft: DemoSFTConfig = DemoSFTConfig()
-    """The short SFT."""
+    sft: SFTSettings = DEMO_SFT
+    """The short SFT: any `SFTSettings` field (sft.max_steps, sft.lora.r ...); seed and progress are the loop's."""
     loop: LoopSettings = LoopSettings()
     """The loop's settings (defaults: the demo budget; e.g. loop.policy.max_steps=20)."""
 
     def __post_init__(self) -> None:
+        super().__post_init__()
         require(str(self.output) not in ("", "."), "output (the demo directory) is required")
         require(self.serve_prompts >= 1, "serve_prompts must be >= 1")
         require(1 <= self.port <= 65535, "port must be a TCP port")
 
 
 def sft_stage(cfg: DemoConfig, out: Path) -> dict[str, Any]:
-    from rlhfkit.train.sft import SFTConfig, sft
-
-    s = cfg.sft
-    values = {"model": cfg.model, "data": cfg.demos or str(fixture_path("demos_small.jsonl")), "output": str(out),
-              "max_steps": s.max_steps, "lr": s.lr, "batch_size": s.batch_size, "max_length": s.max_length,
-              "lora": {"r": s.lora_r, "alpha": 2.0 * s.lora_r}, "warmup_steps": 1, "eval_fraction": 0.1,
-              "eval_batches": 2, "save_every": 0, "seed": cfg.loop.seed, "progress": cfg.loop.progress}
-    return {"path": str(sft(build_config(SFTConfig, values=values, overrides=s.overrides)))}
+    sc = complete(SFTConfig, cfg.sft, model=cfg.model, data=cfg.demos or str(fixture_path("demos_small.jsonl")),
+                  output=out, seed=cfg.loop.seed, progress=cfg.loop.progress)
+    return {"path": str(write_report(sft(sc), title=sc.title()).parent)}
 
 
 def loop_config(cfg: DemoConfig, policy: str) -> LoopConfig:

@@ -29,7 +29,7 @@ from rlhfkit.data.loaders import write_jsonl
 from rlhfkit.data.records import PromptText, prompt_text
 from rlhfkit.eval.gold import GoldScorer, repetition_stats
 from rlhfkit.eval.winrate import win_rate
-from rlhfkit.loop.markers import write_json_atomic
+from rlhfkit.files import write_json_atomic
 from rlhfkit.models.lm import response_logprobs
 from rlhfkit.models.loading import load_model
 from rlhfkit.rollout.generate import SamplingConfig, sample

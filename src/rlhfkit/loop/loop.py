@@ -45,7 +45,7 @@ from rlhfkit.loop.candidates import (
     sample_candidates,
     split_loop_prompts,
 )
-from rlhfkit.loop.config import LoopConfig
+from rlhfkit.loop.config import LoopConfig, PPOStage
 from rlhfkit.loop.evaluate import evaluate_policy
 from rlhfkit.loop.markers import PlannedStage, StageProgress, round_dir
 from rlhfkit.loop.panel_feedback import ensure_account, run_panel
@@ -91,10 +91,14 @@ def check_config(cfg: LoopConfig, loop_dir: Path) -> None:
 
 def expected_seconds(cfg: LoopConfig) -> dict[str, float]:
     """Rough stage durations for SmolLM2-135M on 2 CPU cores (the ETA rescales them by measured speed)."""
-    per_response = 0.45 * cfg.policy.sampling.max_new_tokens / 32  # one sampled response, batched
+    per_response = 0.45 * cfg.eval.sampling.max_new_tokens / 32  # one sampled response, batched
     n_train = max(cfg.candidates.prompts_per_round, 8)
     n_eval = cfg.eval.samples_per_prompt * 16
-    ppo_step = cfg.policy.rollout_batch_size * per_response * (1.6 + 0.5 * cfg.policy.ppo_epochs)
+    policy = cfg.policy
+    if isinstance(policy, PPOStage):
+        step = policy.rollout_batch_size * per_response * (1.6 + 0.5 * policy.ppo_epochs)
+    else:  # DPO: three passes (forward, backward) over a batch of pairs, a few times a response's sampling
+        step = policy.batch_size * per_response * 0.5
     return {
         "prompts": 1.0,
         "eval0": 1.2 * n_eval * per_response,
@@ -102,7 +106,7 @@ def expected_seconds(cfg: LoopConfig) -> dict[str, float]:
         "items": 2.0,
         "feedback": 2.0 + 0.5 * cfg.feedback.panel.members + 0.03 * n_train * cfg.feedback.overlap,
         "reward": 10 + 0.02 * cfg.reward.max_steps + cfg.reward.normalize_prompts * per_response,
-        "policy": cfg.policy.max_steps * ppo_step + 5,
+        "policy": policy.max_steps * step + 5,
         "eval": 2.0 * n_eval * per_response + 15,
     }
 
@@ -144,7 +148,7 @@ class LoopRun:
         cfg = self.cfg
         return evaluate_policy(
             round_index=r, policy=policy, initial_policy=cfg.policy_model, reward_dir=reward_dir,
-            prompts=self.prompts("eval"), gold=self.gold, sampling=cfg.policy.sampling, n=cfg.eval.samples_per_prompt,
+            prompts=self.prompts("eval"), gold=self.gold, sampling=cfg.eval.sampling, n=cfg.eval.samples_per_prompt,
             seed=cfg.seed * 100_003 + 7, out_dir=round_dir(self.loop_dir, r) / "eval",
             baseline_dir=None if r == 0 else round_dir(self.loop_dir, 0) / "eval", progress=cfg.progress)
 

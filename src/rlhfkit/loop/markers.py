@@ -1,9 +1,8 @@
 """Stage markers (what is done survives ``kill -9``) and the live progress display of a loop.
 
 A stage of round r is done when ``round-RR/stages/STAGE.done`` exists. The marker is a small JSON
-file (what the stage produced, when it finished) written to a temporary name, flushed to disk and
-renamed into place, and the directory is flushed too: after a crash it is either there, complete, or
-absent. A restarted loop skips every stage with a marker and re-runs the first one without, whose
+file (what the stage produced, when it finished) written atomically (`rlhfkit.files.write_json_atomic`):
+after a crash it is either there, complete, or absent. A restarted loop skips every stage with a marker and re-runs the first one without, whose
 own work is resumable (trainers continue from their checkpoints, the panel from the app's state).
 
 `StageProgress` prints a header per stage with the elapsed time and an ETA for the whole run, from
@@ -13,40 +12,14 @@ the expected duration of each planned stage rescaled by how fast the finished on
 from __future__ import annotations
 
 import json
-import os
 import sys
-import tempfile
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-
-def write_json_atomic(path: Path, data: Any) -> None:
-    """Write JSON via a flushed temporary file in the same directory and an atomic rename."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            json.dump(data, handle, indent=2, ensure_ascii=False)
-            handle.write("\n")
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    _fsync_dir(path.parent)
-
-
-def _fsync_dir(directory: Path) -> None:
-    """Flush a directory entry (the rename) to disk."""
-    fd = os.open(directory, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
+from rlhfkit.files import write_json_atomic
 
 
 def round_dir(loop_dir: Path, round_index: int) -> Path:

@@ -29,12 +29,18 @@ import numpy as np
 from rlhfkit.data.loaders import write_jsonl
 from rlhfkit.data.records import prompt_text
 from rlhfkit.eval.gold import GoldScorer, repetition_stats
-from rlhfkit.eval.hacking import EvalPoint, auto_selection, best_checkpoint, hacking_summary
+from rlhfkit.eval.hacking import (
+    EvalPoint,
+    auto_selection,
+    best_checkpoint,
+    hacking_summary,
+)
 from rlhfkit.eval.leaderboard import Battle, leaderboard
 from rlhfkit.eval.report import read_jsonl, write_report
+from rlhfkit.files import write_json_atomic
 from rlhfkit.loop.config import LoopConfig
 from rlhfkit.loop.evaluate import SUMMARY_FILE, read_samples
-from rlhfkit.loop.markers import round_dir, write_json_atomic
+from rlhfkit.loop.markers import round_dir
 
 TIE_EPS = 1e-9
 """Gold scores closer than this are a tie in leaderboard battles."""

@@ -128,3 +128,13 @@ def merged_copy(model: nn.Module) -> nn.Module:
     if not is_peft(model):
         return model
     return copy.deepcopy(model).merge_and_unload()  # type: ignore[operator]
+
+
+def choose_trainable(model: nn.Module, lora: LoRAConfig | None, freeze_layers: int) -> nn.Module:
+    """A causal LM ready to train: LoRA adapters when `lora` is set, else every weight above the bottom
+    `freeze_layers` blocks (and the KV cache off, which only generation uses)."""
+    model.config.use_cache = False
+    if lora is not None:
+        model = apply_lora(model, lora)
+    freeze_bottom_layers(model, freeze_layers)
+    return model

@@ -9,18 +9,16 @@ A checkpoint is a directory ``checkpoints/step-000120/`` holding:
 - ``state.json``: the step, the data position, the scheduler, Python's and NumPy's RNG states and any
   loop state (e.g. the KL controller), all as JSON.
 
-It is written into a hidden temporary directory, flushed, and renamed into place; only then does
-``checkpoints/latest`` (a one-line file, itself replaced atomically) point at it. A crash before the
+It is written into a hidden temporary directory, flushed, and renamed into place (`rlhfkit.files.staged_dir`);
+only then does ``checkpoints/latest`` (a one-line file, itself replaced atomically) point at it. A crash before the
 rename leaves the previous checkpoint as the latest; stale temporary directories are swept on resume.
 """
 
 from __future__ import annotations
 
 import json
-import os
 import random
 import shutil
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -30,7 +28,7 @@ import torch
 from safetensors.torch import load_file, save_file
 from torch import nn
 
-from rlhfkit.models.saving import fsync_tree
+from rlhfkit.files import staged_dir, write_text_atomic
 
 
 def trainable_state(module: nn.Module) -> dict[str, torch.Tensor]:
@@ -112,9 +110,8 @@ def save_checkpoint(
     keep: int = 2,
 ) -> Path:
     """Write checkpoint `step` under `root` (= ``run_dir/checkpoints``) atomically; keep the newest `keep`."""
-    root.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".tmp-step-{step:06d}-", dir=root))
-    try:
+    final = root / f"step-{step:06d}"
+    with staged_dir(final, prefix=f".tmp-step-{step:06d}-") as tmp:
         for name, module in modules.items():
             save_file(trainable_state(module), str(tmp / f"{name}.safetensors"))
         if optimizer is not None:
@@ -124,19 +121,7 @@ def save_checkpoint(
         rng_tensors, rng_meta = rng_state()
         save_file(rng_tensors, str(tmp / "rng.safetensors"))
         (tmp / "state.json").write_text(json.dumps({"step": step, "rng": rng_meta, **state}))
-        fsync_tree(tmp)
-        final = root / f"step-{step:06d}"
-        if final.exists():
-            shutil.rmtree(final)
-        os.replace(tmp, final)
-    finally:
-        if tmp.exists():
-            shutil.rmtree(tmp, ignore_errors=True)
-    latest_tmp = root / f".latest-{os.getpid()}"
-    latest_tmp.write_text(final.name + "\n")
-    with open(latest_tmp, "rb") as f:
-        os.fsync(f.fileno())
-    os.replace(latest_tmp, root / "latest")
+    write_text_atomic(root / "latest", final.name + "\n")
     _prune(root, keep)
     return final
 
@@ -153,7 +138,7 @@ def latest_checkpoint(root: Path) -> Path | None:
     """The newest complete checkpoint under `root`, or None. Sweeps stale temporary directories."""
     if not root.is_dir():
         return None
-    for stale in root.glob(".tmp-step-*"):
+    for stale in [*root.glob(".tmp-step-*"), *root.glob(".step-*.old-*")]:
         shutil.rmtree(stale, ignore_errors=True)
     pointer = root / "latest"
     if pointer.exists():

@@ -26,7 +26,11 @@ def _train(args: argparse.Namespace) -> int:
 
 def _eval(args: argparse.Namespace) -> int:
     from rlhfkit.models.reward import load_reward_model
-    from rlhfkit.train.reward_eval import evaluate_source, format_metrics, metrics_json
+    from rlhfkit.train.reward.evaluation import (
+        evaluate_source,
+        format_metrics,
+        metrics_json,
+    )
 
     model = load_reward_model(args.model)
     metrics = evaluate_source(model, args.data, args.kind, args.skip_invalid, args.batch_size)
@@ -36,7 +40,7 @@ def _eval(args: argparse.Namespace) -> int:
 
 def _score(args: argparse.Namespace) -> int:
     from rlhfkit.models.reward import load_reward_model
-    from rlhfkit.train.reward_eval import score_file
+    from rlhfkit.train.reward.evaluation import score_file
 
     n = score_file(load_reward_model(args.model), args.data, args.output, args.batch_size)
     print(f"scored {n} rows -> {args.output}")

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Literal
 
 import torch
 
@@ -16,46 +17,31 @@ from rlhfkit.config import require
 from rlhfkit.data.chat import encode_pair
 from rlhfkit.data.collate import collate_lm
 from rlhfkit.data.records import Demonstration
+from rlhfkit.data.sampler import BatchStream
 from rlhfkit.models.adapters import (
     LoRAConfig,
-    apply_lora,
+    choose_trainable,
     count_parameters,
     decoder_layers,
-    freeze_bottom_layers,
     trainable_parameters,
 )
 from rlhfkit.models.lm import token_nll_sum
 from rlhfkit.models.loading import load_model
 from rlhfkit.models.saving import save_model_dir
-from rlhfkit.data.sampler import BatchStream
-from rlhfkit.train.checkpoint import save_checkpoint
+from rlhfkit.train.config import TrainConfig, TrainSettings
 from rlhfkit.train.engine import Engine
 from rlhfkit.train.precision import MasterWeights
-from rlhfkit.train.run import (
-    MetricsLogger,
-    Throughput,
-    TrainConfig,
-    check_finite,
-    resume_latest,
-    log,
-    make_optimizer,
-    prepare_run_dir,
-    progress,
-    scheduler_state,
-)
+from rlhfkit.train.run import Run, log
 from rlhfkit.train.sources import load_training_records, split_holdout
+
+HEADLINE = (("train/loss", "loss"), ("eval/loss", "eval loss"), ("perf/tokens_per_s", "tokens/s"))
+"""What the console shows of an SFT run."""
 
 
 @dataclass(frozen=True)
-class SFTConfig(TrainConfig):
-    """`rlhfkit sft`: fine-tune a model on demonstrations (prompt -> response)."""
+class SFTSettings(TrainSettings):
+    """Every knob of SFT but the run's model, data and output."""
 
-    model: str = "smollm2"
-    """MODEL to start from: 'smollm2' (bundled), a local model directory, a finished run, or a hub id."""
-    data: str = ""
-    """Demonstrations: JSONL/CSV/JSON file, dataset directory, or DBURL#PROJECT. A pairs file gives its chosen side."""
-    eval_data: str = ""
-    """Held-out demonstrations; when empty, `eval_fraction` of `data` is held out."""
     eval_fraction: float = 0.05
     """Share of `data` held out for the eval loss when `eval_data` is empty."""
     skip_invalid: bool = False
@@ -70,7 +56,7 @@ class SFTConfig(TrainConfig):
     """Freeze the embeddings and this many bottom transformer layers."""
     eval_batches: int = 8
     """At most this many batches of held-out data per evaluation."""
-    weights: str = "auto"
+    weights: Literal["auto", "master", "fp32"] = "auto"
     """Weights when computing in bf16: 'master' (bf16 weights, fp32 master copies in the optimizer;
     no per-forward casts), 'fp32' (fp32 weights that autocast casts on every forward) or 'auto'
     ('master' on one process, 'fp32' under DDP / DeepSpeed / FSDP, which keep their own masters)."""
@@ -80,15 +66,31 @@ class SFTConfig(TrainConfig):
 
     def __post_init__(self) -> None:
         super().__post_init__()
-        require(bool(self.data), "data is required (a demonstrations file)")
         require(0.0 <= self.eval_fraction < 1.0, "eval_fraction must be in [0, 1)")
         require(self.max_length >= 8, "max_length must be at least 8")
         require(self.freeze_layers >= 0, "freeze_layers must be >= 0")
-        require(self.weights in ("auto", "master", "fp32"), f"weights must be auto, master or fp32, got {self.weights!r}")
-        require(
-            not (self.lora is not None and self.freeze_layers),
-            "lora and freeze_layers both choose what trains; set one of them",
-        )
+        require(not (self.lora is not None and self.freeze_layers),
+                "lora and freeze_layers both choose what trains; set one of them")
+
+
+@dataclass(frozen=True)
+class SFTConfig(SFTSettings, TrainConfig):
+    """`rlhfkit sft`: fine-tune a model on demonstrations (prompt -> response)."""
+
+    model: str = "smollm2"
+    """MODEL to start from: 'smollm2' (bundled), a local model directory, a finished run, or a hub id."""
+    data: str = ""
+    """Demonstrations: JSONL/CSV/JSON file, dataset directory, or DBURL#PROJECT. A pairs file gives its chosen side."""
+    eval_data: str = ""
+    """Held-out demonstrations; when empty, `eval_fraction` of `data` is held out."""
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        require(bool(self.data), "data is required (a demonstrations file)")
+
+    def title(self) -> str:
+        """What the run is, in a few words (the report's title)."""
+        return f"SFT of {self.model}"
 
 
 def _encode(tokenizer, records: list[Demonstration], max_length: int) -> tuple[list[list[int]], list[list[int]], int]:
@@ -125,60 +127,41 @@ def _master_weights(cfg: SFTConfig, engine: Engine, model) -> MasterWeights | No
 
 def sft(cfg: SFTConfig) -> Path:
     """Run SFT; returns the run directory, which is also the fine-tuned model's directory."""
-    run_dir = prepare_run_dir(cfg)
-    engine = Engine(cfg.dtype, cfg.seed)
+    run = Run(cfg, "sft", HEADLINE)
 
     # 1. Data: load, hold out, tokenize once.
     records = load_training_records(cfg.data, "demos", skip_invalid=cfg.skip_invalid)
     train_recs, eval_recs = split_holdout(records, cfg.eval_data, cfg.eval_fraction, cfg.seed, "demos", cfg.skip_invalid)
-    loaded = load_model(cfg.model, dtype="fp32", device=engine.device)
-    tokenizer = loaded.tokenizer
+    loaded = load_model(cfg.model, dtype="fp32", device=run.device)
+    tokenizer, pad = loaded.tokenizer, loaded.tokenizer.pad_token_id
     train_ids, train_labels, cut = _encode(tokenizer, train_recs, cfg.max_length)
     eval_ids, eval_labels, _ = _encode(tokenizer, eval_recs, cfg.max_length)
     if cut:
         log.info("%d prompts were longer than the limit and were cut from the left", cut)
     stream = BatchStream([len(x) for x in train_ids], cfg.batch_size, cfg.seed, cfg.group_by_length)
-    pad = tokenizer.pad_token_id
-    eval_batches = [
-        collate_lm(eval_ids[i : i + cfg.batch_size], eval_labels[i : i + cfg.batch_size], pad)
-        for i in range(0, len(eval_ids), cfg.batch_size)
-    ][: cfg.eval_batches]
+    eval_batches = [collate_lm(eval_ids[i : i + cfg.batch_size], eval_labels[i : i + cfg.batch_size], pad)
+                    for i in range(0, len(eval_ids), cfg.batch_size)][: cfg.eval_batches]
 
-    # 2. Model: what trains (all, LoRA, or the top layers), optimizer, schedule.
-    model = loaded.model
-    model.config.use_cache = False
-    if cfg.lora is not None:
-        model = apply_lora(model, cfg.lora)
-    freeze_bottom_layers(model, cfg.freeze_layers)
+    # 2. Model: what trains (all, LoRA, or the top layers); bf16 weights keep fp32 masters.
+    model = choose_trainable(loaded.model, cfg.lora, cfg.freeze_layers)
     trainable, total = count_parameters(model)
     log.info("training %s of %s parameters on %d demonstrations", f"{trainable:,}", f"{total:,}", len(train_ids))
-    masters = _master_weights(cfg, engine, model)
-    optimizer, scheduler = make_optimizer(masters.parameters() if masters else trainable_parameters(model), cfg)
+    masters = _master_weights(cfg, run.engine, model)
     trained = masters or model  # what holds the fp32 values that the optimizer updates and checkpoints save
 
-    # 3. Resume from the newest checkpoint, if any.
-    restored = resume_latest(run_dir, enabled=cfg.resume, modules={"model": trained}, optimizer=optimizer,
-                             scheduler=scheduler, stream=stream)
-    start = restored.step if restored else 0
-    if masters and restored:
+    # 3. Optimizer, resume from the newest checkpoint, engine.
+    params = masters.parameters() if masters else trainable_parameters(model)
+    model, optimizer, scheduler = run.setup(model, params, modules={"model": trained}, state={"data": stream})
+    if masters and run.resumed:
         masters.masters_to_model()
     if cfg.compile:
         for layer in decoder_layers(model):
             layer.compile(dynamic=True)
-    model, optimizer = engine.prepare(model, optimizer)
+    held_out = (lambda _step: {"eval/loss": evaluate(run.engine, model, eval_batches)}) if eval_batches else None
+    if held_out:
+        run.log_initial(held_out)
 
-    logger = MetricsLogger(run_dir, cfg.report_to, config=cfg, resume_step=start)
-    speed = Throughput()
-    bar = progress(cfg.max_steps, start, "sft", cfg.progress)
-    if start == 0 and eval_batches:
-        logger.log(0, {"eval/loss": evaluate(engine, model, eval_batches)})
-
-    def checkpoint(step: int) -> None:
-        state = {"scheduler": scheduler_state(scheduler), "data": stream.state_dict()}
-        save_checkpoint(run_dir / "checkpoints", step, modules={"model": trained},
-                        optimizer=optimizer, state=state, keep=cfg.keep_checkpoints)
-
-    for step in range(start + 1, cfg.max_steps + 1):
+    for step in run.steps():
         # 4. One optimizer step over grad_accum micro-batches, normalized by the step's token count.
         model.train()
         micro = [stream.next_batch() for _ in range(cfg.grad_accum)]
@@ -186,40 +169,28 @@ def sft(cfg: SFTConfig) -> Path:
         n_tokens = sum(int((b["labels"][:, 1:] != -100).sum()) for b in batches)
         loss_total = 0.0
         for i, batch in enumerate(batches):
-            with engine.sync(model, last=i == len(batches) - 1), engine.autocast():
-                nll, _ = token_nll_sum(model, engine.to_device(batch))
+            with run.engine.sync(model, last=i == len(batches) - 1), run.engine.autocast():
+                nll, _ = token_nll_sum(model, run.engine.to_device(batch))
                 loss = nll / max(1, n_tokens)
-                engine.backward(loss)
+                run.engine.backward(loss)
             loss_total += float(loss.detach())
         if masters:
             masters.grads_to_masters()
-        grad_norm = engine.clip(trained, cfg.max_grad_norm)
+        grad_norm = run.engine.clip(trained, cfg.max_grad_norm)
         optimizer.step()
         scheduler.step()
         optimizer.zero_grad(set_to_none=True)
         if masters:
             masters.masters_to_model()
-        speed.add(sum(int(b["attention_mask"].sum()) for b in batches))
+        run.count("tokens", sum(int(b["attention_mask"].sum()) for b in batches))
 
         # 5. Log, evaluate, checkpoint.
         metrics = {"train/loss": loss_total, "train/grad_norm": grad_norm, "train/lr": scheduler.get_last_lr()[0]}
-        check_finite(step, metrics, run_dir)
-        if step % cfg.log_every == 0 or step == cfg.max_steps:
-            metrics["perf/tokens_per_s"] = speed.rate()
-            if eval_batches and ((cfg.eval_every and step % cfg.eval_every == 0) or step == cfg.max_steps):
-                metrics["eval/loss"] = evaluate(engine, model, eval_batches)
-            logger.log(step, metrics)
-        if (cfg.save_every and step % cfg.save_every == 0) or step == cfg.max_steps:
-            checkpoint(step)
-        bar.update(1)
-    bar.close()
-    logger.close()
+        run.end_step(step, metrics, evaluate=held_out)
+    run.close()
 
-    # 6. The run directory becomes a model directory (fp32, from the masters), and gets its report.
+    # 6. The run directory becomes a model directory (fp32, from the masters).
     if masters:
         masters.restore_fp32()
-    save_model_dir(engine.unwrap(model), tokenizer, run_dir)
-    from rlhfkit.eval.report import write_report
-
-    write_report(run_dir, title=f"SFT of {cfg.model}")
-    return run_dir
+    save_model_dir(run.engine.unwrap(model), tokenizer, run.dir)
+    return run.dir

@@ -45,10 +45,15 @@ def split_holdout(
     kind: RecordKind,
     skip_invalid: bool,
 ) -> tuple[list[Record], list[Record]]:
-    """(train, eval): eval from `eval_spec` when given, else a seeded `fraction` of `records`."""
+    """(train, eval): eval from `eval_spec` when given, else `hold_out(records, fraction, seed)`."""
     if eval_spec:
         return records, load_training_records(eval_spec, kind, skip_invalid=skip_invalid)
+    return hold_out(records, fraction, seed)
+
+
+def hold_out(records: list[Record], fraction: float, seed: int) -> tuple[list[Record], list[Record]]:
+    """(train, held-out): a seeded `fraction` of `records`, by whole prompts (`split_records`); nothing
+    is held out when `fraction` is 0 or there are fewer than two records to split."""
     if fraction <= 0 or len(records) < 2:
         return records, []
-    train, held = split_records(records, fraction, seed)
-    return train, held
+    return split_records(records, fraction, seed)

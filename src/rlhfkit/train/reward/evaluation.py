@@ -25,9 +25,21 @@ from rlhfkit.data.errors import DataError
 from rlhfkit.data.fields import RowContext
 from rlhfkit.data.formats import detect_format, parse_row
 from rlhfkit.data.loaders import DEFAULT_RATING_SCALE, iter_jsonl, write_jsonl
-from rlhfkit.data.records import Comparison, Demonstration, Ranking, Rating, Record, Source
+from rlhfkit.data.records import (
+    Comparison,
+    Demonstration,
+    Ranking,
+    Rating,
+    Record,
+    Source,
+)
 from rlhfkit.models.reward import RewardModel, RewardScores
-from rlhfkit.train.reward_data import RewardData, RewardExample, encode_records, load_reward_records
+from rlhfkit.train.reward.data import (
+    RewardData,
+    RewardExample,
+    encode_records,
+    load_reward_records,
+)
 
 LENGTH_EDGES: tuple[int, ...] = (0, 32, 64, 128, 256)
 """Lower edges of the response-length buckets, in tokens (the last bucket is open-ended)."""

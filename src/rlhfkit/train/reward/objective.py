@@ -13,7 +13,6 @@ from __future__ import annotations
 import hashlib
 import json
 import math
-import os
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -29,7 +28,8 @@ from rlhfkit.algorithms.reward_losses import (
     increasing_thresholds,
     reward_centering,
 )
-from rlhfkit.train.reward_data import RewardBatch, RewardData
+from rlhfkit.files import write_atomic
+from rlhfkit.train.reward.data import RewardBatch, RewardData
 
 
 class LossParams(nn.Module):
@@ -202,10 +202,8 @@ class FeatureCache:
 
     def save(self, path: Path) -> None:
         index = self.filled.nonzero().flatten()
-        tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-        save_file({"index": index, "features": self.features[index].contiguous()}, str(tmp),
-                  metadata={"fingerprint": self.fingerprint})
-        os.replace(tmp, path)
+        tensors = {"index": index, "features": self.features[index].contiguous()}
+        write_atomic(path, lambda tmp: save_file(tensors, str(tmp), metadata={"fingerprint": self.fingerprint}))
 
     def load(self, path: Path) -> bool:
         """Fill from `path` when it was written for the same trunk and data; returns whether it was used."""

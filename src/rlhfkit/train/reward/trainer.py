@@ -18,28 +18,38 @@ import json
 import random
 from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import Literal
 
 import torch
 
-from rlhfkit.algorithms.reward_losses import PAIRWISE_LOSSES, RANKING_LOSSES, RATING_LOSSES
+from rlhfkit.algorithms.reward_losses import (
+    PairwiseLossName,
+    RankingLossName,
+    RatingLossName,
+)
 from rlhfkit.config import require
-from rlhfkit.data.loaders import split_records
 from rlhfkit.data.records import Comparison, Record
-from rlhfkit.models.adapters import LoRAConfig, apply_lora, count_parameters, freeze_bottom_layers, trainable_parameters
+from rlhfkit.data.sampler import BatchStream
+from rlhfkit.files import write_text_atomic
+from rlhfkit.models.adapters import (
+    LoRAConfig,
+    apply_lora,
+    count_parameters,
+    freeze_bottom_layers,
+    trainable_parameters,
+)
 from rlhfkit.models.loading import load_model
 from rlhfkit.models.reward import (
-    POOLINGS,
+    Pooling,
     RewardModel,
     build_reward_model,
     normalization_from_raw,
     save_reward_model,
 )
 from rlhfkit.rollout.generate import SamplingConfig, sample_texts
-from rlhfkit.data.sampler import BatchStream
-from rlhfkit.train.checkpoint import save_checkpoint
-from rlhfkit.train.engine import Engine
-from rlhfkit.train.reward_data import (
-    LAYOUTS,
+from rlhfkit.train.config import TrainConfig, TrainSettings
+from rlhfkit.train.reward.data import (
+    Layout,
     RewardBatch,
     RewardData,
     bootstrap_weights,
@@ -47,8 +57,14 @@ from rlhfkit.train.reward_data import (
     encode_records,
     load_reward_records,
 )
-from rlhfkit.train.reward_eval import eval_pairs, evaluate_reward_model, format_metrics, metrics_json, pair_metrics
-from rlhfkit.train.reward_objective import (
+from rlhfkit.train.reward.evaluation import (
+    eval_pairs,
+    evaluate_reward_model,
+    format_metrics,
+    metrics_json,
+    pair_metrics,
+)
+from rlhfkit.train.reward.objective import (
     FeatureCache,
     LossParams,
     ObjectiveSpec,
@@ -56,35 +72,23 @@ from rlhfkit.train.reward_objective import (
     objective,
     ordinal_classes,
 )
-from rlhfkit.train.run import (
-    MetricsLogger,
-    Throughput,
-    TrainConfig,
-    check_finite,
-    resume_latest,
-    log,
-    make_optimizer,
-    prepare_run_dir,
-    progress,
-    scheduler_state,
-)
+from rlhfkit.train.run import Run, log
+from rlhfkit.train.sources import hold_out
 
 FEATURES_FILE = "features.safetensors"
 EVAL_FILE = "reward_eval.json"
 
+HEADLINE = (("train/loss", "loss"), ("train/accuracy", "accuracy"), ("eval/accuracy", "eval accuracy"),
+            ("perf/examples_per_s", "examples/s"))
+"""What the console shows of a reward-model run."""
+
 
 @dataclass(frozen=True)
-class RewardConfig(TrainConfig):
-    """`rlhfkit reward train`: train a reward model on pairs, rankings and/or ratings."""
+class RewardSettings(TrainSettings):
+    """Every knob of reward-model training but the run's trunk, data and output."""
 
-    model: str = "smollm2"
-    """MODEL whose trunk the reward model starts from: 'smollm2', a model directory, an SFT run, a hub id."""
-    data: tuple[str, ...] = ()
-    """Judgments: one or more sources (comma-separated): JSONL/CSV/JSON files, datasets, DBURL#PROJECT."""
-    kind: str = "auto"
+    kind: Literal["auto", "pairs", "rankings", "ratings"] = "auto"
     """What the sources hold: 'pairs', 'rankings', 'ratings', or 'auto' (detected per source)."""
-    eval_data: tuple[str, ...] = ()
-    """Held-out judgments; when empty, `eval_fraction` of each source is held out (whole prompts)."""
     eval_fraction: float = 0.1
     """Share of `data` held out for evaluation when `eval_data` is empty."""
     skip_invalid: bool = False
@@ -93,21 +97,21 @@ class RewardConfig(TrainConfig):
     """Longest prompt + response in tokens; prompts are cut from the left, then responses from the right."""
     group_by_length: bool = True
     """Batch examples of similar length together to cut padding (the order stays seeded)."""
-    layout: str = "packed"
+    layout: Layout = "packed"
     """How a batch meets the trunk: 'packed' (the responses of one judgment share a row and their common
     prompt is encoded once: the same rewards from 28-37% fewer tokens on HH-RLHF) or 'rows' (one row per
     response, as TRL). A fully frozen trunk with cached features always uses 'rows'."""
-    pairwise_loss: str = "bradley_terry"
+    pairwise_loss: PairwiseLossName = "bradley_terry"
     """Loss of pairs: 'bradley_terry' (ties are dropped), 'ties_half' or 'davidson' (ties train too)."""
-    ranking_loss: str = "all_pairs"
+    ranking_loss: RankingLossName = "all_pairs"
     """Loss of K-way rankings: 'all_pairs' (InstructGPT, all K(K-1)/2 pairs in one batch) or 'plackett_luce'."""
-    rating_loss: str = "regression"
+    rating_loss: RatingLossName = "regression"
     """Loss of ratings: 'regression' (rating rescaled to [0, 1]) or 'ordinal' (learned thresholds)."""
     use_margins: bool = True
     """Use the margins of pairs that have one in the Bradley-Terry losses (Llama 2 style)."""
     center_coef: float = 0.0
     """Reward-centering penalty weight (Eisenstein et al. 2023 use 0.01); 0 turns it off."""
-    pooling: str = "last"
+    pooling: Pooling = "last"
     """What the heads read: 'last' (the final token's state, the standard reward model) or 'mean' (the mean
     state over all tokens; the better linear probe of a frozen trunk, see rlhfkit.models.reward.POOLINGS)."""
     n_heads: int = 1
@@ -122,8 +126,6 @@ class RewardConfig(TrainConfig):
     """With the whole trunk frozen, compute each sequence's features once and reuse them every epoch."""
     normalize: bool = True
     """After training, set gain and bias so a reference policy's samples score mean 0, std 1."""
-    normalize_policy: str = ""
-    """Reference policy for the normalization ('' = `model`)."""
     normalize_prompts: int = 32
     """Training prompts the reference policy answers for the normalization (one sample each)."""
     normalize_sampling: SamplingConfig = SamplingConfig(max_new_tokens=48, temperature=0.7)
@@ -133,22 +135,37 @@ class RewardConfig(TrainConfig):
 
     def __post_init__(self) -> None:
         super().__post_init__()
-        require(len(self.data) > 0, "data is required (a file of pairs, rankings or ratings)")
-        require(self.kind in ("auto", "pairs", "rankings", "ratings"), "kind must be auto, pairs, rankings or ratings")
         require(0.0 <= self.eval_fraction < 1.0, "eval_fraction must be in [0, 1)")
         require(self.max_length >= 8, "max_length must be at least 8")
-        require(self.pairwise_loss in PAIRWISE_LOSSES, f"pairwise_loss must be one of {', '.join(PAIRWISE_LOSSES)}")
-        require(self.ranking_loss in RANKING_LOSSES, f"ranking_loss must be one of {', '.join(RANKING_LOSSES)}")
-        require(self.rating_loss in RATING_LOSSES, f"rating_loss must be one of {', '.join(RATING_LOSSES)}")
         require(self.center_coef >= 0, "center_coef must be >= 0")
         require(self.n_heads >= 1, "n_heads must be at least 1")
-        require(self.pooling in POOLINGS, f"pooling must be one of {', '.join(POOLINGS)}")
-        require(self.layout in LAYOUTS, f"layout must be one of {', '.join(LAYOUTS)}")
         require(self.freeze_layers >= -1, "freeze_layers must be >= 0, or -1 to freeze the whole trunk")
         require(not (self.lora is not None and self.freeze_layers),
                 "lora and freeze_layers both choose what trains; set one of them")
         require(not self.normalize or self.normalize_prompts >= 2, "normalize_prompts must be at least 2")
         require(self.eval_batch_size > 0, "eval_batch_size must be positive")
+
+
+@dataclass(frozen=True)
+class RewardConfig(RewardSettings, TrainConfig):
+    """`rlhfkit reward train`: train a reward model on pairs, rankings and/or ratings."""
+
+    model: str = "smollm2"
+    """MODEL whose trunk the reward model starts from: 'smollm2', a model directory, an SFT run, a hub id."""
+    data: tuple[str, ...] = ()
+    """Judgments: one or more sources (comma-separated): JSONL/CSV/JSON files, datasets, DBURL#PROJECT."""
+    eval_data: tuple[str, ...] = ()
+    """Held-out judgments; when empty, `eval_fraction` of each source is held out (whole prompts)."""
+    normalize_policy: str = ""
+    """Reference policy for the normalization ('' = `model`)."""
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        require(len(self.data) > 0, "data is required (a file of pairs, rankings or ratings)")
+
+    def title(self) -> str:
+        """What the run is, in a few words (the report's title)."""
+        return f"Reward model on {self.model}"
 
 
 def _load_split(cfg: RewardConfig) -> tuple[list[Record], list[Record]]:
@@ -157,11 +174,8 @@ def _load_split(cfg: RewardConfig) -> tuple[list[Record], list[Record]]:
     held: list[Record] = []
     for spec in cfg.data:
         records = load_reward_records(spec, cfg.kind, cfg.skip_invalid)
-        if cfg.eval_data or cfg.eval_fraction == 0 or len(records) < 2:
-            train += records
-        else:
-            part_train, part_held = split_records(records, cfg.eval_fraction, cfg.seed)
-            train, held = train + part_train, held + part_held
+        part_train, part_held = hold_out(records, 0.0 if cfg.eval_data else cfg.eval_fraction, cfg.seed)
+        train, held = train + part_train, held + part_held
     for spec in cfg.eval_data:
         held += load_reward_records(spec, cfg.kind, cfg.skip_invalid)
     return train, held
@@ -260,13 +274,12 @@ def fit_normalization(model: RewardModel, cfg: RewardConfig, records: list[Recor
 
 def train_reward_model(cfg: RewardConfig) -> Path:
     """Train; returns the run directory, which is also the reward model's directory."""
-    run_dir = prepare_run_dir(cfg)
-    engine = Engine(cfg.dtype, cfg.seed)
+    run = Run(cfg, "reward", HEADLINE)
 
     # 1. Data: load, hold out whole prompts, tokenize every distinct sequence once.
     train_recs, eval_recs = _load_split(cfg)
     train_recs = _drop_ties(train_recs, cfg.pairwise_loss)
-    core = build_reward_model(cfg.model, n_heads=cfg.n_heads, max_length=cfg.max_length, device=engine.device,
+    core = build_reward_model(cfg.model, n_heads=cfg.n_heads, max_length=cfg.max_length, device=run.device,
                               seed=cfg.seed, pooling=cfg.pooling)
     data = encode_records(core.tokenizer, train_recs, cfg.max_length)
     held = encode_records(core.tokenizer, eval_recs, cfg.max_length)
@@ -280,12 +293,11 @@ def train_reward_model(cfg: RewardConfig) -> Path:
     # 2. What trains: the heads always; the trunk fully, through LoRA, its top layers, or not at all.
     frozen = _select_trainable(core, cfg)
     n_classes = ordinal_classes(data) if cfg.rating_loss == "ordinal" and "ratings" in data.kinds() else 0
-    params = LossParams(cfg.n_heads, davidson=cfg.pairwise_loss == "davidson", n_classes=n_classes).to(engine.device)
+    params = LossParams(cfg.n_heads, davidson=cfg.pairwise_loss == "davidson", n_classes=n_classes).to(run.device)
     spec = ObjectiveSpec(cfg.pairwise_loss, cfg.ranking_loss, cfg.rating_loss, cfg.use_margins, cfg.center_coef)
     trainable, total = count_parameters(core)
     log.info("training %s of %s parameters on %d judgments (%d distinct sequences, %s)", f"{trainable:,}",
              f"{total:,}", len(data.examples), len(data.sequences), core.meta.loss)
-    optimizer, scheduler = make_optimizer(trainable_parameters(core) + list(params.parameters()), cfg)
     cache = None
     if frozen and cfg.cache_features:
         cache = FeatureCache(len(data.sequences), core.meta.hidden_size, data_fingerprint(f"{cfg.model}|{cfg.pooling}", data))
@@ -294,76 +306,54 @@ def train_reward_model(cfg: RewardConfig) -> Path:
     if any(True for _ in params.parameters()):
         modules["loss"] = params
 
-    # 3. Resume from the newest checkpoint (and the feature cache saved with it), if any.
-    restored = resume_latest(run_dir, enabled=cfg.resume, modules=modules, optimizer=optimizer,
-                             scheduler=scheduler, stream=stream)
-    start = restored.step if restored else 0
-    if restored and cache is not None and cache.load(run_dir / FEATURES_FILE):
+    # 3. Optimizer, resume (with the feature cache saved beside the checkpoint), engine.
+    model, optimizer, scheduler = run.setup(core, trainable_parameters(core) + list(params.parameters()),
+                                            modules=modules, state={"data": stream})
+    if run.resumed and cache is not None and cache.load(run.dir / FEATURES_FILE):
         log.info("reusing %d cached trunk features", int(cache.filled.sum()))
-    model, optimizer = engine.prepare(core, optimizer)
     evaluator = HeldOut(held, cfg.eval_batch_size, reuse_features=frozen) if held.examples else None
+    held_out = (lambda _step: _eval_metrics(evaluator.metrics(core))) if evaluator is not None else None
+    if held_out and cfg.eval_every:
+        run.log_initial(held_out)
 
-    logger = MetricsLogger(run_dir, cfg.report_to, config=cfg, resume_step=start)
-    speed = Throughput()
-    bar = progress(cfg.max_steps, start, "reward", cfg.progress)
-    if start == 0 and evaluator is not None and cfg.eval_every:
-        logger.log(0, _eval_metrics(evaluator.metrics(core)))
-
-    def checkpoint(step: int) -> None:
-        state = {"scheduler": scheduler_state(scheduler), "data": stream.state_dict()}
-        if cache is not None:
-            cache.save(run_dir / FEATURES_FILE)
-        save_checkpoint(run_dir / "checkpoints", step, modules=modules, optimizer=optimizer, state=state,
-                        keep=cfg.keep_checkpoints)
-
-    for step in range(start + 1, cfg.max_steps + 1):
+    for step in run.steps():
         # 4. One optimizer step over grad_accum micro-batches of examples.
         model.train()
         sums: dict[str, float] = {}
         for i in range(cfg.grad_accum):
-            batch = collate(data, stream.next_batch(), pad, layout).to(engine.device)
-            with engine.sync(model, last=i == cfg.grad_accum - 1), engine.autocast():
+            batch = collate(data, stream.next_batch(), pad, layout).to(run.device)
+            with run.engine.sync(model, last=i == cfg.grad_accum - 1), run.engine.autocast():
                 rewards = _rewards(model, core, batch, cache, frozen).float()
-                w = weights[batch.example_ids].to(engine.device)
+                w = weights[batch.example_ids].to(run.device)
                 loss, batch_metrics = objective(rewards, batch, w, params, spec)
-                engine.backward(loss / cfg.grad_accum)
+                run.engine.backward(loss / cfg.grad_accum)
             for key, value in batch_metrics.items():
                 sums[key] = sums.get(key, 0.0) + value / cfg.grad_accum
-            speed.add(len(batch.example_ids))
-        grad_norm = engine.clip(model, cfg.max_grad_norm)
+            run.count("examples", len(batch.example_ids))
+        grad_norm = run.engine.clip(model, cfg.max_grad_norm)
         optimizer.step()
         scheduler.step()
         optimizer.zero_grad(set_to_none=True)
 
-        # 5. Log, evaluate, checkpoint.
+        # 5. Log, evaluate (the last step's evaluation comes after normalizing), checkpoint.
         metrics = {**sums, "train/grad_norm": grad_norm, "train/lr": scheduler.get_last_lr()[0]}
-        check_finite(step, metrics, run_dir)
-        if step % cfg.log_every == 0 or step == cfg.max_steps:
-            metrics["perf/examples_per_s"] = speed.rate()
-            if cache is not None:
-                metrics["perf/cache_hit_rate"] = cache.hits / max(1, cache.hits + cache.misses)
-            if evaluator is not None and cfg.eval_every and step % cfg.eval_every == 0 and step < cfg.max_steps:
-                metrics.update(_eval_metrics(evaluator.metrics(core)))  # the last step's comes after normalizing
-            logger.log(step, metrics)
-        if (cfg.save_every and step % cfg.save_every == 0) or step == cfg.max_steps:
-            checkpoint(step)
-        bar.update(1)
-    bar.close()
+        if cache is not None:
+            metrics["perf/cache_hit_rate"] = cache.hits / max(1, cache.hits + cache.misses)
+            if run.is_save_step(step):
+                cache.save(run.dir / FEATURES_FILE)
+        run.end_step(step, metrics, evaluate=held_out if cfg.eval_every and step < cfg.max_steps else None)
 
-    # 6. Normalize on the reference policy, save the reward model, evaluate it, write the report.
+    # 6. Normalize on the reference policy, save the reward model, evaluate it.
     if cfg.normalize:
         fit_normalization(core, cfg, train_recs, frozen)
-    save_reward_model(core, run_dir)
+    save_reward_model(core, run.dir)
     if evaluator is not None:
         final = evaluator.metrics(core)
-        logger.log(cfg.max_steps, _eval_metrics(final))
-        (run_dir / EVAL_FILE).write_text(metrics_json(final) + "\n")
+        run.log(cfg.max_steps, _eval_metrics(final))
+        write_text_atomic(run.dir / EVAL_FILE, metrics_json(final) + "\n")
         log.info("held-out evaluation:\n%s", format_metrics(final))
-    logger.close()
-    from rlhfkit.eval.report import write_report
-
-    write_report(run_dir, title=f"Reward model on {cfg.model}")
-    return run_dir
+    run.close()
+    return run.dir
 
 
 def _eval_metrics(m: dict) -> dict[str, float]:

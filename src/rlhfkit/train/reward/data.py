@@ -13,6 +13,7 @@ from __future__ import annotations
 import json
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Literal
 
 import torch
 from torch import Tensor
@@ -22,7 +23,14 @@ from rlhfkit.data.chat import encode_pair
 from rlhfkit.data.collate import pack_shared_prefix, pad_right
 from rlhfkit.data.errors import DataError
 from rlhfkit.data.formats import detect_format
-from rlhfkit.data.records import Comparison, PromptText, Ranking, Rating, Record, RecordKind
+from rlhfkit.data.records import (
+    Comparison,
+    PromptText,
+    Ranking,
+    Rating,
+    Record,
+    RecordKind,
+)
 from rlhfkit.data.sources import open_rows
 from rlhfkit.train.sources import is_db_source, load_training_records
 
@@ -198,6 +206,9 @@ def _rows_layout(seqs: list[list[int]], partition: list[list[int]], pad_id: int)
     return {"input_ids": pad_right(seqs, pad_id), "attention_mask": pad_right([[1] * len(s) for s in seqs], 0),
             "n_tokens": sum(len(s) for s in seqs)}
 
+
+Layout = Literal["packed", "rows"]
+"""The keys of `LAYOUTS`, as a type for config fields."""
 
 LAYOUTS: dict[str, Callable[[list[list[int]], list[list[int]], int], dict]] = {
     "packed": pack_rows,

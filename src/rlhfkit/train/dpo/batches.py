@@ -21,10 +21,10 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Literal
 
 import torch
 import torch.nn.functional as F
@@ -36,6 +36,7 @@ from transformers import PreTrainedTokenizerBase
 from rlhfkit.data.chat import encode_prompt
 from rlhfkit.data.collate import pack_shared_prefix
 from rlhfkit.data.records import Comparison, PromptText, Ranking, Record
+from rlhfkit.files import write_atomic
 from rlhfkit.models.lm import hidden_states, output_head
 
 
@@ -187,6 +188,9 @@ def collate_packed(groups: Sequence[PreferenceGroup], pad_id: int) -> Preference
                            torch.tensor(target), torch.tensor(response), [len(g.responses) for g in groups])
 
 
+Layout = Literal["packed", "rows"]
+"""The keys of `LAYOUTS`, as a type for config fields."""
+
 LAYOUTS: dict[str, Callable[[Sequence[PreferenceGroup], int], PreferenceBatch]] = {
     "packed": collate_packed,
     "rows": collate_rows,
@@ -279,8 +283,5 @@ def load_reference_cache(path: Path, key: str) -> dict[str, Tensor] | None:
 
 def save_reference_cache(path: Path, key: str, tensors: dict[str, Tensor]) -> None:
     """Write the cache atomically (a crash leaves either no file or a complete one)."""
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    save_file({k: v.contiguous() for k, v in tensors.items()}, str(tmp), metadata={"fingerprint": key})
-    with open(tmp, "rb") as f:
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
+    plain = {k: v.contiguous() for k, v in tensors.items()}
+    write_atomic(path, lambda tmp: save_file(plain, str(tmp), metadata={"fingerprint": key}))

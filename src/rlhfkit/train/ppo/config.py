@@ -1,33 +1,27 @@
-"""`PPOConfig`: every knob of `rlhfkit ppo`, documented and validated (re-exported by `train/ppo.py`)."""
+"""`PPOSettings` / `PPOConfig`: every knob of `rlhfkit ppo`, documented and validated."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
-from rlhfkit.algorithms.kl import KL_CONTROLLERS, KL_ESTIMATORS
+from rlhfkit.algorithms.kl import KLControlSettings, KLEstimatorName
 from rlhfkit.config import require
+from rlhfkit.models.actor_critic import PolicyMode
 from rlhfkit.models.adapters import LoRAConfig
-from rlhfkit.models.value import VALUE_INITS
+from rlhfkit.models.value import ValueInit
 from rlhfkit.rollout.generate import SamplingConfig
-from rlhfkit.models.actor_critic import POLICY_MODES
-from rlhfkit.train.run import TrainConfig
+from rlhfkit.train.config import Schedule, TrainConfig, TrainSettings
 
 
 @dataclass(frozen=True)
-class PPOConfig(TrainConfig):
-    """`rlhfkit ppo`: raise reward - beta * KL(policy || reference) with PPO.
+class PPOSettings(KLControlSettings, TrainSettings):
+    """Every knob of PPO but the run's policy, reward, prompts and output.
 
     One step = one rollout of `rollout_batch_size` prompts, then `ppo_epochs` passes over it in
-    minibatches of ``batch_size * grad_accum`` samples (one optimizer step each).
+    minibatches of ``batch_size * grad_accum`` samples (one optimizer step each). The KL controller's
+    fields (kl_controller, init_kl_coef, kl_target ...) are `rlhfkit.algorithms.kl.KLControlSettings`.
     """
 
-    policy: str = "smollm2"
-    """MODEL to start from (and the reference policy): 'smollm2', a model directory (e.g. an SFT run), a hub id."""
-    reward: str = ""
-    """REWARD: a reward-model directory, python:MODULE:FUNCTION, an http(s):// URL, or several of these
-    separated by commas (an ensemble: mean, minus ensemble_k * std)."""
-    prompts: str = ""
-    """Prompts file (any format rlhfkit reads; each row's prompt is used) or DBURL#PROJECT."""
     skip_invalid: bool = False
     """Skip malformed prompt rows (and report them) instead of failing on the first."""
     max_steps: int = 100
@@ -36,7 +30,7 @@ class PPOConfig(TrainConfig):
     """Peak learning rate of AdamW (for the LoRA adapters / trained layers and the value head)."""
     warmup_steps: int = 0
     """Linear warm-up of the learning rate over this many PPO steps."""
-    schedule: str = "constant"
+    schedule: Schedule = "constant"
     """Learning-rate decay after warm-up, per PPO step: 'constant', 'linear' (to 0) or 'cosine'."""
     batch_size: int = 4
     """Samples per forward/backward pass (micro-batch), in the update and in the rollout's scoring passes."""
@@ -45,7 +39,7 @@ class PPOConfig(TrainConfig):
     save_every: int = 20
     """Write a resumable checkpoint every this many PPO steps (0: only at the end)."""
 
-    policy_mode: str = "lora"
+    policy_mode: PolicyMode = "lora"
     """What trains: 'lora' (adapters; reference = adapters off), 'top_layers' (the top `train_layers`
     blocks; reference = a frozen copy of just those blocks) or 'full' (everything; reference = a full copy)."""
     lora: LoRAConfig = LoRAConfig(layers=8)
@@ -53,7 +47,7 @@ class PPOConfig(TrainConfig):
     adapters, so the update's backward pass and its saved activations stop there (lora.layers=0: every block)."""
     train_layers: int = 2
     """Top transformer blocks trained in policy_mode=top_layers."""
-    value_init: str = "zero"
+    value_init: ValueInit = "zero"
     """Value head start: 'zero' (all values 0) or 'reward' (the reward model's head, normalization folded in;
     needs `reward` to be a reward-model directory on a trunk of the policy's width)."""
     value_trunk_grad: bool = True
@@ -72,25 +66,8 @@ class PPOConfig(TrainConfig):
     ppo_epochs: int = 4
     """Passes over each rollout."""
 
-    kl_estimator: str = "k1"
+    kl_estimator: KLEstimatorName = "k1"
     """Per-token KL(policy || reference) estimator: 'k1' (log ratio), 'k2' or 'k3' (Schulman 2020)."""
-    kl_controller: str = "adaptive"
-    """'adaptive' (beta steers the KL towards kl_target, Ziegler et al. 2019), 'pi' (the same, plus a
-    proportional term and a bounded integrator, which keep a short run from overshooting the target) or
-    'fixed' (beta = init_kl_coef)."""
-    init_kl_coef: float = 0.05
-    """Initial KL coefficient beta."""
-    kl_target: float = 6.0
-    """Target KL per response, in nats, for the adaptive controller."""
-    kl_horizon: int = 10000
-    """Samples over which the adaptive controller applies a full correction."""
-    kl_kp: float = 1.0
-    """Proportional gain of the 'pi' controller: a KL of twice the target multiplies beta by exp(kl_kp) at once."""
-    min_kl_coef: float = 1e-3
-    """Lower bound of beta for the 'pi' controller (also bounds its integrator: anti-windup)."""
-    max_kl_coef: float = 10.0
-    """Upper bound of beta for the 'pi' controller."""
-
     gamma: float = 1.0
     """GAE discount."""
     lam: float = 0.95
@@ -131,13 +108,7 @@ class PPOConfig(TrainConfig):
 
     def __post_init__(self) -> None:
         super().__post_init__()
-        require(bool(self.reward.strip()), "reward is required: a reward-model directory, python:MODULE:FUNCTION or an http(s):// URL")
-        require(bool(self.prompts), "prompts is required (a prompts file)")
-        require(self.policy_mode in POLICY_MODES, f"policy_mode must be one of {', '.join(POLICY_MODES)}, got {self.policy_mode!r}")
         require(self.train_layers > 0, f"train_layers must be positive, got {self.train_layers}")
-        require(self.value_init in VALUE_INITS, f"value_init must be one of {', '.join(VALUE_INITS)}, got {self.value_init!r}")
-        require(self.value_init != "reward" or "," not in self.reward and not self.reward.startswith(("python:", "http")),
-                "value_init=reward needs `reward` to be one reward-model directory")
         require(self.sampling.temperature > 0, "sampling.temperature must be > 0 for PPO (greedy decoding has no log-probs to ratio)")
         require(self.sampling.top_p == 1.0 and self.sampling.top_k == 0,
                 "sampling.top_p must be 1 and sampling.top_k 0 for PPO: the ratio needs the sampled distribution's log-probs")
@@ -145,14 +116,6 @@ class PPOConfig(TrainConfig):
         require(self.rollout_batch_size > 0 and self.rollout_batch_size % minibatch == 0,
                 f"rollout_batch_size ({self.rollout_batch_size}) must be a positive multiple of batch_size * grad_accum ({minibatch})")
         require(self.ppo_epochs > 0, f"ppo_epochs must be positive, got {self.ppo_epochs}")
-        require(self.kl_estimator in KL_ESTIMATORS, f"kl_estimator must be one of {', '.join(KL_ESTIMATORS)}, got {self.kl_estimator!r}")
-        require(self.kl_controller in KL_CONTROLLERS, f"kl_controller must be one of {', '.join(KL_CONTROLLERS)}, got {self.kl_controller!r}")
-        require(self.init_kl_coef >= 0, "init_kl_coef must be >= 0")
-        require(self.kl_controller == "fixed" or self.init_kl_coef > 0, f"the {self.kl_controller} controller needs init_kl_coef > 0")
-        require(self.kl_kp >= 0, f"kl_kp must be >= 0, got {self.kl_kp}")
-        require(self.kl_controller != "pi" or 0 < self.min_kl_coef <= self.init_kl_coef <= self.max_kl_coef,
-                "the pi controller needs 0 < min_kl_coef <= init_kl_coef <= max_kl_coef")
-        require(self.kl_target > 0 and self.kl_horizon > 0, "kl_target and kl_horizon must be positive")
         require(0.0 <= self.gamma <= 1.0 and 0.0 <= self.lam <= 1.0, "gamma and lam must be in [0, 1]")
         require(self.clip_range > 0 and self.value_clip_range > 0, "clip_range and value_clip_range must be positive")
         require(self.vf_coef >= 0 and self.entropy_coef >= 0, "vf_coef and entropy_coef must be >= 0")
@@ -162,3 +125,28 @@ class PPOConfig(TrainConfig):
         require(self.reward_batch_size > 0 and self.reward_timeout > 0, "reward_batch_size and reward_timeout must be positive")
         require(self.reward_retries >= 0 and self.reward_backoff >= 0, "reward_retries and reward_backoff must be >= 0")
         require(self.samples_per_log >= 0, "samples_per_log must be >= 0")
+
+
+@dataclass(frozen=True)
+class PPOConfig(PPOSettings, TrainConfig):
+    """`rlhfkit ppo`: raise reward - beta * KL(policy || reference) with PPO."""
+
+    policy: str = "smollm2"
+    """MODEL to start from (and the reference policy): 'smollm2', a model directory (e.g. an SFT run), a hub id."""
+    reward: str = ""
+    """REWARD: a reward-model directory, python:MODULE:FUNCTION, an http(s):// URL, or several of these
+    separated by commas (an ensemble: mean, minus ensemble_k * std)."""
+    prompts: str = ""
+    """Prompts file (any format rlhfkit reads; each row's prompt is used) or DBURL#PROJECT."""
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        require(bool(self.reward.strip()), "reward is required: a reward-model directory, python:MODULE:FUNCTION or an http(s):// URL")
+        require(bool(self.prompts), "prompts is required (a prompts file)")
+        require(self.value_init != "reward" or "," not in self.reward and not self.reward.startswith(("python:", "http")),
+                "value_init=reward needs `reward` to be one reward-model directory")
+
+
+    def title(self) -> str:
+        """What the run is, in a few words (the report's title)."""
+        return f"PPO of {self.policy} against {self.reward}"

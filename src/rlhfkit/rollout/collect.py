@@ -1,0 +1,75 @@
+"""From sampled responses and their scores to a PPO `Rollout` (steps 1 and 3-4 of a PPO step).
+
+`sample_rollout` samples one response per prompt in chunks; `collect_rollout` runs the policy (with
+its value head) and the reference over them once, then turns the scores into per-token rewards with
+a KL penalty and those into GAE advantages. Everything arrives as an explicit argument, so any loop
+that owns an `ActorCritic` can collect experience (Huang et al. 2024, "The N+ Implementation Details
+of RLHF with PPO"; the math lives in `rlhfkit.algorithms`).
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Callable
+
+import torch
+from torch import Tensor
+
+from rlhfkit.algorithms.advantages import gae, ppo_token_rewards
+from rlhfkit.algorithms.common import masked_whiten
+from rlhfkit.algorithms.kl import KL_ESTIMATORS
+from rlhfkit.data.records import PromptText
+from rlhfkit.models.actor_critic import ActorCritic
+from rlhfkit.rollout.experience import Rollout, concat_samples
+from rlhfkit.rollout.generate import Samples, SamplingConfig, sample
+
+Autocast = Callable[[], contextlib.AbstractContextManager]
+"""A context-manager factory for mixed precision (``engine.autocast``); `contextlib.nullcontext` for none."""
+
+
+def sample_rollout(policy: torch.nn.Module, tokenizer, prompts: list[PromptText], sampling: SamplingConfig, *,
+                   seed: int, autocast: Autocast = contextlib.nullcontext) -> Samples:
+    """One response per prompt, `sampling.batch_size` prompts per call; call i draws with seed
+    ``seed + i``, so a resumed run samples exactly what an uninterrupted one would."""
+    parts = []
+    for i, start in enumerate(range(0, len(prompts), sampling.batch_size)):
+        with autocast():  # bf16 KV cache where bf16 is the faster dtype, else fp32
+            parts.append(sample(policy, tokenizer, prompts[start : start + sampling.batch_size], sampling,
+                                generator_seed=seed + i))
+    return concat_samples(parts, tokenizer.pad_token_id)
+
+
+@torch.no_grad()
+def collect_rollout(ac: ActorCritic, samples: Samples, raw_scores: Tensor, scores: Tensor, *, beta: float,
+                    kl_estimator: str = "k1", gamma: float = 1.0, lam: float = 0.95, whiten_rewards: bool = False,
+                    whiten_advantages: bool = True, temperature: float = 1.0, batch_size: int = 8,
+                    autocast: Autocast = contextlib.nullcontext) -> tuple[Rollout, Tensor]:
+    """Old log-probs and values (one trunk pass), reference log-probs, per-token KL and rewards, GAE
+    advantages and returns of `samples`, `batch_size` rows per pass. `scores` are the shaped (B,)
+    scores credited at each response's last token, `raw_scores` what the reward source said.
+    Returns the rollout and the (B, R) policy entropy."""
+    ids = torch.cat([samples.prompt_ids, samples.response_ids], dim=1)
+    mask = torch.cat([samples.prompt_mask, samples.response_mask], dim=1)
+    start, rmask = samples.prompt_ids.shape[1], samples.response_mask
+    logps, values, ref_logps, entropy, trunks = [], [], [], [], []
+    for rows in torch.arange(ids.shape[0], device=ids.device).split(batch_size):
+        with autocast():
+            trunk = ac.trunk(ids[rows], mask[rows])  # the frozen bottom blocks, once for policy, reference, epochs
+            out = ac(ids[rows], mask[rows], start, temperature=temperature, with_entropy=True, trunk=trunk)
+            ref_logps.append(ac.reference_logps(ids[rows], mask[rows], start, temperature=temperature, trunk=trunk))
+        logps.append(out.logps)
+        values.append(out.values)
+        entropy.append(out.entropy)
+        trunks.append(trunk)
+    logp, ref_logp, value = torch.cat(logps), torch.cat(ref_logps), torch.cat(values) * rmask
+    trunk = None if trunks[0] is None else torch.cat(trunks)
+    kl = KL_ESTIMATORS[kl_estimator](logp, ref_logp) * rmask
+    rewards = ppo_token_rewards(scores.to(kl.device), kl, rmask, beta)
+    if whiten_rewards:
+        rewards = masked_whiten(rewards, rmask, shift_mean=False)
+    advantages, returns = gae(rewards, value, rmask, gamma, lam)
+    if whiten_advantages:
+        advantages = masked_whiten(advantages, rmask)
+    rollout = Rollout(ids, mask, rmask, logp, ref_logp, value, kl, scores.to(kl.device), raw_scores.to(kl.device),
+                      rewards, advantages, returns, samples.ended, trunk)
+    return rollout, torch.cat(entropy)

@@ -1,0 +1,166 @@
+"""Direct preference optimisation: preference pairs or rankings -> policy, with no reward model and
+no sampling during training (Rafailov et al. 2023, "Direct Preference Optimization").
+
+The losses are the pure functions of `rlhfkit.algorithms.dpo_losses`, chosen by name. This loop
+supplies what they need with one model in memory: reference log-probs are computed once, before
+the first update, from the initial weights (full fine-tuning) or from the base with the adapter
+disabled (LoRA), and cached in the run directory; each step then encodes all responses of its
+groups in one forward pass (see `batches`). The loss is the mean over the pairs (or rankings) of
+the whole optimizer step, however it is split into micro-batches.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from torch import Tensor, nn
+
+from rlhfkit.algorithms.dpo_losses import REFERENCE_FREE_LOSSES
+from rlhfkit.data.records import PromptText, prompt_text
+from rlhfkit.data.sampler import BatchStream
+from rlhfkit.models.adapters import (
+    choose_trainable,
+    count_parameters,
+    trainable_parameters,
+)
+from rlhfkit.models.loading import load_model
+from rlhfkit.models.saving import save_model_dir
+from rlhfkit.train.dpo.batches import (
+    LAYOUTS,
+    PreferenceGroup,
+    compute_reference_logps,
+    encode_group,
+    fingerprint,
+    gather_responses,
+    load_reference_cache,
+    record_texts,
+    response_logps,
+    response_offsets,
+    save_reference_cache,
+)
+from rlhfkit.train.dpo.config import DPOConfig
+from rlhfkit.train.dpo.evaluation import as_reference, evaluate, sampled_kl
+from rlhfkit.train.dpo.terms import RANKING_MODES, MetricSums
+from rlhfkit.train.engine import Engine
+from rlhfkit.train.run import Run, log
+from rlhfkit.train.sources import load_training_records, split_holdout
+
+REFERENCE_CACHE = "reference_logps.safetensors"
+"""File in the run directory holding the reference log-probs of every train and eval response."""
+
+HEADLINE = (("train/loss", "loss"), ("train/reward_accuracy", "accuracy"), ("train/reward_margin", "margin"),
+            ("eval/kl", "eval KL"))
+"""What the console shows of a DPO run."""
+
+
+def _encode(tokenizer, records: list, cfg: DPOConfig) -> tuple[list[PreferenceGroup], list[PromptText]]:
+    texts, ties = record_texts(records)
+    if ties:
+        log.info("dropped %d ties: a tie names no better response", ties)
+    groups = [encode_group(tokenizer, p, r, max_length=cfg.max_length, max_prompt_length=cfg.max_prompt_length)
+              for p, r in texts]
+    cut = sum(g.prompt_truncated for g in groups)
+    if cut:
+        log.info("%d prompts were longer than the limit and were cut from the left", cut)
+    return groups, [p for p, _ in texts]
+
+
+def reference_logps(cfg: DPOConfig, model: nn.Module, engine: Engine, run_dir: Path,
+                    splits: dict[str, list[PreferenceGroup]], pad: int) -> dict[str, Tensor] | None:
+    """Reference log-probs of every response, from the cache or from one pass over the data."""
+    if cfg.loss in REFERENCE_FREE_LOSSES:
+        return None
+    path = run_dir / REFERENCE_CACHE
+    key = fingerprint(cfg.model, str(engine.compute_dtype), splits)
+    cached = load_reference_cache(path, key)
+    if cached is not None:
+        log.info("reference log-probs read from %s", path)
+        return cached
+    with as_reference(model):
+        out = {name: compute_reference_logps(model, groups, layout=cfg.layout, pad_id=pad,
+                                             batch_size=cfg.ref_batch_size, device=engine.device,
+                                             autocast=engine.autocast)
+               for name, groups in splits.items()}
+    save_reference_cache(path, key, out)
+    log.info("reference log-probs of %d responses computed once and cached in %s",
+             sum(v.numel() for v in out.values()), path)
+    return out
+
+
+def dpo(cfg: DPOConfig) -> Path:
+    """Run DPO (or a variant); returns the run directory, which is also the fine-tuned model's directory."""
+    run = Run(cfg, "dpo", HEADLINE)
+
+    # 1. Data: load, hold out by prompt, tokenize once.
+    records = load_training_records(cfg.data, cfg.kind, skip_invalid=cfg.skip_invalid)
+    train_recs, eval_recs = split_holdout(records, cfg.eval_data, cfg.eval_fraction, cfg.seed, cfg.kind,
+                                          cfg.skip_invalid)
+    loaded = load_model(cfg.model, dtype="fp32", device=run.device)
+    tokenizer, pad = loaded.tokenizer, loaded.tokenizer.pad_token_id
+    train, _ = _encode(tokenizer, train_recs, cfg)
+    held, held_prompts = _encode(tokenizer, eval_recs, cfg)
+    if not train:
+        raise ValueError(f"{cfg.data}: no usable preferences (every row was a tie)")
+    stream = BatchStream([g.packed_length for g in train], cfg.batch_size, cfg.seed, cfg.group_by_length)
+    offsets = response_offsets(train)
+    eval_batches = [list(range(i, min(i + cfg.batch_size, len(held))))
+                    for i in range(0, len(held), cfg.batch_size)][: cfg.eval_batches]
+    kl_prompts = list({prompt_text(p): p for p in held_prompts}.values())[: cfg.kl_prompts]
+
+    # 2. Model: what trains (all, LoRA, or the top layers).
+    model = choose_trainable(loaded.model, cfg.lora, cfg.freeze_layers)
+    trainable, total = count_parameters(model)
+    log.info("training %s of %s parameters on %d preference groups (%s loss)",
+             f"{trainable:,}", f"{total:,}", len(train), cfg.loss)
+
+    # 3. Reference log-probs, once, from the weights before any update (and before a checkpoint loads).
+    reference = reference_logps(cfg, model, run.engine, run.dir, {"train": train, "eval": held}, pad)
+    train_ref = None if reference is None else reference["train"]
+    eval_ref = None if reference is None else reference["eval"]
+
+    # 4. Optimizer, resume from the newest checkpoint, engine.
+    raw = model
+    model, optimizer, scheduler = run.setup(model, trainable_parameters(model), modules={"model": raw},
+                                            state={"data": stream})
+    mode = RANKING_MODES[cfg.rankings_as]
+
+    def held_out(step: int) -> dict[str, float]:
+        metrics = evaluate(cfg, run.engine, model, held, eval_batches, eval_ref, pad) if eval_batches else {}
+        if kl_prompts:
+            metrics["eval/kl"], texts = sampled_kl(cfg, run.engine, model, tokenizer, kl_prompts, cfg.seed + step)
+            run.append_samples([{"step": step, "prompt": prompt_text(p), "response": t}
+                                for p, t in zip(kl_prompts, texts, strict=True)])
+        return metrics
+
+    if eval_batches or kl_prompts:
+        run.log_initial(held_out)
+
+    for step in run.steps():
+        # 5. One optimizer step: every response of the micro-batch's groups in one forward pass,
+        # the loss normalised by the pairs (or rankings) of the whole step.
+        model.train()
+        micro = [stream.next_batch() for _ in range(cfg.grad_accum)]
+        units = sum(mode.units([len(train[i].responses) for i in idx]) for idx in micro)
+        sums = MetricSums()
+        for i, idx in enumerate(micro):
+            batch = LAYOUTS[cfg.layout]([train[g] for g in idx], pad).to(run.device)
+            ref = None if train_ref is None else gather_responses(train_ref, offsets, idx).to(run.device)
+            with run.engine.sync(model, last=i == len(micro) - 1), run.engine.autocast():
+                logps, lengths = response_logps(model, batch)
+                terms = mode.terms(logps.float(), lengths, ref, batch.sizes, cfg)
+                run.engine.backward(terms.losses.sum() / max(1, units))
+            sums.add(terms)
+            run.count("examples", len(idx))
+        grad_norm = run.engine.clip(model, cfg.max_grad_norm)
+        optimizer.step()
+        scheduler.step()
+        optimizer.zero_grad(set_to_none=True)
+
+        # 6. Log, evaluate, checkpoint.
+        metrics = {**sums.means("train"), "train/grad_norm": grad_norm, "train/lr": scheduler.get_last_lr()[0]}
+        run.end_step(step, metrics, evaluate=held_out)
+    run.close()
+
+    # 7. The run directory becomes a model directory.
+    save_model_dir(run.engine.unwrap(model), tokenizer, run.dir)
+    return run.dir

@@ -1,0 +1,92 @@
+"""Where a run's numbers go: ``metrics.jsonl`` always, TensorBoard and W&B (offline) when asked.
+
+One JSON object per logged step, ``{"step": N, "train/loss": ...}``; a resumed run first drops the
+lines a killed run wrote past its checkpoint, so no step appears twice.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import resource
+import time
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from rlhfkit.config import to_dict
+from rlhfkit.files import truncate_jsonl_after
+
+
+class MetricsLogger:
+    """Metrics to ``metrics.jsonl`` and, when asked, TensorBoard and W&B (offline)."""
+
+    def __init__(self, run_dir: Path, sinks: tuple[str, ...] = (), *, config: Any = None, resume_step: int = 0):
+        self.path = run_dir / "metrics.jsonl"
+        truncate_jsonl_after(self.path, resume_step)
+        self._file = open(self.path, "a", buffering=1)  # line-buffered: a crash loses at most a line
+        self._tb = None
+        self._wandb = None
+        if "tensorboard" in sinks:
+            from torch.utils.tensorboard import SummaryWriter
+
+            self._tb = SummaryWriter(str(run_dir / "tensorboard"))
+        if "wandb" in sinks:
+            import wandb  # imported only when asked for
+
+            os.environ.setdefault("WANDB_MODE", "offline")
+            self._wandb = wandb.init(dir=str(run_dir), config=to_dict(config) if config else None, reinit=True)
+
+    def log(self, step: int, metrics: dict[str, Any]) -> dict[str, float]:
+        """Write one step's metrics; returns them as plain floats."""
+        clean = {k: (float(v.item()) if torch.is_tensor(v) else float(v)) for k, v in metrics.items()}
+        self._file.write(json.dumps({"step": step, **clean}) + "\n")
+        if self._tb is not None:
+            for key, value in clean.items():
+                self._tb.add_scalar(key, value, step)
+        if self._wandb is not None:
+            self._wandb.log(clean, step=step)
+        return clean
+
+    def close(self) -> None:
+        self._file.close()
+        if self._tb is not None:
+            self._tb.close()
+        if self._wandb is not None:
+            self._wandb.finish()
+
+
+class Throughput:
+    """Items (tokens, examples, samples) per second since the last `rate`."""
+
+    def __init__(self) -> None:
+        self.start = time.perf_counter()
+        self.count = 0.0
+
+    def add(self, n: float) -> None:
+        self.count += n
+
+    def rate(self) -> float:
+        elapsed = time.perf_counter() - self.start
+        value = self.count / elapsed if elapsed > 0 else 0.0
+        self.start, self.count = time.perf_counter(), 0.0
+        return value
+
+
+def peak_memory_mb(device: torch.device) -> float:
+    """Peak memory of this process: allocated on a GPU, resident (RSS) on a CPU."""
+    if device.type == "cuda":
+        return torch.cuda.max_memory_allocated(device) / 2**20
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux reports KiB
+
+
+def check_finite(step: int, metrics: dict[str, Any], run_dir: Path) -> None:
+    """Stop the run on NaN or inf, naming the metric; the last good checkpoint stays in place."""
+    bad = [k for k, v in metrics.items() if not math.isfinite(float(v))]
+    if bad:
+        raise FloatingPointError(
+            f"step {step}: {', '.join(bad)} became NaN or inf; stopping. The last good checkpoint is "
+            f"in {run_dir / 'checkpoints'}; lower lr or check the data/reward, then resume."
+        )

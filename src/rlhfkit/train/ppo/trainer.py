@@ -1,0 +1,154 @@
+"""PPO with a KL penalty: the RL phase of RLHF (Ziegler et al. 2019; Ouyang et al. 2022, sec. 3.5).
+
+Every step: 1. sample responses to a batch of prompts; 2. score them with the reward source;
+3. per-token reward = -beta * KL(policy || reference) plus the shaped score at the last token;
+4. advantages by GAE; 5. PPO epochs over shuffled minibatches (clipped ratio, clipped value loss,
+optional entropy bonus); 6. adapt beta, log, checkpoint. The implementation details follow Huang et
+al. 2024, "The N+ Implementation Details of RLHF with PPO"; the math lives in `rlhfkit.algorithms`.
+
+Policy, reference and value share one base model (see `rlhfkit.models.actor_critic`).
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import torch
+from safetensors.torch import save_file
+
+from rlhfkit.algorithms.common import masked_mean, masked_sum
+from rlhfkit.algorithms.ppo_losses import explained_variance
+from rlhfkit.data.records import PromptText
+from rlhfkit.data.sampler import BatchStream
+from rlhfkit.files import write_atomic
+from rlhfkit.models.actor_critic import ActorCritic, build_actor_critic
+from rlhfkit.models.adapters import count_parameters, trainable_parameters
+from rlhfkit.models.loading import load_model
+from rlhfkit.models.saving import save_model_dir
+from rlhfkit.models.value import make_value_head
+from rlhfkit.rollout.collect import collect_rollout, sample_rollout
+from rlhfkit.rollout.experience import Rollout, RunningMoments, shape_scores
+from rlhfkit.rollout.generate import Samples
+from rlhfkit.rollout.rewards import RewardSource, resolve_reward
+from rlhfkit.train.engine import Engine
+from rlhfkit.train.ppo.config import PPOConfig, PPOSettings
+from rlhfkit.train.ppo.update import ppo_update
+from rlhfkit.train.run import Run, log
+from rlhfkit.train.sources import load_training_records
+
+HEADLINE = (("ppo/score", "score"), ("ppo/kl", "KL"), ("ppo/beta", "beta"), ("perf/samples_per_s", "samples/s"))
+"""What the console shows of a PPO run."""
+
+
+def generate(ac: ActorCritic, tokenizer, prompts: list[PromptText], cfg: PPOSettings, step: int,
+             engine: Engine) -> Samples:
+    """Step 1 with this config: one response per prompt, with a per-step seed."""
+    return sample_rollout(ac.policy, tokenizer, prompts, cfg.sampling, seed=cfg.seed * 1_000_003 + step * 1_009,
+                          autocast=engine.autocast)
+
+
+def collect(ac: ActorCritic, samples: Samples, raw: torch.Tensor, scores: torch.Tensor, beta: float, cfg: PPOSettings,
+            engine: Engine) -> tuple[Rollout, torch.Tensor]:
+    """Steps 3-4 with this config (`rlhfkit.rollout.collect.collect_rollout`)."""
+    return collect_rollout(ac, samples, raw, scores, beta=beta, kl_estimator=cfg.kl_estimator, gamma=cfg.gamma,
+                           lam=cfg.lam, whiten_rewards=cfg.whiten_rewards, whiten_advantages=cfg.whiten_advantages,
+                           temperature=cfg.sampling.temperature, batch_size=cfg.batch_size, autocast=engine.autocast)
+
+
+def score_responses(reward: RewardSource, prompts: list[PromptText], samples: Samples, cfg: PPOConfig, step: int,
+                    run_dir: Path) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """Step 2: raw (B,) scores (and the ensemble std, if any); NaN/inf stops the run, naming the reward."""
+    out = reward(prompts, samples.texts)
+    bad = ~torch.isfinite(out.scores)
+    if bool(bad.any()):
+        example = samples.texts[int(bad.nonzero()[0])]
+        raise FloatingPointError(
+            f"step {step}: the reward {cfg.reward!r} returned NaN or inf for {int(bad.sum())} of {len(bad)} "
+            f"responses (e.g. {example[:80]!r}); stopping. The last good checkpoint is in {run_dir / 'checkpoints'}."
+        )
+    return out.scores, out.std
+
+
+def step_metrics(rollout: Rollout, entropy: torch.Tensor, samples: Samples, beta: float,
+                 reward_std: torch.Tensor | None) -> dict[str, float | torch.Tensor]:
+    """What a PPO step logs about its rollout (the update adds its own statistics)."""
+    rmask, raw = rollout.response_mask, rollout.raw_scores
+    metrics: dict[str, float | torch.Tensor] = {
+        "ppo/score": raw.mean(), "ppo/score_std": raw.std() if raw.numel() > 1 else 0.0,
+        "ppo/score_shaped": rollout.scores.mean(), "ppo/kl": masked_sum(rollout.kl, rmask, dim=1).mean(),
+        "ppo/beta": beta, "ppo/entropy": masked_mean(entropy, rmask),
+        "ppo/response_len": rmask.sum(dim=1).float().mean(), "ppo/no_eos_frac": (~samples.ended).float().mean(),
+        "ppo/prompts_truncated": samples.prompts_truncated,
+    }
+    if reward_std is not None:
+        metrics["ppo/reward_std"] = reward_std.mean()
+    ev = explained_variance(rollout.values, rollout.returns, rmask)
+    if torch.isfinite(ev):  # undefined (NaN) when every return is equal
+        metrics["ppo/explained_var"] = ev
+    return metrics
+
+
+def ppo(cfg: PPOConfig) -> Path:
+    """Run PPO; returns the run directory, which ends as the trained policy's model directory."""
+    run = Run(cfg, "ppo", HEADLINE)
+
+    # Prompts, the one base model (policy + reference + value head), the reward, the optimizer.
+    prompts = [r.prompt for r in load_training_records(cfg.prompts, "prompts", skip_invalid=cfg.skip_invalid)]
+    loaded = load_model(cfg.policy, dtype="fp32", device=run.device)
+    tokenizer = loaded.tokenizer
+    value_head = make_value_head(cfg.value_init, int(loaded.model.config.hidden_size), cfg.reward)
+    model = build_actor_critic(loaded.model, value_head, cfg.policy_mode, lora=cfg.lora, train_layers=cfg.train_layers,
+                               value_trunk_grad=cfg.value_trunk_grad,
+                               cache_frozen_trunk=cfg.cache_frozen_trunk).to(run.device)
+    reward = resolve_reward(cfg.reward, ensemble_k=cfg.ensemble_k, device=run.device, batch_size=cfg.reward_batch_size,
+                            http_timeout=cfg.reward_timeout, http_retries=cfg.reward_retries, http_backoff=cfg.reward_backoff)
+    trainable, total = count_parameters(model)
+    log.info("PPO (%s): training %s of %s parameters on %d prompts", cfg.policy_mode, f"{trainable:,}", f"{total:,}", len(prompts))
+    stream = BatchStream([1] * len(prompts), cfg.rollout_batch_size, cfg.seed)
+    kl_ctl = cfg.make_kl_controller()
+    moments = RunningMoments() if cfg.normalize_scores else None
+    ac, optimizer, scheduler = run.setup(model, trainable_parameters(model), modules={"actor_critic": model},
+                                         state={"data": stream, "kl_controller": kl_ctl, "score_moments": moments})
+    model = run.engine.unwrap(ac)
+
+    for step in run.steps():
+        t0 = time.perf_counter()
+        # 1. Rollout: one response per prompt, truncated at the first stop token.
+        batch_prompts = [prompts[i] for i in stream.next_batch()]
+        samples = generate(model, tokenizer, batch_prompts, cfg, step, run.engine)
+        t1 = time.perf_counter()
+
+        # 2. Score, then shape: running normalization, the no-EOS rule, clipping.
+        raw, reward_std = score_responses(reward, batch_prompts, samples, cfg, step, run.dir)
+        scores = shape_scores(raw, samples.ended.cpu(), moments, no_eos_score=cfg.no_eos_score,
+                              no_eos_penalty=cfg.no_eos_penalty, clip=cfg.score_clip)
+        t2 = time.perf_counter()
+
+        # 3-4. Old log-probs and values, reference log-probs, KL, per-token rewards, GAE advantages.
+        beta = kl_ctl.value
+        rollout, entropy = collect(model, samples, raw, scores, beta, cfg, run.engine)
+
+        # 5. PPO epochs x minibatches.
+        stats = ppo_update(ac, optimizer, rollout, cfg, step, run.engine, run.dir)
+        scheduler.step()
+        metrics = step_metrics(rollout, entropy, samples, beta, reward_std)
+        kl_ctl.update(float(metrics["ppo/kl"]), n_steps=len(batch_prompts))
+        t3 = time.perf_counter()
+
+        # 6. Log, save samples, checkpoint.
+        run.count("tokens", int(rollout.response_mask.sum()))
+        run.count("samples", len(batch_prompts))
+        metrics |= {**stats, "train/lr": scheduler.get_last_lr()[0],
+                    "perf/generate_s": t1 - t0, "perf/score_s": t2 - t1, "perf/update_s": t3 - t2}
+        if run.is_log_step(step):
+            run.append_samples([{"step": step, "prompt": batch_prompts[i], "response": samples.texts[i],
+                                 "score": float(raw[i])} for i in range(min(cfg.samples_per_log, len(batch_prompts)))])
+        run.end_step(step, metrics)
+    run.close()
+
+    # The run directory becomes the policy's model directory (LoRA merged; adapter/ kept), plus its value head.
+    save_model_dir(model.policy, tokenizer, run.dir)
+    head = {k: v.detach().cpu().contiguous() for k, v in model.value_head.state_dict().items()}
+    write_atomic(run.dir / "value_head.safetensors", lambda tmp: save_file(head, str(tmp)))
+    return run.dir
