@@ -67,13 +67,14 @@ def _rlhfkit_config(spec: dict[str, Any], out: Path, **values: Any) -> Any:
 
 
 def rlhfkit_train(spec: dict[str, Any]) -> dict[str, Any]:
-    """rlhfkit.train.dpo.dpo, timed through its own Throughput counter (one add() per step)."""
+    """rlhfkit.train.dpo.dpo, timed through its run's Throughput counter (one add() per step)."""
+    from rlhfkit.train import run as run_module
     from rlhfkit.train.dpo import trainer as dpo_module
 
     recorder = StepRecorder()
     ref_s: list[float] = []
 
-    class RecordingThroughput(dpo_module.Throughput):
+    class RecordingThroughput(run_module.Throughput):
         def add(self, n: float) -> None:
             super().add(n)
             recorder.step(int(n))
@@ -87,7 +88,7 @@ def rlhfkit_train(spec: dict[str, Any]) -> dict[str, Any]:
         return out
 
     # Measurement hooks only; the loop itself is unchanged.
-    dpo_module.Throughput = RecordingThroughput
+    run_module.Throughput = RecordingThroughput
     dpo_module.compute_reference_logps = timed_reference
     cfg = _rlhfkit_config(spec, Path(spec["work_dir"]) / "rlhfkit-run")
     start = time.perf_counter()

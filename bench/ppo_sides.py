@@ -62,17 +62,17 @@ def train_rm(spec: dict[str, Any]) -> dict[str, Any]:
 def _rlhfkit_run(spec: dict[str, Any], reward: str, steps: int, extra: list[str]) -> dict[str, Any]:
     from rlhfkit.config import build_config
     from rlhfkit.data.fixtures import fixture_path
-    from rlhfkit.train import ppo as ppo_module
+    from rlhfkit.train import metrics as metrics_module
     from rlhfkit.train.ppo import PPOConfig, ppo
 
     recorder = StepRecorder(spec["rollout_batch_size"])
-    log = ppo_module.MetricsLogger.log
+    log = metrics_module.MetricsLogger.log
 
-    def timed_log(self: Any, step: int, metrics: dict[str, float]) -> None:  # log_every=1: once per step
+    def timed_log(self: Any, step: int, metrics: dict[str, float]) -> dict[str, float]:  # log_every=1: once per step
         recorder.step()
-        log(self, step, metrics)
+        return log(self, step, metrics)
 
-    ppo_module.MetricsLogger.log = timed_log  # type: ignore[method-assign]
+    metrics_module.MetricsLogger.log = timed_log  # type: ignore[method-assign]
     cfg = build_config(PPOConfig, values={"policy": spec["model_dir"], "reward": reward, "output": spec["out_dir"],
                                           "prompts": str(fixture_path("sentiment_prompts.jsonl"))},
                        overrides=[f"max_steps={steps}", f"rollout_batch_size={spec['rollout_batch_size']}",

@@ -153,7 +153,8 @@ def _version(package: str) -> str:
 def run_rlhfkit(spec: dict[str, Any]) -> dict[str, Any]:
     """rlhfkit.train.reward.train_reward_model, timed through its Throughput counter (one add() per step)."""
     from rlhfkit.models.reward import load_reward_model
-    from rlhfkit.train import reward as reward_module
+    from rlhfkit.train import run as run_module
+    from rlhfkit.train.reward import trainer as reward_module
     from rlhfkit.train.reward import RewardConfig, train_reward_model
 
     recorder = StepRecorder()
@@ -168,12 +169,12 @@ def run_rlhfkit(spec: dict[str, Any]) -> dict[str, Any]:
         tokens["encoded"] = batch.n_tokens
         return batch
 
-    class RecordingThroughput(reward_module.Throughput):
+    class RecordingThroughput(run_module.Throughput):
         def add(self, n: float) -> None:
             super().add(n)
             recorder.step(tokens["n"], tokens["encoded"])
 
-    reward_module.Throughput = RecordingThroughput  # measurement hooks only; the loop is unchanged
+    run_module.Throughput = RecordingThroughput  # measurement hooks only; the loop is unchanged
     reward_module.collate = counting_collate
     if spec.get("file_order"):  # train.jsonl starts with the harness's batches (the same as TRL's)
         read_rlhfkit_in_file_order(reward_module)

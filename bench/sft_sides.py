@@ -63,22 +63,23 @@ def _params(model: Any) -> int:
 
 
 def run_rlhfkit(spec: dict[str, Any]) -> dict[str, Any]:
-    """rlhfkit.train.sft.sft, timed through its own Throughput counter (one add() per optimizer step)."""
+    """rlhfkit.train.sft.sft, timed through its run's Throughput counter (one add() per optimizer step)."""
     import torch
     from transformers import AutoModelForCausalLM
 
     from rlhfkit.models.dtype import resolve_dtype
+    from rlhfkit.train import run as run_module
     from rlhfkit.train import sft as sft_module
     from rlhfkit.train.sft import SFTConfig, sft
 
     recorder = StepRecorder()
 
-    class RecordingThroughput(sft_module.Throughput):
+    class RecordingThroughput(run_module.Throughput):
         def add(self, n: float) -> None:
             super().add(n)
             recorder.step(int(n))
 
-    sft_module.Throughput = RecordingThroughput  # measurement hook only; the loop is unchanged
+    run_module.Throughput = RecordingThroughput  # measurement hook only; the loop is unchanged
     if spec.get("file_order"):  # train.jsonl is in the harness's batch order (the same as TRL's)
         read_rlhfkit_in_file_order(sft_module)
     cfg = SFTConfig(

@@ -133,3 +133,52 @@ def test_a_required_field_missing_everywhere_is_named(capsys: pytest.CaptureFixt
 
     assert main(["sft", "--output", "o"]) == 2
     assert "data is required" in capsys.readouterr().err
+
+
+# --- the typed machinery: Literal choices, tagged unions of configs, partial settings ----------
+
+
+def test_a_literal_field_fails_at_construction_with_its_options() -> None:
+    with pytest.raises(ConfigError, match="schedule must be one of cosine, linear, constant, got 'wavy'"):
+        SFTConfig(data="d", output=Path("o"), schedule="wavy")  # type: ignore[arg-type]
+    with pytest.raises(ConfigError, match="weights must be one of auto, master, fp32"):
+        build_config(SFTConfig, values={"data": "d", "output": "o"}, overrides=["weights=half"])
+
+
+def test_a_union_of_configs_is_chosen_by_its_tag_and_lands_on_that_variants_defaults() -> None:
+    from rlhfkit.loop.config import DPO_STAGE, PPO_STAGE, DPOStage, LoopConfig, PPOStage
+
+    base = {"output": "o", "policy_model": "tiny", "prompts": "p.jsonl"}
+    ppo = build_config(LoopConfig, values=base, overrides=["policy.kl_target=2.5"])
+    assert isinstance(ppo.policy, PPOStage) and ppo.policy.kl_target == 2.5
+    assert ppo.policy.max_steps == PPO_STAGE.max_steps  # the loop's preset, not PPOSettings' default
+    dpo = build_config(LoopConfig, values=base, overrides=["policy.method=dpo", "policy.beta=0.3"])
+    assert isinstance(dpo.policy, DPOStage) and dpo.policy.beta == 0.3
+    assert dpo.policy.max_length == DPO_STAGE.max_length
+    with pytest.raises(ConfigError, match="policy.method must be one of ppo, dpo, got 'rlhf'"):
+        build_config(LoopConfig, values=base, overrides=["policy.method=rlhf"])
+    with pytest.raises(ConfigError, match="unknown config key policy.rollout_batch_size"):
+        build_config(LoopConfig, values=base, overrides=["policy.method=dpo", "policy.rollout_batch_size=8"])
+    # What a run writes as loop.yaml reads back as the same config.
+    from rlhfkit.config import to_dict
+
+    assert build_config(LoopConfig, values=to_dict(dpo)) == dpo
+
+
+def test_complete_fills_a_partial_config_with_the_run_inputs(tmp_path: Path) -> None:
+    from rlhfkit.config import complete
+    from rlhfkit.train.sft import SFTSettings
+
+    settings = SFTSettings(max_steps=3, lr=1e-3)
+    cfg = complete(SFTConfig, settings, data="d.jsonl", output=tmp_path, lr=2e-3)
+    assert (cfg.max_steps, cfg.lr, cfg.data, cfg.output) == (3, 2e-3, "d.jsonl", tmp_path)
+    with pytest.raises(ConfigError, match="data is required"):
+        complete(SFTConfig, settings, output=tmp_path)
+
+
+def test_help_shows_the_defaults_a_parent_config_presets() -> None:
+    from rlhfkit.loop.config import LoopConfig
+
+    text = format_fields(LoopConfig)
+    assert "reward.lr: float = 0.003" in text and "-- policy.method=dpo --" in text
+    assert "policy.kl_controller: fixed|adaptive|pi = 'pi'" in text

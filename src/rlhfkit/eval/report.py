@@ -30,6 +30,7 @@ import jinja2
 from rlhfkit.data.records import prompt_text
 from rlhfkit.eval import plots
 from rlhfkit.eval.hacking import gao_fit
+from rlhfkit.files import write_text_atomic
 
 REPORT_NAME = "report.html"
 MAX_EXAMPLES = 8
