@@ -9,9 +9,9 @@ import pytest
 from sqlalchemy import select, text
 
 from rlhfkit.feedback.errors import Conflict, Forbidden, Invalid, NotFound
-from rlhfkit.feedback.models import Judgment
+from rlhfkit.feedback.tables import Judgment
 from rlhfkit.feedback.store import FeedbackStore
-from rlhfkit.feedback.views import NewItem, ProjectSpec
+from rlhfkit.feedback.entities import NewItem, ProjectSpec
 
 PASSWORD = "correct horse battery"  # the password the conftest fixtures use
 

@@ -13,7 +13,7 @@ import pytest
 
 from rlhfkit.feedback import cli
 from rlhfkit.feedback.store import FeedbackStore
-from rlhfkit.feedback.views import NewItem, ProjectSpec
+from rlhfkit.feedback.entities import NewItem, ProjectSpec
 
 
 def _parser() -> argparse.ArgumentParser:

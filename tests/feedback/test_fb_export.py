@@ -13,7 +13,7 @@ from rlhfkit.data.records import Comparison, Demonstration, Rating, Ranking
 from rlhfkit.feedback.cli import export_project
 from rlhfkit.feedback.export import load_project_records, split_data_url, write_jsonl_atomic
 from rlhfkit.feedback.store import FeedbackStore
-from rlhfkit.feedback.views import NewItem, ProjectSpec, TaskView
+from rlhfkit.feedback.entities import NewItem, ProjectSpec, TaskView
 
 PASSWORD = "correct horse battery"
 

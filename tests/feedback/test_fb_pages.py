@@ -12,8 +12,8 @@ from fastapi.testclient import TestClient
 from sqlalchemy import select
 
 from rlhfkit.feedback.markdown_render import render_markdown
-from rlhfkit.feedback.models import Judgment
-from rlhfkit.feedback.views import NewItem, ProjectSpec
+from rlhfkit.feedback.tables import Judgment
+from rlhfkit.feedback.entities import NewItem, ProjectSpec
 
 PASSWORD = "correct horse battery"
 XSS = '<script>alert("x")</script><img src=x onerror=alert(1)>'

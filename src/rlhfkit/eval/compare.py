@@ -165,7 +165,7 @@ def _admin_id(store: Any) -> int:
 
 def create_comparison_project(store: Any, project: str, cfg: CompareConfig) -> int:
     """Sample both models and add one pairwise item per comparison (policy at position 0)."""
-    from rlhfkit.feedback.views import NewItem, ProjectSpec
+    from rlhfkit.feedback.entities import NewItem, ProjectSpec
 
     prompts, policy, baseline = sample_both(cfg)
     admin_id = _admin_id(store)

@@ -36,7 +36,7 @@ from sqlalchemy import BindParameter, Connection, Row, bindparam, exists, func, 
 from sqlalchemy.exc import IntegrityError
 
 from rlhfkit.feedback.errors import Conflict, Forbidden, Invalid, NotFound
-from rlhfkit.feedback.models import Assignment, AuditEvent, Item, Judgment, Project, Response, User
+from rlhfkit.feedback.tables import Assignment, AuditEvent, Item, Judgment, Project, Response, User
 from rlhfkit.feedback.tasktypes import TaskContext, task_type
 
 PICK_ATTEMPTS = 16

@@ -36,7 +36,7 @@ from sqlalchemy.orm import Session
 from rlhfkit.data.records import Comparison, Demonstration, Rating, Ranking, Record, RecordKind, to_json
 from rlhfkit.feedback.aggregate import AGGREGATORS, Aggregator
 from rlhfkit.feedback.errors import Invalid
-from rlhfkit.feedback.models import Item, Judgment, Response, User
+from rlhfkit.feedback.tables import Item, Judgment, Response, User
 from rlhfkit.feedback.tasktypes import LIKERT_SCALE
 
 EXPORT_KINDS: tuple[RecordKind, ...] = ("pairs", "rankings", "ratings", "demos")

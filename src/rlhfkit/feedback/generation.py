@@ -18,11 +18,11 @@ from sqlalchemy import select, update
 
 from rlhfkit.feedback.audit import record_event
 from rlhfkit.feedback.errors import Invalid, NotFound
-from rlhfkit.feedback.models import Job
+from rlhfkit.feedback.tables import Job
 from rlhfkit.feedback.projects import get_project
 from rlhfkit.feedback.store import FeedbackStore
 from rlhfkit.feedback.tasktypes import check_response_count, task_type
-from rlhfkit.feedback.views import NewItem
+from rlhfkit.feedback.entities import NewItem
 
 JOB_STATES = ("queued", "running", "done", "failed", "interrupted")
 """Lifecycle of a job."""

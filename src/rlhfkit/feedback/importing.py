@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from rlhfkit.feedback.errors import Invalid, TooLarge
-from rlhfkit.feedback.views import NewItem
+from rlhfkit.feedback.entities import NewItem
 
 CHAT_ROLES = ("system", "user", "assistant")
 """Roles allowed in conversation prompts."""

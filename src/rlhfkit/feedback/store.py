@@ -1,13 +1,13 @@
 """The feedback store: one service layer over the database, used by the web app and by scripts.
 
 Every method is one transaction (writes: SQLite ``BEGIN IMMEDIATE`` / PostgreSQL row locks, see
-`rlhfkit.feedback.db`) and returns plain frozen dataclasses from `rlhfkit.feedback.views`.
+`rlhfkit.feedback.db`) and returns plain frozen dataclasses from `rlhfkit.feedback.entities`.
 Errors are `rlhfkit.feedback.errors.FeedbackError` subclasses carrying an HTTP status.
 
 Scripted use (a simulated annotator, an AI judge running in-process)::
 
     from rlhfkit.feedback.store import FeedbackStore
-    from rlhfkit.feedback.views import NewItem, ProjectSpec
+    from rlhfkit.feedback.entities import NewItem, ProjectSpec
 
     store = FeedbackStore("sqlite:///feedback.db")          # migrates the schema if needed
     admin = store.create_user("alice", "admin", "a long password")
@@ -36,10 +36,10 @@ from rlhfkit.feedback.db import Database
 from rlhfkit.feedback.errors import NotFound
 from rlhfkit.feedback.export import ExportRow, build_rows, load_answers
 from rlhfkit.feedback.importing import TextLimits, parse_items_jsonl
-from rlhfkit.feedback.models import Item, Judgment, Project, Response, User
+from rlhfkit.feedback.tables import Item, Judgment, Project, Response, User
 from rlhfkit.feedback.qc import QCReport, compute_qc
 from rlhfkit.feedback.security import check_password_strength, hash_password
-from rlhfkit.feedback.views import (
+from rlhfkit.feedback.entities import (
     NewItem,
     Progress,
     ProjectSpec,

@@ -32,7 +32,7 @@ from typing import Any, Protocol
 from rlhfkit.data.records import prompt_text
 from rlhfkit.feedback.errors import NotFound
 from rlhfkit.feedback.store import FeedbackStore
-from rlhfkit.feedback.views import ResponseView, TaskView
+from rlhfkit.feedback.entities import ResponseView, TaskView
 from rlhfkit.loop.annotators import AnnotatorProfile, SimulatedPanel
 
 PASSWORD_BYTES = 24

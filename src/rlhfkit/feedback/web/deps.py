@@ -17,7 +17,7 @@ from starlette.concurrency import run_in_threadpool
 from rlhfkit.feedback.errors import FeedbackError, Forbidden, Unauthorized
 from rlhfkit.feedback.security import tokens_match
 from rlhfkit.feedback.store import FeedbackStore
-from rlhfkit.feedback.views import SessionView
+from rlhfkit.feedback.entities import SessionView
 
 SESSION_COOKIE = "rlhfkit_session"
 """Cookie holding a web session token."""

@@ -24,7 +24,7 @@ from typing import Any
 from starlette.datastructures import FormData
 
 from rlhfkit.feedback.errors import Invalid
-from rlhfkit.feedback.views import TaskView
+from rlhfkit.feedback.entities import TaskView
 
 
 def _text(form: FormData, key: str) -> str:

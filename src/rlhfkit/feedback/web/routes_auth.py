@@ -7,7 +7,7 @@ from fastapi.responses import RedirectResponse, Response
 
 from rlhfkit.feedback.errors import Forbidden, Unauthorized
 from rlhfkit.feedback.security import new_token, tokens_match
-from rlhfkit.feedback.views import SessionView
+from rlhfkit.feedback.entities import SessionView
 from rlhfkit.feedback.web.deps import (
     LOGIN_CSRF_COOKIE,
     SESSION_COOKIE,

@@ -1,4 +1,8 @@
-"""Plain, immutable views of stored rows: what the store returns (never live ORM objects)."""
+"""Plain, immutable records of stored rows: what the store returns (never live ORM objects).
+
+The SQLAlchemy tables these are read from live in `rlhfkit.feedback.tables`; callers outside the store
+only ever see these frozen dataclasses, so a session closing never invalidates what they hold.
+"""
 
 from __future__ import annotations
 
@@ -7,7 +11,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from rlhfkit.feedback.errors import Invalid
-from rlhfkit.feedback.models import ROLES
+from rlhfkit.feedback.tables import ROLES
 from rlhfkit.feedback.tasktypes import DEFAULT_ASPECTS, TASK_TYPES
 
 NAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
