@@ -12,8 +12,8 @@ from pathlib import Path
 import pytest
 
 from rlhfkit.feedback import cli
-from rlhfkit.feedback.store import FeedbackStore
 from rlhfkit.feedback.entities import NewItem, ProjectSpec
+from rlhfkit.feedback.store import FeedbackStore
 
 
 def _parser() -> argparse.ArgumentParser:

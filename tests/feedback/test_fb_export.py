@@ -9,11 +9,11 @@ from pathlib import Path
 
 import pytest
 
-from rlhfkit.data.records import Comparison, Demonstration, Rating, Ranking
+from rlhfkit.data.records import Comparison, Demonstration, Ranking, Rating
 from rlhfkit.feedback.cli import export_project
+from rlhfkit.feedback.entities import NewItem, ProjectSpec, TaskView
 from rlhfkit.feedback.export import load_project_records, split_data_url, write_jsonl_atomic
 from rlhfkit.feedback.store import FeedbackStore
-from rlhfkit.feedback.entities import NewItem, ProjectSpec, TaskView
 
 PASSWORD = "correct horse battery"
 

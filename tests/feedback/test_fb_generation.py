@@ -9,9 +9,9 @@ import types
 import pytest
 from fastapi.testclient import TestClient
 
-from rlhfkit.feedback.generation import GenerationParams, get_job, list_jobs, mark_interrupted, start_generation
-from rlhfkit.feedback.errors import Invalid
 from rlhfkit.feedback.entities import ProjectSpec
+from rlhfkit.feedback.errors import Invalid
+from rlhfkit.feedback.generation import GenerationParams, get_job, list_jobs, mark_interrupted, start_generation
 
 PASSWORD = "correct horse battery"
 

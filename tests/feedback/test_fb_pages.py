@@ -11,9 +11,9 @@ import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import select
 
+from rlhfkit.feedback.entities import NewItem, ProjectSpec
 from rlhfkit.feedback.markdown_render import render_markdown
 from rlhfkit.feedback.tables import Judgment
-from rlhfkit.feedback.entities import NewItem, ProjectSpec
 
 PASSWORD = "correct horse battery"
 XSS = '<script>alert("x")</script><img src=x onerror=alert(1)>'

@@ -14,10 +14,8 @@ from rlhfkit.config import ConfigError, build_config
 from rlhfkit.data.fixtures import fixture_path
 from rlhfkit.models.tiny import byte_tokenizer, tiny_model
 from rlhfkit.train import dpo as dpo_module
-from rlhfkit.train.dpo import RANKING_MODES, DPOConfig, dpo, loss_hyperparameters, pairwise_terms
-from rlhfkit.train.dpo import plackett_luce_terms
-from rlhfkit.train.preference_batches import LAYOUTS, encode_group, record_texts
-from rlhfkit.train.preference_batches import response_logps
+from rlhfkit.train.dpo import RANKING_MODES, DPOConfig, dpo, loss_hyperparameters, pairwise_terms, plackett_luce_terms
+from rlhfkit.train.preference_batches import LAYOUTS, encode_group, record_texts, response_logps
 
 FAST = {"model": "tiny", "progress": False, "kl_max_new_tokens": 8, "kl_prompts": 4, "warmup_steps": 0}
 
@@ -241,8 +239,8 @@ def test_rankings_train_as_pairs_or_as_plackett_luce(mode: str, tmp_path: Path) 
 
 
 def test_preferences_straight_from_a_feedback_app_project(tmp_path: Path) -> None:
-    from rlhfkit.feedback.store import FeedbackStore
     from rlhfkit.feedback.entities import NewItem, ProjectSpec
+    from rlhfkit.feedback.store import FeedbackStore
 
     url = f"sqlite:///{tmp_path / 'feedback.db'}"
     store = FeedbackStore(url)

@@ -33,7 +33,7 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from rlhfkit.data.records import Comparison, Demonstration, Rating, Ranking, Record, RecordKind, to_json
+from rlhfkit.data.records import Comparison, Demonstration, Ranking, Rating, Record, RecordKind, to_json
 from rlhfkit.feedback.aggregate import AGGREGATORS, Aggregator
 from rlhfkit.feedback.errors import Invalid
 from rlhfkit.feedback.tables import Item, Judgment, Response, User

@@ -17,12 +17,12 @@ from typing import Any
 from sqlalchemy import select, update
 
 from rlhfkit.feedback.audit import record_event
+from rlhfkit.feedback.entities import NewItem
 from rlhfkit.feedback.errors import Invalid, NotFound
-from rlhfkit.feedback.tables import Job
 from rlhfkit.feedback.projects import get_project
 from rlhfkit.feedback.store import FeedbackStore
+from rlhfkit.feedback.tables import Job
 from rlhfkit.feedback.tasktypes import check_response_count, task_type
-from rlhfkit.feedback.entities import NewItem
 
 JOB_STATES = ("queued", "running", "done", "failed", "interrupted")
 """Lifecycle of a job."""

@@ -9,11 +9,11 @@ from sqlalchemy import Integer, cast, func, insert, select, update
 from sqlalchemy.orm import Session
 
 from rlhfkit.feedback.audit import record_event
+from rlhfkit.feedback.entities import NewItem, Progress, ProjectSpec, ProjectView
 from rlhfkit.feedback.errors import Conflict, FeedbackError, Invalid, NotFound
 from rlhfkit.feedback.importing import TextLimits, check_prompt, check_responses
 from rlhfkit.feedback.tables import Item, Judgment, Project, Response
 from rlhfkit.feedback.tasktypes import TaskContext, check_response_count, remap_references, task_type
-from rlhfkit.feedback.entities import NewItem, Progress, ProjectSpec, ProjectView
 
 
 def project_view(p: Project) -> ProjectView:

@@ -19,10 +19,10 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from rlhfkit.feedback.agreement import krippendorff_alpha, unit_agrees, units_agree
-from rlhfkit.feedback.tables import Assignment, Item, Judgment, Project, Response, User
-from rlhfkit.feedback.projects import project_progress
-from rlhfkit.feedback.tasktypes import TASK_TYPES
 from rlhfkit.feedback.entities import Progress
+from rlhfkit.feedback.projects import project_progress
+from rlhfkit.feedback.tables import Assignment, Item, Judgment, Project, Response, User
+from rlhfkit.feedback.tasktypes import TASK_TYPES
 
 
 @dataclass(frozen=True)

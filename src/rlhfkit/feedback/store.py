@@ -33,12 +33,6 @@ from rlhfkit.data.records import RecordKind
 from rlhfkit.feedback import accounts, assignment, projects
 from rlhfkit.feedback.audit import list_events, record_event
 from rlhfkit.feedback.db import Database
-from rlhfkit.feedback.errors import NotFound
-from rlhfkit.feedback.export import ExportRow, build_rows, load_answers
-from rlhfkit.feedback.importing import TextLimits, parse_items_jsonl
-from rlhfkit.feedback.tables import Item, Judgment, Project, Response, User
-from rlhfkit.feedback.qc import QCReport, compute_qc
-from rlhfkit.feedback.security import check_password_strength, hash_password
 from rlhfkit.feedback.entities import (
     NewItem,
     Progress,
@@ -50,7 +44,12 @@ from rlhfkit.feedback.entities import (
     TaskView,
     UserView,
 )
-
+from rlhfkit.feedback.errors import NotFound
+from rlhfkit.feedback.export import ExportRow, build_rows, load_answers
+from rlhfkit.feedback.importing import TextLimits, parse_items_jsonl
+from rlhfkit.feedback.qc import QCReport, compute_qc
+from rlhfkit.feedback.security import check_password_strength, hash_password
+from rlhfkit.feedback.tables import Item, Judgment, Project, Response, User
 
 CONTENDED_BACKOFF_S = (0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.1, 0.2, 0.2, 0.3, 0.5)
 """Waits between retries of `next_task` while the only open items are row-locked by other

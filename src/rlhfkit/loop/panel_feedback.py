@@ -30,9 +30,9 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from rlhfkit.data.records import prompt_text
+from rlhfkit.feedback.entities import ResponseView, TaskView
 from rlhfkit.feedback.errors import NotFound
 from rlhfkit.feedback.store import FeedbackStore
-from rlhfkit.feedback.entities import ResponseView, TaskView
 from rlhfkit.loop.annotators import AnnotatorProfile, SimulatedPanel
 
 PASSWORD_BYTES = 24

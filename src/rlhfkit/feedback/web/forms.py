@@ -23,8 +23,8 @@ from typing import Any
 
 from starlette.datastructures import FormData
 
-from rlhfkit.feedback.errors import Invalid
 from rlhfkit.feedback.entities import TaskView
+from rlhfkit.feedback.errors import Invalid
 
 
 def _text(form: FormData, key: str) -> str:

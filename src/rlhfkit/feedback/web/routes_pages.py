@@ -9,9 +9,9 @@ from fastapi.responses import RedirectResponse, Response
 from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import FormData
 
+from rlhfkit.feedback.entities import SessionView, TaskView
 from rlhfkit.feedback.errors import Invalid, NotFound, TooLarge
 from rlhfkit.feedback.tasktypes import HARM_LABELS, LIKERT_SCALE, TASK_TYPES
-from rlhfkit.feedback.entities import SessionView, TaskView
 from rlhfkit.feedback.web.deps import get_store, require_user
 from rlhfkit.feedback.web.forms import duration_from_form, payload_from_form
 
