@@ -11,7 +11,9 @@ import torch
 
 from rlhfkit.config import ConfigError, build_config
 from rlhfkit.data.fixtures import fixture_path
-from rlhfkit.eval.compare import CompareConfig, compare, item_outcome
+from rlhfkit.eval.compare import CompareConfig
+from rlhfkit.feedback.comparisons import item_outcome
+from rlhfkit.loop.compare import compare
 from rlhfkit.rollout.generate import SamplingConfig
 
 PROMPTS = str(fixture_path("sentiment_prompts.jsonl"))

@@ -37,7 +37,8 @@ from sqlalchemy.exc import IntegrityError
 
 from rlhfkit.feedback.errors import Conflict, Forbidden, Invalid, NotFound
 from rlhfkit.feedback.tables import Assignment, AuditEvent, Item, Judgment, Project, Response, User
-from rlhfkit.feedback.tasktypes import TaskContext, task_type
+from rlhfkit.feedback.tasks import task_type
+from rlhfkit.feedback.tasks.base import TaskContext
 
 PICK_ATTEMPTS = 16
 """Candidates tried per request before answering "nothing open right now"."""

@@ -11,8 +11,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from rlhfkit.feedback.errors import Invalid
-from rlhfkit.feedback.tables import ROLES
-from rlhfkit.feedback.tasktypes import DEFAULT_ASPECTS, TASK_TYPES
+from rlhfkit.feedback.tasks import TASK_TYPES
+from rlhfkit.feedback.tasks.likert import DEFAULT_ASPECTS
 
 NAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
 """User and project names: 1-64 characters, letters, digits, ``_ . -``, not starting with a symbol."""
@@ -64,7 +64,7 @@ class ProjectSpec:
     name: str
     """URL-safe unique name (used in ``DBURL#NAME`` and the CLI)."""
     task_type: str = "pairwise"
-    """Default task type of imported items (see `rlhfkit.feedback.tasktypes.TASK_TYPES`)."""
+    """Default task type of imported items (see `rlhfkit.feedback.tasks.TASK_TYPES`)."""
     title: str = ""
     """Human title (defaults to the name)."""
     guidelines: str = ""

@@ -22,7 +22,7 @@ from rlhfkit.feedback.errors import Invalid, NotFound
 from rlhfkit.feedback.projects import get_project
 from rlhfkit.feedback.store import FeedbackStore
 from rlhfkit.feedback.tables import Job
-from rlhfkit.feedback.tasktypes import check_response_count, task_type
+from rlhfkit.feedback.tasks import task_type
 
 JOB_STATES = ("queued", "running", "done", "failed", "interrupted")
 """Lifecycle of a job."""
@@ -144,7 +144,7 @@ def start_generation(store: FeedbackStore, project: str, prompts: list[Any],
         raise Invalid("no prompts to generate from")
     with store.db.write() as s:
         row = get_project(s, project)
-        check_response_count(task_type(params.task_type or row.task_type), params.n)
+        task_type(params.task_type or row.task_type).check_response_count(params.n)
         job = Job(project_id=row.id, kind="generate", status="queued", total=len(prompts),
                   done=0, params=asdict(params), created_at=store.clock())
         s.add(job)

@@ -29,6 +29,7 @@ from typing import Any
 
 from sqlalchemy import Connection, select
 
+from rlhfkit.data.projects import Aggregation
 from rlhfkit.data.records import RecordKind
 from rlhfkit.feedback import accounts, assignment, projects
 from rlhfkit.feedback.audit import list_events, record_event
@@ -49,7 +50,7 @@ from rlhfkit.feedback.export import ExportRow, build_rows, load_answers
 from rlhfkit.feedback.importing import TextLimits, parse_items_jsonl
 from rlhfkit.feedback.qc import QCReport, compute_qc
 from rlhfkit.feedback.security import check_password_strength, hash_password
-from rlhfkit.feedback.tables import Item, Judgment, Project, Response, User
+from rlhfkit.feedback.tables import Item, Judgment, Project, User
 
 CONTENDED_BACKOFF_S = (0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.1, 0.2, 0.2, 0.3, 0.5)
 """Waits between retries of `next_task` while the only open items are row-locked by other
@@ -251,7 +252,7 @@ class FeedbackStore:
         with self.db.read() as s:
             return compute_qc(s, projects.get_project(s, project))
 
-    def export_rows(self, project: str, kind: RecordKind, aggregate: str = "majority") -> list[ExportRow]:
+    def export_rows(self, project: str, kind: RecordKind, aggregate: Aggregation = "majority") -> list[ExportRow]:
         """Training records of a project (see `rlhfkit.feedback.export`)."""
         with self.db.read() as s:
             row = projects.get_project(s, project)

@@ -19,7 +19,8 @@ from rlhfkit.feedback.errors import Invalid
 from rlhfkit.feedback.export import AGGREGATIONS, EXPORT_KINDS, write_hf_dataset
 from rlhfkit.feedback.generation import GenerationParams, list_jobs, start_generation
 from rlhfkit.feedback.importing import parse_prompts
-from rlhfkit.feedback.tasktypes import DEFAULT_ASPECTS, TASK_TYPES
+from rlhfkit.feedback.tasks import TASK_TYPES
+from rlhfkit.feedback.tasks.likert import DEFAULT_ASPECTS
 from rlhfkit.feedback.web.deps import get_store, require_admin
 
 router = APIRouter(prefix="/admin", include_in_schema=False)
