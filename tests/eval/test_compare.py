@@ -116,3 +116,10 @@ def test_config_validation() -> None:
         build_config(CompareConfig, values={"judge": "gold:sentiment"})
     with pytest.raises(ValueError, match="no project"):
         compare(CompareConfig(judge="app:sqlite:////tmp/rlhfkit-nonexistent-cmp.db#nothing", collect=True))
+
+
+def test_every_judge_kind_the_config_accepts_has_a_judge() -> None:
+    from rlhfkit.eval.compare import JUDGE_KINDS
+    from rlhfkit.loop.compare import JUDGES
+
+    assert tuple(JUDGES) == JUDGE_KINDS

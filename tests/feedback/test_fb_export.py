@@ -175,3 +175,12 @@ def test_data_url_split() -> None:
     for bad in ("feedback.db#p", "sqlite:///x.db", "sqlite:///x.db#"):
         with pytest.raises(ValueError, match="DBURL#PROJECT"):
             split_data_url(bad)
+
+
+def test_training_data_reads_the_project_through_the_entry_point(store, pairwise_project, db_url) -> None:
+    from rlhfkit.data.projects import read_project_records
+    from rlhfkit.train.sources import load_training_records
+
+    ref = split_data_url(f"{db_url}#pw")
+    assert read_project_records(ref, "pairs") == load_project_records(db_url, "pw", "pairs")
+    assert load_training_records(f"{db_url}#pw", "rankings") == [Ranking("p1", ("A", "B"))]

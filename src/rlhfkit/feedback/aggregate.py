@@ -10,7 +10,7 @@ Two aggregators, chosen by name (`AGGREGATORS`):
   the score gap of a pair is its margin (log-odds of preferring chosen). Likert: the mean rating
   (the maximum-likelihood location under Gaussian rater noise).
 
-Every function works on canonical payloads (see `rlhfkit.feedback.tasktypes`) and response ids.
+Every function works on canonical payloads (see `rlhfkit.feedback.tasks`) and response ids.
 """
 
 from __future__ import annotations
