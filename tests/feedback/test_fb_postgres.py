@@ -11,7 +11,7 @@ from alembic.migration import MigrationContext
 from fastapi.testclient import TestClient
 from sqlalchemy import select, text
 
-from rlhfkit.feedback.entities import NewItem, ProjectSpec
+from rlhfkit.feedback.entities import ProjectSpec
 from rlhfkit.feedback.errors import Conflict
 from rlhfkit.feedback.store import FeedbackStore
 from rlhfkit.feedback.tables import Base, Judgment

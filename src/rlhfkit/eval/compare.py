@@ -129,7 +129,8 @@ def judge_rm(cfg: CompareConfig, spec: str) -> dict[str, Any]:
     model = load_reward_model(spec)
 
     def score(prompts: list[str], responses: list[str]) -> list[float]:
-        return model.score(prompts, responses).mean.tolist()
+        texts: list[PromptText] = list(prompts)  # RewardModel.score also takes conversations
+        return model.score(texts, responses).mean.tolist()
 
     return _scored(cfg, score)
 

@@ -105,7 +105,7 @@ CI_METHODS: dict[str, Callable[[np.ndarray, float, int, np.random.Generator], tu
 
 
 def win_rate_from_outcomes(
-    outcomes: Sequence[float],
+    outcomes: Sequence[float] | np.ndarray,
     *,
     ci: str = "wilson",
     confidence: float = 0.95,

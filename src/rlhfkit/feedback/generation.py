@@ -12,9 +12,9 @@ from __future__ import annotations
 
 import threading
 from dataclasses import asdict, dataclass
-from typing import Any
+from typing import Any, cast
 
-from sqlalchemy import select, update
+from sqlalchemy import CursorResult, select, update
 
 from rlhfkit.feedback.audit import record_event
 from rlhfkit.feedback.entities import NewItem
@@ -95,7 +95,7 @@ def mark_interrupted(store: FeedbackStore) -> int:
             update(Job).where(Job.status.in_(("queued", "running")))
             .values(status="interrupted", finished_at=store.clock())
         )
-        return result.rowcount or 0
+        return cast(CursorResult[Any], result).rowcount or 0
 
 
 def _set(store: FeedbackStore, job_id: int, **values: Any) -> None:
