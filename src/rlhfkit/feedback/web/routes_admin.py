@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import io
 import json
-import shutil
 import tempfile
 import zipfile
 from pathlib import Path
@@ -177,12 +176,9 @@ def export(request: Request, name: str, format: str = "pairs", aggregate: str = 
                         headers={"content-disposition": f'attachment; filename="{stem}.jsonl"'})
     if container != "hf":
         raise Invalid("container must be jsonl or hf")
-    workdir = Path(tempfile.mkdtemp(prefix="rlhfkit-export-"))
-    try:
-        write_hf_dataset(rows, workdir / stem)
-        data = _zip_dir(workdir / stem)
-    finally:
-        shutil.rmtree(workdir, ignore_errors=True)
+    with tempfile.TemporaryDirectory(prefix="rlhfkit-export-") as workdir:
+        write_hf_dataset(rows, Path(workdir) / stem)
+        data = _zip_dir(Path(workdir) / stem)
     return Response(data, media_type="application/zip",
                     headers={"content-disposition": f'attachment; filename="{stem}-hf.zip"'})
 
