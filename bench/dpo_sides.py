@@ -190,9 +190,8 @@ def rlhfkit_losses(spec: dict[str, Any]) -> dict[str, Any]:
 
     from rlhfkit.data.loaders import load_records
     from rlhfkit.models.loading import load_model
+    from rlhfkit.train.dpo.batches import LAYOUTS, compute_reference_logps, encode_group, record_texts, response_logps
     from rlhfkit.train.dpo.terms import RANKING_MODES
-    from rlhfkit.train.dpo.batches import LAYOUTS, compute_reference_logps, encode_group, record_texts
-    from rlhfkit.train.dpo.batches import response_logps
 
     base = load_model(spec["model_dir"], dtype="fp32")
     texts, _ = record_texts(load_records(spec["train_file"], "pairs").records)

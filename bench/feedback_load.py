@@ -19,9 +19,9 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import json
 import os
 import signal
+import subprocess
 import sys
 import tempfile
 import time
@@ -32,12 +32,13 @@ from rlhfkit.feedback.loadtest import (
     LoadResult,
     free_port,
     latency_summary,
-    process_cpu_seconds,
     prepare,
+    process_cpu_seconds,
     run_load,
     start_server,
     verify,
 )
+from rlhfkit.files import write_json_atomic
 
 
 async def _kill_when(result: LoadResult, count: int, pid: int) -> None:
@@ -53,7 +54,7 @@ async def _phase_with_kill(port: int, users: list[tuple[str, str]], cfg: LoadCon
     killer.cancel()
 
 
-def main(argv: list[str] | None = None) -> int:
+def _parse(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--db", help="database URL (default: a new SQLite file in a temp dir); must be empty")
     parser.add_argument("--annotators", type=int, default=50)
@@ -64,12 +65,11 @@ def main(argv: list[str] | None = None) -> int:
                              "than people); 0 = closed-loop stress, where latency is queueing")
     parser.add_argument("--kill-after", type=int, default=0, help="SIGKILL the server after K acks")
     parser.add_argument("--json", help="also write the figures to this JSON file")
-    args = parser.parse_args(argv)
+    return parser.parse_args(argv)
 
-    workdir = Path(tempfile.mkdtemp(prefix="rlhfkit-load-"))
-    db_url = args.db or f"sqlite:///{workdir / 'load.db'}"
-    cfg = LoadConfig(annotators=args.annotators, judgments=args.judgments, overlap=args.overlap,
-                     think_ms=args.think_ms)
+
+def _setup(db_url: str, cfg: LoadConfig) -> list[tuple[str, str]]:
+    """Create the project and the annotators' accounts, and say what the run is about to measure."""
     t0 = time.perf_counter()
     users = prepare(db_url, cfg)
     load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
@@ -78,33 +78,36 @@ def main(argv: list[str] | None = None) -> int:
     print(f"pacing: {pacing}")
     print(f"setup: {cfg.judgments // cfg.overlap} items x N={cfg.overlap}, {cfg.annotators} annotators "
           f"({time.perf_counter() - t0:.1f} s); database {db_url.split('@')[-1]}")
-    port = free_port()
-    log = str(workdir / "server.log")
-    server = start_server(db_url, port, log)
-    result = LoadResult()
-    kills = 0
-    try:
-        if args.kill_after:
-            asyncio.run(_phase_with_kill(port, users, cfg, result, args.kill_after, server.pid))
-            server.wait()
-            kills = 1
-            acked_before = len(result.acks)
-            print(f"killed the server (SIGKILL) after {acked_before} acknowledged judgments; restarting")
-            pre = verify(db_url, result.acks)
-            print(f"after the kill: {pre.judgments} stored, {pre.lost} acknowledged lost")
-            server = start_server(db_url, port, log)
-        cpu_before = process_cpu_seconds(server.pid)
-        requests_before = sum(len(v) for v in result.latencies_ms.values())
-        asyncio.run(run_load("127.0.0.1", port, users, cfg, result=result))
-        cpu_after = process_cpu_seconds(server.pid)
-        requests = sum(len(v) for v in result.latencies_ms.values()) - requests_before
-        if cpu_before is not None and cpu_after is not None and requests:
-            server_cpu_ms = 1000 * (cpu_after - cpu_before) / requests
-            print(f"server CPU: {server_cpu_ms:.2f} ms per request "
-                  f"(capacity ~{1000 / server_cpu_ms:.0f} requests/s on one core)")
-    finally:
-        server.terminate()
-        server.wait(timeout=30)
+    return users
+
+
+def _kill_and_restart(db_url: str, port: int, log: str, server: subprocess.Popen[bytes], users: list[tuple[str, str]],
+                      cfg: LoadConfig, result: LoadResult, kill_after: int) -> subprocess.Popen[bytes]:
+    """Run until `kill_after` acks, SIGKILL the server, check what survived, start a new server."""
+    asyncio.run(_phase_with_kill(port, users, cfg, result, kill_after, server.pid))
+    server.wait()
+    print(f"killed the server (SIGKILL) after {len(result.acks)} acknowledged judgments; restarting")
+    pre = verify(db_url, result.acks)
+    print(f"after the kill: {pre.judgments} stored, {pre.lost} acknowledged lost")
+    return start_server(db_url, port, log)
+
+
+def _measured_run(port: int, server: subprocess.Popen[bytes], users: list[tuple[str, str]], cfg: LoadConfig,
+                  result: LoadResult) -> None:
+    """The load itself, with the server's CPU time per request."""
+    cpu_before = process_cpu_seconds(server.pid)
+    requests_before = sum(len(v) for v in result.latencies_ms.values())
+    asyncio.run(run_load("127.0.0.1", port, users, cfg, result=result))
+    cpu_after = process_cpu_seconds(server.pid)
+    requests = sum(len(v) for v in result.latencies_ms.values()) - requests_before
+    if cpu_before is not None and cpu_after is not None and requests:
+        server_cpu_ms = 1000 * (cpu_after - cpu_before) / requests
+        print(f"server CPU: {server_cpu_ms:.2f} ms per request "
+              f"(capacity ~{1000 / server_cpu_ms:.0f} requests/s on one core)")
+
+
+def _report(args: argparse.Namespace, db_url: str, result: LoadResult, kills: int) -> bool:
+    """Print latency and the database audit (and write them as JSON with --json); True when nothing was lost."""
     check = verify(db_url, result.acks)
     summary = latency_summary(result)
     print(f"run: {len(result.acks)} acknowledged judgments in {result.seconds:.1f} s "
@@ -116,12 +119,33 @@ def main(argv: list[str] | None = None) -> int:
           f"duplicated={check.duplicated} over_overlap={check.over_overlap} kills={kills} "
           f"-> {'OK' if check.ok else 'FAILED'}")
     if args.json:
-        Path(args.json).write_text(json.dumps({
+        write_json_atomic(args.json, {
             "db": db_url.split("://")[0], "config": vars(args), "latency": summary,
             "acknowledged": len(result.acks), "seconds": result.seconds,
             "audit": {**check.__dict__, "ok": check.ok},
-        }, indent=2))
-    return 0 if check.ok else 1
+        })
+    return check.ok
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parse(argv)
+    workdir = Path(tempfile.mkdtemp(prefix="rlhfkit-load-"))
+    db_url = args.db or f"sqlite:///{workdir / 'load.db'}"
+    cfg = LoadConfig(annotators=args.annotators, judgments=args.judgments, overlap=args.overlap,
+                     think_ms=args.think_ms)
+    users = _setup(db_url, cfg)
+    port = free_port()
+    log = str(workdir / "server.log")
+    server = start_server(db_url, port, log)
+    result = LoadResult()
+    try:
+        if args.kill_after:
+            server = _kill_and_restart(db_url, port, log, server, users, cfg, result, args.kill_after)
+        _measured_run(port, server, users, cfg, result)
+    finally:
+        server.terminate()
+        server.wait(timeout=30)
+    return 0 if _report(args, db_url, result, kills=1 if args.kill_after else 0) else 1
 
 
 if __name__ == "__main__":

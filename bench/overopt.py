@@ -23,6 +23,7 @@ from typing import Any
 
 import numpy as np
 import yaml
+
 from common import RESULTS_DIR, cpu_name, markdown_table
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -130,9 +131,9 @@ def report(run_dir: Path, command: str, wall_s: float | None, window: int | None
         f"the smoothed gold by about {noise / np.sqrt(window):.3f}; 10% of the peak is {0.1 * abs(s['peak_gold']):.3f}",
         f"- gold (smoothed) peaked at step {s['peak_step']} at {s['peak_gold']:.3f}; 10% below it is {s['floor']:.3f}; "
         f"first step below it after the peak: {s['fell_step']}",
-        f"- first proxy-up / gold-down warning: "
+        "- first proxy-up / gold-down warning: "
         + (f"step {gold_warning['step']}: {gold_warning['message']}" if gold_warning else "none"),
-        f"- first proxy-up / ensemble-disagreement warning (needs no gold): "
+        "- first proxy-up / ensemble-disagreement warning (needs no gold): "
         + (f"step {agree_warning['step']}: {agree_warning['message']}" if agree_warning else "none"),
         f"- proxy-up / gold-down warnings before gold's peak (false alarms on noise): {len(early)} {early}",
         f"- **target (detector fires before gold falls 10% below its peak): {verdict}**",

@@ -154,8 +154,8 @@ def run_rlhfkit(spec: dict[str, Any]) -> dict[str, Any]:
     """rlhfkit.train.reward.train_reward_model, timed through its Throughput counter (one add() per step)."""
     from rlhfkit.models.reward import load_reward_model
     from rlhfkit.train import run as run_module
-    from rlhfkit.train.reward import trainer as reward_module
     from rlhfkit.train.reward import RewardConfig, train_reward_model
+    from rlhfkit.train.reward import trainer as reward_module
 
     recorder = StepRecorder()
     tokens: dict[str, int] = {"n": 0, "encoded": 0}

@@ -22,6 +22,7 @@ import time
 from pathlib import Path
 
 import torch
+
 from common import bench_lock
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))

@@ -13,7 +13,7 @@ import sys
 from dataclasses import dataclass
 from typing import Any
 
-from rlhfkit.config import FIELDS_EPILOG, REQUIRED_HELP, ConfigError, build_config, format_fields
+from rlhfkit.config import FIELDS_EPILOG, REQUIRED_HELP, build_config, format_fields
 
 
 @dataclass(frozen=True)

@@ -18,9 +18,9 @@ from rlhfkit.data import (
     Rating,
     iter_jsonl,
     load_records,
+    sources,
     write_jsonl,
 )
-from rlhfkit.data import sources
 
 PAIR = {"prompt": "p", "chosen": "a", "rejected": "b"}
 USER = {"role": "user", "content": "Hi"}

@@ -11,7 +11,9 @@ import torch
 
 from rlhfkit.config import ConfigError, build_config
 from rlhfkit.data.fixtures import fixture_path
-from rlhfkit.eval.compare import CompareConfig, compare, item_outcome
+from rlhfkit.eval.compare import CompareConfig
+from rlhfkit.feedback.comparisons import item_outcome
+from rlhfkit.loop.compare import compare
 from rlhfkit.rollout.generate import SamplingConfig
 
 PROMPTS = str(fixture_path("sentiment_prompts.jsonl"))
@@ -114,3 +116,10 @@ def test_config_validation() -> None:
         build_config(CompareConfig, values={"judge": "gold:sentiment"})
     with pytest.raises(ValueError, match="no project"):
         compare(CompareConfig(judge="app:sqlite:////tmp/rlhfkit-nonexistent-cmp.db#nothing", collect=True))
+
+
+def test_every_judge_kind_the_config_accepts_has_a_judge() -> None:
+    from rlhfkit.eval.compare import JUDGE_KINDS
+    from rlhfkit.loop.compare import JUDGES
+
+    assert tuple(JUDGES) == JUDGE_KINDS

@@ -11,8 +11,8 @@ from argon2 import PasswordHasher
 from fastapi.testclient import TestClient
 
 from rlhfkit.feedback import security
+from rlhfkit.feedback.entities import NewItem, ProjectSpec
 from rlhfkit.feedback.store import FeedbackStore
-from rlhfkit.feedback.views import NewItem, ProjectSpec
 from rlhfkit.feedback.web.app import create_app
 
 PASSWORD = "correct horse battery"

@@ -18,10 +18,10 @@ from pathlib import Path
 import pytest
 from sqlalchemy import select
 
+from rlhfkit.feedback.entities import NewItem, ProjectSpec
 from rlhfkit.feedback.loadtest import free_port
-from rlhfkit.feedback.models import Judgment
 from rlhfkit.feedback.store import FeedbackStore
-from rlhfkit.feedback.views import NewItem, ProjectSpec
+from rlhfkit.feedback.tables import Judgment
 from rlhfkit.feedback.web.app import create_app
 
 CHROMIUM = Path("/usr/bin/chromium")

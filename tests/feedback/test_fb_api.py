@@ -8,7 +8,7 @@ import re
 import pytest
 from fastapi.testclient import TestClient
 
-from rlhfkit.feedback.views import NewItem, ProjectSpec
+from rlhfkit.feedback.entities import NewItem, ProjectSpec
 
 PASSWORD = "correct horse battery"
 

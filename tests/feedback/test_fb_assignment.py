@@ -8,10 +8,10 @@ from collections import Counter
 import pytest
 from sqlalchemy import select, text
 
+from rlhfkit.feedback.entities import NewItem, ProjectSpec
 from rlhfkit.feedback.errors import Conflict, Forbidden, Invalid, NotFound
-from rlhfkit.feedback.models import Judgment
 from rlhfkit.feedback.store import FeedbackStore
-from rlhfkit.feedback.views import NewItem, ProjectSpec
+from rlhfkit.feedback.tables import Judgment
 
 PASSWORD = "correct horse battery"  # the password the conftest fixtures use
 

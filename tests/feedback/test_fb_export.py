@@ -1,4 +1,4 @@
-"""Export: canonical rlhfkit/TRL records per kind and aggregation, files, load_project_records."""
+"""Export: canonical rlhfkit/TRL records per kind and aggregation, files, the DBURL#PROJECT source."""
 
 from __future__ import annotations
 
@@ -9,11 +9,13 @@ from pathlib import Path
 
 import pytest
 
-from rlhfkit.data.records import Comparison, Demonstration, Rating, Ranking
+from rlhfkit.data.projects import project_ref as split_data_url
+from rlhfkit.data.records import Comparison, Demonstration, Ranking, Rating
 from rlhfkit.feedback.cli import export_project
-from rlhfkit.feedback.export import load_project_records, split_data_url, write_jsonl_atomic
+from rlhfkit.feedback.entities import NewItem, ProjectSpec, TaskView
+from rlhfkit.feedback.source import project_records as load_project_records
 from rlhfkit.feedback.store import FeedbackStore
-from rlhfkit.feedback.views import NewItem, ProjectSpec, TaskView
+from rlhfkit.files import write_jsonl_atomic
 
 PASSWORD = "correct horse battery"
 
@@ -156,14 +158,14 @@ def test_export_files(store, pairwise_project, db_url, tmp_path: Path) -> None:
 
 def test_atomic_writer_keeps_the_old_file_on_failure(tmp_path: Path) -> None:
     path = tmp_path / "x.jsonl"
-    write_jsonl_atomic([{"a": 1}], path)
+    write_jsonl_atomic(path, [{"a": 1}])
 
     def broken():  # type: ignore[no-untyped-def]
         yield {"a": 2}
         raise RuntimeError("disk on fire")
 
     with pytest.raises(RuntimeError):
-        write_jsonl_atomic(broken(), path)
+        write_jsonl_atomic(path, broken())
     assert path.read_text() == '{"a": 1}\n' and len(list(tmp_path.iterdir())) == 1
 
 
@@ -173,3 +175,12 @@ def test_data_url_split() -> None:
     for bad in ("feedback.db#p", "sqlite:///x.db", "sqlite:///x.db#"):
         with pytest.raises(ValueError, match="DBURL#PROJECT"):
             split_data_url(bad)
+
+
+def test_training_data_reads_the_project_through_the_entry_point(store, pairwise_project, db_url) -> None:
+    from rlhfkit.data.projects import read_project_records
+    from rlhfkit.train.sources import load_training_records
+
+    ref = split_data_url(f"{db_url}#pw")
+    assert read_project_records(ref, "pairs") == load_project_records(db_url, "pw", "pairs")
+    assert load_training_records(f"{db_url}#pw", "rankings") == [Ranking("p1", ("A", "B"))]

@@ -9,9 +9,9 @@ import types
 import pytest
 from fastapi.testclient import TestClient
 
-from rlhfkit.feedback.generation import GenerationParams, get_job, list_jobs, mark_interrupted, start_generation
+from rlhfkit.feedback.entities import ProjectSpec
 from rlhfkit.feedback.errors import Invalid
-from rlhfkit.feedback.views import ProjectSpec
+from rlhfkit.feedback.generation import GenerationParams, get_job, list_jobs, mark_interrupted, start_generation
 
 PASSWORD = "correct horse battery"
 
@@ -64,7 +64,7 @@ def test_generator_failures_end_up_on_the_job(store, monkeypatch: pytest.MonkeyP
 def test_interrupted_jobs_are_marked_at_startup(store, fake_generator) -> None:
     store.create_project(ProjectSpec(name="gen", overlap=1))
     with store.db.write() as s:
-        from rlhfkit.feedback.models import Job
+        from rlhfkit.feedback.tables import Job
 
         s.add(Job(project_id=store.project("gen").id, kind="generate", status="running", total=3, done=1,
                   params={}, created_at=0.0))

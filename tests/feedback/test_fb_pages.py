@@ -11,9 +11,9 @@ import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import select
 
+from rlhfkit.feedback.entities import NewItem, ProjectSpec
 from rlhfkit.feedback.markdown_render import render_markdown
-from rlhfkit.feedback.models import Judgment
-from rlhfkit.feedback.views import NewItem, ProjectSpec
+from rlhfkit.feedback.tables import Judgment
 
 PASSWORD = "correct horse battery"
 XSS = '<script>alert("x")</script><img src=x onerror=alert(1)>'
@@ -104,7 +104,7 @@ def test_likert_form_with_aspects(store, client, annotator) -> None:
 
 def test_likert_missing_rating_is_422_and_keeps_the_task(store, client, annotator) -> None:
     _one_item_project(store, "lk", "likert", ("r1",))
-    page, aid = _task_page(client, "lk")
+    _page, aid = _task_page(client, "lk")
     reply = client.post(f"/projects/lk/tasks/{aid}", data={"csrf_token": annotator})
     assert reply.status_code == 422 and f'data-assignment="{aid}"' in reply.text
 
@@ -141,7 +141,7 @@ def test_critique_rewrite_demo_harm_forms(store, client, annotator) -> None:
 
 def test_skip_dialog_form(store, client, annotator) -> None:
     _one_item_project(store, "sk", "pairwise", ("a", "b"))
-    page, aid = _task_page(client, "sk")
+    _page, aid = _task_page(client, "sk")
     reply = client.post(f"/projects/sk/tasks/{aid}/skip", follow_redirects=False,
                         data={"csrf_token": annotator, "reason": "The prompt is unclear or broken",
                               "reason_text": "typo"})

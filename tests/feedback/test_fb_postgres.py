@@ -11,10 +11,10 @@ from alembic.migration import MigrationContext
 from fastapi.testclient import TestClient
 from sqlalchemy import select, text
 
+from rlhfkit.feedback.entities import ProjectSpec
 from rlhfkit.feedback.errors import Conflict
-from rlhfkit.feedback.models import Base, Judgment
 from rlhfkit.feedback.store import FeedbackStore
-from rlhfkit.feedback.views import NewItem, ProjectSpec
+from rlhfkit.feedback.tables import Base, Judgment
 from rlhfkit.feedback.web.app import create_app
 
 pytestmark = pytest.mark.postgres

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
+from rlhfkit.feedback.entities import NewItem, ProjectSpec
 from rlhfkit.feedback.store import FeedbackStore
-from rlhfkit.feedback.views import NewItem, ProjectSpec
 
 PASSWORD = "correct horse battery"
 

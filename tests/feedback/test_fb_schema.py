@@ -10,7 +10,7 @@ from alembic.migration import MigrationContext
 from sqlalchemy import text
 
 from rlhfkit.feedback.db import Database, normalize_url, sqlite_path
-from rlhfkit.feedback.models import Base
+from rlhfkit.feedback.tables import Base
 
 PASSWORD = "correct horse battery"
 

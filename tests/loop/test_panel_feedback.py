@@ -6,9 +6,9 @@ from pathlib import Path
 
 import pytest
 
+from rlhfkit.feedback.entities import NewItem, ProjectSpec
 from rlhfkit.feedback.errors import Unauthorized
 from rlhfkit.feedback.store import FeedbackStore
-from rlhfkit.feedback.views import NewItem, ProjectSpec
 from rlhfkit.loop.annotators import AnnotatorProfile, SimulatedPanel, make_panel
 from rlhfkit.loop.panel_feedback import SKIP_REASON, ensure_account, run_panel
 

@@ -7,11 +7,11 @@ from pathlib import Path
 import pytest
 import torch
 
+from rlhfkit.models.actor_critic import build_actor_critic
 from rlhfkit.models.adapters import LoRAConfig, decoder_layers
 from rlhfkit.models.lm import base_model, hidden_states, response_logprobs
 from rlhfkit.models.tiny import tiny_model
 from rlhfkit.models.value import ValueHead, make_value_head, value_head_from_reward
-from rlhfkit.models.actor_critic import build_actor_critic
 
 
 def _batch() -> tuple[torch.Tensor, torch.Tensor, int]:

@@ -7,8 +7,8 @@ from pathlib import Path
 import pytest
 import torch
 
-from rlhfkit.models.adapters import LoRAConfig, apply_lora, count_parameters, decoder_layers, freeze_bottom_layers
 from rlhfkit.models import loading
+from rlhfkit.models.adapters import LoRAConfig, apply_lora, count_parameters, decoder_layers, freeze_bottom_layers
 from rlhfkit.models.dtype import resolve_dtype
 from rlhfkit.models.loading import ModelLoadError, load_model, resolve_model_dir
 from rlhfkit.models.saving import save_model_dir

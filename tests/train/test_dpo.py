@@ -249,8 +249,8 @@ def test_rankings_train_as_pairs_or_as_plackett_luce(mode: str, tmp_path: Path) 
 
 
 def test_preferences_straight_from_a_feedback_app_project(tmp_path: Path) -> None:
+    from rlhfkit.feedback.entities import NewItem, ProjectSpec
     from rlhfkit.feedback.store import FeedbackStore
-    from rlhfkit.feedback.views import NewItem, ProjectSpec
 
     url = f"sqlite:///{tmp_path / 'feedback.db'}"
     store = FeedbackStore(url)

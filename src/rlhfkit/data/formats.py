@@ -42,7 +42,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, NoReturn, get_args
 
-from rlhfkit.data import fields as f
+import rlhfkit.data.fields as f
 from rlhfkit.data.fields import Row, RowContext
 from rlhfkit.data.hh import common_prefix, looks_like_dialogue, split_dialogues
 from rlhfkit.data.records import (

@@ -2,11 +2,8 @@
 
 from __future__ import annotations
 
-import gzip
 import json
-import os
 import random
-import secrets
 from collections import Counter
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -16,8 +13,9 @@ from typing import Any, TypeVar
 from rlhfkit.data.errors import DataError
 from rlhfkit.data.fields import RowContext
 from rlhfkit.data.formats import KINDS, parse_row
-from rlhfkit.data.records import KIND_OF, Record, RecordKind, Source, to_json
+from rlhfkit.data.records import Record, RecordKind, Source, to_json
 from rlhfkit.data.sources import check_file, jsonl_rows, open_rows
+from rlhfkit.files import write_jsonl_atomic
 
 DEFAULT_RATING_SCALE: tuple[float, float] = (1.0, 7.0)
 """Scale of ratings when neither the row nor the caller declares one (7-point Likert)."""
@@ -133,51 +131,18 @@ def iter_jsonl(path: str | Path) -> Iterator[tuple[int, dict[str, Any]]]:
 
 
 def _json_object(row: Mapping[str, Any] | Record) -> Mapping[str, Any]:
-    return to_json(row) if type(row) in KIND_OF else row  # type: ignore[arg-type]
+    return row if isinstance(row, Mapping) else to_json(row)
 
 
 def write_jsonl(path: str | Path, rows: Iterable[Mapping[str, Any] | Record]) -> int:
     """Write one JSON object per line, atomically; returns the number of rows written.
 
-    Rows may be dicts or records (written in their canonical form). The file is written to a temporary
-    name in the same directory, flushed to disk and then renamed over `path`, so a crash leaves either
-    the old file or the complete new one, never a truncated file. ``.gz`` paths are gzip-compressed.
-    NaN and infinity are refused (they are not JSON).
+    Rows may be dicts or records (written in their canonical form). The file is written by
+    `rlhfkit.files.write_jsonl_atomic`: a crash leaves either the old file or the complete new one,
+    never a truncated file; ``.gz`` paths are gzip-compressed; NaN and infinity are refused (they are
+    not JSON).
     """
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    # A fresh name created with "x" gets the usual umask permissions (mkstemp would force 0600).
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.{secrets.token_hex(4)}.tmp")
-    count = 0
-    try:
-        with open(tmp, "xb") as raw:
-            sink = gzip.GzipFile(fileobj=raw, mode="wb", mtime=0) if path.name.endswith(".gz") else raw
-            for row in rows:
-                line = json.dumps(_json_object(row), ensure_ascii=False, allow_nan=False)
-                sink.write(line.encode("utf-8") + b"\n")
-                count += 1
-            if sink is not raw:
-                sink.close()
-            raw.flush()
-            os.fsync(raw.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
-    _fsync_dir(path.parent)
-    return count
-
-
-def _fsync_dir(directory: Path) -> None:
-    # Makes the rename itself durable on POSIX; directories cannot be opened this way on Windows.
-    try:
-        fd = os.open(directory, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
+    return write_jsonl_atomic(path, (_json_object(row) for row in rows))
 
 
 def _prompt_key(record: Record) -> str:

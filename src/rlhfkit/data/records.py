@@ -12,12 +12,12 @@ TRL's standard and conversational formats and the HH-RLHF dialogue format.
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
-from typing import Any, Literal, TypeAlias, Union
+from typing import Any, Literal, TypeAlias
 
 Message: TypeAlias = dict[str, str]
 """One chat message: ``{"role": "user" | "assistant" | "system", "content": str}``."""
 
-PromptText: TypeAlias = Union[str, list[Message]]
+PromptText: TypeAlias = str | list[Message]
 """A prompt: plain text, or a conversation whose last message is the user's turn."""
 
 
@@ -89,8 +89,14 @@ class Rating:
     source: Source | None = field(default=None, compare=False, repr=False)
 
 
-Record: TypeAlias = Union[Prompt, Demonstration, Comparison, Ranking, Rating]
+Record: TypeAlias = Prompt | Demonstration | Comparison | Ranking | Rating
 RecordKind: TypeAlias = Literal["prompts", "demos", "pairs", "rankings", "ratings"]
+
+Choice: TypeAlias = Literal["a", "b", "tie"]
+"""A judge's verdict on two responses: the first ("a"), the second ("b"), or neither ("tie").
+
+Defined with the records because every judge speaks it: simulated annotators, the feedback app's
+comparison projects, win rates and leaderboards."""
 
 KIND_OF: dict[type, RecordKind] = {
     Prompt: "prompts",

@@ -12,26 +12,35 @@ Both models sample `samples_per_prompt` responses per prompt with the same seeds
   back: per item, the majority of its judgments decides (ties and "both bad" count half), and items
   not judged yet are reported as pending.
 
+This module holds the config, the sampling and the two judges evaluation owns (`JUDGES`: rm and
+gold). The app judge needs the feedback app, which evaluation may not import; `rlhfkit.loop.compare`
+adds it and runs the command.
+
 The result has ``win_rate``, ``n``, ``ci_low``, ``ci_high`` (Wilson, or a percentile bootstrap with
 ``ci=bootstrap``), ``wins``/``losses``/``ties`` and, for the app, ``pending``.
 """
 
 from __future__ import annotations
 
-import json
-from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeAlias
 
 from rlhfkit.config import require
-from rlhfkit.data.records import PromptText, prompt_text
-from rlhfkit.eval.winrate import CI_METHODS, WinRate, score_fn_from_gold, score_win_rate, win_rate_from_choices
+from rlhfkit.data.records import Choice, PromptText, prompt_text
+from rlhfkit.eval.winrate import (
+    CI_METHODS,
+    CiMethod,
+    WinRate,
+    score_fn_from_gold,
+    score_win_rate,
+    win_rate_from_choices,
+)
 from rlhfkit.rollout.generate import SamplingConfig
 
-EVAL_ACCOUNT = "rlhfkit-eval"
-"""Admin account (random password) under which `rlhfkit eval` creates comparison projects."""
+JUDGE_KINDS = ("rm", "gold", "app")
+"""Judge kinds `--judge` accepts (its prefix): `JUDGES` here, and ``app`` in `rlhfkit.loop.compare`."""
 
 
 @dataclass(frozen=True)
@@ -58,7 +67,7 @@ class CompareConfig:
     """How both models sample (the same settings and seeds on both sides)."""
     seed: int = 0
     """Sampling seed."""
-    ci: str = "wilson"
+    ci: CiMethod = "wilson"
     """Confidence interval: 'wilson' or 'bootstrap' (percentile, over comparisons)."""
     confidence: float = 0.95
     """Confidence level of the interval."""
@@ -72,7 +81,8 @@ class CompareConfig:
     def __post_init__(self) -> None:
         require(bool(self.judge), "judge is required: rm:DIR, gold:NAME or app:DBURL#PROJECT")
         kind = self.judge.split(":", 1)[0]
-        require(kind in JUDGES, f"judge must start with one of {', '.join(k + ':' for k in JUDGES)}, got {self.judge!r}")
+        require(kind in JUDGE_KINDS,
+                f"judge must start with one of {', '.join(k + ':' for k in JUDGE_KINDS)}, got {self.judge!r}")
         require(not self.collect or kind == "app", "collect applies to the app judge only")
         require(self.collect or bool(self.policy and self.baseline and self.prompts),
                 "policy, baseline and prompts are required (except with collect)")
@@ -119,7 +129,8 @@ def judge_rm(cfg: CompareConfig, spec: str) -> dict[str, Any]:
     model = load_reward_model(spec)
 
     def score(prompts: list[str], responses: list[str]) -> list[float]:
-        return model.score(prompts, responses).mean.tolist()
+        texts: list[PromptText] = list(prompts)  # RewardModel.score also takes conversations
+        return model.score(texts, responses).mean.tolist()
 
     return _scored(cfg, score)
 
@@ -131,73 +142,9 @@ def judge_gold(cfg: CompareConfig, spec: str) -> dict[str, Any]:
     return _scored(cfg, score_fn_from_gold(resolve_gold(spec)))
 
 
-def judge_app(cfg: CompareConfig, spec: str) -> dict[str, Any]:
-    """People in the app: create the pairwise project once, then read its judgments back."""
-    from rlhfkit.feedback.errors import NotFound
-    from rlhfkit.feedback.export import split_data_url
-    from rlhfkit.feedback.store import FeedbackStore
-
-    url, project = split_data_url(spec)
-    store = FeedbackStore(url)
-    try:
-        try:
-            store.project(project)
-        except NotFound:
-            if cfg.collect:
-                raise ValueError(f"no project {project!r} in {url}: run without --collect first to create it") from None
-            create_comparison_project(store, project, cfg)
-        return {**collect_app_judgments(store, project, cfg), "project": project, "db": url}
-    finally:
-        store.close()
-
-
-def _admin_id(store: Any) -> int:
-    """The id of `EVAL_ACCOUNT`, created with a random password (never used to log in) if missing."""
-    import secrets
-
-    from rlhfkit.feedback.errors import NotFound
-
-    try:
-        return store.user(EVAL_ACCOUNT).id
-    except NotFound:
-        return store.create_user(EVAL_ACCOUNT, "admin", secrets.token_urlsafe(24)).id
-
-
-def create_comparison_project(store: Any, project: str, cfg: CompareConfig) -> int:
-    """Sample both models and add one pairwise item per comparison (policy at position 0)."""
-    from rlhfkit.feedback.views import NewItem, ProjectSpec
-
-    prompts, policy, baseline = sample_both(cfg)
-    admin_id = _admin_id(store)
-    guidelines = "Which response answers the prompt better? Choose tie if they are equally good."
-    store.create_project(ProjectSpec(name=project, task_type="pairwise", overlap=cfg.overlap, guidelines=guidelines,
-                                     title=f"{cfg.policy} vs {cfg.baseline}"), by_user=admin_id)
-    items = [NewItem(prompt=p, responses=(a, b), external_id=f"cmp-{i:05d}",
-                     models=(f"policy:{cfg.policy}", f"baseline:{cfg.baseline}"))
-             for i, (p, a, b) in enumerate(zip(prompts, policy, baseline, strict=True))]
-    return len(store.add_items(project, items, by_user=admin_id, source="eval"))
-
-
-def item_outcome(choices: list[Any], policy_id: int, baseline_id: int) -> str:
-    """Majority of an item's pairwise answers as "a" (policy), "b" (baseline) or "tie" (tie, both bad, split)."""
-    votes = Counter("a" if c == policy_id else "b" if c == baseline_id else "tie" for c in choices)
-    if votes["a"] > votes["b"]:
-        return "a"
-    return "b" if votes["b"] > votes["a"] else "tie"
-
-
-def collect_app_judgments(store: Any, project: str, cfg: CompareConfig) -> dict[str, Any]:
-    """Win rate over the items judged so far; ``pending`` = items still without a judgment."""
-    by_item: dict[int, list[Any]] = {}
-    for j in store.judgments(project):
-        if not j["gold"]:
-            by_item.setdefault(j["item_id"], []).append(j["payload"].get("choice"))
-    progress = store.progress(project)
-    outcomes = []
-    for item_id, choices in sorted(by_item.items()):
-        responses = sorted(store.item(item_id)["responses"], key=lambda r: r["position"])
-        outcomes.append(item_outcome(choices, responses[0]["id"], responses[1]["id"]))
-    pending = progress.items - len(outcomes)
+def verdicts_result(cfg: CompareConfig, outcomes: Sequence[Choice], pending: int) -> dict[str, Any]:
+    """The result of judges that hand back verdicts (people): a win rate over the judged pairs, or no
+    win rate while nothing is judged; ``pending`` = comparisons still without a verdict."""
     if not outcomes:
         return {"win_rate": None, "n": 0, "ci_low": None, "ci_high": None, "wins": 0, "losses": 0, "ties": 0,
                 "pending": pending}
@@ -205,17 +152,11 @@ def collect_app_judgments(store: Any, project: str, cfg: CompareConfig) -> dict[
     return {**result.to_dict(), "pending": pending}
 
 
-JUDGES: dict[str, Callable[[CompareConfig, str], dict[str, Any]]] = {"rm": judge_rm, "gold": judge_gold, "app": judge_app}
-"""Judge kind (the prefix of --judge) -> ``fn(cfg, rest of the spec) -> result``."""
+JudgeFn: TypeAlias = Callable[[CompareConfig, str], dict[str, Any]]
+"""``fn(cfg, the spec after the judge kind's colon) -> result``."""
 
-
-def compare(cfg: CompareConfig) -> dict[str, Any]:
-    """Sample, judge and return the result (also written to `cfg.output` when set)."""
-    kind, spec = cfg.judge.split(":", 1)
-    result = {"judge": cfg.judge, "policy": cfg.policy, "baseline": cfg.baseline, **JUDGES[kind](cfg, spec)}
-    if cfg.output:
-        Path(cfg.output).write_text(json.dumps(result, indent=2) + "\n")
-    return result
+JUDGES: dict[str, JudgeFn] = {"rm": judge_rm, "gold": judge_gold}
+"""Judge kind (the prefix of --judge) -> judge, for the judges evaluation owns."""
 
 
 def format_result(result: dict[str, Any]) -> str:
@@ -231,9 +172,3 @@ def format_result(result: dict[str, Any]) -> str:
         lines.append(f"{'pending':<12} {result['pending']} pairs await judgments in project {result.get('project')!r}; "
                      f"run the same command again (or with --collect) later")
     return "\n".join(lines)
-
-
-def compare_main(cfg: CompareConfig) -> str:
-    """What the CLI prints: JSON or the table."""
-    result = compare(cfg)
-    return json.dumps(result, indent=2) if cfg.json else format_result(result)

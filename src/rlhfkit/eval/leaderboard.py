@@ -18,13 +18,12 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
-from typing import Any, Literal, TypeAlias
+from typing import Any, TypeAlias
 
 import numpy as np
 
-Winner: TypeAlias = Literal["a", "b", "tie"]
-
-_OUTCOME: dict[str, float] = {"a": 1.0, "b": 0.0, "tie": 0.5}
+from rlhfkit.data.records import Choice
+from rlhfkit.eval.outcomes import CHOICE_OUTCOME
 
 
 @dataclass(frozen=True)
@@ -35,13 +34,13 @@ class Battle:
     """Name of the first model."""
     model_b: str
     """Name of the second model."""
-    winner: Winner
+    winner: Choice
     """"a", "b" or "tie"."""
 
     def __post_init__(self) -> None:
         if self.model_a == self.model_b:
             raise ValueError(f"a battle needs two different models, got {self.model_a!r} twice")
-        if self.winner not in _OUTCOME:
+        if self.winner not in CHOICE_OUTCOME:
             raise ValueError(f"winner must be 'a', 'b' or 'tie', got {self.winner!r}")
 
 
@@ -99,7 +98,7 @@ def _encode(battles: Sequence[Battle], names: list[str] | None = None) -> _Encod
     index = {name: i for i, name in enumerate(names)}
     a = np.array([index[bt.model_a] for bt in battles], dtype=int)
     b = np.array([index[bt.model_b] for bt in battles], dtype=int)
-    y = np.array([_OUTCOME[bt.winner] for bt in battles], dtype=float)
+    y = np.array([CHOICE_OUTCOME[bt.winner] for bt in battles], dtype=float)
     return _Encoded(names, a, b, y)
 
 

@@ -22,7 +22,9 @@ from typing import Any, Literal, TypeAlias
 
 import numpy as np
 
+from rlhfkit.data.records import Choice
 from rlhfkit.eval.gold import GoldScorer
+from rlhfkit.eval.outcomes import CHOICE_OUTCOME
 
 ScoreFn: TypeAlias = Callable[[list[str], list[str]], list[float]]
 """``score(prompts, responses) -> scores``, one score per (prompt, response), higher is better."""
@@ -30,10 +32,6 @@ ScoreFn: TypeAlias = Callable[[list[str], list[str]], list[float]]
 Judge: TypeAlias = Callable[[str, str, str], float]
 """``judge(prompt, response_a, response_b) -> P(a is better)`` in ``[0, 1]``; 0.5 is a tie."""
 
-Choice: TypeAlias = Literal["a", "b", "tie"]
-
-CHOICE_OUTCOME: dict[str, float] = {"a": 1.0, "b": 0.0, "tie": 0.5}
-"""Outcome for the "a" side of a pairwise choice (ties count half)."""
 
 
 @dataclass(frozen=True)
@@ -96,6 +94,9 @@ def _bootstrap_ci(
     return float(low), float(high)
 
 
+CiMethod: TypeAlias = Literal["wilson", "bootstrap"]
+"""Confidence interval methods (the keys of `CI_METHODS`), for config fields."""
+
 CI_METHODS: dict[str, Callable[[np.ndarray, float, int, np.random.Generator], tuple[float, float]]] = {
     "wilson": _wilson_ci,
     "bootstrap": _bootstrap_ci,
@@ -104,7 +105,7 @@ CI_METHODS: dict[str, Callable[[np.ndarray, float, int, np.random.Generator], tu
 
 
 def win_rate_from_outcomes(
-    outcomes: Sequence[float],
+    outcomes: Sequence[float] | np.ndarray,
     *,
     ci: str = "wilson",
     confidence: float = 0.95,

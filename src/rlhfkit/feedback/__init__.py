@@ -20,7 +20,7 @@ and every answer is validated, deduplicated and audited exactly as a person's:
        POST /api/v1/tasks/ASSIGNMENT/skip     {"reason"}
 
    ``task`` lists its responses (``id``, display ``label``, ``text``) in this annotator's random
-   order; answers name responses by ``id`` (see `rlhfkit.feedback.tasktypes` for each task
+   order; answers name responses by ``id`` (see `rlhfkit.feedback.tasks` for each task
    type's answer). When ``task`` is null and ``remaining`` > 0, items are locked by others and
    may come back: poll again. Admin endpoints create projects, users, items (JSON or a JSONL
    upload), generation jobs, and serve QC reports and exports.
@@ -36,6 +36,8 @@ and every answer is validated, deduplicated and audited exactly as a person's:
        store.submit(task.assignment_id, judge.id, {"choice": task.responses[0].id})
        store.qc_report("p"); store.export_rows("p", "pairs", "majority")
 
-Training commands read a project straight from the database with
-`rlhfkit.feedback.export.load_project_records` (``--data sqlite:///feedback.db#p``).
+Training commands read a project straight from the database (``--data sqlite:///feedback.db#p``)
+through `rlhfkit.data.projects.read_project_records`, which finds `rlhfkit.feedback.source` by its
+entry point. Storage is `rlhfkit.feedback.tables` (SQLAlchemy), read into the frozen dataclasses of
+`rlhfkit.feedback.entities`.
 """

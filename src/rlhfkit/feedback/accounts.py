@@ -6,10 +6,10 @@ from sqlalchemy import Connection, bindparam, delete, select
 from sqlalchemy.orm import Session
 
 from rlhfkit.feedback.audit import record_event
+from rlhfkit.feedback.entities import SessionView, UserView, check_name
 from rlhfkit.feedback.errors import Conflict, Forbidden, Invalid, NotFound, Unauthorized
-from rlhfkit.feedback.models import ROLES, AuthSession, User
 from rlhfkit.feedback.security import dummy_verify, new_token, token_hash, verify_password
-from rlhfkit.feedback.views import SessionView, UserView, check_name
+from rlhfkit.feedback.tables import ROLES, AuthSession, User
 
 SESSION_KINDS = ("web", "api")
 """``web``: cookie + CSRF token; ``api``: bearer token (no cookie, so no CSRF exposure)."""

@@ -10,7 +10,7 @@ Two aggregators, chosen by name (`AGGREGATORS`):
   the score gap of a pair is its margin (log-odds of preferring chosen). Likert: the mean rating
   (the maximum-likelihood location under Gaussian rater noise).
 
-Every function works on canonical payloads (see `rlhfkit.feedback.tasktypes`) and response ids.
+Every function works on canonical payloads (see `rlhfkit.feedback.tasks`) and response ids.
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ from __future__ import annotations
 import statistics
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 
@@ -86,7 +86,8 @@ def _pair_wins(choices: Sequence[Any], refs: Sequence[int]) -> np.ndarray:
 
 
 def pairwise_majority(payloads: Sequence[dict[str, Any]], refs: Sequence[int]) -> PairOutcome:
-    return PairOutcome(label=strict_majority([p["choice"] for p in payloads]))
+    label = strict_majority([p["choice"] for p in payloads])  # choices are response ids or outcome words
+    return PairOutcome(label=cast("int | str | None", label))
 
 
 def pairwise_bradley_terry(payloads: Sequence[dict[str, Any]], refs: Sequence[int]) -> PairOutcome:

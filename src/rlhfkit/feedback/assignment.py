@@ -30,22 +30,24 @@ from __future__ import annotations
 
 import random
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
-from sqlalchemy import BindParameter, Connection, Row, bindparam, exists, func, insert, select, update
+from sqlalchemy import BindParameter, Connection, Row, Table, bindparam, exists, func, insert, select, update
 from sqlalchemy.exc import IntegrityError
 
 from rlhfkit.feedback.errors import Conflict, Forbidden, Invalid, NotFound
-from rlhfkit.feedback.models import Assignment, AuditEvent, Item, Judgment, Project, Response, User
-from rlhfkit.feedback.tasktypes import TaskContext, task_type
+from rlhfkit.feedback.tables import Assignment, AuditEvent, Item, Judgment, Project, Response, User
+from rlhfkit.feedback.tasks import task_type
+from rlhfkit.feedback.tasks.base import TaskContext
 
 PICK_ATTEMPTS = 16
 """Candidates tried per request before answering "nothing open right now"."""
 
 _SYSTEM_RANDOM = random.SystemRandom()
 
-ITEMS, ASSIGNMENTS, JUDGMENTS = Item.__table__, Assignment.__table__, Judgment.__table__
-RESPONSES, PROJECTS, USERS, AUDIT = Response.__table__, Project.__table__, User.__table__, AuditEvent.__table__
+# The ORM classes' Core tables (typed as Table: declarative mapping types __table__ as FromClause).
+ITEMS, ASSIGNMENTS, JUDGMENTS = (cast(Table, t.__table__) for t in (Item, Assignment, Judgment))
+RESPONSES, PROJECTS, USERS, AUDIT = (cast(Table, t.__table__) for t in (Response, Project, User, AuditEvent))
 
 
 

@@ -7,7 +7,7 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from rlhfkit.feedback.models import AuditEvent
+from rlhfkit.feedback.tables import AuditEvent
 
 
 def record_event(session: Session, now: float, user_id: int | None, action: str, *,

@@ -12,17 +12,17 @@ from __future__ import annotations
 
 import threading
 from dataclasses import asdict, dataclass
-from typing import Any
+from typing import Any, cast
 
-from sqlalchemy import select, update
+from sqlalchemy import CursorResult, select, update
 
 from rlhfkit.feedback.audit import record_event
+from rlhfkit.feedback.entities import NewItem
 from rlhfkit.feedback.errors import Invalid, NotFound
-from rlhfkit.feedback.models import Job
 from rlhfkit.feedback.projects import get_project
 from rlhfkit.feedback.store import FeedbackStore
-from rlhfkit.feedback.tasktypes import check_response_count, task_type
-from rlhfkit.feedback.views import NewItem
+from rlhfkit.feedback.tables import Job
+from rlhfkit.feedback.tasks import task_type
 
 JOB_STATES = ("queued", "running", "done", "failed", "interrupted")
 """Lifecycle of a job."""
@@ -95,7 +95,7 @@ def mark_interrupted(store: FeedbackStore) -> int:
             update(Job).where(Job.status.in_(("queued", "running")))
             .values(status="interrupted", finished_at=store.clock())
         )
-        return result.rowcount or 0
+        return cast(CursorResult[Any], result).rowcount or 0
 
 
 def _set(store: FeedbackStore, job_id: int, **values: Any) -> None:
@@ -144,7 +144,7 @@ def start_generation(store: FeedbackStore, project: str, prompts: list[Any],
         raise Invalid("no prompts to generate from")
     with store.db.write() as s:
         row = get_project(s, project)
-        check_response_count(task_type(params.task_type or row.task_type), params.n)
+        task_type(params.task_type or row.task_type).check_response_count(params.n)
         job = Job(project_id=row.id, kind="generate", status="queued", total=len(prompts),
                   done=0, params=asdict(params), created_at=store.clock())
         s.add(job)

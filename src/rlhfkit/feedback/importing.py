@@ -20,8 +20,8 @@ import json
 from dataclasses import dataclass
 from typing import Any
 
+from rlhfkit.feedback.entities import NewItem
 from rlhfkit.feedback.errors import Invalid, TooLarge
-from rlhfkit.feedback.views import NewItem
 
 CHAT_ROLES = ("system", "user", "assistant")
 """Roles allowed in conversation prompts."""

@@ -28,9 +28,9 @@ from typing import Any
 
 from sqlalchemy import func, select
 
-from rlhfkit.feedback.models import Item, Judgment
+from rlhfkit.feedback.entities import NewItem, ProjectSpec
 from rlhfkit.feedback.store import FeedbackStore
-from rlhfkit.feedback.views import NewItem, ProjectSpec
+from rlhfkit.feedback.tables import Item, Judgment
 
 
 @dataclass(frozen=True)

@@ -2,18 +2,19 @@
 
 from __future__ import annotations
 
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from typing import Any
 
 from sqlalchemy import Integer, cast, func, insert, select, update
 from sqlalchemy.orm import Session
 
 from rlhfkit.feedback.audit import record_event
+from rlhfkit.feedback.entities import NewItem, Progress, ProjectSpec, ProjectView
 from rlhfkit.feedback.errors import Conflict, FeedbackError, Invalid, NotFound
 from rlhfkit.feedback.importing import TextLimits, check_prompt, check_responses
-from rlhfkit.feedback.models import Item, Judgment, Project, Response
-from rlhfkit.feedback.tasktypes import TaskContext, check_response_count, remap_references, task_type
-from rlhfkit.feedback.views import NewItem, Progress, ProjectSpec, ProjectView
+from rlhfkit.feedback.tables import Item, Judgment, Project, Response
+from rlhfkit.feedback.tasks import task_type
+from rlhfkit.feedback.tasks.base import TaskContext, TaskType
 
 
 def project_view(p: Project) -> ProjectView:
@@ -75,35 +76,44 @@ def update_project(session: Session, name: str, changes: dict[str, Any], now: fl
     return project_view(project)
 
 
-def _gold_payload(item: NewItem, type_name: str, aspects: tuple[str, ...], limits: TextLimits) -> dict[str, Any] | None:
-    if item.gold is None:
-        return None
-    ctx = TaskContext(response_ids=tuple(range(len(item.responses))), aspects=aspects,
-                      max_text_chars=limits.max_response_chars)
-    return task_type(type_name).normalize(item.gold, ctx)
+@dataclass(frozen=True)
+class _Prepared:
+    """An item that passed validation, with its task type and its gold answer keyed by position."""
+
+    item: NewItem
+    kind: TaskType
+    gold: dict[str, Any] | None
 
 
-def add_items(session: Session, project: Project, items: list[NewItem], limits: TextLimits,
-              now: float, by_user: int | None, source: str = "api") -> list[int]:
-    """Validate and insert items (all or nothing); returns their ids.
+def _prepare(item: NewItem, project: Project, limits: TextLimits) -> _Prepared:
+    check_prompt(item.prompt, limits)
+    check_responses(list(item.responses), limits)
+    kind = task_type(item.task_type or project.task_type)
+    kind.check_response_count(len(item.responses))
+    gold = None
+    if item.gold is not None:
+        ctx = TaskContext(response_ids=tuple(range(len(item.responses))), aspects=tuple(project.aspects),
+                          max_text_chars=limits.max_response_chars)
+        gold = kind.normalize(item.gold, ctx)
+    return _Prepared(item, kind, gold)
 
-    Gold answers are validated against response positions first, then re-keyed to response ids.
-    """
+
+def _prepare_all(items: list[NewItem], project: Project, limits: TextLimits) -> list[_Prepared]:
+    """Every item validated, or Invalid listing the first 20 problems (an upload is all or nothing)."""
     errors: list[str] = []
-    prepared: list[tuple[NewItem, str, dict[str, Any] | None]] = []
+    prepared: list[_Prepared] = []
     for number, item in enumerate(items, start=1):
         try:
-            check_prompt(item.prompt, limits)
-            check_responses(list(item.responses), limits)
-            type_name = item.task_type or project.task_type
-            check_response_count(task_type(type_name), len(item.responses))
-            gold = _gold_payload(item, type_name, tuple(project.aspects), limits)
-            prepared.append((item, type_name, gold))
+            prepared.append(_prepare(item, project, limits))
         except FeedbackError as exc:
             errors.append(f"item {number}: {exc.message}")
     if errors:
         more = f"; and {len(errors) - 20} more errors" if len(errors) > 20 else ""
         raise Invalid("; ".join(errors[:20]) + more)
+    return prepared
+
+
+def _check_external_ids(session: Session, project: Project, items: list[NewItem]) -> None:
     external = [i.external_id for i in items if i.external_id is not None]
     if len(set(external)) != len(external):
         raise Conflict("two items in this upload share an id")
@@ -114,36 +124,52 @@ def add_items(session: Session, project: Project, items: list[NewItem], limits: 
         ).first()
         if taken is not None:
             raise Conflict(f"an item with id {taken!r} already exists in this project")
-    if not prepared:
-        return []
-    # Bulk INSERT ... RETURNING (one round trip per batch, ids in parameter order).
+
+
+def _insert(session: Session, project: Project, prepared: list[_Prepared], now: float) -> list[int]:
+    """Bulk INSERT ... RETURNING of items, then of their responses (one round trip per batch, ids in
+    parameter order); gold answers are re-keyed from response positions to the new response ids."""
     ids = list(session.scalars(
         insert(Item).returning(Item.id, sort_by_parameter_order=True),
         [
-            {"project_id": project.id, "task_type": type_name, "prompt": item.prompt,
-             "external_id": item.external_id, "is_gold": gold is not None, "gold_answer": None,
+            {"project_id": project.id, "task_type": p.kind.name, "prompt": p.item.prompt,
+             "external_id": p.item.external_id, "is_gold": p.gold is not None, "gold_answer": None,
              "required": project.overlap, "done_count": 0, "complete": False, "created_at": now}
-            for item, type_name, gold in prepared
+            for p in prepared
         ],
     ))
     response_rows = [
         {"item_id": item_id, "position": i, "text": text,
-         "model": item.models[i] if item.models else None}
-        for item_id, (item, _, _) in zip(ids, prepared) for i, text in enumerate(item.responses)
+         "model": p.item.models[i] if p.item.models else None}
+        for item_id, p in zip(ids, prepared) for i, text in enumerate(p.item.responses)
     ]
     response_ids = list(session.scalars(
         insert(Response).returning(Response.id, sort_by_parameter_order=True), response_rows
     )) if response_rows else []
     cursor = 0
-    for item_id, (item, _, gold) in zip(ids, prepared):
-        mapping = {i: response_ids[cursor + i] for i in range(len(item.responses))}
-        cursor += len(item.responses)
-        if gold is not None:
+    for item_id, p in zip(ids, prepared):
+        mapping = {i: response_ids[cursor + i] for i in range(len(p.item.responses))}
+        cursor += len(p.item.responses)
+        if p.gold is not None:
             session.execute(update(Item).where(Item.id == item_id)
-                            .values(gold_answer=remap_references(gold, mapping)))
+                            .values(gold_answer=p.kind.remap(p.gold, mapping)))
+    return ids
+
+
+def add_items(session: Session, project: Project, items: list[NewItem], limits: TextLimits,
+              now: float, by_user: int | None, source: str = "api") -> list[int]:
+    """Validate and insert items (all or nothing); returns their ids.
+
+    Gold answers are validated against response positions first, then re-keyed to response ids.
+    """
+    prepared = _prepare_all(items, project, limits)
+    _check_external_ids(session, project, items)
+    if not prepared:
+        return []
+    ids = _insert(session, project, prepared, now)
     record_event(session, now, by_user, "add_items", project_id=project.id,
                  detail={"count": len(ids), "source": source,
-                         "gold": sum(1 for _, _, g in prepared if g is not None)})
+                         "gold": sum(1 for p in prepared if p.gold is not None)})
     return ids
 
 

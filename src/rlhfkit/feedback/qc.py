@@ -19,10 +19,11 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from rlhfkit.feedback.agreement import krippendorff_alpha, unit_agrees, units_agree
-from rlhfkit.feedback.models import Assignment, Item, Judgment, Project, Response, User
+from rlhfkit.feedback.entities import Progress
 from rlhfkit.feedback.projects import project_progress
-from rlhfkit.feedback.tasktypes import TASK_TYPES
-from rlhfkit.feedback.views import Progress
+from rlhfkit.feedback.tables import Assignment, Item, Judgment, Project, Response, User
+from rlhfkit.feedback.tasks import TASK_TYPES
+from rlhfkit.feedback.tasks.base import UnitFn
 
 
 @dataclass(frozen=True)
@@ -114,10 +115,13 @@ def _load_answers(session: Session, project_id: int) -> list[_Answer]:
     ]
 
 
-def _units(answer: _Answer, payload: dict[str, Any] | None = None, kind: str = "agreement") -> dict[str, Any]:
-    t = TASK_TYPES[answer.task_type]
-    fn = t.agreement_units if kind == "agreement" else t.alpha_units
+def _units(fn: UnitFn | None, answer: _Answer, payload: dict[str, Any] | None = None) -> dict[str, Any]:
+    """The units `fn` finds in the answer (or in `payload`, e.g. the gold answer, on the same item)."""
     return {} if fn is None else fn(answer.payload if payload is None else payload, answer.refs)
+
+
+def _agreement_units(answer: _Answer, payload: dict[str, Any] | None = None) -> dict[str, Any]:
+    return _units(TASK_TYPES[answer.task_type].agreement_units, answer, payload)
 
 
 def majority_agreement(answers: list[_Answer]) -> dict[int, tuple[int, int]]:
@@ -130,7 +134,7 @@ def majority_agreement(answers: list[_Answer]) -> dict[int, tuple[int, int]]:
         if len(item_answers) < 2:
             continue
         tolerance = TASK_TYPES[item_answers[0].task_type].agreement_tolerance
-        unit_values = [_units(a) for a in item_answers]
+        unit_values = [_agreement_units(a) for a in item_answers]
         for index, answer in enumerate(item_answers):
             for unit, value in unit_values[index].items():
                 others = [u[unit] for j, u in enumerate(unit_values) if j != index and unit in u]
@@ -148,7 +152,7 @@ def gold_accuracy(answers: list[_Answer]) -> dict[int, tuple[int, int, int]]:
         if not a.is_gold or a.gold is None:
             continue
         tolerance = TASK_TYPES[a.task_type].agreement_tolerance
-        given, known = _units(a), _units(a, a.gold)
+        given, known = _agreement_units(a), _agreement_units(a, a.gold)
         shared = [u for u in known if u in given]
         tally[a.user_id][0] += sum(units_agree(given[u], known[u], tolerance) for u in shared)
         tally[a.user_id][1] += len(shared)
@@ -160,7 +164,7 @@ def alpha_by_type(answers: list[_Answer]) -> list[AlphaStat]:
     """Krippendorff's alpha per task type and metric, pooling the units of all items."""
     units: dict[str, dict[tuple[int, str], list[Hashable]]] = defaultdict(lambda: defaultdict(list))
     for a in answers:
-        for unit, value in _units(a, kind="alpha").items():
+        for unit, value in _units(TASK_TYPES[a.task_type].alpha_units, a).items():
             units[a.task_type][(a.item_id, unit)].append(value)
     out: list[AlphaStat] = []
     for type_name in sorted(units):

@@ -1,13 +1,13 @@
 """The feedback store: one service layer over the database, used by the web app and by scripts.
 
 Every method is one transaction (writes: SQLite ``BEGIN IMMEDIATE`` / PostgreSQL row locks, see
-`rlhfkit.feedback.db`) and returns plain frozen dataclasses from `rlhfkit.feedback.views`.
+`rlhfkit.feedback.db`) and returns plain frozen dataclasses from `rlhfkit.feedback.entities`.
 Errors are `rlhfkit.feedback.errors.FeedbackError` subclasses carrying an HTTP status.
 
 Scripted use (a simulated annotator, an AI judge running in-process)::
 
     from rlhfkit.feedback.store import FeedbackStore
-    from rlhfkit.feedback.views import NewItem, ProjectSpec
+    from rlhfkit.feedback.entities import NewItem, ProjectSpec
 
     store = FeedbackStore("sqlite:///feedback.db")          # migrates the schema if needed
     admin = store.create_user("alice", "admin", "a long password")
@@ -29,17 +29,12 @@ from typing import Any
 
 from sqlalchemy import Connection, select
 
+from rlhfkit.data.projects import Aggregation
 from rlhfkit.data.records import RecordKind
 from rlhfkit.feedback import accounts, assignment, projects
 from rlhfkit.feedback.audit import list_events, record_event
 from rlhfkit.feedback.db import Database
-from rlhfkit.feedback.errors import NotFound
-from rlhfkit.feedback.export import ExportRow, build_rows, load_answers
-from rlhfkit.feedback.importing import TextLimits, parse_items_jsonl
-from rlhfkit.feedback.models import Item, Judgment, Project, Response, User
-from rlhfkit.feedback.qc import QCReport, compute_qc
-from rlhfkit.feedback.security import check_password_strength, hash_password
-from rlhfkit.feedback.views import (
+from rlhfkit.feedback.entities import (
     NewItem,
     Progress,
     ProjectSpec,
@@ -50,7 +45,12 @@ from rlhfkit.feedback.views import (
     TaskView,
     UserView,
 )
-
+from rlhfkit.feedback.errors import NotFound
+from rlhfkit.feedback.export import ExportRow, build_rows, load_answers
+from rlhfkit.feedback.importing import TextLimits, parse_items_jsonl
+from rlhfkit.feedback.qc import QCReport, compute_qc
+from rlhfkit.feedback.security import check_password_strength, hash_password
+from rlhfkit.feedback.tables import Item, Judgment, Project, User
 
 CONTENDED_BACKOFF_S = (0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.1, 0.2, 0.2, 0.3, 0.5)
 """Waits between retries of `next_task` while the only open items are row-locked by other
@@ -252,7 +252,7 @@ class FeedbackStore:
         with self.db.read() as s:
             return compute_qc(s, projects.get_project(s, project))
 
-    def export_rows(self, project: str, kind: RecordKind, aggregate: str = "majority") -> list[ExportRow]:
+    def export_rows(self, project: str, kind: RecordKind, aggregate: Aggregation = "majority") -> list[ExportRow]:
         """Training records of a project (see `rlhfkit.feedback.export`)."""
         with self.db.read() as s:
             row = projects.get_project(s, project)

@@ -29,13 +29,11 @@ import json
 import math
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Literal, TypeAlias
 
 import numpy as np
 
+from rlhfkit.data.records import Choice
 from rlhfkit.eval.gold import GoldScorer, resolve_gold, tokenize
-
-Choice: TypeAlias = Literal["a", "b", "tie"]
 
 RATING_LOW = 1
 """Lowest rating of the Likert scale."""

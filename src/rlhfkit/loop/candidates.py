@@ -22,7 +22,7 @@ from tqdm import tqdm
 from rlhfkit.data.loaders import load_records, split_records, write_jsonl
 from rlhfkit.data.records import PromptText, prompt_text
 from rlhfkit.eval.gold import GoldScorer
-from rlhfkit.feedback.views import NewItem
+from rlhfkit.feedback.entities import NewItem
 from rlhfkit.models.loading import load_model
 from rlhfkit.rollout.generate import SamplingConfig, sample_texts
 

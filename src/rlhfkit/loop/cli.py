@@ -49,7 +49,7 @@ COMMANDS = (
     LoopCommand("loop", "rounds of candidates -> feedback -> reward model -> policy -> evaluation",
                 "rlhfkit.loop.config:LoopConfig", "rlhfkit.loop.loop:run_loop", (Flag("output"),)),
     LoopCommand("eval", "win rate of a policy against a baseline (judge rm:DIR, gold:NAME or app:DBURL#PROJECT)",
-                "rlhfkit.eval.compare:CompareConfig", "rlhfkit.eval.compare:compare_main",
+                "rlhfkit.eval.compare:CompareConfig", "rlhfkit.loop.compare:compare_main",
                 (Flag("policy"), Flag("baseline"), Flag("prompts"), Flag("judge", required=True),
                  Flag("json", boolean=True), Flag("collect", boolean=True))),
 )

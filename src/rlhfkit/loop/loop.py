@@ -31,9 +31,9 @@ import yaml
 from rlhfkit.config import ConfigError, save_config, to_dict
 from rlhfkit.data.loaders import write_jsonl
 from rlhfkit.eval.gold import GoldScorer, resolve_gold
+from rlhfkit.feedback.entities import ProjectSpec
 from rlhfkit.feedback.errors import Conflict
 from rlhfkit.feedback.store import FeedbackStore
-from rlhfkit.feedback.views import ProjectSpec
 from rlhfkit.loop.annotators import make_panel
 from rlhfkit.loop.candidates import (
     candidate_items,

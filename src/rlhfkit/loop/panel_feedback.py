@@ -18,7 +18,9 @@ Members take turns one task at a time (in a seeded random order each turn) until
 task, which is how concurrent annotators spread over items: with overlap N, each item ends up with
 judgments from N different members. Answers are computed on the responses in canonical (database id)
 order: the panel has no position bias, so this changes no statistic, and the same project judged
-again gives the same answers.
+again gives the same answers. What a member answers is its task type's ``simulate``
+(`rlhfkit.feedback.tasks`), to which the panel is a `rlhfkit.feedback.tasks.base.SimulatedAnnotator`;
+task types without one (free text) are given back with a reason.
 """
 
 from __future__ import annotations
@@ -29,11 +31,11 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-from rlhfkit.data.records import prompt_text
+from rlhfkit.feedback.entities import ResponseView, TaskView
 from rlhfkit.feedback.errors import NotFound
 from rlhfkit.feedback.store import FeedbackStore
-from rlhfkit.feedback.views import ResponseView, TaskView
-from rlhfkit.loop.annotators import AnnotatorProfile, SimulatedPanel
+from rlhfkit.feedback.tasks import task_type
+from rlhfkit.loop.annotators import SimulatedPanel
 
 PASSWORD_BYTES = 24
 """Random bytes of a generated password (32 URL-safe characters)."""
@@ -48,44 +50,6 @@ SKIP_REASON = "simulated panel: this item already has its share of simulated jud
 def random_password() -> str:
     """A fresh random password (there is never a default one)."""
     return secrets.token_urlsafe(PASSWORD_BYTES)
-
-
-# ------------------------------------------------------------------ answers per task type
-
-
-def _canonical(task: TaskView) -> list[ResponseView]:
-    return sorted(task.responses, key=lambda r: r.id)
-
-
-def pairwise_answer(panel: SimulatedPanel, task: TaskView, member: AnnotatorProfile) -> dict[str, Any]:
-    """``{"choice": id | "tie"}`` from `SimulatedPanel.judge_pair` on the canonical order."""
-    a, b = _canonical(task)
-    choice = panel.judge_pair(prompt_text(task.prompt), a.text, b.text, member)
-    return {"choice": "tie" if choice == "tie" else (a.id if choice == "a" else b.id)}
-
-
-def ranking_answer(panel: SimulatedPanel, task: TaskView, member: AnnotatorProfile) -> dict[str, Any]:
-    """``{"ranking": [id_best, ..., id_worst]}`` from a Plackett-Luce sample (`SimulatedPanel.rank`)."""
-    responses = _canonical(task)
-    order = panel.rank(prompt_text(task.prompt), [r.text for r in responses], member)
-    return {"ranking": [responses[i].id for i in order]}
-
-
-def likert_answer(panel: SimulatedPanel, task: TaskView, member: AnnotatorProfile) -> dict[str, Any]:
-    """``{"ratings": {"id": {"overall": 1..7}}}`` from `SimulatedPanel.rate` (aspects get the same rating)."""
-    ratings = {}
-    for r in _canonical(task):
-        value = panel.rate(prompt_text(task.prompt), r.text, member)
-        ratings[str(r.id)] = {"overall": value, **{aspect: value for aspect in task.aspects}}
-    return {"ratings": ratings}
-
-
-ANSWERS: dict[str, Callable[[SimulatedPanel, TaskView, AnnotatorProfile], dict[str, Any]]] = {
-    "pairwise": pairwise_answer,
-    "ranking": ranking_answer,
-    "likert": likert_answer,
-}
-"""Task type -> the panel's answer payload. Other task types (free text) are skipped with a reason."""
 
 
 # ------------------------------------------------------------------ transports
@@ -243,7 +207,7 @@ def run_panel(store: FeedbackStore, project: str, panel: SimulatedPanel, *, tran
         on_answer: called after each stored answer (progress bars).
     """
     clients = panel_clients(store, panel, transport=transport, http=http)
-    members = {m.name: m for m in panel.members}
+    members = [m.name for m in panel.members]
     panel_counts: dict[int, int] = {}
     for judgment in store.judgments(project):  # a resumed session counts the panel's earlier answers too
         if judgment["annotator"] in members:
@@ -258,14 +222,14 @@ def run_panel(store: FeedbackStore, project: str, panel: SimulatedPanel, *, tran
             if task is None:
                 active.remove(name)
                 continue
-            answer = ANSWERS.get(task.task_type)
+            answer = task_type(task.task_type).simulate
             full = max_panel_judgments > 0 and panel_counts.get(task.item_id, 0) >= max_panel_judgments
             if answer is None or full:
                 reason = SKIP_REASON if full else f"simulated panel: cannot answer {task.task_type} tasks"
                 clients[name].skip(task.assignment_id, reason)
                 run.skipped += 1
                 continue
-            clients[name].submit(task.assignment_id, answer(panel, task, members[name]))
+            clients[name].submit(task.assignment_id, answer(panel, task, name))
             panel_counts[task.item_id] = panel_counts.get(task.item_id, 0) + 1
             run.submitted += 1
             run.per_member[name] += 1

@@ -8,24 +8,22 @@ project's judgments are aggregated per item and used exactly as an exported file
 from __future__ import annotations
 
 from rlhfkit.data.loaders import load_records, split_records
+from rlhfkit.data.projects import parse_project_ref, read_project_records
 from rlhfkit.data.records import Record, RecordKind
 from rlhfkit.train.run import log
 
-DB_SCHEMES = ("sqlite:", "postgresql:", "postgresql+", "postgres:", "mysql:", "mysql+")
-
 
 def is_db_source(spec: str) -> bool:
-    return spec.startswith(DB_SCHEMES) and "#" in spec
+    """Whether `spec` names a feedback project (``DBURL#PROJECT``) rather than a file or dataset."""
+    return parse_project_ref(spec) is not None
 
 
 def load_training_records(spec: str, kind: RecordKind, *, skip_invalid: bool = False) -> list[Record]:
     """Records of `kind` from `spec`; skipped rows (only with `skip_invalid`) are reported, never silent."""
-    if is_db_source(spec):
-        from rlhfkit.feedback.export import load_project_records
-
-        url, project = spec.rsplit("#", 1)
-        records = load_project_records(url, project, kind)
-        log.info("%d %s from project %r in %s", len(records), kind, project, url)
+    ref = parse_project_ref(spec)
+    if ref is not None:
+        records = read_project_records(ref, kind)
+        log.info("%d %s from project %r in %s", len(records), kind, ref.project, ref.url)
     else:
         result = load_records(spec, kind, skip_invalid=skip_invalid)
         records = result.records

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from alembic import context
 
-from rlhfkit.feedback.models import Base
+from rlhfkit.feedback.tables import Base
 
 connection = context.config.attributes["connection"]
 context.configure(

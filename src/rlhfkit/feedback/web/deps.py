@@ -14,10 +14,10 @@ from __future__ import annotations
 from fastapi import Request
 from starlette.concurrency import run_in_threadpool
 
+from rlhfkit.feedback.entities import SessionView
 from rlhfkit.feedback.errors import FeedbackError, Forbidden, Unauthorized
 from rlhfkit.feedback.security import tokens_match
 from rlhfkit.feedback.store import FeedbackStore
-from rlhfkit.feedback.views import SessionView
 
 SESSION_COOKIE = "rlhfkit_session"
 """Cookie holding a web session token."""

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import io
 import json
-import shutil
 import tempfile
 import zipfile
 from pathlib import Path
@@ -14,12 +13,13 @@ from fastapi import APIRouter, Depends, Form, Request, UploadFile
 from fastapi.responses import RedirectResponse, Response
 from starlette.concurrency import run_in_threadpool
 
+from rlhfkit.feedback.entities import ProjectSpec, SessionView
 from rlhfkit.feedback.errors import Invalid
 from rlhfkit.feedback.export import AGGREGATIONS, EXPORT_KINDS, write_hf_dataset
 from rlhfkit.feedback.generation import GenerationParams, list_jobs, start_generation
 from rlhfkit.feedback.importing import parse_prompts
-from rlhfkit.feedback.tasktypes import DEFAULT_ASPECTS, TASK_TYPES
-from rlhfkit.feedback.views import ProjectSpec, SessionView
+from rlhfkit.feedback.tasks import TASK_TYPES
+from rlhfkit.feedback.tasks.likert import DEFAULT_ASPECTS
 from rlhfkit.feedback.web.deps import get_store, require_admin
 
 router = APIRouter(prefix="/admin", include_in_schema=False)
@@ -176,12 +176,9 @@ def export(request: Request, name: str, format: str = "pairs", aggregate: str = 
                         headers={"content-disposition": f'attachment; filename="{stem}.jsonl"'})
     if container != "hf":
         raise Invalid("container must be jsonl or hf")
-    workdir = Path(tempfile.mkdtemp(prefix="rlhfkit-export-"))
-    try:
-        write_hf_dataset(rows, workdir / stem)
-        data = _zip_dir(workdir / stem)
-    finally:
-        shutil.rmtree(workdir, ignore_errors=True)
+    with tempfile.TemporaryDirectory(prefix="rlhfkit-export-") as workdir:
+        write_hf_dataset(rows, Path(workdir) / stem)
+        data = _zip_dir(Path(workdir) / stem)
     return Response(data, media_type="application/zip",
                     headers={"content-disposition": f'attachment; filename="{stem}-hf.zip"'})
 

@@ -21,10 +21,10 @@ from fastapi import APIRouter, Depends, Request, UploadFile
 from fastapi.responses import StreamingResponse
 from starlette.concurrency import run_in_threadpool
 
+from rlhfkit.feedback.entities import ProjectSpec, SessionView
 from rlhfkit.feedback.errors import Invalid, Unauthorized
 from rlhfkit.feedback.generation import GenerationParams, get_job, list_jobs, start_generation
 from rlhfkit.feedback.importing import check_prompt, item_from_json
-from rlhfkit.feedback.views import ProjectSpec, SessionView
 from rlhfkit.feedback.web.deps import get_store, require_admin, require_user
 from rlhfkit.feedback.web.routes_auth import throttle
 from rlhfkit.feedback.web.schemas import (

@@ -5,9 +5,9 @@ from __future__ import annotations
 from fastapi import APIRouter, Depends, Form, Request
 from fastapi.responses import RedirectResponse, Response
 
+from rlhfkit.feedback.entities import SessionView
 from rlhfkit.feedback.errors import Forbidden, Unauthorized
 from rlhfkit.feedback.security import new_token, tokens_match
-from rlhfkit.feedback.views import SessionView
 from rlhfkit.feedback.web.deps import (
     LOGIN_CSRF_COOKIE,
     SESSION_COOKIE,

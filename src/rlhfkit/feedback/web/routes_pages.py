@@ -9,9 +9,11 @@ from fastapi.responses import RedirectResponse, Response
 from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import FormData
 
+from rlhfkit.feedback.entities import SessionView, TaskView
 from rlhfkit.feedback.errors import Invalid, NotFound, TooLarge
-from rlhfkit.feedback.tasktypes import HARM_LABELS, LIKERT_SCALE, TASK_TYPES
-from rlhfkit.feedback.views import SessionView, TaskView
+from rlhfkit.feedback.tasks import TASK_TYPES, task_type
+from rlhfkit.feedback.tasks.base import HARM_LABELS
+from rlhfkit.feedback.tasks.likert import LIKERT_SCALE
 from rlhfkit.feedback.web.deps import get_store, require_user
 from rlhfkit.feedback.web.forms import duration_from_form, payload_from_form
 
@@ -28,10 +30,11 @@ SKIP_REASONS = (
 
 def _render_task(request: Request, session: SessionView, task: TaskView, project: Any,
                  error: str | None = None, status_code: int = 200) -> Response:
+    kind = task_type(task.task_type)
     return request.app.state.templates.TemplateResponse(
         request, "task.html",
         {"session": session, "task": task, "project": project, "error": error,
-         "task_title": TASK_TYPES[task.task_type].title, "harm_labels": HARM_LABELS,
+         "kind": kind, "harm_labels": HARM_LABELS,
          "likert": list(range(LIKERT_SCALE[0], LIKERT_SCALE[1] + 1)),
          "scales": ("overall", *task.aspects), "skip_reasons": SKIP_REASONS,
          "progress": task.progress},

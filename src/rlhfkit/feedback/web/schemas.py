@@ -6,7 +6,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from rlhfkit.feedback.views import Progress, TaskView
+from rlhfkit.feedback.entities import Progress, TaskView
 
 
 class Strict(BaseModel):

@@ -1,4 +1,8 @@
-"""Plain, immutable views of stored rows: what the store returns (never live ORM objects)."""
+"""Plain, immutable records of stored rows: what the store returns (never live ORM objects).
+
+The SQLAlchemy tables these are read from live in `rlhfkit.feedback.tables`; callers outside the store
+only ever see these frozen dataclasses, so a session closing never invalidates what they hold.
+"""
 
 from __future__ import annotations
 
@@ -7,8 +11,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from rlhfkit.feedback.errors import Invalid
-from rlhfkit.feedback.models import ROLES
-from rlhfkit.feedback.tasktypes import DEFAULT_ASPECTS, TASK_TYPES
+from rlhfkit.feedback.tasks import TASK_TYPES
+from rlhfkit.feedback.tasks.likert import DEFAULT_ASPECTS
 
 NAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
 """User and project names: 1-64 characters, letters, digits, ``_ . -``, not starting with a symbol."""
@@ -60,7 +64,7 @@ class ProjectSpec:
     name: str
     """URL-safe unique name (used in ``DBURL#NAME`` and the CLI)."""
     task_type: str = "pairwise"
-    """Default task type of imported items (see `rlhfkit.feedback.tasktypes.TASK_TYPES`)."""
+    """Default task type of imported items (see `rlhfkit.feedback.tasks.TASK_TYPES`)."""
     title: str = ""
     """Human title (defaults to the name)."""
     guidelines: str = ""
