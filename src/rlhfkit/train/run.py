@@ -16,7 +16,7 @@ checkpoints; its own file keeps only its config and a loop of numbered steps::
     ...                                                   # 1. data, 2. model
     model, optimizer, scheduler = run.setup(model, params, modules={"model": model}, state={"data": stream})
     for step in run.steps():
-        ...                                               # 3. one optimizer step
+        ...                                               # 3. forward, backward, run.optimizer_step(model)
         run.end_step(step, metrics, evaluate=held_out)    # 4. log, evaluate(step) when due, checkpoint
     run.close()
 
@@ -35,6 +35,7 @@ from torch import nn
 
 from rlhfkit.config import ConfigError, save_config, to_dict
 from rlhfkit.files import append_jsonl, truncate_jsonl_after
+from rlhfkit.models.adapters import count_parameters
 from rlhfkit.train.checkpoint import latest_checkpoint, load_checkpoint, save_checkpoint
 from rlhfkit.train.config import TrainConfig
 from rlhfkit.train.console import Console, Headline
@@ -60,6 +61,15 @@ class Stateful(Protocol):
     def state_dict(self) -> dict[str, Any]: ...
 
     def load_state_dict(self, state: dict[str, Any]) -> None: ...
+
+
+class FileState(Protocol):
+    """Loop state too big for JSON, kept in a file of the run directory beside the checkpoints (the
+    reward model's cache of frozen-trunk features); `load` says whether the file fitted and was used."""
+
+    def save(self, path: Path) -> None: ...
+
+    def load(self, path: Path) -> bool: ...
 
 
 def prepare_run_dir(cfg: TrainConfig) -> Path:
@@ -100,6 +110,7 @@ class Run:
         self._speed: dict[str, Throughput] = {}
         self._modules: dict[str, nn.Module] = {}
         self._state: Mapping[str, Stateful] = {}
+        self._files: Mapping[str, FileState] = {}
 
     @property
     def device(self) -> torch.device:
@@ -110,24 +121,30 @@ class Run:
         return self.start_step > 0
 
     def setup(self, model: nn.Module, params: list[nn.Parameter], *, modules: dict[str, nn.Module],
-              state: Mapping[str, Stateful | None] | None = None) -> tuple[Any, Any, Any]:
+              state: Mapping[str, Stateful | None] | None = None, files: Mapping[str, FileState | None] | None = None,
+              on: str = "") -> tuple[Any, Any, Any]:
         """AdamW over `params`, the resume, the engine; returns ``(model, optimizer, scheduler)``.
 
         `modules` are what checkpoints hold (their trainable parameters, by name); `state` the loop
-        state saved beside them (None entries are skipped). Both are restored from the newest
-        checkpoint when there is one and `resume` is on, before the engine wraps `model`.
+        state saved beside them as JSON, `files` loop state saved as files of the run directory (None
+        entries are skipped). All are restored from the newest checkpoint when there is one and
+        `resume` is on, before the engine wraps `model`. `on` says what the run trains on, for the
+        log line that counts the parameters.
         """
+        trainable, total = count_parameters(model)
+        log.info("%s: training %s of %s parameters%s", self.name, f"{trainable:,}", f"{total:,}", f" on {on}" if on else "")
         optimizer, self.scheduler = make_optimizer(params, self.cfg)
         self._optimizer = optimizer
         self._modules = modules
         self._state = {k: v for k, v in (state or {}).items() if v is not None}
+        self._files = {k: v for k, v in (files or {}).items() if v is not None}
         self._restore()
         self.logger = MetricsLogger(self.dir, self.cfg.report_to, config=self.cfg, resume_step=self.start_step)
         truncate_jsonl_after(self.dir / "samples.jsonl", self.start_step)
         self.console = Console(self.name, self.headline, total=self.cfg.max_steps, initial=self.start_step,
                                every=self.cfg.console_every, live=self.cfg.progress)
-        model, optimizer = self.engine.prepare(model, optimizer)
-        return model, optimizer, self.scheduler
+        model, self.optimizer = self.engine.prepare(model, optimizer)
+        return model, self.optimizer, self.scheduler
 
     def _restore(self) -> None:
         ckpt = latest_checkpoint(self.dir / "checkpoints") if self.cfg.resume else None
@@ -137,8 +154,20 @@ class Run:
         load_scheduler_state(self.scheduler, restored.state["scheduler"])
         for key, obj in self._state.items():
             obj.load_state_dict(restored.state[key])
+        for name, kept in self._files.items():
+            if kept.load(self.dir / name):
+                log.info("reusing %s from the run directory", name)
         self.start_step = restored.step
         log.info("resumed from %s at step %d", ckpt, restored.step)
+
+    def optimizer_step(self, trained: nn.Module | Any) -> float:
+        """Clip the gradient of `trained` (a module, or `MasterWeights`), step the optimizer and the
+        schedule, clear the gradients; returns the gradient norm before clipping."""
+        grad_norm = self.engine.clip(trained, self.cfg.max_grad_norm)
+        self.optimizer.step()
+        self.scheduler.step()
+        self.optimizer.zero_grad(set_to_none=True)
+        return grad_norm
 
     def steps(self) -> Iterator[int]:
         """The steps still to run: ``start_step + 1 .. max_steps``."""
@@ -157,9 +186,9 @@ class Run:
     def is_save_step(self, step: int) -> bool:
         return (self.cfg.save_every > 0 and step % self.cfg.save_every == 0) or step == self.cfg.max_steps
 
-    def log_initial(self, evaluate: Callable[[int], dict[str, float]]) -> None:
+    def log_initial(self, evaluate: Callable[[int], dict[str, float]] | None) -> None:
         """Log `evaluate(0)` as step 0 of a fresh run (the baseline every curve starts from)."""
-        if self.start_step == 0:
+        if self.start_step == 0 and evaluate is not None:
             self.log(0, evaluate(0))
 
     def log(self, step: int, metrics: Mapping[str, Any]) -> None:
@@ -168,9 +197,11 @@ class Run:
 
     def end_step(self, step: int, metrics: dict[str, Any], *,
                  evaluate: Callable[[int], dict[str, float]] | None = None) -> None:
-        """After an optimizer step: stop on NaN/inf; on log steps add throughput, peak memory and,
-        when due, `evaluate(step)`, and write the metrics; checkpoint when due; show progress."""
+        """After an optimizer step: stop on NaN/inf; on log steps add the learning rate, throughput,
+        peak memory and, when due, `evaluate(step)`, and write the metrics; checkpoint when due; show
+        progress."""
         check_finite(step, metrics, self.dir)
+        metrics = {**metrics, "train/lr": self.scheduler.get_last_lr()[0]}
         if self.is_log_step(step):
             metrics = {**metrics, **{f"perf/{k}_per_s": v.rate() for k, v in self._speed.items()},
                        "perf/peak_mem_mb": peak_memory_mb(self.device)}
@@ -182,6 +213,8 @@ class Run:
         self.console.update(step, metrics)
 
     def save_checkpoint(self, step: int) -> None:
+        for name, kept in self._files.items():
+            kept.save(self.dir / name)
         state = {"scheduler": scheduler_state(self.scheduler), **{k: v.state_dict() for k, v in self._state.items()}}
         save_checkpoint(self.dir / "checkpoints", step, modules=self._modules, optimizer=self._optimizer,
                         state=state, keep=self.cfg.keep_checkpoints)

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
+from typing import Literal, NamedTuple
 
 import torch
 
@@ -21,7 +21,6 @@ from rlhfkit.data.sampler import BatchStream
 from rlhfkit.models.adapters import (
     LoRAConfig,
     choose_trainable,
-    count_parameters,
     decoder_layers,
     trainable_parameters,
 )
@@ -32,7 +31,7 @@ from rlhfkit.train.config import TrainConfig, TrainSettings
 from rlhfkit.train.engine import Engine
 from rlhfkit.train.precision import MasterWeights
 from rlhfkit.train.run import Run, log
-from rlhfkit.train.sources import load_training_records, split_holdout
+from rlhfkit.train.sources import load_train_eval
 
 HEADLINE = (("train/loss", "loss"), ("eval/loss", "eval loss"), ("perf/tokens_per_s", "tokens/s"))
 """What the console shows of an SFT run."""
@@ -103,6 +102,28 @@ def _encode(tokenizer, records: list[Demonstration], max_length: int) -> tuple[l
     return ids, labels, truncated
 
 
+class Demos(NamedTuple):
+    """Tokenized demonstrations: the training rows, and the held-out ones in batches."""
+
+    ids: list[list[int]]
+    """Prompt + response token ids of each training demonstration."""
+    labels: list[list[int]]
+    """The same with -100 on the prompt (no loss there)."""
+    eval_batches: list[dict[str, torch.Tensor]]
+    """At most `eval_batches` collated batches of held-out demonstrations."""
+
+
+def encode_demos(tokenizer, train: list[Demonstration], held: list[Demonstration], cfg: SFTConfig) -> Demos:
+    """Tokenize every demonstration once (prompts cut from the left to fit `max_length`)."""
+    ids, labels, cut = _encode(tokenizer, train, cfg.max_length)
+    eval_ids, eval_labels, _ = _encode(tokenizer, held, cfg.max_length)
+    if cut:
+        log.info("%d prompts were longer than the limit and were cut from the left", cut)
+    pad, size = tokenizer.pad_token_id, cfg.batch_size
+    batches = [collate_lm(eval_ids[i : i + size], eval_labels[i : i + size], pad) for i in range(0, len(eval_ids), size)]
+    return Demos(ids, labels, batches[: cfg.eval_batches])
+
+
 @torch.no_grad()
 def evaluate(engine: Engine, model, batches: list[dict[str, torch.Tensor]]) -> float:
     """Mean per-token NLL of the held-out responses."""
@@ -130,42 +151,35 @@ def sft(cfg: SFTConfig) -> Path:
     run = Run(cfg, "sft", HEADLINE)
 
     # 1. Data: load, hold out, tokenize once.
-    records = load_training_records(cfg.data, "demos", skip_invalid=cfg.skip_invalid)
-    train_recs, eval_recs = split_holdout(records, cfg.eval_data, cfg.eval_fraction, cfg.seed, "demos", cfg.skip_invalid)
+    train_recs, eval_recs = load_train_eval(cfg.data, cfg.eval_data, cfg.eval_fraction, cfg.seed, "demos",
+                                            cfg.skip_invalid)
     loaded = load_model(cfg.model, dtype="fp32", device=run.device)
     tokenizer, pad = loaded.tokenizer, loaded.tokenizer.pad_token_id
-    train_ids, train_labels, cut = _encode(tokenizer, train_recs, cfg.max_length)
-    eval_ids, eval_labels, _ = _encode(tokenizer, eval_recs, cfg.max_length)
-    if cut:
-        log.info("%d prompts were longer than the limit and were cut from the left", cut)
-    stream = BatchStream([len(x) for x in train_ids], cfg.batch_size, cfg.seed, cfg.group_by_length)
-    eval_batches = [collate_lm(eval_ids[i : i + cfg.batch_size], eval_labels[i : i + cfg.batch_size], pad)
-                    for i in range(0, len(eval_ids), cfg.batch_size)][: cfg.eval_batches]
+    demos = encode_demos(tokenizer, train_recs, eval_recs, cfg)
+    stream = BatchStream([len(x) for x in demos.ids], cfg.batch_size, cfg.seed, cfg.group_by_length)
 
     # 2. Model: what trains (all, LoRA, or the top layers); bf16 weights keep fp32 masters.
     model = choose_trainable(loaded.model, cfg.lora, cfg.freeze_layers)
-    trainable, total = count_parameters(model)
-    log.info("training %s of %s parameters on %d demonstrations", f"{trainable:,}", f"{total:,}", len(train_ids))
     masters = _master_weights(cfg, run.engine, model)
     trained = masters or model  # what holds the fp32 values that the optimizer updates and checkpoints save
 
     # 3. Optimizer, resume from the newest checkpoint, engine.
     params = masters.parameters() if masters else trainable_parameters(model)
-    model, optimizer, scheduler = run.setup(model, params, modules={"model": trained}, state={"data": stream})
+    model, _, _ = run.setup(model, params, modules={"model": trained}, state={"data": stream},
+                                    on=f"{len(demos.ids)} demonstrations")
     if masters and run.resumed:
         masters.masters_to_model()
     if cfg.compile:
         for layer in decoder_layers(model):
             layer.compile(dynamic=True)
-    held_out = (lambda _step: {"eval/loss": evaluate(run.engine, model, eval_batches)}) if eval_batches else None
-    if held_out:
-        run.log_initial(held_out)
+    held_out = (lambda _step: {"eval/loss": evaluate(run.engine, model, demos.eval_batches)}) if demos.eval_batches else None
+    run.log_initial(held_out)
 
     for step in run.steps():
         # 4. One optimizer step over grad_accum micro-batches, normalized by the step's token count.
         model.train()
         micro = [stream.next_batch() for _ in range(cfg.grad_accum)]
-        batches = [collate_lm([train_ids[i] for i in idx], [train_labels[i] for i in idx], pad) for idx in micro]
+        batches = [collate_lm([demos.ids[i] for i in idx], [demos.labels[i] for i in idx], pad) for idx in micro]
         n_tokens = sum(int((b["labels"][:, 1:] != -100).sum()) for b in batches)
         loss_total = 0.0
         for i, batch in enumerate(batches):
@@ -176,17 +190,13 @@ def sft(cfg: SFTConfig) -> Path:
             loss_total += float(loss.detach())
         if masters:
             masters.grads_to_masters()
-        grad_norm = run.engine.clip(trained, cfg.max_grad_norm)
-        optimizer.step()
-        scheduler.step()
-        optimizer.zero_grad(set_to_none=True)
+        grad_norm = run.optimizer_step(trained)
         if masters:
             masters.masters_to_model()
         run.count("tokens", sum(int(b["attention_mask"].sum()) for b in batches))
 
         # 5. Log, evaluate, checkpoint.
-        metrics = {"train/loss": loss_total, "train/grad_norm": grad_norm, "train/lr": scheduler.get_last_lr()[0]}
-        run.end_step(step, metrics, evaluate=held_out)
+        run.end_step(step, {"train/loss": loss_total, "train/grad_norm": grad_norm}, evaluate=held_out)
     run.close()
 
     # 6. The run directory becomes a model directory (fp32, from the masters).

@@ -35,6 +35,13 @@ def load_training_records(spec: str, kind: RecordKind, *, skip_invalid: bool = F
     return records
 
 
+def load_train_eval(spec: str, eval_spec: str, fraction: float, seed: int, kind: RecordKind,
+                    skip_invalid: bool) -> tuple[list[Record], list[Record]]:
+    """(train, held-out) records of `spec` (`load_training_records`, then `split_holdout`)."""
+    records = load_training_records(spec, kind, skip_invalid=skip_invalid)
+    return split_holdout(records, eval_spec, fraction, seed, kind, skip_invalid)
+
+
 def split_holdout(
     records: list[Record],
     eval_spec: str,

@@ -12,6 +12,7 @@ the whole optimizer step, however it is split into micro-batches.
 from __future__ import annotations
 
 from pathlib import Path
+from typing import NamedTuple
 
 from torch import Tensor, nn
 
@@ -20,7 +21,6 @@ from rlhfkit.data.records import PromptText, prompt_text
 from rlhfkit.data.sampler import BatchStream
 from rlhfkit.models.adapters import (
     choose_trainable,
-    count_parameters,
     trainable_parameters,
 )
 from rlhfkit.models.loading import load_model
@@ -43,7 +43,7 @@ from rlhfkit.train.dpo.evaluation import as_reference, evaluate, sampled_kl
 from rlhfkit.train.dpo.terms import RANKING_MODES, MetricSums
 from rlhfkit.train.engine import Engine
 from rlhfkit.train.run import Run, log
-from rlhfkit.train.sources import load_training_records, split_holdout
+from rlhfkit.train.sources import load_train_eval
 
 REFERENCE_CACHE = "reference_logps.safetensors"
 """File in the run directory holding the reference log-probs of every train and eval response."""
@@ -63,6 +63,31 @@ def _encode(tokenizer, records: list, cfg: DPOConfig) -> tuple[list[PreferenceGr
     if cut:
         log.info("%d prompts were longer than the limit and were cut from the left", cut)
     return groups, [p for p, _ in texts]
+
+
+class Preferences(NamedTuple):
+    """Tokenized preference groups, and what evaluations read of the held-out ones."""
+
+    train: list[PreferenceGroup]
+    """Groups that train (every row held ties only is gone)."""
+    held: list[PreferenceGroup]
+    """Held-out groups."""
+    eval_batches: list[list[int]]
+    """At most `eval_batches` batches of indices into `held`."""
+    kl_prompts: list[PromptText]
+    """At most `kl_prompts` distinct held-out prompts, sampled to estimate the KL."""
+
+
+def encode_preferences(tokenizer, train_recs: list, eval_recs: list, cfg: DPOConfig) -> Preferences:
+    """Tokenize every group once; batch the held-out ones and pick the KL prompts."""
+    train, _ = _encode(tokenizer, train_recs, cfg)
+    held, held_prompts = _encode(tokenizer, eval_recs, cfg)
+    if not train:
+        raise ValueError(f"{cfg.data}: no usable preferences (every row was a tie)")
+    size = cfg.batch_size
+    batches = [list(range(i, min(i + size, len(held)))) for i in range(0, len(held), size)][: cfg.eval_batches]
+    kl_prompts = list({prompt_text(p): p for p in held_prompts}.values())[: cfg.kl_prompts]
+    return Preferences(train, held, batches, kl_prompts)
 
 
 def reference_logps(cfg: DPOConfig, model: nn.Module, engine: Engine, run_dir: Path,
@@ -92,36 +117,24 @@ def dpo(cfg: DPOConfig) -> Path:
     run = Run(cfg, "dpo", HEADLINE)
 
     # 1. Data: load, hold out by prompt, tokenize once.
-    records = load_training_records(cfg.data, cfg.kind, skip_invalid=cfg.skip_invalid)
-    train_recs, eval_recs = split_holdout(records, cfg.eval_data, cfg.eval_fraction, cfg.seed, cfg.kind,
-                                          cfg.skip_invalid)
+    train_recs, eval_recs = load_train_eval(cfg.data, cfg.eval_data, cfg.eval_fraction, cfg.seed, cfg.kind,
+                                            cfg.skip_invalid)
     loaded = load_model(cfg.model, dtype="fp32", device=run.device)
     tokenizer, pad = loaded.tokenizer, loaded.tokenizer.pad_token_id
-    train, _ = _encode(tokenizer, train_recs, cfg)
-    held, held_prompts = _encode(tokenizer, eval_recs, cfg)
-    if not train:
-        raise ValueError(f"{cfg.data}: no usable preferences (every row was a tie)")
+    train, held, eval_batches, kl_prompts = encode_preferences(tokenizer, train_recs, eval_recs, cfg)
     stream = BatchStream([g.packed_length for g in train], cfg.batch_size, cfg.seed, cfg.group_by_length)
     offsets = response_offsets(train)
-    eval_batches = [list(range(i, min(i + cfg.batch_size, len(held))))
-                    for i in range(0, len(held), cfg.batch_size)][: cfg.eval_batches]
-    kl_prompts = list({prompt_text(p): p for p in held_prompts}.values())[: cfg.kl_prompts]
 
     # 2. Model: what trains (all, LoRA, or the top layers).
     model = choose_trainable(loaded.model, cfg.lora, cfg.freeze_layers)
-    trainable, total = count_parameters(model)
-    log.info("training %s of %s parameters on %d preference groups (%s loss)",
-             f"{trainable:,}", f"{total:,}", len(train), cfg.loss)
 
     # 3. Reference log-probs, once, from the weights before any update (and before a checkpoint loads).
     reference = reference_logps(cfg, model, run.engine, run.dir, {"train": train, "eval": held}, pad)
-    train_ref = None if reference is None else reference["train"]
-    eval_ref = None if reference is None else reference["eval"]
+    train_ref, eval_ref = (reference["train"], reference["eval"]) if reference else (None, None)
 
     # 4. Optimizer, resume from the newest checkpoint, engine.
-    raw = model
-    model, optimizer, scheduler = run.setup(model, trainable_parameters(model), modules={"model": raw},
-                                            state={"data": stream})
+    model, _, _ = run.setup(model, trainable_parameters(model), modules={"model": model},
+                                    state={"data": stream}, on=f"{len(train)} preference groups ({cfg.loss} loss)")
     mode = RANKING_MODES[cfg.rankings_as]
 
     def held_out(step: int) -> dict[str, float]:
@@ -132,8 +145,7 @@ def dpo(cfg: DPOConfig) -> Path:
                                 for p, t in zip(kl_prompts, texts, strict=True)])
         return metrics
 
-    if eval_batches or kl_prompts:
-        run.log_initial(held_out)
+    run.log_initial(held_out if eval_batches or kl_prompts else None)
 
     for step in run.steps():
         # 5. One optimizer step: every response of the micro-batch's groups in one forward pass,
@@ -151,14 +163,10 @@ def dpo(cfg: DPOConfig) -> Path:
                 run.engine.backward(terms.losses.sum() / max(1, units))
             sums.add(terms)
             run.count("examples", len(idx))
-        grad_norm = run.engine.clip(model, cfg.max_grad_norm)
-        optimizer.step()
-        scheduler.step()
-        optimizer.zero_grad(set_to_none=True)
+        grad_norm = run.optimizer_step(model)
 
         # 6. Log, evaluate, checkpoint.
-        metrics = {**sums.means("train"), "train/grad_norm": grad_norm, "train/lr": scheduler.get_last_lr()[0]}
-        run.end_step(step, metrics, evaluate=held_out)
+        run.end_step(step, {**sums.means("train"), "train/grad_norm": grad_norm}, evaluate=held_out)
     run.close()
 
     # 7. The run directory becomes a model directory.

@@ -23,7 +23,7 @@ from rlhfkit.data.records import PromptText
 from rlhfkit.data.sampler import BatchStream
 from rlhfkit.files import write_atomic
 from rlhfkit.models.actor_critic import ActorCritic, build_actor_critic
-from rlhfkit.models.adapters import count_parameters, trainable_parameters
+from rlhfkit.models.adapters import trainable_parameters
 from rlhfkit.models.loading import load_model
 from rlhfkit.models.saving import save_model_dir
 from rlhfkit.models.value import make_value_head
@@ -34,11 +34,18 @@ from rlhfkit.rollout.rewards import RewardSource, resolve_reward
 from rlhfkit.train.engine import Engine
 from rlhfkit.train.ppo.config import PPOConfig, PPOSettings
 from rlhfkit.train.ppo.update import ppo_update
-from rlhfkit.train.run import Run, log
+from rlhfkit.train.run import Run
 from rlhfkit.train.sources import load_training_records
 
 HEADLINE = (("ppo/score", "score"), ("ppo/kl", "KL"), ("ppo/beta", "beta"), ("perf/samples_per_s", "samples/s"))
 """What the console shows of a PPO run."""
+
+
+def actor_critic(base: torch.nn.Module, cfg: PPOConfig) -> ActorCritic:
+    """Policy, reference and value head on one base model, as `policy_mode` says."""
+    value_head = make_value_head(cfg.value_init, int(base.config.hidden_size), cfg.reward)
+    return build_actor_critic(base, value_head, cfg.policy_mode, lora=cfg.lora, train_layers=cfg.train_layers,
+                              value_trunk_grad=cfg.value_trunk_grad, cache_frozen_trunk=cfg.cache_frozen_trunk)
 
 
 def generate(ac: ActorCritic, tokenizer, prompts: list[PromptText], cfg: PPOSettings, step: int,
@@ -97,19 +104,15 @@ def ppo(cfg: PPOConfig) -> Path:
     prompts = [r.prompt for r in load_training_records(cfg.prompts, "prompts", skip_invalid=cfg.skip_invalid)]
     loaded = load_model(cfg.policy, dtype="fp32", device=run.device)
     tokenizer = loaded.tokenizer
-    value_head = make_value_head(cfg.value_init, int(loaded.model.config.hidden_size), cfg.reward)
-    model = build_actor_critic(loaded.model, value_head, cfg.policy_mode, lora=cfg.lora, train_layers=cfg.train_layers,
-                               value_trunk_grad=cfg.value_trunk_grad,
-                               cache_frozen_trunk=cfg.cache_frozen_trunk).to(run.device)
+    model = actor_critic(loaded.model, cfg).to(run.device)
     reward = resolve_reward(cfg.reward, ensemble_k=cfg.ensemble_k, device=run.device, batch_size=cfg.reward_batch_size,
                             http_timeout=cfg.reward_timeout, http_retries=cfg.reward_retries, http_backoff=cfg.reward_backoff)
-    trainable, total = count_parameters(model)
-    log.info("PPO (%s): training %s of %s parameters on %d prompts", cfg.policy_mode, f"{trainable:,}", f"{total:,}", len(prompts))
     stream = BatchStream([1] * len(prompts), cfg.rollout_batch_size, cfg.seed)
     kl_ctl = cfg.make_kl_controller()
     moments = RunningMoments() if cfg.normalize_scores else None
     ac, optimizer, scheduler = run.setup(model, trainable_parameters(model), modules={"actor_critic": model},
-                                         state={"data": stream, "kl_controller": kl_ctl, "score_moments": moments})
+                                         state={"data": stream, "kl_controller": kl_ctl, "score_moments": moments},
+                                         on=f"{len(prompts)} prompts ({cfg.policy_mode})")
     model = run.engine.unwrap(ac)
 
     for step in run.steps():
@@ -139,11 +142,10 @@ def ppo(cfg: PPOConfig) -> Path:
         # 6. Log, save samples, checkpoint.
         run.count("tokens", int(rollout.response_mask.sum()))
         run.count("samples", len(batch_prompts))
-        metrics |= {**stats, "train/lr": scheduler.get_last_lr()[0],
-                    "perf/generate_s": t1 - t0, "perf/score_s": t2 - t1, "perf/update_s": t3 - t2}
+        metrics |= {**stats, "perf/generate_s": t1 - t0, "perf/score_s": t2 - t1, "perf/update_s": t3 - t2}
         if run.is_log_step(step):
-            run.append_samples([{"step": step, "prompt": batch_prompts[i], "response": samples.texts[i],
-                                 "score": float(raw[i])} for i in range(min(cfg.samples_per_log, len(batch_prompts)))])
+            run.append_samples([{"step": step, "prompt": p, "response": t, "score": float(r)}
+                                for p, t, r in list(zip(batch_prompts, samples.texts, raw))[: cfg.samples_per_log]])
         run.end_step(step, metrics)
     run.close()
 

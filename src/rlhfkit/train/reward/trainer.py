@@ -34,7 +34,6 @@ from rlhfkit.files import write_text_atomic
 from rlhfkit.models.adapters import (
     LoRAConfig,
     apply_lora,
-    count_parameters,
     freeze_bottom_layers,
     trainable_parameters,
 )
@@ -281,40 +280,26 @@ def train_reward_model(cfg: RewardConfig) -> Path:
     train_recs = _drop_ties(train_recs, cfg.pairwise_loss)
     core = build_reward_model(cfg.model, n_heads=cfg.n_heads, max_length=cfg.max_length, device=run.device,
                               seed=cfg.seed, pooling=cfg.pooling)
-    data = encode_records(core.tokenizer, train_recs, cfg.max_length)
-    held = encode_records(core.tokenizer, eval_recs, cfg.max_length)
-    core.meta = replace(core.meta, loss=_loss_name(cfg, data))
-    if data.truncated:
-        log.info("%d sequences had their prompt cut from the left to fit max_length=%d", data.truncated, cfg.max_length)
+    data, held = _encode(core, cfg, train_recs, eval_recs)
     stream = BatchStream(data.example_lengths(), cfg.batch_size, cfg.seed, cfg.group_by_length)
     weights = bootstrap_weights(len(data.examples), cfg.n_heads, cfg.seed, cfg.bootstrap)
     pad = core.tokenizer.pad_token_id
 
-    # 2. What trains: the heads always; the trunk fully, through LoRA, its top layers, or not at all.
+    # 2. What trains: the heads (and the loss's own parameters) always; the trunk fully, through LoRA,
+    # its top layers, or not at all (then its features are computed once and cached).
     frozen = _select_trainable(core, cfg)
-    n_classes = ordinal_classes(data) if cfg.rating_loss == "ordinal" and "ratings" in data.kinds() else 0
-    params = LossParams(cfg.n_heads, davidson=cfg.pairwise_loss == "davidson", n_classes=n_classes).to(run.device)
-    spec = ObjectiveSpec(cfg.pairwise_loss, cfg.ranking_loss, cfg.rating_loss, cfg.use_margins, cfg.center_coef)
-    trainable, total = count_parameters(core)
-    log.info("training %s of %s parameters on %d judgments (%d distinct sequences, %s)", f"{trainable:,}",
-             f"{total:,}", len(data.examples), len(data.sequences), core.meta.loss)
-    cache = None
-    if frozen and cfg.cache_features:
-        cache = FeatureCache(len(data.sequences), core.meta.hidden_size, data_fingerprint(f"{cfg.model}|{cfg.pooling}", data))
+    params, spec = _loss(cfg, data, run.device)
+    cache = _feature_cache(cfg, core, data) if frozen and cfg.cache_features else None
     layout = "rows" if cache is not None else cfg.layout  # the cache keys features by sequence, row by row
-    modules: dict[str, torch.nn.Module] = {"model": core}
-    if any(True for _ in params.parameters()):
-        modules["loss"] = params
+    modules: dict[str, torch.nn.Module] = {"model": core, **({"loss": params} if list(params.parameters()) else {})}
 
-    # 3. Optimizer, resume (with the feature cache saved beside the checkpoint), engine.
-    model, optimizer, scheduler = run.setup(core, trainable_parameters(core) + list(params.parameters()),
-                                            modules=modules, state={"data": stream})
-    if run.resumed and cache is not None and cache.load(run.dir / FEATURES_FILE):
-        log.info("reusing %d cached trunk features", int(cache.filled.sum()))
+    # 3. Optimizer, resume (the feature cache is kept beside the checkpoints), engine.
+    model, _, _ = run.setup(core, trainable_parameters(core) + list(params.parameters()), modules=modules,
+                            state={"data": stream}, files={FEATURES_FILE: cache},
+                            on=f"{len(data.examples)} judgments ({len(data.sequences)} distinct sequences, {core.meta.loss})")
     evaluator = HeldOut(held, cfg.eval_batch_size, reuse_features=frozen) if held.examples else None
     held_out = (lambda _step: _eval_metrics(evaluator.metrics(core))) if evaluator is not None else None
-    if held_out and cfg.eval_every:
-        run.log_initial(held_out)
+    run.log_initial(held_out if cfg.eval_every else None)
 
     for step in run.steps():
         # 4. One optimizer step over grad_accum micro-batches of examples.
@@ -330,17 +315,12 @@ def train_reward_model(cfg: RewardConfig) -> Path:
             for key, value in batch_metrics.items():
                 sums[key] = sums.get(key, 0.0) + value / cfg.grad_accum
             run.count("examples", len(batch.example_ids))
-        grad_norm = run.engine.clip(model, cfg.max_grad_norm)
-        optimizer.step()
-        scheduler.step()
-        optimizer.zero_grad(set_to_none=True)
+        grad_norm = run.optimizer_step(model)
 
         # 5. Log, evaluate (the last step's evaluation comes after normalizing), checkpoint.
-        metrics = {**sums, "train/grad_norm": grad_norm, "train/lr": scheduler.get_last_lr()[0]}
+        metrics = {**sums, "train/grad_norm": grad_norm}
         if cache is not None:
             metrics["perf/cache_hit_rate"] = cache.hits / max(1, cache.hits + cache.misses)
-            if run.is_save_step(step):
-                cache.save(run.dir / FEATURES_FILE)
         run.end_step(step, metrics, evaluate=held_out if cfg.eval_every and step < cfg.max_steps else None)
 
     # 6. Normalize on the reference policy, save the reward model, evaluate it.
@@ -348,12 +328,37 @@ def train_reward_model(cfg: RewardConfig) -> Path:
         fit_normalization(core, cfg, train_recs, frozen)
     save_reward_model(core, run.dir)
     if evaluator is not None:
-        final = evaluator.metrics(core)
-        run.log(cfg.max_steps, _eval_metrics(final))
-        write_text_atomic(run.dir / EVAL_FILE, metrics_json(final) + "\n")
-        log.info("held-out evaluation:\n%s", format_metrics(final))
+        _final_evaluation(run, evaluator.metrics(core))
     run.close()
     return run.dir
+
+
+def _encode(core: RewardModel, cfg: RewardConfig, train: list[Record], held: list[Record]) -> tuple[RewardData, RewardData]:
+    """Every distinct sequence tokenized once; the model's metadata names the loss it trains with."""
+    data = encode_records(core.tokenizer, train, cfg.max_length)
+    if data.truncated:
+        log.info("%d sequences had their prompt cut from the left to fit max_length=%d", data.truncated, cfg.max_length)
+    core.meta = replace(core.meta, loss=_loss_name(cfg, data))
+    return data, encode_records(core.tokenizer, held, cfg.max_length)
+
+
+def _loss(cfg: RewardConfig, data: RewardData, device: torch.device) -> tuple[LossParams, ObjectiveSpec]:
+    """The loss's learned parameters (Davidson's tie rate, ordinal thresholds) and its settings."""
+    n_classes = ordinal_classes(data) if cfg.rating_loss == "ordinal" and "ratings" in data.kinds() else 0
+    params = LossParams(cfg.n_heads, davidson=cfg.pairwise_loss == "davidson", n_classes=n_classes).to(device)
+    return params, ObjectiveSpec(cfg.pairwise_loss, cfg.ranking_loss, cfg.rating_loss, cfg.use_margins, cfg.center_coef)
+
+
+def _feature_cache(cfg: RewardConfig, core: RewardModel, data: RewardData) -> FeatureCache:
+    """A cache of the frozen trunk's features, keyed by what they depend on (trunk, pooling, tokens)."""
+    return FeatureCache(len(data.sequences), core.meta.hidden_size, data_fingerprint(f"{cfg.model}|{cfg.pooling}", data))
+
+
+def _final_evaluation(run: Run, final: dict) -> None:
+    """The normalized model's held-out metrics: logged at the last step, saved as reward_eval.json."""
+    run.log(run.cfg.max_steps, _eval_metrics(final))
+    write_text_atomic(run.dir / EVAL_FILE, metrics_json(final) + "\n")
+    log.info("held-out evaluation:\n%s", format_metrics(final))
 
 
 def _eval_metrics(m: dict) -> dict[str, float]:
