@@ -1,127 +1,38 @@
-"""Typed configuration: frozen dataclasses whose field docstrings are the documentation.
-
-Every command has one config dataclass. A field is documented by a string literal on the line after
-it (the attribute-docstring convention that litgpt and tyro read); `field_docs` reads those strings
-from the source, so `--help` and the docs can never drift from the code.
-
-Configs are frozen: a run never mutates its config. `build_config` merges, in order, the defaults,
-a YAML file, explicit command-line flags and ``key=value`` overrides (dotted keys reach nested
-configs: ``lora.r=16``), coerces each value to the field's type and then constructs the dataclass,
-whose ``__post_init__`` rejects contradictory values.
-"""
+"""Building a config: defaults <- YAML file <- explicit flags <- ``key=value`` overrides, each value
+coerced to its field's type, then the dataclass constructed (which validates it); and back to YAML."""
 
 from __future__ import annotations
 
-import ast
 import dataclasses
 import difflib
-import functools
-import inspect
-import textwrap
 import types
 import typing
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Literal, TypeVar, Union
+from typing import Any, Literal, Union
 
 import yaml
 
-C = TypeVar("C")
-
-
-class ConfigError(ValueError):
-    """A config value is unknown, of the wrong type, or contradicts another value."""
-
-
-@functools.cache
-def field_docs(cls: type) -> dict[str, str]:
-    """The attribute docstrings of a dataclass and its bases: ``{field name: doc}``."""
-    docs: dict[str, str] = {}
-    for klass in reversed(cls.__mro__):
-        if not dataclasses.is_dataclass(klass):
-            continue
-        try:
-            source = textwrap.dedent(inspect.getsource(klass))
-        except (OSError, TypeError):
-            continue
-        body = ast.parse(source).body[0].body  # type: ignore[attr-defined]
-        for node, nxt in zip(body, body[1:]):
-            if (
-                isinstance(node, ast.AnnAssign)
-                and isinstance(node.target, ast.Name)
-                and isinstance(nxt, ast.Expr)
-                and isinstance(nxt.value, ast.Constant)
-                and isinstance(nxt.value.value, str)
-            ):
-                docs[node.target.id] = inspect.cleandoc(nxt.value.value)
-    return docs
-
-
-def _hints(cls: type) -> dict[str, Any]:
-    return typing.get_type_hints(cls)
-
-
-def _is_config(tp: Any) -> bool:
-    return isinstance(tp, type) and dataclasses.is_dataclass(tp)
-
-
-def _choices(options: tuple[Any, ...]) -> str:
-    return ", ".join(str(o) for o in options)
-
-
-@functools.cache
-def _literal_fields(cls: type) -> dict[str, tuple[Any, ...]]:
-    """``{field: options}`` of the fields of `cls` typed ``Literal[...]`` (optionally ``| None``)."""
-    out: dict[str, tuple[Any, ...]] = {}
-    for name, tp in _hints(cls).items():
-        args = typing.get_args(tp) if typing.get_origin(tp) in (Union, types.UnionType) else (tp,)
-        literals = [a for a in args if typing.get_origin(a) is Literal]
-        if len(literals) == 1:
-            out[name] = typing.get_args(literals[0]) + ((None,) if type(None) in args else ())
-    return out
-
-
-class Config:
-    """Base of rlhfkit's typed configs (frozen dataclasses).
-
-    On construction, however it happens (a YAML file, ``key=value``, or Python code), every field
-    typed ``Literal[...]`` must hold one of its options, and the error lists them. A subclass's
-    ``__post_init__`` calls ``super().__post_init__()`` first and then checks the relations between its
-    own fields; configs that combine by inheritance (``PPOConfig(PPOSettings, TrainConfig)``) thereby
-    run every base's checks exactly once.
-    """
-
-    def __post_init__(self) -> None:
-        parent = getattr(super(), "__post_init__", None)  # a mixed-in base's checks (see KLControlSettings)
-        if parent is not None:
-            parent()
-        for name, options in _literal_fields(type(self)).items():
-            value = getattr(self, name)
-            if value not in options:
-                raise ConfigError(f"{name} must be one of {_choices(options)}, got {value!r}")
-
-
-def variant_key(options: tuple[Any, ...]) -> str | None:
-    """The field that tells the members of a union of configs apart: present in every member and
-    typed ``Literal`` with one value each (``method: Literal["ppo"] = "ppo"``); None when there is none."""
-    if not options or not all(_is_config(o) for o in options):
-        return None
-    common = set.intersection(*(set(_literal_fields(o)) for o in options))
-    for name in sorted(common):
-        tags = [_literal_fields(o)[name] for o in options]
-        if all(len(t) == 1 for t in tags) and len({t[0] for t in tags}) == len(tags):
-            return name
-    return None
+from rlhfkit.config.core import (
+    VARIANTS,
+    C,
+    ConfigError,
+    format_choices,
+    is_config_class,
+    literal_fields,
+    type_hints,
+    variant_key,
+)
 
 
 def _variant(options: tuple[Any, ...], value: dict[str, Any], name: str) -> type:
     key = variant_key(options)
     if key is None:
         raise ConfigError(f"{name}: a union of configs needs a Literal tag field shared by its members")
-    tags = {_literal_fields(o)[key][0]: o for o in options}
+    tags = {literal_fields(o)[key][0]: o for o in options}
     tag = value.get(key, next(iter(tags)))
     if tag not in tags:
-        raise ConfigError(f"{name}.{key} must be one of {_choices(tuple(tags))}, got {tag!r}")
+        raise ConfigError(f"{name}.{key} must be one of {format_choices(tuple(tags))}, got {tag!r}")
     return tags[tag]
 
 
@@ -130,7 +41,7 @@ def _coerce_union(value: Any, tp: Any, name: str) -> Any:
     if value is None and type(None) in args:
         return None
     options = tuple(a for a in args if a is not type(None))
-    if isinstance(value, tuple(o for o in options if _is_config(o))):
+    if isinstance(value, tuple(o for o in options if is_config_class(o))):
         return value
     if isinstance(value, dict) and variant_key(options):
         return _coerce(value, _variant(options, value, name), name)
@@ -206,9 +117,9 @@ def _coerce(value: Any, tp: Any, name: str) -> Any:
     if origin is Literal:
         options = typing.get_args(tp)
         if value not in options:
-            raise ConfigError(f"{name} must be one of {_choices(options)}, got {value!r}")
+            raise ConfigError(f"{name} must be one of {format_choices(options)}, got {value!r}")
         return value
-    if _is_config(tp):
+    if is_config_class(tp):
         if isinstance(value, tp):
             return value
         if not isinstance(value, dict):
@@ -221,11 +132,6 @@ def _coerce(value: Any, tp: Any, name: str) -> Any:
             raise ConfigError(f"{name}: expected a mapping, got {value!r}")
         return dict(value)
     return _SCALARS[tp](value, name) if tp in _SCALARS else value
-
-
-VARIANTS = "variants"
-"""Field-metadata key of a union-of-configs field: ``{tag: default instance}`` per member, so that a
-partial mapping (``policy.method=dpo policy.beta=0.2``) lands on that member's own defaults."""
 
 
 def _over_default(f: dataclasses.Field, value: Any) -> Any:
@@ -246,7 +152,7 @@ def _over_default(f: dataclasses.Field, value: Any) -> Any:
 
 def _construct(cls: type[C], values: dict[str, Any], prefix: str = "") -> C:
     fields = {f.name: f for f in dataclasses.fields(cls) if f.init}  # type: ignore[arg-type]
-    hints = _hints(cls)
+    hints = type_hints(cls)
     unknown = [k for k in values if k not in fields]
     if unknown:
         key = unknown[0]
@@ -361,61 +267,3 @@ def load_config(cls: type[C], path: Path) -> C:
     return build_config(cls, yaml_path=path)
 
 
-REQUIRED_HELP = " (required: here, in --config or as key=value)"
-"""Help suffix of a --flag whose field the command needs but which --config or key=value may give."""
-
-FIELDS_EPILOG = "config fields (set with --config FILE.yaml or key=value):\n"
-"""Heading of the field list that every config-driven command's --help ends with."""
-
-
-def _default(f: dataclasses.Field, instance: Any) -> Any:
-    if instance is not None:
-        return getattr(instance, f.name)
-    if f.default is not dataclasses.MISSING:
-        return f.default
-    if f.default_factory is not dataclasses.MISSING:  # type: ignore[misc]
-        return f.default_factory()  # type: ignore[misc]
-    return dataclasses.MISSING
-
-
-def _config_union(tp: Any) -> tuple[type, ...]:
-    """The config classes of a union-of-configs type (empty for any other type)."""
-    if typing.get_origin(tp) not in (Union, types.UnionType):
-        return ()
-    options = tuple(a for a in typing.get_args(tp) if a is not type(None))
-    return options if variant_key(options) else ()
-
-
-def format_fields(cls: type, prefix: str = "", instance: Any = None) -> str:
-    """Every field with its type, default and docstring: the body of ``--help``.
-
-    `instance` (a nested config's default instance) supplies the defaults shown, so a section that a
-    parent config presets (the loop's ``reward.lr``) shows the value that applies, not its class's."""
-    docs, hints = field_docs(cls), _hints(cls)
-    lines: list[str] = []
-    for f in dataclasses.fields(cls):
-        tp, default, doc = hints[f.name], _default(f, instance), docs.get(f.name, "")
-        if _is_config(tp):
-            lines.append(f"  {prefix}{f.name}.*  ({tp.__name__}) {doc}")
-            lines.append(format_fields(tp, f"{prefix}{f.name}.", default))
-        elif options := _config_union(tp):
-            key = variant_key(options)
-            lines.append(f"  {prefix}{f.name}.*  (by {prefix}{f.name}.{key}) {doc}")
-            variants = f.metadata.get(VARIANTS, {})
-            for member in options:
-                tag = _literal_fields(member)[key][0]
-                lines.append(f"  -- {prefix}{f.name}.{key}={tag} --")
-                lines.append(format_fields(member, f"{prefix}{f.name}.", variants.get(tag)))
-        else:
-            shown = "required" if default is dataclasses.MISSING else repr(default)
-            options = _literal_fields(cls).get(f.name)
-            tname = "|".join(map(str, options)) if options else getattr(tp, "__name__", None) or str(tp).replace("typing.", "")
-            lines.append(f"  {prefix}{f.name}: {tname} = {shown}")
-            lines.extend("      " + line for line in textwrap.wrap(doc, 90))
-    return "\n".join(lines)
-
-
-def require(condition: bool, message: str) -> None:
-    """Validation helper for ``__post_init__``: raise ConfigError(message) unless `condition`."""
-    if not condition:
-        raise ConfigError(message)
