@@ -174,75 +174,75 @@ def empty_tables() -> dict[str, Any]:
     }
 
 
+def _win_rate_panel(win_rates: list[Any], tables: dict[str, Any]) -> Panel:
+    entries = _win_rate_entries(win_rates)
+    tables["win_rates"] = entries
+    svg = plots.interval_panel(
+        "Win rate against the baseline (95% CI)", [label for label, _ in entries], [w["win_rate"] for _, w in entries],
+        [w["ci_low"] for _, w in entries], [w["ci_high"] for _, w in entries],
+        xlabel="win rate (ties count half)", reference=0.5, salt="win-rate", width=HALF,
+    )
+    return Panel("win-rate", "Win rate", svg, wide=False)
+
+
+def _leaderboard_panel(leaderboard: list[Mapping[str, Any]], tables: dict[str, Any]) -> Panel:
+    rows = sorted(leaderboard, key=lambda r: -r["rating"])
+    tables["leaderboard"] = rows
+    svg = plots.interval_panel(
+        "Bradley-Terry ratings (bootstrap 95% CI)", [r["name"] for r in rows], [r["rating"] for r in rows],
+        [r["ci_low"] for r in rows], [r["ci_high"] for r in rows],
+        xlabel="rating (Elo scale)", salt="leaderboard", width=HALF,
+    )
+    return Panel("leaderboard", "Leaderboard", svg, wide=False)
+
+
+def _hacking_panels(hacking: Mapping[str, Any], tables: dict[str, Any]) -> list[Panel]:
+    """Proxy vs gold (with the Gao et al. fit, the warnings and the best step), and drift."""
+    points = sorted(hacking.get("points") or [], key=lambda p: p["step"])
+    tables["warnings"] = list(hacking.get("warnings") or [])
+    if not points:
+        return []
+    gold = [p for p in points if p.get("gold") is not None]
+    fit = gao_fit([p["kl"] for p in gold], [p["gold"] for p in gold]) if len(gold) >= 3 else None
+    tables["gao_fit"], tables["best"] = fit, hacking.get("best")
+    svg = plots.proxy_gold_panel(points, warning_steps=[w["step"] for w in tables["warnings"]], fit=fit,
+                                 best_step=(hacking.get("best") or {}).get("step"), salt="proxy-gold")
+    panels = [Panel("proxy-gold", "Over-optimization: proxy vs gold", svg)]
+    drift = {}
+    for name in ("length", "distinct2", "ensemble_std"):
+        known = [p for p in points if p.get(name) is not None]
+        if known:
+            drift[name] = ([p["step"] for p in known], [p[name] for p in known])
+    if drift:
+        panels.append(Panel("drift", "Drift and disagreement", plots.small_multiples(drift, salt="drift")))
+    return panels
+
+
+def _agreement_panels(agreement: Mapping[str, Any], tables: dict[str, Any]) -> list[Panel]:
+    per = agreement.get("per_annotator") or {}
+    tables["agreement"] = {"alpha": agreement.get("alpha"), "per_annotator": per}
+    if not per:
+        return []
+    groups = {
+        "with majority": {name: v.get("majority") for name, v in per.items()},
+        "with gold": {name: v.get("gold") for name, v in per.items()},
+    }
+    groups = {k: v for k, v in groups.items() if any(x is not None for x in v.values())}
+    svg = plots.bar_panel("Annotator agreement", groups, ylabel="agreement rate", salt="agreement", width=HALF)
+    return [Panel("agreement", "Annotator agreement", svg, wide=False)]
+
+
 def evaluation_section(data: Mapping[str, Any]) -> tuple[Section, dict[str, Any]]:
     """Panels and table data from ``eval.json``."""
     section = Section("Evaluation")
     tables = empty_tables()
     if data.get("win_rate"):
-        entries = _win_rate_entries(data["win_rate"])
-        tables["win_rates"] = entries
-        svg = plots.interval_panel(
-            "Win rate against the baseline (95% CI)",
-            [label for label, _ in entries],
-            [w["win_rate"] for _, w in entries],
-            [w["ci_low"] for _, w in entries],
-            [w["ci_high"] for _, w in entries],
-            xlabel="win rate (ties count half)",
-            reference=0.5,
-            salt="win-rate",
-            width=HALF,
-        )
-        section.panels.append(Panel("win-rate", "Win rate", svg, wide=False))
+        section.panels.append(_win_rate_panel(data["win_rate"], tables))
     if data.get("leaderboard"):
-        rows = sorted(data["leaderboard"], key=lambda r: -r["rating"])
-        tables["leaderboard"] = rows
-        svg = plots.interval_panel(
-            "Bradley-Terry ratings (bootstrap 95% CI)",
-            [r["name"] for r in rows],
-            [r["rating"] for r in rows],
-            [r["ci_low"] for r in rows],
-            [r["ci_high"] for r in rows],
-            xlabel="rating (Elo scale)",
-            salt="leaderboard",
-            width=HALF,
-        )
-        section.panels.append(Panel("leaderboard", "Leaderboard", svg, wide=False))
-    hacking = data.get("hacking") or {}
-    points = sorted(hacking.get("points") or [], key=lambda p: p["step"])
-    tables["warnings"] = list(hacking.get("warnings") or [])
-    if points:
-        gold = [p for p in points if p.get("gold") is not None]
-        fit = gao_fit([p["kl"] for p in gold], [p["gold"] for p in gold]) if len(gold) >= 3 else None
-        tables["gao_fit"] = fit
-        best = (hacking.get("best") or {}).get("step")
-        tables["best"] = hacking.get("best")
-        warning_steps = [w["step"] for w in tables["warnings"]]
-        svg = plots.proxy_gold_panel(
-            points, warning_steps=warning_steps, fit=fit, best_step=best, salt="proxy-gold"
-        )
-        section.panels.append(Panel("proxy-gold", "Over-optimization: proxy vs gold", svg))
-        drift = {}
-        for name in ("length", "distinct2", "ensemble_std"):
-            known = [p for p in points if p.get(name) is not None]
-            if known:
-                drift[name] = ([p["step"] for p in known], [p[name] for p in known])
-        if drift:
-            svg = plots.small_multiples(drift, salt="drift")
-            section.panels.append(Panel("drift", "Drift and disagreement", svg))
-    agreement = data.get("agreement")
-    if agreement:
-        per = agreement.get("per_annotator") or {}
-        tables["agreement"] = {"alpha": agreement.get("alpha"), "per_annotator": per}
-        if per:
-            groups = {
-                "with majority": {name: v.get("majority") for name, v in per.items()},
-                "with gold": {name: v.get("gold") for name, v in per.items()},
-            }
-            groups = {k: v for k, v in groups.items() if any(x is not None for x in v.values())}
-            svg = plots.bar_panel(
-                "Annotator agreement", groups, ylabel="agreement rate", salt="agreement", width=HALF
-            )
-            section.panels.append(Panel("agreement", "Annotator agreement", svg, wide=False))
+        section.panels.append(_leaderboard_panel(data["leaderboard"], tables))
+    section.panels.extend(_hacking_panels(data.get("hacking") or {}, tables))
+    if data.get("agreement"):
+        section.panels.extend(_agreement_panels(data["agreement"], tables))
     return section, tables
 
 
