@@ -164,5 +164,4 @@ def demo(cfg: DemoConfig) -> Path:
     report = write_report(loop_dir, title=title)
     stages.say(f"\n{title}\nwall time {stages.total() / 60:.1f} min in this process; per stage (s): "
                + ", ".join(f"{k} {v:.0f}" for k, v in stages.durations.items()))
-    stages.say(f"report: {report.resolve()}")
     return report

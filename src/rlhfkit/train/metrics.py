@@ -59,10 +59,10 @@ class MetricsLogger:
 
 
 class Throughput:
-    """Items (tokens, examples, samples) per second since the last `rate`."""
+    """Items (tokens, examples, samples) per second since the last `rate` (or `start`)."""
 
-    def __init__(self) -> None:
-        self.start = time.perf_counter()
+    def __init__(self, start: float | None = None) -> None:
+        self.start = time.perf_counter() if start is None else start
         self.count = 0.0
 
     def add(self, n: float) -> None:

@@ -26,6 +26,7 @@ The HTML report is not a trainer's business: the command line and the loop write
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 from typing import Any, Protocol
@@ -144,6 +145,7 @@ class Run:
         self.console = Console(self.name, self.headline, total=self.cfg.max_steps, initial=self.start_step,
                                every=self.cfg.console_every, live=self.cfg.progress)
         model, self.optimizer = self.engine.prepare(model, optimizer)
+        self._loop_start = time.perf_counter()
         return model, self.optimizer, self.scheduler
 
     def _restore(self) -> None:
@@ -174,8 +176,11 @@ class Run:
         return iter(range(self.start_step + 1, self.cfg.max_steps + 1))
 
     def count(self, what: str, n: float) -> None:
-        """Add `n` items (tokens, examples, samples) to the throughput logged as ``perf/{what}_per_s``."""
-        self._speed.setdefault(what, Throughput()).add(n)
+        """Add `n` items (tokens, examples, samples) to the throughput logged as ``perf/{what}_per_s``
+        (counted from the start of the loop, then from each logged step)."""
+        if what not in self._speed:
+            self._speed[what] = Throughput(start=self._loop_start)
+        self._speed[what].add(n)
 
     def is_log_step(self, step: int) -> bool:
         return step % self.cfg.log_every == 0 or step == self.cfg.max_steps
