@@ -15,18 +15,19 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Iterator
-from typing import NamedTuple
+from typing import Any, NamedTuple, cast
 
 import torch
 from torch import nn
+from transformers import PreTrainedModel
 
 from rlhfkit.algorithms.common import entropy_from_logits, logprobs_from_logits
 
 
-def base_model(model: nn.Module) -> nn.Module:
+def base_model(model: nn.Module) -> PreTrainedModel:
     """The transformers model under DDP / peft wrappers (peft's LoRA layers stay injected)."""
-    inner = getattr(model, "module", model)  # DDP / accelerate wrappers
-    return inner.get_base_model() if hasattr(inner, "peft_config") else inner
+    inner: Any = getattr(model, "module", model)  # DDP / accelerate wrappers
+    return cast(PreTrainedModel, inner.get_base_model() if hasattr(inner, "peft_config") else inner)
 
 
 class Prefix(NamedTuple):
@@ -46,7 +47,7 @@ def decoder_slice(decoder: nn.Module, start: int, stop: int | None, *, final_nor
     Works on decoders whose blocks are ``decoder.layers`` and whose final norm is ``decoder.norm``
     (Llama, Mistral, Qwen and their kin); `prefix_is_exact` checks that a given model qualifies.
     """
-    layers, norm = decoder.layers, decoder.norm
+    layers, norm = cast(nn.ModuleList, decoder.layers), decoder.norm
     try:
         decoder.layers = nn.ModuleList(list(layers)[start:stop])
         if not final_norm:
@@ -117,7 +118,7 @@ def prefix_is_exact(model: nn.Module, blocks: int, *, atol: float = 1e-4) -> boo
     if not (isinstance(getattr(decoder, "layers", None), nn.ModuleList) and hasattr(decoder, "norm")):
         return False
     device = next(model.parameters()).device
-    vocab = int(base_model(model).get_input_embeddings().weight.shape[0])
+    vocab = int(cast(nn.Embedding, base_model(model).get_input_embeddings()).weight.shape[0])
     ids = (torch.arange(16, device=device).view(2, 8) * 7 + 3) % vocab
     mask = torch.ones_like(ids)
     mask[1, :3] = 0
