@@ -23,6 +23,7 @@ from rlhfkit.config.core import (
     type_hints,
     variant_key,
 )
+from rlhfkit.files import write_text_atomic
 
 
 def _variant(options: tuple[Any, ...], value: dict[str, Any], name: str) -> type:
@@ -260,7 +261,7 @@ def to_dict(cfg: Any) -> dict[str, Any]:
 
 
 def save_config(cfg: Any, path: Path) -> None:
-    path.write_text(yaml.safe_dump(to_dict(cfg), sort_keys=False))
+    write_text_atomic(path, yaml.safe_dump(to_dict(cfg), sort_keys=False))
 
 
 def load_config(cls: type[C], path: Path) -> C:

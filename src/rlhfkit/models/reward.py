@@ -168,10 +168,9 @@ POOLINGS: dict[str, Callable[[Tensor, Tensor], Tensor]] = {"last": last_token, "
 
 'last' is the standard reward model (the state of the final token, which has attended to everything).
 'mean' averages every real token's state. With a frozen trunk the heads are linear probes of these
-features, and for what a text *says* (its sentiment, say) the average is the better probe: on the demo's
-384 candidates, ridge probes of the SmolLM2 layer-15 features reached a correlation with the gold score
-of 0.58 by mean pooling against 0.49 by the last token (pairwise accuracy 0.74 against 0.65, 5-fold by
-prompt). A trunk that trains can learn to gather into the last token itself."""
+features, and for what a text *says* (its sentiment, say) the average is the better probe (on the
+demo's candidates, bench/results/demo.md). A trunk that trains can learn to gather into the last token
+itself."""
 
 
 class RewardModel(nn.Module):
