@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import contextlib
 import gzip
+import io
 import json
 import os
 import secrets
@@ -20,7 +21,7 @@ import shutil
 import tempfile
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from pathlib import Path
-from typing import Any, BinaryIO
+from typing import Any
 
 
 def cache_dir() -> Path:
@@ -56,7 +57,7 @@ def _temp_name(path: Path) -> Path:
     return path.with_name(f".{path.name}.{os.getpid()}.{secrets.token_hex(4)}.tmp")
 
 
-def write_atomic(path: str | Path, write: Callable[[Path], None]) -> None:
+def write_atomic(path: str | Path, write: Callable[[Path], object]) -> None:
     """Let `write(tmp)` fill a temporary file beside `path`, then flush it and rename it over `path`.
 
     `write` may be any writer that takes a path (``safetensors.torch.save_file``, ``Path.write_text``).
@@ -96,7 +97,9 @@ def write_jsonl_atomic(path: str | Path, rows: Iterable[Mapping[str, Any]]) -> i
     def write(tmp: Path) -> None:
         nonlocal count
         with open(tmp, "xb") as raw:
-            sink: BinaryIO = gzip.GzipFile(fileobj=raw, mode="wb", mtime=0) if str(path).endswith(".gz") else raw
+            sink: io.BufferedIOBase = (
+                gzip.GzipFile(fileobj=raw, mode="wb", mtime=0) if str(path).endswith(".gz") else raw
+            )
             for row in rows:
                 sink.write(json.dumps(row, ensure_ascii=False, allow_nan=False).encode("utf-8") + b"\n")
                 count += 1

@@ -168,7 +168,7 @@ def _construct(cls: type[C], values: dict[str, Any], prefix: str = "") -> C:
         for name, f in fields.items()
         if name not in kwargs
         and f.default is dataclasses.MISSING
-        and f.default_factory is dataclasses.MISSING  # type: ignore[misc]
+        and f.default_factory is dataclasses.MISSING
     ]
     if missing:
         raise ConfigError(f"missing required config value(s): {', '.join(prefix + m for m in missing)}")

@@ -54,7 +54,8 @@ class Config:
         parent = getattr(super(), "__post_init__", None)  # a mixed-in base's checks (see KLControlSettings)
         if parent is not None:
             parent()
-        for name, options in literal_fields(type(self)).items():
+        cls: type = type(self)  # not type[Config]: mypy takes that for unhashable (python/mypy#11470)
+        for name, options in literal_fields(cls).items():
             value = getattr(self, name)
             if value not in options:
                 raise ConfigError(f"{name} must be one of {format_choices(options)}, got {value!r}")

@@ -50,8 +50,8 @@ def _default(f: dataclasses.Field, instance: Any) -> Any:
         return getattr(instance, f.name)
     if f.default is not dataclasses.MISSING:
         return f.default
-    if f.default_factory is not dataclasses.MISSING:  # type: ignore[misc]
-        return f.default_factory()  # type: ignore[misc]
+    if f.default_factory is not dataclasses.MISSING:
+        return f.default_factory()
     return dataclasses.MISSING
 
 
@@ -77,6 +77,7 @@ def format_fields(cls: type, prefix: str = "", instance: Any = None) -> str:
             lines.append(format_fields(tp, f"{prefix}{f.name}.", default))
         elif options := _config_union(tp):
             key = variant_key(options)
+            assert key is not None  # _config_union returns only options that have a variant key
             lines.append(f"  {prefix}{f.name}.*  (by {prefix}{f.name}.{key}) {doc}")
             variants = f.metadata.get(VARIANTS, {})
             for member in options:
@@ -85,8 +86,8 @@ def format_fields(cls: type, prefix: str = "", instance: Any = None) -> str:
                 lines.append(format_fields(member, f"{prefix}{f.name}.", variants.get(tag)))
         else:
             shown = "required" if default is dataclasses.MISSING else repr(default)
-            options = literal_fields(cls).get(f.name)
-            tname = "|".join(map(str, options)) if options else getattr(tp, "__name__", None) or str(tp).replace("typing.", "")
+            choices = literal_fields(cls).get(f.name)
+            tname = "|".join(map(str, choices)) if choices else getattr(tp, "__name__", None) or str(tp).replace("typing.", "")
             lines.append(f"  {prefix}{f.name}: {tname} = {shown}")
             lines.extend("      " + line for line in textwrap.wrap(doc, 90))
     return "\n".join(lines)

@@ -9,6 +9,7 @@ with no guessing where a template's boundary fell after BPE merges across it.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import cast
 
 from transformers import PreTrainedTokenizerBase
 
@@ -25,7 +26,8 @@ def as_messages(prompt: PromptText) -> list[dict[str, str]]:
 def render_prompt(tokenizer: PreTrainedTokenizerBase, prompt: PromptText) -> str:
     """The prompt as the model sees it, ending where the assistant's reply begins."""
     if getattr(tokenizer, "chat_template", None):
-        return tokenizer.apply_chat_template(as_messages(prompt), add_generation_prompt=True, tokenize=False)
+        # tokenize=False: the rendered text (the stub's return type covers every mode).
+        return cast(str, tokenizer.apply_chat_template(as_messages(prompt), add_generation_prompt=True, tokenize=False))
     # A base model without a chat template: a plain dialogue transcript in the HH-RLHF style.
     turns = "".join(
         f"\n\n{'Human' if m['role'] == 'user' else m['role'].capitalize()}: {m['content']}"

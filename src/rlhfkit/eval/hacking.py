@@ -20,7 +20,7 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
-from typing import Any
+from typing import Any, TypedDict
 
 import numpy as np
 
@@ -168,13 +168,21 @@ def detect_overoptimization(
     return sorted(warnings, key=lambda w: w.step)
 
 
-def drift_signals(points: Sequence[EvalPoint]) -> list[dict[str, float | None]]:
+class DriftSignal(TypedDict):
+    """One evaluation point's drift relative to the first (see `drift_signals`)."""
+
+    step: int
+    length_ratio: float | None
+    distinct2_change: float | None
+
+
+def drift_signals(points: Sequence[EvalPoint]) -> list[DriftSignal]:
     """Per point: length ratio and distinct-2 change relative to the first point (None if unknown)."""
     ordered = sorted(points, key=lambda p: p.step)
     if not ordered:
         return []
     first = ordered[0]
-    out: list[dict[str, float | None]] = []
+    out: list[DriftSignal] = []
     for p in ordered:
         ratio = (
             p.length / first.length

@@ -203,6 +203,7 @@ def stage_feedback(run: LoopRun, r: int) -> dict[str, Any]:
     cfg, fb = run.cfg, run.cfg.feedback
     info: dict[str, Any] = {}
     if fb.source in ("panel", "both"):
+        assert run.gold is not None  # LoopConfig requires a gold scorer for a simulated panel
         panel = make_panel(run.gold, n_members=fb.panel.members, careless_share=fb.panel.careless_share,
                            bias_std=fb.panel.bias_std, temperature=fb.panel.temperature, seed=fb.panel.seed)
         http = None

@@ -27,7 +27,7 @@ from typing import Any
 import numpy as np
 
 from rlhfkit.data.loaders import write_jsonl
-from rlhfkit.data.records import prompt_text
+from rlhfkit.data.records import Choice, prompt_text
 from rlhfkit.eval.gold import GoldScorer, repetition_stats
 from rlhfkit.eval.hacking import (
     EvalPoint,
@@ -99,7 +99,7 @@ def round_battles(samples: dict[int, list[dict[str, Any]]]) -> list[Battle]:
             if "gold" not in sa or "gold" not in sb:
                 return []
             diff = sa["gold"] - sb["gold"]
-            winner = "tie" if abs(diff) <= TIE_EPS else ("a" if diff > 0 else "b")
+            winner: Choice = "tie" if abs(diff) <= TIE_EPS else ("a" if diff > 0 else "b")
             battles.append(Battle(round_name(a), round_name(b), winner))
     return battles
 
@@ -162,7 +162,8 @@ def write_loop_outputs(cfg: LoopConfig, loop_dir: Path, store: Any, rounds_done:
         for judge, wr in summaries[r].get("win_rate", {}).items():
             row[f"eval/{judge}_win_rate"] = wr["win_rate"]
         metric_rows.append(row)
-    write_jsonl(loop_dir / "metrics.jsonl", sorted(metric_rows, key=lambda row: row["step"]))
+    metric_rows.sort(key=lambda row: row["step"])
+    write_jsonl(loop_dir / "metrics.jsonl", metric_rows)
     write_jsonl(loop_dir / "samples.jsonl", _examples(loop_dir, rounds_done, steps[rounds_done], cfg.eval.examples))
 
     criterion = auto_selection(rounds) if cfg.eval.select_by == "auto" else cfg.eval.select_by

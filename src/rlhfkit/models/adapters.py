@@ -8,11 +8,15 @@ preference signal); gradients then stop at layer N, so backward costs shrink wit
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING, cast
 
 import torch
 from torch import nn
 
 from rlhfkit.config import require
+
+if TYPE_CHECKING:
+    from transformers import PreTrainedModel
 
 
 @dataclass(frozen=True)
@@ -48,19 +52,19 @@ def apply_lora(model: nn.Module, cfg: LoRAConfig) -> nn.Module:
         else [m.strip() for m in cfg.target_modules.split(",") if m.strip()]
     )
     depth = len(decoder_layers(model))
-    top: dict[str, object] = {}
+    top: list[int] | None = None  # peft's default: every block
     if 0 < cfg.layers < depth:
         if targets == "all-linear":  # peft takes layers_to_transform only with named modules
             targets = sorted({n.rsplit(".", 1)[-1] for layer in decoder_layers(model)
                               for n, m in layer.named_modules() if isinstance(m, nn.Linear)})
-        top = {"layers_to_transform": list(range(depth - cfg.layers, depth))}
+        top = list(range(depth - cfg.layers, depth))
     peft_cfg = LoraConfig(
         r=cfg.r,
-        lora_alpha=cfg.alpha,
+        lora_alpha=cfg.alpha,  # type: ignore[arg-type]  # annotated int, but peft only divides it (alpha / r)
         lora_dropout=cfg.dropout,
         target_modules=targets,
         task_type="CAUSAL_LM",
-        **top,
+        layers_to_transform=top,
     )
     return get_peft_model(model, peft_cfg)
 
@@ -90,7 +94,8 @@ def freeze_bottom_layers(model: nn.Module, n: int) -> None:
     require(n <= len(layers), f"cannot freeze {n} layers: the model has {len(layers)}")
     if n == 0:
         return
-    base = model.get_base_model() if is_peft(model) else model  # type: ignore[operator]
+    # `model` is a transformers causal LM, or peft's wrapper of one (get_base_model is peft's).
+    base = cast("PreTrainedModel", model.get_base_model() if is_peft(model) else model)  # type: ignore[operator]
     embeddings = base.get_input_embeddings()
     tied = getattr(base.config, "tie_word_embeddings", False)
     # With tied embeddings the output head *is* the input embedding: freezing it would freeze the
@@ -130,11 +135,10 @@ def merged_copy(model: nn.Module) -> nn.Module:
     return copy.deepcopy(model).merge_and_unload()  # type: ignore[operator]
 
 
-def choose_trainable(model: nn.Module, lora: LoRAConfig | None, freeze_layers: int) -> nn.Module:
+def choose_trainable(model: PreTrainedModel, lora: LoRAConfig | None, freeze_layers: int) -> nn.Module:
     """A causal LM ready to train: LoRA adapters when `lora` is set, else every weight above the bottom
     `freeze_layers` blocks (and the KV cache off, which only generation uses)."""
     model.config.use_cache = False
-    if lora is not None:
-        model = apply_lora(model, lora)
-    freeze_bottom_layers(model, freeze_layers)
-    return model
+    trainable = apply_lora(model, lora) if lora is not None else model
+    freeze_bottom_layers(trainable, freeze_layers)
+    return trainable

@@ -76,9 +76,10 @@ def _dequantize_gguf(gguf: Path, out_dir: Path) -> None:
     )
     # The GGUF quantizer marks the model as quantized, which makes transformers refuse to train or
     # save it; after dequantization the weights are plain tensors, so the flags are simply wrong.
-    model.hf_quantizer = None
-    model.is_quantized = False
-    model.quantization_method = None
+    # (The loader sets them on the instance; the model class does not declare them, hence the ignores.)
+    model.hf_quantizer = None  # type: ignore[assignment]
+    model.is_quantized = False  # type: ignore[assignment]
+    model.quantization_method = None  # type: ignore[assignment]
     if hasattr(model.config, "quantization_config"):
         del model.config.quantization_config
     model.config._name_or_path = gguf.stem
@@ -189,7 +190,8 @@ def load_model(
         from rlhfkit.models.tiny import tiny_model
 
         seed = int(where.split(":", 1)[1]) if ":" in where else 0
-        model = tiny_model(seed=seed).to(dtype=torch_dtype, device=device)
+        # PreTrainedModel.to is wrapped in functools.wraps, which typeshed types without binding self.
+        model = tiny_model(seed=seed).to(dtype=torch_dtype, device=device)  # type: ignore[call-arg]
         return Loaded(model=model, tokenizer=load_tokenizer(where), source=where)
     try:
         model = AutoModelForCausalLM.from_pretrained(where, dtype=torch_dtype)
@@ -198,7 +200,7 @@ def load_model(
     for attr in ("attention_dropout", "hidden_dropout", "resid_pdrop", "embd_pdrop", "attn_pdrop"):
         if hasattr(model.config, attr):
             setattr(model.config, attr, 0.0)
-    model.to(device)
+    model.to(device)  # type: ignore[arg-type]  # functools.wraps on PreTrainedModel.to: self is not bound
     return Loaded(model=model, tokenizer=load_tokenizer(where), source=str(where))
 
 

@@ -176,6 +176,11 @@ itself."""
 class RewardModel(nn.Module):
     """Trunk + K-head reward model. `forward` gives raw heads; `score` gives normalized rewards."""
 
+    norm_gain: Tensor
+    """(K,) buffer (registered in `__init__`): normalized reward = raw * norm_gain + norm_bias."""
+    norm_bias: Tensor
+    """(K,) buffer, see `norm_gain`."""
+
     def __init__(self, backbone: PreTrainedModel | nn.Module, tokenizer: PreTrainedTokenizerBase,
                  head: RewardHead, meta: RewardMeta) -> None:
         super().__init__()
@@ -222,6 +227,8 @@ class RewardModel(nn.Module):
         hidden = self.trunk_hidden(input_ids, attention_mask, position_ids)
         if row is None:
             return POOLINGS[self.meta.pooling](hidden, attention_mask)
+        if seq_mask is None:
+            raise ValueError("packed rows need seq_mask (the columns each sequence owns) along with row")
         return POOLINGS[self.meta.pooling](hidden[row], seq_mask)
 
     def forward(self, input_ids: Tensor, attention_mask: Tensor, *, position_ids: Tensor | None = None,

@@ -51,7 +51,8 @@ def collect_rollout(ac: ActorCritic, samples: Samples, raw_scores: Tensor, score
     ids = torch.cat([samples.prompt_ids, samples.response_ids], dim=1)
     mask = torch.cat([samples.prompt_mask, samples.response_mask], dim=1)
     start, rmask = samples.prompt_ids.shape[1], samples.response_mask
-    logps, values, ref_logps, entropy, trunks = [], [], [], [], []
+    logps, values, ref_logps, entropy = [], [], [], []
+    trunks: list[Tensor] = []  # stays empty when no block is frozen (ac.trunk gives None for every batch)
     for rows in torch.arange(ids.shape[0], device=ids.device).split(batch_size):
         with autocast():
             trunk = ac.trunk(ids[rows], mask[rows])  # the frozen bottom blocks, once for policy, reference, epochs
@@ -60,9 +61,10 @@ def collect_rollout(ac: ActorCritic, samples: Samples, raw_scores: Tensor, score
         logps.append(out.logps)
         values.append(out.values)
         entropy.append(out.entropy)
-        trunks.append(trunk)
+        if trunk is not None:
+            trunks.append(trunk)
     logp, ref_logp, value = torch.cat(logps), torch.cat(ref_logps), torch.cat(values) * rmask
-    trunk = None if trunks[0] is None else torch.cat(trunks)
+    trunk = torch.cat(trunks) if trunks else None
     kl = KL_ESTIMATORS[kl_estimator](logp, ref_logp) * rmask
     rewards = ppo_token_rewards(scores.to(kl.device), kl, rmask, beta)
     if whiten_rewards:

@@ -67,7 +67,7 @@ class Rollout(NamedTuple):
 
     def select(self, rows: Tensor) -> Rollout:
         """The rows `rows` (a 1-D index tensor) of every field, with all-padding columns dropped."""
-        return compact(Rollout(*(None if field is None else field[rows] for field in self)))
+        return compact(Rollout._make(None if field is None else field[rows] for field in self))
 
 
 def compact(rollout: Rollout) -> Rollout:
@@ -82,7 +82,7 @@ def compact(rollout: Rollout) -> Rollout:
     first = int(used.int().argmax()) if bool(used.any()) else start
     in_response = rollout.response_mask.bool().any(dim=0)
     width = int(in_response.nonzero().max()) + 1 if bool(in_response.any()) else 1
-    fields = []
+    fields: list[Tensor | None] = []
     for name, value in zip(Rollout._fields, rollout):
         if name in ("input_ids", "attention_mask", "trunk") and value is not None:
             fields.append(value[:, first : start + width])
@@ -90,7 +90,7 @@ def compact(rollout: Rollout) -> Rollout:
             fields.append(value[:, :width])
         else:
             fields.append(value)
-    return Rollout(*fields)
+    return Rollout._make(fields)
 
 
 @dataclass

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import NamedTuple
+from typing import NamedTuple, cast
 
 import torch
 from torch import nn
@@ -139,7 +139,7 @@ def sample(
     model.eval()
     stops = stop_ids(tokenizer, model)
     drawn = [_DrawnToken(cfg.temperature, cfg.top_p, cfg.top_k)] if cfg.temperature > 0 else []
-    out = model.generate(
+    out = model.generate(  # type: ignore[operator]  # transformers' or peft's generate, not declared on nn.Module
         input_ids=prompt_ids,
         attention_mask=prompt_mask,
         max_new_tokens=cfg.max_new_tokens,
@@ -158,7 +158,8 @@ def sample(
         response = torch.full((len(prompts), 1), pad, dtype=torch.long, device=device)
     ids, mask, ended = truncate_at_stop(response, stops, pad)
     texts = [
-        tokenizer.decode(row[m.bool()], skip_special_tokens=True).strip() for row, m in zip(ids.cpu(), mask.cpu())
+        cast(str, tokenizer.decode(row[m.bool()], skip_special_tokens=True)).strip()  # one row: one string
+        for row, m in zip(ids.cpu(), mask.cpu())
     ]
     return Samples(prompt_ids, prompt_mask, ids, mask, ended, texts, sum(t for _, t in encoded))
 

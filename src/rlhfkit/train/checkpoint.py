@@ -19,9 +19,10 @@ from __future__ import annotations
 import json
 import random
 import shutil
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
 import torch
@@ -31,11 +32,18 @@ from torch import nn
 from rlhfkit.files import staged_dir, write_text_atomic
 
 
-def trainable_state(module: nn.Module) -> dict[str, torch.Tensor]:
+class Parameterized(Protocol):
+    """What a checkpoint holds the trainable parameters of: a module, or `MasterWeights` (fp32 masters
+    under the model's parameter names)."""
+
+    def named_parameters(self) -> Iterator[tuple[str, nn.Parameter]]: ...
+
+
+def trainable_state(module: Parameterized) -> dict[str, torch.Tensor]:
     return {n: p.detach().contiguous().clone() for n, p in module.named_parameters() if p.requires_grad}
 
 
-def load_trainable_state(module: nn.Module, tensors: dict[str, torch.Tensor]) -> None:
+def load_trainable_state(module: Parameterized, tensors: dict[str, torch.Tensor]) -> None:
     params = dict(module.named_parameters())
     missing = [n for n, p in params.items() if p.requires_grad and n not in tensors]
     if missing:
@@ -73,7 +81,10 @@ def rng_state() -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
     if torch.cuda.is_available():
         for i, s in enumerate(torch.cuda.get_rng_state_all()):
             tensors[f"cuda{i}"] = s
-    kind, keys, pos, has_gauss, gauss = np.random.get_state(legacy=True)
+    state = np.random.get_state(legacy=True)
+    if isinstance(state, dict):  # only a non-MT19937 bit generator gives one; numpy's global RandomState has MT19937
+        raise TypeError("numpy's global RandomState does not use MT19937; its state cannot be saved as a tuple")
+    kind, keys, pos, has_gauss, gauss = state
     py = random.getstate()
     numpy_state = [kind, keys.tolist(), int(pos), int(has_gauss), float(gauss)]
     return tensors, {"python": [py[0], list(py[1]), py[2]], "numpy": numpy_state}
@@ -104,7 +115,7 @@ def save_checkpoint(
     root: Path,
     step: int,
     *,
-    modules: dict[str, nn.Module],
+    modules: Mapping[str, Parameterized],
     optimizer: torch.optim.Optimizer | None,
     state: dict[str, Any],
     keep: int = 2,
@@ -152,7 +163,7 @@ def latest_checkpoint(root: Path) -> Path | None:
 def load_checkpoint(
     path: Path,
     *,
-    modules: dict[str, nn.Module],
+    modules: Mapping[str, Parameterized],
     optimizer: torch.optim.Optimizer | None,
     restore_rng: bool = True,
 ) -> Checkpoint:

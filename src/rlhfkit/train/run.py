@@ -37,7 +37,7 @@ from torch import nn
 from rlhfkit.config import ConfigError, save_config, to_dict
 from rlhfkit.files import append_jsonl, truncate_jsonl_after
 from rlhfkit.models.adapters import count_parameters
-from rlhfkit.train.checkpoint import latest_checkpoint, load_checkpoint, save_checkpoint
+from rlhfkit.train.checkpoint import Parameterized, latest_checkpoint, load_checkpoint, save_checkpoint
 from rlhfkit.train.config import TrainConfig
 from rlhfkit.train.console import Console, Headline
 from rlhfkit.train.engine import Engine
@@ -109,7 +109,7 @@ class Run:
         self.start_step = 0
         """The step the loop continues after (0 for a fresh run)."""
         self._speed: dict[str, Throughput] = {}
-        self._modules: dict[str, nn.Module] = {}
+        self._modules: Mapping[str, Parameterized] = {}
         self._state: Mapping[str, Stateful] = {}
         self._files: Mapping[str, FileState] = {}
 
@@ -121,7 +121,7 @@ class Run:
     def resumed(self) -> bool:
         return self.start_step > 0
 
-    def setup(self, model: nn.Module, params: list[nn.Parameter], *, modules: dict[str, nn.Module],
+    def setup(self, model: nn.Module, params: list[nn.Parameter], *, modules: Mapping[str, Parameterized],
               state: Mapping[str, Stateful | None] | None = None, files: Mapping[str, FileState | None] | None = None,
               on: str = "") -> tuple[Any, Any, Any]:
         """AdamW over `params`, the resume, the engine; returns ``(model, optimizer, scheduler)``.

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal, NamedTuple
+from typing import Literal, NamedTuple, cast
 
 import torch
 
@@ -155,7 +155,8 @@ def sft(cfg: SFTConfig) -> Path:
                                             cfg.skip_invalid)
     loaded = load_model(cfg.model, dtype="fp32", device=run.device)
     tokenizer, pad = loaded.tokenizer, loaded.tokenizer.pad_token_id
-    demos = encode_demos(tokenizer, train_recs, eval_recs, cfg)
+    # Loaded as "demos", every record is a Demonstration.
+    demos = encode_demos(tokenizer, cast(list[Demonstration], train_recs), cast(list[Demonstration], eval_recs), cfg)
     stream = BatchStream([len(x) for x in demos.ids], cfg.batch_size, cfg.seed, cfg.group_by_length)
 
     # 2. Model: what trains (all, LoRA, or the top layers); bf16 weights keep fp32 masters.

@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
@@ -143,9 +143,9 @@ class PreferenceBatch:
         return sum(self.sizes)
 
     def to(self, device: torch.device) -> PreferenceBatch:
-        move = lambda t: None if t is None else t.to(device)  # noqa: E731
-        return PreferenceBatch(move(self.input_ids), move(self.attention_mask), move(self.position_ids),
-                               move(self.source), move(self.target), move(self.response), self.sizes)
+        position_ids = None if self.position_ids is None else self.position_ids.to(device)
+        return PreferenceBatch(self.input_ids.to(device), self.attention_mask.to(device), position_ids,
+                               self.source.to(device), self.target.to(device), self.response.to(device), self.sizes)
 
 
 def _scored(row: int, width: int, start: int, prev: int, tokens: Sequence[int]) -> list[int]:
@@ -161,7 +161,9 @@ def collate_rows(groups: Sequence[PreferenceGroup], pad_id: int) -> PreferenceBa
     width = max(len(p) + len(r) for p, r in rows)
     ids = torch.full((len(rows), width), pad_id, dtype=torch.long)
     mask = torch.zeros((len(rows), width), dtype=torch.long)
-    source, target, response = [], [], []
+    source: list[int] = []
+    target: list[int] = []
+    response: list[int] = []
     for i, (prompt, resp) in enumerate(rows):
         n = len(prompt) + len(resp)
         ids[i, :n] = torch.tensor(prompt + resp)
@@ -177,7 +179,10 @@ def collate_packed(groups: Sequence[PreferenceGroup], pad_id: int) -> Preference
     """One row per group: ``prompt | r_1 | ... | r_n``; a response attends to the prompt and itself."""
     packed = pack_shared_prefix([(g.prompt_ids, g.responses) for g in groups], pad_id)
     width = packed.input_ids.shape[1]
-    source, target, response, flat = [], [], [], 0
+    source: list[int] = []
+    target: list[int] = []
+    response: list[int] = []
+    flat = 0
     for row, (g, starts) in enumerate(zip(groups, packed.starts)):
         for start, resp in zip(starts, g.responses):
             source += _scored(row, width, start, len(g.prompt_ids) - 1, resp)
@@ -261,7 +266,7 @@ def compute_reference_logps(
     return out
 
 
-def fingerprint(model_name: str, dtype: str, splits: dict[str, Sequence[PreferenceGroup]]) -> str:
+def fingerprint(model_name: str, dtype: str, splits: Mapping[str, Sequence[PreferenceGroup]]) -> str:
     """A hash of what reference log-probs depend on: the model, the precision and every token."""
     h = hashlib.sha256(f"{model_name}\0{dtype}".encode())
     for name in sorted(splits):

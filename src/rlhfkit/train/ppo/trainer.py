@@ -13,9 +13,11 @@ from __future__ import annotations
 
 import time
 from pathlib import Path
+from typing import cast
 
 import torch
 from safetensors.torch import save_file
+from transformers import PreTrainedModel
 
 from rlhfkit.algorithms.common import masked_mean, masked_sum
 from rlhfkit.algorithms.ppo_losses import explained_variance
@@ -41,7 +43,7 @@ HEADLINE = (("ppo/score", "score"), ("ppo/kl", "KL"), ("ppo/beta", "beta"), ("pe
 """What the console shows of a PPO run."""
 
 
-def actor_critic(base: torch.nn.Module, cfg: PPOConfig) -> ActorCritic:
+def actor_critic(base: PreTrainedModel, cfg: PPOConfig) -> ActorCritic:
     """Policy, reference and value head on one base model, as `policy_mode` says."""
     value_head = make_value_head(cfg.value_init, int(base.config.hidden_size), cfg.reward)
     return build_actor_critic(base, value_head, cfg.policy_mode, lora=cfg.lora, train_layers=cfg.train_layers,
@@ -113,7 +115,7 @@ def ppo(cfg: PPOConfig) -> Path:
     ac, optimizer, scheduler = run.setup(model, trainable_parameters(model), modules={"actor_critic": model},
                                          state={"data": stream, "kl_controller": kl_ctl, "score_moments": moments},
                                          on=f"{len(prompts)} prompts ({cfg.policy_mode})")
-    model = run.engine.unwrap(ac)
+    model = cast(ActorCritic, run.engine.unwrap(ac))  # the ActorCritic that run.setup wrapped
 
     for step in run.steps():
         t0 = time.perf_counter()

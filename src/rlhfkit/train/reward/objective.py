@@ -113,6 +113,8 @@ def _rating_loss(rewards: Tensor, t: dict[str, Tensor], params: LossParams, spec
         # Targets rescaled per row, so rows on different scales share one [0, 1] target range.
         target = ((t["rating"] - low) / (high - low)).to(pred.dtype)[:, None]
         return RATING_LOSSES["regression"](pred, target, 0.0, 1.0)
+    if params.thresholds_raw is None:
+        raise ValueError("rating_loss=ordinal needs LossParams built with n_classes >= 2 (the ordinal cut points)")
     index = (t["rating"] - low).round().long()
     cols = [RATING_LOSSES["ordinal"](pred[:, k], index, increasing_thresholds(params.thresholds_raw[k]))
             for k in range(pred.shape[1])]

@@ -37,6 +37,7 @@ from rlhfkit.models.adapters import (
     freeze_bottom_layers,
     trainable_parameters,
 )
+from rlhfkit.models.lm import base_model
 from rlhfkit.models.loading import load_model
 from rlhfkit.models.reward import (
     Pooling,
@@ -198,7 +199,7 @@ def _loss_name(cfg: RewardConfig, data: RewardData) -> str:
 
 def _select_trainable(model: RewardModel, cfg: RewardConfig) -> bool:
     """Apply LoRA or freezing to the trunk; returns whether the whole trunk is frozen."""
-    model.backbone.config.use_cache = False
+    base_model(model.backbone).config.use_cache = False
     if cfg.lora is not None:
         model.backbone = apply_lora(model.backbone, cfg.lora)
     elif cfg.freeze_layers < 0:
@@ -207,7 +208,7 @@ def _select_trainable(model: RewardModel, cfg: RewardConfig) -> bool:
         freeze_bottom_layers(model.backbone, cfg.freeze_layers)
         # freeze_bottom_layers keeps tied embeddings trainable for the LM head's sake; a reward model
         # never uses that head, and trainable embeddings would send gradients through every layer.
-        model.backbone.get_input_embeddings().requires_grad_(False)
+        base_model(model.backbone).get_input_embeddings().requires_grad_(False)
     return not any(p.requires_grad for p in model.backbone.parameters())
 
 
