@@ -27,6 +27,7 @@ from typing import Any
 
 import jinja2
 
+from rlhfkit.config import require
 from rlhfkit.data.records import prompt_text
 from rlhfkit.eval import plots
 from rlhfkit.eval.hacking import gao_fit
@@ -288,6 +289,17 @@ def render_report(run_dir: Path, *, title: str | None = None) -> str:
         tables=tables,
         examples=example_data,
     )
+
+
+@dataclass(frozen=True)
+class ReportConfig:
+    """`rlhfkit report RUN_DIR`: (re)write the HTML report of a run directory."""
+
+    run_dir: str = ""
+    """Run directory (metrics.jsonl, samples.jsonl, eval.json); report.html is written into it."""
+
+    def __post_init__(self) -> None:
+        require(bool(self.run_dir), "run_dir is required (a run directory)")
 
 
 def write_report(run_dir: Path, *, title: str | None = None) -> Path:

@@ -1,31 +1,61 @@
-"""Command-line entry points of the feedback app: ``serve``, ``admin create-user``, ``export``.
+"""What the feedback app's commands do: ``rlhfkit serve``, ``rlhfkit admin create-user``, ``rlhfkit export``.
 
-`register` adds them to the main ``rlhfkit`` parser; ``python -m rlhfkit.feedback.cli ...`` runs
-them on their own. The database URL defaults to ``$RLHFKIT_DB`` or ``sqlite:///rlhfkit-feedback.db``
-in the current directory. There is no default password anywhere: ``create-user`` asks for one
-(twice) on a terminal, or reads the first line of stdin when it is piped.
+Each command has a typed config beside the function it configures; `rlhfkit.cli` parses the command
+line into it. The database URL defaults to ``$RLHFKIT_DB`` or ``sqlite:///rlhfkit-feedback.db`` in the
+current directory. There is no default password anywhere, and none in a config: ``create-user`` asks
+for one (twice) on a terminal, or reads the first line of stdin when it is piped.
+
+This module imports only the feedback package, and its heavy parts (the store, uvicorn) only inside
+the functions, so that building a command's parser stays fast.
 """
 
 from __future__ import annotations
 
-import argparse
 import getpass
 import os
 import sys
-from typing import Any, TextIO
+from dataclasses import dataclass, field
+from typing import Literal, TextIO
 
-from rlhfkit.feedback.errors import FeedbackError, Invalid
-from rlhfkit.feedback.export import AGGREGATIONS, EXPORT_KINDS, WRITERS, container_for
+from rlhfkit.config import require
+from rlhfkit.feedback.errors import Invalid
 
 DEFAULT_DB_URL = "sqlite:///rlhfkit-feedback.db"
 """Database used when neither --db nor $RLHFKIT_DB is given."""
 
+ExportFormat = Literal["pairs", "rankings", "ratings", "demos"]
+"""Record kinds a project exports (`rlhfkit.feedback.export.EXPORT_KINDS`)."""
+
+Aggregation = Literal["majority", "bradley-terry", "raw"]
+"""Per-item aggregations of an export (`rlhfkit.feedback.export.AGGREGATIONS`)."""
+
+Container = Literal["hf", "jsonl"]
+"""Output containers of an export (the keys of `rlhfkit.feedback.export.WRITERS`)."""
+
 
 def default_db_url() -> str:
+    """``$RLHFKIT_DB``, else the SQLite file in the current directory; read when a config is built."""
     return os.environ.get("RLHFKIT_DB") or DEFAULT_DB_URL
 
 
-def serve(db_url: str, host: str = "127.0.0.1", port: int = 8000) -> None:
+@dataclass(frozen=True)
+class ServeConfig:
+    """`rlhfkit serve`: run the human-feedback web app."""
+
+    db: str = field(default_factory=default_db_url)
+    """Database URL (default: $RLHFKIT_DB or sqlite:///rlhfkit-feedback.db)."""
+    host: str = "127.0.0.1"
+    """Interface to listen on."""
+    port: int = 8000
+    """Port to listen on."""
+
+    def __post_init__(self) -> None:
+        require(bool(self.db), "db is required (a database URL)")
+        require(bool(self.host), "host is required")
+        require(0 < self.port < 65536, f"port must be in 1..65535, got {self.port}")
+
+
+def serve(cfg: ServeConfig) -> None:
     """Migrate the database and serve the app with uvicorn until interrupted."""
     import uvicorn
 
@@ -34,9 +64,26 @@ def serve(db_url: str, host: str = "127.0.0.1", port: int = 8000) -> None:
     # Hand the GIL over every 0.5 ms instead of 5 ms: the event loop otherwise waits behind
     # database threads for whole switch intervals, which dominates tail latency.
     sys.setswitchinterval(0.0005)
-    app = create_app(db_url)
-    print(f"rlhfkit feedback on http://{host}:{port}  (database {db_url})", flush=True)
-    uvicorn.run(app, host=host, port=port, log_level="info", access_log=False)
+    app = create_app(cfg.db)
+    print(f"rlhfkit feedback on http://{cfg.host}:{cfg.port}  (database {cfg.db})", flush=True)
+    uvicorn.run(app, host=cfg.host, port=cfg.port, log_level="info", access_log=False)
+
+
+@dataclass(frozen=True)
+class CreateUserConfig:
+    """`rlhfkit admin create-user NAME`: create an account; the password comes from a prompt or stdin."""
+
+    name: str = ""
+    """Login name."""
+    role: Literal["admin", "annotator"] | None = None
+    """What the account may do: 'admin' (projects, users, exports) or 'annotator' (judging)."""
+    db: str = field(default_factory=default_db_url)
+    """Database URL (default: $RLHFKIT_DB or sqlite:///rlhfkit-feedback.db)."""
+
+    def __post_init__(self) -> None:
+        require(bool(self.name), "name is required (a login name)")
+        require(self.role is not None, "role is required: admin or annotator")
+        require(bool(self.db), "db is required (a database URL)")
 
 
 def create_user(db_url: str, name: str, role: str, password: str) -> None:
@@ -50,6 +97,50 @@ def create_user(db_url: str, name: str, role: str, password: str) -> None:
         store.close()
 
 
+def create_user_command(cfg: CreateUserConfig) -> str:
+    """Read the password (never a config value, so it stays out of files and logs), create the account."""
+    assert cfg.role is not None  # __post_init__ requires it
+    create_user(cfg.db, cfg.name, cfg.role, read_password())
+    return f"created {cfg.role} {cfg.name!r} in {cfg.db}"
+
+
+def read_password(stdin: TextIO | None = None) -> str:
+    """Ask twice on a terminal; otherwise take the first line of stdin (without its newline)."""
+    stdin = stdin or sys.stdin
+    if stdin.isatty():
+        first = getpass.getpass("Password: ")
+        if getpass.getpass("Repeat password: ") != first:
+            raise Invalid("the passwords differ")
+        return first
+    return stdin.readline().rstrip("\r\n")
+
+
+@dataclass(frozen=True)
+class ExportConfig:
+    """`rlhfkit export`: write a feedback project's judgments as training records."""
+
+    project: str = ""
+    """Project name."""
+    format: ExportFormat | None = None
+    """Record kind to export: pairs, rankings, ratings or demos."""
+    output: str = ""
+    """FILE.jsonl (or .json), or a directory for a Hugging Face dataset."""
+    aggregate: Aggregation = "majority"
+    """Per-item aggregation; 'raw' writes one record per judgment with an "annotator" key."""
+    raw: bool = False
+    """Same as aggregate=raw."""
+    container: Container | None = None
+    """Output container (--as): 'jsonl' or 'hf'; null picks it from the output's name."""
+    db: str = field(default_factory=default_db_url)
+    """Database URL (default: $RLHFKIT_DB or sqlite:///rlhfkit-feedback.db)."""
+
+    def __post_init__(self) -> None:
+        require(bool(self.project), "project is required (a project name)")
+        require(self.format is not None, "format is required: pairs, rankings, ratings or demos")
+        require(bool(self.output), "output is required (FILE.jsonl or a dataset directory)")
+        require(bool(self.db), "db is required (a database URL)")
+
+
 def export_project(db_url: str, project: str, fmt: str, output: str, aggregate: str = "majority",
                    raw: bool = False, container: str | None = None) -> int:
     """Write a project's records to `output` (JSONL for .jsonl/.json, else a HF dataset dir).
@@ -57,6 +148,7 @@ def export_project(db_url: str, project: str, fmt: str, output: str, aggregate: 
     Returns the number of records written. ``raw=True`` (or ``aggregate="raw"``) writes one
     record per judgment with an ``"annotator"`` key.
     """
+    from rlhfkit.feedback.export import WRITERS, container_for
     from rlhfkit.feedback.store import FeedbackStore
 
     aggregate = "raw" if raw else aggregate
@@ -73,96 +165,18 @@ def export_project(db_url: str, project: str, fmt: str, output: str, aggregate: 
         store.close()
 
 
-def read_password(stdin: TextIO | None = None) -> str:
-    """Ask twice on a terminal; otherwise take the first line of stdin (without its newline)."""
-    stdin = stdin or sys.stdin
-    if stdin.isatty():
-        first = getpass.getpass("Password: ")
-        if getpass.getpass("Repeat password: ") != first:
-            raise Invalid("the passwords differ")
-        return first
-    return stdin.readline().rstrip("\r\n")
-
-
-# ------------------------------------------------------------------ argparse wiring
-
-
-def _run(action: Any) -> int:
-    try:
-        action()
-    except FeedbackError as exc:
-        print(f"error: {exc.message}", file=sys.stderr)
-        return 2
-    return 0
-
-
-def _serve_cmd(args: argparse.Namespace) -> int:
-    return _run(lambda: serve(args.db, args.host, args.port))
-
-
-def _create_user_cmd(args: argparse.Namespace) -> int:
-    def action() -> None:
-        create_user(args.db, args.name, args.role, read_password())
-        print(f"created {args.role} {args.name!r} in {args.db}")
-
-    return _run(action)
-
-
-def _export_cmd(args: argparse.Namespace) -> int:
-    def action() -> None:
-        count = export_project(args.db, args.project, args.format, args.output,
-                               aggregate=args.aggregate, raw=args.raw, container=args.container)
-        print(f"wrote {count} {args.format} records to {args.output}")
-
-    return _run(action)
-
-
-def _admin_help(parser: argparse.ArgumentParser) -> Any:
-    def show(_args: argparse.Namespace) -> int:
-        parser.print_help()
-        return 2
-
-    return show
-
-
-def register(subparsers: Any) -> None:
-    """Add ``serve``, ``admin create-user`` and ``export`` to an argparse subparsers object."""
-    db_help = "database URL (default: $RLHFKIT_DB or sqlite:///rlhfkit-feedback.db)"
-
-    p = subparsers.add_parser("serve", help="run the human-feedback web app")
-    p.add_argument("--db", default=default_db_url(), help=db_help)
-    p.add_argument("--host", default="127.0.0.1", help="interface to listen on (default 127.0.0.1)")
-    p.add_argument("--port", type=int, default=8000, help="port (default 8000)")
-    p.set_defaults(func=_serve_cmd)
-
-    admin = subparsers.add_parser("admin", help="manage the feedback app's accounts")
-    admin.set_defaults(func=_admin_help(admin))
-    actions = admin.add_subparsers(dest="admin_command")
-    p = actions.add_parser("create-user", help="create an account (password from a prompt or stdin)")
-    p.add_argument("name", help="login name")
-    p.add_argument("--role", choices=("admin", "annotator"), required=True)
-    p.add_argument("--db", default=default_db_url(), help=db_help)
-    p.set_defaults(func=_create_user_cmd)
-
-    p = subparsers.add_parser("export", help="export a feedback project as training records")
-    p.add_argument("--db", default=default_db_url(), help=db_help)
-    p.add_argument("--project", required=True, help="project name")
-    p.add_argument("--format", choices=EXPORT_KINDS, required=True)
-    p.add_argument("--output", required=True, help="FILE.jsonl, or a directory for a HF dataset")
-    p.add_argument("--aggregate", choices=AGGREGATIONS, default="majority",
-                   help="per-item aggregation (default majority); raw = one record per judgment")
-    p.add_argument("--raw", action="store_true", help="same as --aggregate raw")
-    p.add_argument("--as", dest="container", choices=sorted(WRITERS), default=None,
-                   help="force the output container (default: from the file name)")
-    p.set_defaults(func=_export_cmd)
-
-
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m rlhfkit.feedback.cli")
-    register(parser.add_subparsers(dest="command", required=True))
-    args = parser.parse_args(argv)
-    return int(args.func(args) or 0)
+def export_command(cfg: ExportConfig) -> str:
+    """`export_project` with the command's config; returns the line the command prints."""
+    assert cfg.format is not None  # __post_init__ requires it
+    count = export_project(cfg.db, cfg.project, cfg.format, cfg.output, aggregate=cfg.aggregate,
+                           raw=cfg.raw, container=cfg.container)
+    return f"wrote {count} {cfg.format} records to {cfg.output}"
 
 
 if __name__ == "__main__":
-    raise SystemExit(main())
+    # `python -m rlhfkit.feedback.cli ARGS` predates `rlhfkit ARGS` and `loadtest.start_server` still
+    # starts the app this way; it runs the one command line. runpy names it by string because this
+    # module sits below `rlhfkit.cli` and must not import it.
+    import runpy
+
+    runpy.run_module("rlhfkit.cli", run_name="__main__", alter_sys=True)

@@ -15,12 +15,14 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import torch
 from torch import Tensor
 
+from rlhfkit.config import require
 from rlhfkit.data.errors import DataError
 from rlhfkit.data.fields import RowContext
 from rlhfkit.data.formats import detect_format, parse_row
@@ -145,6 +147,29 @@ def evaluate_reward_model(model: RewardModel, data: RewardData, batch_size: int 
     return pair_metrics(raw, model.normalize(raw), eval_pairs(data), data.response_lengths)
 
 
+@dataclass(frozen=True)
+class RewardEvalConfig:
+    """`rlhfkit reward eval`: metrics of a reward model on held-out judgments."""
+
+    model: str = ""
+    """Reward model directory (a finished `rlhfkit reward train` run)."""
+    data: str = ""
+    """Judgments to evaluate on: pairs, rankings or ratings (file, dataset directory or DBURL#PROJECT)."""
+    kind: Literal["auto", "pairs", "rankings", "ratings"] = "auto"
+    """Kind of judgments in `data`; 'auto' detects it."""
+    skip_invalid: bool = False
+    """Skip (and report) invalid rows instead of failing on the first."""
+    batch_size: int = 16
+    """Sequences per forward pass."""
+    json: bool = False
+    """Print JSON instead of a table."""
+
+    def __post_init__(self) -> None:
+        require(bool(self.model), "model is required (a reward model directory)")
+        require(bool(self.data), "data is required (pairs, rankings or ratings)")
+        require(self.batch_size >= 1, "batch_size must be at least 1")
+
+
 def evaluate_source(model: RewardModel, data: str, kind: str = "auto", skip_invalid: bool = False,
                     batch_size: int = 16) -> dict[str, Any]:
     """`rlhfkit reward eval`: metrics of a reward model on every judgment of a data source."""
@@ -208,6 +233,26 @@ def _parse_scorable(row: dict[str, Any], path: Path, line: int) -> Record:
         raise ctx.error("response", "nothing to score: expected prompt + response (or chosen/rejected, "
                         "or responses)", "missing field")
     return parse_row(row, kind, ctx)
+
+
+@dataclass(frozen=True)
+class RewardScoreConfig:
+    """`rlhfkit reward score`: add reward scores to every row of a JSONL file."""
+
+    model: str = ""
+    """Reward model directory (a finished `rlhfkit reward train` run)."""
+    data: str = ""
+    """JSONL rows with prompt + response (or chosen/rejected, or responses)."""
+    output: str = ""
+    """JSONL file the scored rows go to."""
+    batch_size: int = 16
+    """Sequences per forward pass."""
+
+    def __post_init__(self) -> None:
+        require(bool(self.model), "model is required (a reward model directory)")
+        require(bool(self.data), "data is required (a JSONL file)")
+        require(bool(self.output), "output is required (a JSONL file)")
+        require(self.batch_size >= 1, "batch_size must be at least 1")
 
 
 def score_file(model: RewardModel, data: str | Path, output: str | Path, batch_size: int = 16) -> int:

@@ -1,0 +1,109 @@
+"""One argparse parser per row of the command table, every row built the same way.
+
+A row's parser holds its flags (from `Flag`), ``--config FILE.yaml``, trailing ``key=value``
+overrides, and an epilog listing every field of its config with its documentation.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import typing
+from collections.abc import Sequence
+from typing import Any, Literal
+
+from rlhfkit.cli.table import COMMANDS, GROUPS, Command, Flag
+from rlhfkit.config import FIELDS_EPILOG, REQUIRED_HELP, field_docs, format_fields
+
+FIELD_DEST = "field:"
+"""Prefix of the namespace attributes that hold config fields, so a field can never clash with
+argparse's own (``command``, ``verbose``, ``config_file``, ``overrides``)."""
+
+DESCRIPTION = "RLHF from the first human judgment to the aligned model."
+"""The first line of ``rlhfkit --help``."""
+
+
+def load(ref: str) -> Any:
+    """The attribute a ``"module:attr"`` reference names, importing its module now."""
+    module, attr = ref.split(":")
+    return getattr(importlib.import_module(module), attr)
+
+
+def selected_row(argv: Sequence[str]) -> Command | None:
+    """The row whose words begin the non-option arguments of `argv` (top-level options take no value)."""
+    words = tuple(arg for arg in argv if not arg.startswith("-"))
+    return next((row for row in COMMANDS if words[: len(row.words)] == row.words), None)
+
+
+def _choices(tp: Any) -> tuple[str, ...] | None:
+    """The values of a ``Literal[...]`` field (also inside ``X | None``), for argparse to offer and check."""
+    if typing.get_origin(tp) is Literal:
+        values = typing.get_args(tp)
+        return values if all(isinstance(v, str) for v in values) else None
+    return next((c for c in map(_choices, typing.get_args(tp)) if c), None)
+
+
+def _first_sentence(doc: str) -> str:
+    return doc.split(". ")[0].rstrip(".")
+
+
+def _add_flag(parser: argparse.ArgumentParser, flag: Flag, tp: Any, doc: str) -> None:
+    dest = FIELD_DEST + flag.field
+    text = (_first_sentence(doc) or f"config field {flag.field!r}") + (REQUIRED_HELP if flag.required else "")
+    if flag.positional:
+        parser.add_argument(dest, metavar=flag.field.upper(), help=_first_sentence(doc))
+    elif flag.switch:
+        parser.add_argument(flag.spelling, dest=dest, action="store_true", default=None,
+                            help=f"set {flag.field}=true")
+    else:
+        choices = _choices(tp)
+        parser.add_argument(flag.spelling, dest=dest, choices=choices,
+                            metavar=None if choices else flag.field.upper(), help=text)
+
+
+def add_row_arguments(parser: argparse.ArgumentParser, row: Command) -> None:
+    """Give `parser` the row's flags, --config, key=value overrides and the field list of its config."""
+    cls = load(row.config)
+    parser.epilog = FIELDS_EPILOG + format_fields(cls)
+    hints, docs = typing.get_type_hints(cls), field_docs(cls)
+    for flag in row.flags:
+        _add_flag(parser, flag, hints[flag.field], docs.get(flag.field, ""))
+    parser.add_argument("--config", dest="config_file", metavar="FILE.yaml", help="YAML config file")
+    parser.add_argument("overrides", nargs="*", metavar="key=value", help="config fields to set (listed below); dotted keys reach nested configs: lora.r=8")
+
+
+def _subcommands(root: Any, groups: dict[tuple[str, ...], Any], words: tuple[str, ...]) -> Any:
+    """The sub-parsers that commands starting with `words` hang off (a group parser per first word)."""
+    if not words:
+        return root
+    if words not in groups:
+        name = " ".join(words)
+        group = _subcommands(root, groups, words[:-1]).add_parser(words[-1], help=GROUPS[name], description=GROUPS[name])
+        group.set_defaults(usage_of=group)
+        groups[words] = group.add_subparsers(dest="subcommand", metavar="SUBCOMMAND")
+    return groups[words]
+
+
+def build_parser(argv: Sequence[str] | None = None) -> argparse.ArgumentParser:
+    """The `rlhfkit` parser; each command's namespace carries its row as ``row``.
+
+    With `argv`, only the row it names gets its flags and field list, so only that row's config
+    module is imported (``rlhfkit --help`` loads no trainer); without, every row is complete.
+    """
+    from rlhfkit import __version__
+
+    top = argparse.ArgumentParser(prog="rlhfkit", description=DESCRIPTION)
+    top.add_argument("--version", action="version", version=f"rlhfkit {__version__}")
+    top.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    top.set_defaults(row=None, usage_of=top)
+    root = top.add_subparsers(dest="command", metavar="COMMAND")
+    complete = set(COMMANDS) if argv is None else {selected_row(argv)}
+    groups: dict[tuple[str, ...], Any] = {}
+    for row in COMMANDS:
+        parser = _subcommands(root, groups, row.words[:-1]).add_parser(
+            row.words[-1], help=row.help, description=row.help, formatter_class=argparse.RawDescriptionHelpFormatter,
+        )
+        parser.set_defaults(row=row)
+        if row in complete:
+            add_row_arguments(parser, row)
+    return top
