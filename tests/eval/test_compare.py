@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import argparse
 import json
 from pathlib import Path
 
@@ -94,14 +93,11 @@ def test_app_judge_overlap_two_ties_count_half(tmp_path: Path) -> None:
 
 
 def test_cli_json_has_the_contract_keys(capsys: pytest.CaptureFixture[str]) -> None:
-    from rlhfkit.loop.cli import register
+    from rlhfkit.cli import main
 
-    parser = argparse.ArgumentParser()
-    register(parser.add_subparsers(dest="command"))
-    args = parser.parse_args(["eval", "--policy", "tiny:1", "--baseline", "tiny:0", "--prompts", PROMPTS,
-                              "--judge", "gold:sentiment", "--json", "limit=4", "sampling.max_new_tokens=8",
-                              "progress=false"])
-    assert args.func(args) == 0
+    assert main(["eval", "--policy", "tiny:1", "--baseline", "tiny:0", "--prompts", PROMPTS,
+                 "--judge", "gold:sentiment", "--json", "limit=4", "sampling.max_new_tokens=8",
+                 "progress=false"]) == 0
     out = json.loads(capsys.readouterr().out)
     assert {"win_rate", "n", "ci_low", "ci_high"} <= set(out) and out["n"] == 4
     assert 0.0 <= out["ci_low"] <= out["win_rate"] <= out["ci_high"] <= 1.0

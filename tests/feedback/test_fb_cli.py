@@ -1,52 +1,52 @@
-"""The CLI contract: register(subparsers), create-user from stdin, export, defaults."""
+"""The feedback commands through the one CLI: defaults, create-user from stdin, export."""
 
 from __future__ import annotations
 
-import argparse
 import io
 import json
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 
-from rlhfkit.feedback import cli
+from rlhfkit.cli import main
+from rlhfkit.cli.parser import load, parse
+from rlhfkit.cli.run import row_config
 from rlhfkit.feedback.entities import NewItem, ProjectSpec
 from rlhfkit.feedback.store import FeedbackStore
 
 
-def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="rlhfkit")
-    cli.register(parser.add_subparsers(dest="command", required=True))
-    return parser
+def _config(argv: list[str]) -> Any:
+    """The config `rlhfkit ARGV` would run with."""
+    args = parse(argv)
+    return row_config(args.row, args)
 
 
-def test_register_adds_the_three_commands(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_the_three_commands_and_their_defaults(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("RLHFKIT_DB", raising=False)
-    args = _parser().parse_args(["serve"])
-    assert (args.db, args.host, args.port) == ("sqlite:///rlhfkit-feedback.db", "127.0.0.1", 8000)
-    assert callable(args.func)
-    args = _parser().parse_args(["admin", "create-user", "alice", "--role", "admin", "--db", "sqlite:///x.db"])
-    assert (args.name, args.role, args.db) == ("alice", "admin", "sqlite:///x.db")
-    args = _parser().parse_args(["export", "--project", "p", "--format", "pairs", "--output", "o.jsonl"])
-    assert (args.aggregate, args.raw, args.container) == ("majority", False, None)
+    cfg = _config(["serve"])
+    assert (cfg.db, cfg.host, cfg.port) == ("sqlite:///rlhfkit-feedback.db", "127.0.0.1", 8000)
+    assert callable(load(parse(["serve"]).row.target))
+    cfg = _config(["admin", "create-user", "alice", "--role", "admin", "--db", "sqlite:///x.db"])
+    assert (cfg.name, cfg.role, cfg.db) == ("alice", "admin", "sqlite:///x.db")
+    cfg = _config(["export", "--project", "p", "--format", "pairs", "--output", "o.jsonl"])
+    assert (cfg.aggregate, cfg.raw, cfg.container) == ("majority", False, None)
     with pytest.raises(SystemExit):
-        _parser().parse_args(["admin", "create-user", "bob", "--role", "root"])
+        _config(["admin", "create-user", "bob", "--role", "root"])
     monkeypatch.setenv("RLHFKIT_DB", "sqlite:///env.db")
-    assert _parser().parse_args(["serve"]).db == "sqlite:///env.db"
+    assert _config(["serve"]).db == "sqlite:///env.db"
 
 
 def test_password_from_stdin_and_never_a_default(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     url = f"sqlite:///{tmp_path / 'f.db'}"
-    args = _parser().parse_args(["admin", "create-user", "root", "--role", "admin", "--db", url])
     monkeypatch.setattr(sys, "stdin", io.StringIO("s3cret-enough\n"))
-    assert args.func(args) == 0
+    assert main(["admin", "create-user", "root", "--role", "admin", "--db", url]) == 0
     store = FeedbackStore(url)
     assert store.login("root", "s3cret-enough")[1].user.role == "admin"
     monkeypatch.setattr(sys, "stdin", io.StringIO("\n"))  # empty password: refused
-    args = _parser().parse_args(["admin", "create-user", "other", "--role", "annotator", "--db", url])
-    assert args.func(args) == 2
+    assert main(["admin", "create-user", "other", "--role", "annotator", "--db", url]) == 2
     assert [u.name for u in store.list_users()] == ["root"]
     store.close()
 
@@ -61,20 +61,18 @@ def test_export_command(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> N
     store.submit(task.assignment_id, user, {"text": "an old silent pond"})
     store.close()
     out = tmp_path / "demos.jsonl"
-    args = _parser().parse_args(["export", "--db", url, "--project", "p", "--format", "demos", "--output", str(out)])
-    assert args.func(args) == 0
+    assert main(["export", "--db", url, "--project", "p", "--format", "demos", "--output", str(out)]) == 0
     assert json.loads(out.read_text()) == {"prompt": "write a haiku", "response": "an old silent pond"}
     assert "wrote 1 demos records" in capsys.readouterr().out
-    missing = _parser().parse_args(["export", "--db", url, "--project", "nope", "--format", "demos",
-                                    "--output", str(out)])
-    assert missing.func(missing) == 2
+    assert main(["export", "--db", url, "--project", "nope", "--format", "demos", "--output", str(out)]) == 2
     assert "no project named 'nope'" in capsys.readouterr().err
 
 
-def test_module_entry_point_creates_a_user(tmp_path: Path) -> None:
+@pytest.mark.parametrize("module", ["rlhfkit.cli", "rlhfkit.feedback.cli"])
+def test_module_entry_point_creates_a_user(module: str, tmp_path: Path) -> None:
     url = f"sqlite:///{tmp_path / 'f.db'}"
     done = subprocess.run(
-        [sys.executable, "-m", "rlhfkit.feedback.cli", "admin", "create-user", "first", "--role", "admin", "--db", url],
+        [sys.executable, "-m", module, "admin", "create-user", "first", "--role", "admin", "--db", url],
         input="a-long-password\n", capture_output=True, text=True, timeout=120, check=False,
     )
     assert done.returncode == 0, done.stderr

@@ -2,38 +2,17 @@
 
 from __future__ import annotations
 
-import argparse
 import json
-import sys
 from pathlib import Path
 
 import pytest
 
+from rlhfkit.cli import main as cli
 from rlhfkit.config import field_docs
 from rlhfkit.data.errors import DataError
 from rlhfkit.data.fixtures import fixture_path
 from rlhfkit.train.reward import RewardConfig
 from rlhfkit.train.reward.data import load_reward_records
-
-
-def cli(argv: list[str]) -> int:
-    """`rlhfkit.cli.main` once the lead has wired the reward commands; until then the same steps on a
-    fresh parser holding only them (parse, run, user errors -> exit code 2)."""
-    from rlhfkit import cli as main_cli
-
-    if "rlhfkit.train.reward_cli" in main_cli.EXTENSIONS:
-        return main_cli.main(argv)
-    from rlhfkit.errors import USER_ERRORS
-    from rlhfkit.train.reward_cli import register
-
-    parser = argparse.ArgumentParser(prog="rlhfkit")
-    register(parser.add_subparsers(dest="command"))
-    args = parser.parse_args(argv)
-    try:
-        return int(args.func(args) or 0)
-    except USER_ERRORS as e:
-        print(f"rlhfkit {args.command}: error: {e}", file=sys.stderr)
-        return 2
 
 
 @pytest.mark.slow

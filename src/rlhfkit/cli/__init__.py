@@ -14,7 +14,7 @@ import logging
 import sys
 from collections.abc import Sequence
 
-from rlhfkit.cli.parser import build_parser
+from rlhfkit.cli.parser import build_parser, parse
 from rlhfkit.cli.run import run_row
 from rlhfkit.cli.table import COMMANDS, Command, Flag
 
@@ -38,7 +38,7 @@ def configure_logging(verbose: bool) -> None:
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the command `argv` names (default: ``sys.argv[1:]``); returns the exit code."""
     argv = list(sys.argv[1:] if argv is None else argv)
-    args = build_parser(argv).parse_args(argv)
+    args = parse(argv)
     configure_logging(args.verbose)
     if args.row is None:
         args.usage_of.print_help()

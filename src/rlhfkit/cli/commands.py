@@ -11,13 +11,15 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from rlhfkit.config import Config
+
 if TYPE_CHECKING:
     from rlhfkit.eval.report import ReportConfig
     from rlhfkit.train.reward_eval import RewardEvalConfig, RewardScoreConfig
 
 
 @dataclass(frozen=True)
-class ModelsConfig:
+class ModelsConfig(Config):
     """`rlhfkit models`: list the bundled and cached models (no settings; a config like every command's)."""
 
 

@@ -107,3 +107,20 @@ def build_parser(argv: Sequence[str] | None = None) -> argparse.ArgumentParser:
         if row in complete:
             add_row_arguments(parser, row)
     return top
+
+
+def parse(argv: Sequence[str]) -> argparse.Namespace:
+    """Parse `argv`, taking ``key=value`` overrides wherever they stand.
+
+    argparse alone fills a trailing ``nargs="*"`` positional from one run of words only, so
+    ``admin create-user NAME --role admin db=URL`` would reject ``db=URL``; such words join the
+    overrides in order. Anything else argparse does not know is still an error.
+    """
+    parser = build_parser(argv)
+    args, extra = parser.parse_known_args(argv)
+    stray = [word for word in extra if word.startswith("-") or "=" not in word]
+    if stray or (extra and args.row is None):
+        parser.error(f"unrecognized arguments: {' '.join(stray or extra)}")
+    if extra:
+        args.overrides = [*args.overrides, *extra]
+    return args

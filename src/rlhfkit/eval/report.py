@@ -27,7 +27,7 @@ from typing import Any
 
 import jinja2
 
-from rlhfkit.config import require
+from rlhfkit.config import Config, require
 from rlhfkit.data.records import prompt_text
 from rlhfkit.eval import plots
 from rlhfkit.eval.hacking import gao_fit
@@ -83,7 +83,7 @@ def read_jsonl(path: Path) -> list[dict[str, Any]]:
                 break
             raise ValueError(f"{path}:{number}: not JSON: {err}") from err
         if not isinstance(row, dict):
-            raise ValueError(f"{path}:{number}: expected a JSON object")
+            raise ValueError(f"{path}:{number}: expected a JSON object")  # noqa: TRY004 -- a bad line, like "not JSON"
         rows.append(row)
     return rows
 
@@ -292,13 +292,14 @@ def render_report(run_dir: Path, *, title: str | None = None) -> str:
 
 
 @dataclass(frozen=True)
-class ReportConfig:
+class ReportConfig(Config):
     """`rlhfkit report RUN_DIR`: (re)write the HTML report of a run directory."""
 
     run_dir: str = ""
     """Run directory (metrics.jsonl, samples.jsonl, eval.json); report.html is written into it."""
 
     def __post_init__(self) -> None:
+        super().__post_init__()
         require(bool(self.run_dir), "run_dir is required (a run directory)")
 
 

@@ -17,7 +17,7 @@ import sys
 from dataclasses import dataclass, field
 from typing import Literal, TextIO
 
-from rlhfkit.config import require
+from rlhfkit.config import Config, require
 from rlhfkit.feedback.errors import Invalid
 
 DEFAULT_DB_URL = "sqlite:///rlhfkit-feedback.db"
@@ -39,7 +39,7 @@ def default_db_url() -> str:
 
 
 @dataclass(frozen=True)
-class ServeConfig:
+class ServeConfig(Config):
     """`rlhfkit serve`: run the human-feedback web app."""
 
     db: str = field(default_factory=default_db_url)
@@ -50,6 +50,7 @@ class ServeConfig:
     """Port to listen on."""
 
     def __post_init__(self) -> None:
+        super().__post_init__()
         require(bool(self.db), "db is required (a database URL)")
         require(bool(self.host), "host is required")
         require(0 < self.port < 65536, f"port must be in 1..65535, got {self.port}")
@@ -70,7 +71,7 @@ def serve(cfg: ServeConfig) -> None:
 
 
 @dataclass(frozen=True)
-class CreateUserConfig:
+class CreateUserConfig(Config):
     """`rlhfkit admin create-user NAME`: create an account; the password comes from a prompt or stdin."""
 
     name: str = ""
@@ -81,6 +82,7 @@ class CreateUserConfig:
     """Database URL (default: $RLHFKIT_DB or sqlite:///rlhfkit-feedback.db)."""
 
     def __post_init__(self) -> None:
+        super().__post_init__()
         require(bool(self.name), "name is required (a login name)")
         require(self.role is not None, "role is required: admin or annotator")
         require(bool(self.db), "db is required (a database URL)")
@@ -116,7 +118,7 @@ def read_password(stdin: TextIO | None = None) -> str:
 
 
 @dataclass(frozen=True)
-class ExportConfig:
+class ExportConfig(Config):
     """`rlhfkit export`: write a feedback project's judgments as training records."""
 
     project: str = ""
@@ -135,6 +137,7 @@ class ExportConfig:
     """Database URL (default: $RLHFKIT_DB or sqlite:///rlhfkit-feedback.db)."""
 
     def __post_init__(self) -> None:
+        super().__post_init__()
         require(bool(self.project), "project is required (a project name)")
         require(self.format is not None, "format is required: pairs, rankings, ratings or demos")
         require(bool(self.output), "output is required (FILE.jsonl or a dataset directory)")

@@ -14,6 +14,7 @@ K-way ranking its K(K-1)/2 pairs, and ratings of the same prompt form a pair whe
 from __future__ import annotations
 
 import json
+import math
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -22,7 +23,7 @@ from typing import Any, Literal
 import torch
 from torch import Tensor
 
-from rlhfkit.config import require
+from rlhfkit.config import Config, require
 from rlhfkit.data.errors import DataError
 from rlhfkit.data.fields import RowContext
 from rlhfkit.data.formats import detect_format, parse_row
@@ -148,7 +149,7 @@ def evaluate_reward_model(model: RewardModel, data: RewardData, batch_size: int 
 
 
 @dataclass(frozen=True)
-class RewardEvalConfig:
+class RewardEvalConfig(Config):
     """`rlhfkit reward eval`: metrics of a reward model on held-out judgments."""
 
     model: str = ""
@@ -165,6 +166,7 @@ class RewardEvalConfig:
     """Print JSON instead of a table."""
 
     def __post_init__(self) -> None:
+        super().__post_init__()
         require(bool(self.model), "model is required (a reward model directory)")
         require(bool(self.data), "data is required (pairs, rankings or ratings)")
         require(self.batch_size >= 1, "batch_size must be at least 1")
@@ -236,7 +238,7 @@ def _parse_scorable(row: dict[str, Any], path: Path, line: int) -> Record:
 
 
 @dataclass(frozen=True)
-class RewardScoreConfig:
+class RewardScoreConfig(Config):
     """`rlhfkit reward score`: add reward scores to every row of a JSONL file."""
 
     model: str = ""
@@ -249,6 +251,7 @@ class RewardScoreConfig:
     """Sequences per forward pass."""
 
     def __post_init__(self) -> None:
+        super().__post_init__()
         require(bool(self.model), "model is required (a reward model directory)")
         require(bool(self.data), "data is required (a JSONL file)")
         require(bool(self.output), "output is required (a JSONL file)")
@@ -266,7 +269,9 @@ def score_file(model: RewardModel, data: str | Path, output: str | Path, batch_s
     for line, row in iter_jsonl(path):
         rows.append(row)
         records.append(_parse_scorable(row, path, line))
-    prompts, responses, spans = [], [], []
+    prompts: list[Any] = []
+    responses: list[str] = []
+    spans: list[list[int]] = []
     for rec in records:
         texts = ROW_SCORERS[type(rec)][0](rec)
         spans.append(list(range(len(responses), len(responses) + len(texts))))
@@ -285,6 +290,6 @@ def metrics_json(metrics: dict[str, Any]) -> str:
     def clean(v: Any) -> Any:
         if isinstance(v, dict):
             return {k: clean(x) for k, x in v.items()}
-        return None if isinstance(v, float) and v != v else v
+        return None if isinstance(v, float) and math.isnan(v) else v
 
     return json.dumps(clean(metrics), indent=2)
