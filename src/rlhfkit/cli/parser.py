@@ -69,7 +69,8 @@ def add_row_arguments(parser: argparse.ArgumentParser, row: Command) -> None:
     for flag in row.flags:
         _add_flag(parser, flag, hints[flag.field], docs.get(flag.field, ""))
     parser.add_argument("--config", dest="config_file", metavar="FILE.yaml", help="YAML config file")
-    parser.add_argument("overrides", nargs="*", metavar="key=value", help="config fields to set (listed below); dotted keys reach nested configs: lora.r=8")
+    parser.add_argument("overrides", nargs="*", default=[], metavar="key=value",
+                        help="config fields to set (listed below; a dotted key reaches a nested config)")
 
 
 def _subcommands(root: Any, groups: dict[tuple[str, ...], Any], words: tuple[str, ...]) -> Any:

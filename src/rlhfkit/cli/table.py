@@ -15,7 +15,7 @@ class Flag:
     """A command-line spelling of one config field."""
 
     field: str
-    """Config field it sets (a dotted path reaches a nested config)."""
+    """The top-level config field it sets."""
     switch: bool = False
     """A boolean switch (``--json``) that sets the field to true; absent, the config file's value stands."""
     required: bool = False
