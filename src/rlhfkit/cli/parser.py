@@ -9,10 +9,10 @@ from __future__ import annotations
 import argparse
 import importlib
 import typing
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any, Literal
 
-from rlhfkit.cli.table import COMMANDS, GROUPS, Command, Flag
+from rlhfkit.cli.table import COMMANDS, GROUPS, Command, Flag, FlagKind
 from rlhfkit.config import FIELDS_EPILOG, REQUIRED_HELP, field_docs, format_fields
 
 FIELD_DEST = "field:"
@@ -47,18 +47,34 @@ def _first_sentence(doc: str) -> str:
     return doc.split(". ")[0].rstrip(".")
 
 
-def _add_flag(parser: argparse.ArgumentParser, flag: Flag, tp: Any, doc: str) -> None:
-    dest = FIELD_DEST + flag.field
-    text = (_first_sentence(doc) or f"config field {flag.field!r}") + (REQUIRED_HELP if flag.required else "")
-    if flag.positional:
-        parser.add_argument(dest, metavar=flag.field.upper(), help=_first_sentence(doc))
-    elif flag.switch:
-        parser.add_argument(flag.spelling, dest=dest, action="store_true", default=None,
-                            help=f"set {flag.field}=true")
-    else:
-        choices = _choices(tp)
-        parser.add_argument(flag.spelling, dest=dest, choices=choices,
-                            metavar=None if choices else flag.field.upper(), help=text)
+def _value(parser: argparse.ArgumentParser, flag: Flag, tp: Any, help_text: str) -> None:
+    choices = _choices(tp)
+    parser.add_argument(flag.spelling, dest=FIELD_DEST + flag.field, choices=choices,
+                        metavar=None if choices else flag.field.upper(), help=help_text)
+
+
+def _switch(parser: argparse.ArgumentParser, flag: Flag, tp: Any, help_text: str) -> None:
+    # default None, not False: an absent switch must not override a true in the config file.
+    parser.add_argument(flag.spelling, dest=FIELD_DEST + flag.field, action="store_true", default=None,
+                        help=f"set {flag.field}=true")
+
+
+def _positional(parser: argparse.ArgumentParser, flag: Flag, tp: Any, help_text: str) -> None:
+    parser.add_argument(FIELD_DEST + flag.field, metavar=flag.field.upper(), help=help_text)
+
+
+FLAG_ADDERS: dict[FlagKind, Callable[[argparse.ArgumentParser, Flag, Any, str], None]] = {
+    "value": _value,
+    "switch": _switch,
+    "positional": _positional,
+}
+"""Flag kind -> how it becomes an argparse argument, given the field's type and its help line."""
+
+
+def _help(flag: Flag, doc: str) -> str:
+    """The first sentence of the field's doc, and the required marker."""
+    first = doc.split(". ")[0].rstrip(".") or f"config field {flag.field!r}"
+    return first + (REQUIRED_HELP if flag.required else "")
 
 
 def add_row_arguments(parser: argparse.ArgumentParser, row: Command) -> None:
@@ -67,7 +83,7 @@ def add_row_arguments(parser: argparse.ArgumentParser, row: Command) -> None:
     parser.epilog = FIELDS_EPILOG + format_fields(cls)
     hints, docs = typing.get_type_hints(cls), field_docs(cls)
     for flag in row.flags:
-        _add_flag(parser, flag, hints[flag.field], docs.get(flag.field, ""))
+        FLAG_ADDERS[flag.kind](parser, flag, hints[flag.field], _help(flag, docs.get(flag.field, "")))
     parser.add_argument("--config", dest="config_file", metavar="FILE.yaml", help="YAML config file")
     parser.add_argument("overrides", nargs="*", default=[], metavar="key=value",
                         help="config fields to set (listed below; a dotted key reaches a nested config)")

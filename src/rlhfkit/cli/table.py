@@ -8,6 +8,10 @@ and ``rlhfkit serve`` never loads a trainer.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Literal
+
+FlagKind = Literal["value", "switch", "positional"]
+"""``--db URL``; ``--json`` (sets a boolean field to true); ``admin create-user NAME``."""
 
 
 @dataclass(frozen=True)
@@ -16,13 +20,11 @@ class Flag:
 
     field: str
     """The top-level config field it sets."""
-    switch: bool = False
-    """A boolean switch (``--json``) that sets the field to true; absent, the config file's value stands."""
+    kind: FlagKind = "value"
+    """How it is spelled. An absent --flag or switch leaves the config file's value standing."""
     required: bool = False
     """Marked required in --help. Not enforced by argparse: --config or key=value may give it, and the
     config's validation names it when it is missing everywhere."""
-    positional: bool = False
-    """A positional argument (``admin create-user NAME``) instead of a --flag."""
     option: str = ""
     """Spelling when it is not ``--`` + the field with dashes (``--as`` for `container`)."""
 
@@ -85,8 +87,8 @@ COMMANDS: tuple[Command, ...] = (
             (Flag("model"), *_required("data", "output")), report_title="Reward model on {cfg.model}"),
     Command(("reward", "eval"), "accuracy, margin, calibration and accuracy by length on judgments",
             "rlhfkit.train.reward_eval:RewardEvalConfig", "rlhfkit.cli.commands:reward_eval",
-            (*_required("model", "data"), Flag("json", switch=True), Flag("kind"),
-             Flag("skip_invalid", switch=True), Flag("batch_size"))),
+            (*_required("model", "data"), Flag("json", "switch"), Flag("kind"),
+             Flag("skip_invalid", "switch"), Flag("batch_size"))),
     Command(("reward", "score"), "add reward scores to every row of a JSONL file",
             "rlhfkit.train.reward_eval:RewardScoreConfig", "rlhfkit.cli.commands:reward_score",
             (*_required("model", "data", "output"), Flag("batch_size"))),
@@ -94,25 +96,25 @@ COMMANDS: tuple[Command, ...] = (
             "rlhfkit.cli.commands:ModelsConfig", "rlhfkit.cli.commands:models_table"),
     Command(("report",), "(re)write the HTML report of a run directory",
             "rlhfkit.eval.report:ReportConfig", "rlhfkit.cli.commands:run_report",
-            (Flag("run_dir", positional=True),)),
+            (Flag("run_dir", "positional"),)),
     Command(("serve",), "run the human-feedback web app",
             "rlhfkit.feedback.cli:ServeConfig", "rlhfkit.feedback.cli:serve",
             (Flag("db"), Flag("host"), Flag("port"))),
     Command(("admin", "create-user"), "create an account (password from a prompt or stdin)",
             "rlhfkit.feedback.cli:CreateUserConfig", "rlhfkit.feedback.cli:create_user_command",
-            (Flag("name", positional=True), Flag("role", required=True), Flag("db"))),
+            (Flag("name", "positional"), Flag("role", required=True), Flag("db"))),
     Command(("export",), "export a feedback project as training records",
             "rlhfkit.feedback.cli:ExportConfig", "rlhfkit.feedback.cli:export_command",
             (Flag("db"), *_required("project", "format", "output"), Flag("aggregate"),
-             Flag("raw", switch=True), Flag("container", option="--as"))),
+             Flag("raw", "switch"), Flag("container", option="--as"))),
     Command(("loop",), "rounds of candidates -> feedback -> reward model -> policy -> evaluation",
             "rlhfkit.loop.config:LoopConfig", "rlhfkit.loop.loop:run_loop", (Flag("output"),)),
     Command(("eval",), "win rate of a policy against a baseline (judge rm:DIR, gold:NAME or app:DBURL#PROJECT)",
             "rlhfkit.eval.compare:CompareConfig", "rlhfkit.eval.compare:compare_main",
             (Flag("policy"), Flag("baseline"), Flag("prompts"), Flag("judge", required=True),
-             Flag("json", switch=True), Flag("collect", switch=True))),
+             Flag("json", "switch"), Flag("collect", "switch"))),
     Command(("demo",), "the whole RLHF pipeline on the bundled model with a simulated panel (minutes on a CPU)",
             "rlhfkit.loop.demo:DemoConfig", "rlhfkit.loop.demo:demo",
-            (Flag("output"), Flag("serve", switch=True))),
+            (Flag("output"), Flag("serve", "switch"))),
 )
 """Every command, in the order ``rlhfkit --help`` lists them."""
