@@ -90,12 +90,13 @@ def add_row_arguments(parser: argparse.ArgumentParser, row: Command) -> None:
 
 
 def _subcommands(root: Any, groups: dict[tuple[str, ...], Any], words: tuple[str, ...]) -> Any:
-    """The sub-parsers that commands starting with `words` hang off (a group parser per first word)."""
+    """The sub-parsers that commands starting with `words` hang off (a group parser per prefix: ``reward``)."""
     if not words:
         return root
     if words not in groups:
         name = " ".join(words)
-        group = _subcommands(root, groups, words[:-1]).add_parser(words[-1], help=GROUPS[name], description=GROUPS[name])
+        parent = _subcommands(root, groups, words[:-1])
+        group = parent.add_parser(words[-1], help=GROUPS[name], description=GROUPS[name])
         group.set_defaults(usage_of=group)
         groups[words] = group.add_subparsers(dest="subcommand", metavar="SUBCOMMAND")
     return groups[words]
