@@ -216,7 +216,8 @@ def test_a_group_without_its_subcommand_prints_its_help(capsys: pytest.CaptureFi
 
 def test_overrides_may_stand_between_flags(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
     seen = _fake_target(monkeypatch, ROWS["admin create-user"])
-    assert main(["admin", "create-user", "carol", "--role", "admin", "db=sqlite:///a.db", "--db", "sqlite:///b.db"]) == 0
+    argv = ["admin", "create-user", "carol", "--role", "admin", "db=sqlite:///a.db", "--db", "sqlite:///b.db"]
+    assert main(argv) == 0
     assert (seen[0].name, seen[0].db) == ("carol", "sqlite:///a.db")  # key=value overrides a flag
     with pytest.raises(SystemExit):
         main(["admin", "create-user", "carol", "--role", "admin", "stray"])
