@@ -81,7 +81,7 @@ def test_every_non_training_command_reads_a_config_file_and_overrides(
     name: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     row = ROWS[name]
-    assert row.report_title is None
+    assert not row.writes_report
     positionals, in_file, overrides = SAMPLES[name]
     config = tmp_path / "cmd.yaml"
     config.write_text(yaml.safe_dump(in_file))
@@ -173,14 +173,19 @@ def test_a_trainer_row_writes_the_report_and_prints_the_run_dir(tmp_path: Path, 
     assert f"<title>DPO ({seen[0].loss}) of tiny" in (run_dir / "report.html").read_text()
 
 
-def test_trainer_titles_name_the_models() -> None:
-    titles = {name: row.report_title for name, row in ROWS.items() if row.report_title}
-    assert titles == {
-        "sft": "SFT of {cfg.model}",
-        "reward train": "Reward model on {cfg.model}",
-        "dpo": "DPO ({cfg.loss}) of {cfg.model}",
-        "ppo": "PPO of {cfg.policy} against {cfg.reward}",
-    }
+@pytest.mark.parametrize(("argv", "title"), [
+    (["sft", "--model", "tiny", "--data", "d.jsonl"], "SFT of tiny"),
+    (["reward", "train", "--model", "tiny", "--data", "p.jsonl"], "Reward model on tiny"),
+    (["dpo", "--model", "tiny", "--data", "p.jsonl", "loss=ipo"], "DPO (ipo) of tiny"),
+    (["ppo", "--policy", "tiny", "--reward", "rm", "--prompts", "p.jsonl"], "PPO of tiny against rm"),
+])
+def test_trainer_rows_title_their_reports(argv: list[str], title: str, tmp_path: Path,
+                                          monkeypatch: pytest.MonkeyPatch) -> None:
+    row = ROWS[" ".join(argv[:2]) if argv[0] == "reward" else argv[0]]
+    assert row.writes_report
+    _fake_target(monkeypatch, row, returns=tmp_path)
+    assert main([*argv, "--output", str(tmp_path)]) == 0
+    assert f"<title>{title}" in (tmp_path / "report.html").read_text()
 
 
 def test_feedback_choices_match_the_export_tables() -> None:

@@ -15,7 +15,7 @@ from rlhfkit.config import Config
 
 if TYPE_CHECKING:
     from rlhfkit.eval.report import ReportConfig
-    from rlhfkit.train.reward_eval import RewardEvalConfig, RewardScoreConfig
+    from rlhfkit.train.reward.evaluation import RewardEvalConfig, RewardScoreConfig
 
 
 @dataclass(frozen=True)
@@ -41,7 +41,11 @@ def run_report(cfg: ReportConfig) -> Path:
 def reward_eval(cfg: RewardEvalConfig) -> str:
     """The metrics of the reward model on the judgments, as JSON or a table."""
     from rlhfkit.models.reward import load_reward_model
-    from rlhfkit.train.reward_eval import evaluate_source, format_metrics, metrics_json
+    from rlhfkit.train.reward.evaluation import (
+        evaluate_source,
+        format_metrics,
+        metrics_json,
+    )
 
     model = load_reward_model(cfg.model)
     metrics = evaluate_source(model, cfg.data, cfg.kind, cfg.skip_invalid, cfg.batch_size)
@@ -51,7 +55,7 @@ def reward_eval(cfg: RewardEvalConfig) -> str:
 def reward_score(cfg: RewardScoreConfig) -> str:
     """Score every row of the data file into the output file."""
     from rlhfkit.models.reward import load_reward_model
-    from rlhfkit.train.reward_eval import score_file
+    from rlhfkit.train.reward.evaluation import score_file
 
     n = score_file(load_reward_model(cfg.model), cfg.data, cfg.output, cfg.batch_size)
     return f"scored {n} rows -> {cfg.output}"

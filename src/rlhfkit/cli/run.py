@@ -76,17 +76,17 @@ def row_config(row: Command, args: argparse.Namespace) -> Any:
 
 
 def finish(row: Command, cfg: Any, result: Any) -> None:
-    """Print what the target returned; for a trainer, first write the report of the run directory.
+    """Print what the target returned; for a trainer, first write the report of its run directory.
 
     The report is the CLI's job so that a trainer called from Python does only the training.
     Nothing returned means nothing to report or print.
     """
     if result is None:
         return
-    if row.report_title is not None:
+    if row.writes_report:
         from rlhfkit.eval.report import write_report
 
-        write_report(Path(result), title=row.report_title.format(cfg=cfg))
+        write_report(Path(result), title=cfg.title())
     print(result)
 
 

@@ -48,9 +48,10 @@ class Command:
     """``"module:function"`` taking that config."""
     flags: tuple[Flag, ...] = ()
     """Config fields that also have a flag or positional (every field is settable as key=value)."""
-    report_title: str | None = None
-    """Trainer commands: the target returns a run directory, whose HTML report the CLI then writes under
-    this title (a format string of ``cfg``) before printing the directory. None: print what it returns."""
+    writes_report: bool = False
+    """Trainer commands: the target returns a run directory, whose HTML report the CLI then writes, titled
+    by the config's ``title()`` (the loop titles its stages' reports the same way), before printing the
+    directory. False: print what the target returns."""
 
     @property
     def name(self) -> str:
@@ -71,26 +72,26 @@ GROUPS: dict[str, str] = {
 COMMANDS: tuple[Command, ...] = (
     Command(("sft",), "supervised fine-tuning on demonstrations",
             "rlhfkit.train.sft:SFTConfig", "rlhfkit.train.sft:sft",
-            (Flag("model"), *_required("data", "output")), report_title="SFT of {cfg.model}"),
+            (Flag("model"), *_required("data", "output")), writes_report=True),
     Command(("generate",), "sample n responses per prompt into a JSONL file",
             "rlhfkit.rollout.candidates:GenerateConfig", "rlhfkit.rollout.candidates:generate",
             (Flag("model"), *_required("prompts", "output"))),
     Command(("ppo",), "PPO with a KL penalty against a reward model, function or URL",
-            "rlhfkit.train.ppo_config:PPOConfig", "rlhfkit.train.ppo:ppo",
+            "rlhfkit.train.ppo:PPOConfig", "rlhfkit.train.ppo:ppo",
             (Flag("policy"), *_required("reward", "prompts", "output")),
-            report_title="PPO of {cfg.policy} against {cfg.reward}"),
+            writes_report=True),
     Command(("dpo",), "DPO and its variants (ipo, cdpo, robust, hinge, simpo, orpo) on preference pairs",
             "rlhfkit.train.dpo:DPOConfig", "rlhfkit.train.dpo:dpo",
-            (Flag("model"), *_required("data", "output")), report_title="DPO ({cfg.loss}) of {cfg.model}"),
+            (Flag("model"), *_required("data", "output")), writes_report=True),
     Command(("reward", "train"), "train a reward model; the output directory is the model",
             "rlhfkit.train.reward:RewardConfig", "rlhfkit.train.reward:train_reward_model",
-            (Flag("model"), *_required("data", "output")), report_title="Reward model on {cfg.model}"),
+            (Flag("model"), *_required("data", "output")), writes_report=True),
     Command(("reward", "eval"), "accuracy, margin, calibration and accuracy by length on judgments",
-            "rlhfkit.train.reward_eval:RewardEvalConfig", "rlhfkit.cli.commands:reward_eval",
+            "rlhfkit.train.reward.evaluation:RewardEvalConfig", "rlhfkit.cli.commands:reward_eval",
             (*_required("model", "data"), Flag("json", "switch"), Flag("kind"),
              Flag("skip_invalid", "switch"), Flag("batch_size"))),
     Command(("reward", "score"), "add reward scores to every row of a JSONL file",
-            "rlhfkit.train.reward_eval:RewardScoreConfig", "rlhfkit.cli.commands:reward_score",
+            "rlhfkit.train.reward.evaluation:RewardScoreConfig", "rlhfkit.cli.commands:reward_score",
             (*_required("model", "data", "output"), Flag("batch_size"))),
     Command(("models",), "list the bundled and cached models",
             "rlhfkit.cli.commands:ModelsConfig", "rlhfkit.cli.commands:models_table"),
