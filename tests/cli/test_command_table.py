@@ -227,3 +227,15 @@ def test_overrides_may_stand_between_flags(monkeypatch: pytest.MonkeyPatch, caps
     with pytest.raises(SystemExit):
         main(["admin", "create-user", "carol", "--role", "admin", "stray"])
     assert "unrecognized arguments: stray" in capsys.readouterr().err
+
+
+def test_run_command_runs_a_built_config_as_the_cli_would(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                          capsys: pytest.CaptureFixture[str]) -> None:
+    from rlhfkit.cli import run_command
+    from rlhfkit.train.sft import SFTConfig
+
+    _fake_target(monkeypatch, ROWS["sft"], returns=tmp_path)
+    assert run_command("sft", SFTConfig(model="tiny", data="d.jsonl", output=tmp_path)) == tmp_path
+    assert "<title>SFT of tiny" in (tmp_path / "report.html").read_text() and capsys.readouterr().out == ""
+    with pytest.raises(ConfigError, match="no command 'train'"):
+        run_command("train", SFTConfig(data="d.jsonl", output=tmp_path))

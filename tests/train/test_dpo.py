@@ -14,6 +14,7 @@ from rlhfkit.algorithms.dpo_losses import (
     PreferenceLogps,
     loss_hyperparameters,
 )
+from rlhfkit.cli import run_command
 from rlhfkit.config import ConfigError, build_config
 from rlhfkit.data.fixtures import fixture_path
 from rlhfkit.models.tiny import byte_tokenizer, tiny_model
@@ -137,7 +138,7 @@ def test_pair_terms_match_a_naive_loop_for_groups_of_mixed_sizes() -> None:
 def test_every_loss_trains_end_to_end(loss: str, tmp_path: Path) -> None:
     cfg = cfg_for(fixture_path("pairs_small.jsonl"), tmp_path / loss, loss=loss, max_steps=4, lr=1e-3,
                   batch_size=4, eval_fraction=0.2, kl_prompts=0, save_every=0)
-    run = dpo(cfg)
+    run = run_command("dpo", cfg)  # the command, so the run directory gets its report
     rows = metrics(run)
     train = series(rows, "train/loss")
     assert len(train) == 4 and all(torch.isfinite(torch.tensor(train)))

@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 import torch
 
+from rlhfkit.cli import run_command
 from rlhfkit.config import ConfigError, build_config
 from rlhfkit.data.fixtures import fixture_path
 from rlhfkit.train.ppo import PPOConfig, ppo
@@ -242,7 +243,7 @@ def test_long_prompts_are_cut_and_counted_and_the_run_dir_is_a_model_dir(rewards
                                           "output": str(tmp_path / "r")},
                        overrides=["progress=false", "rollout_batch_size=4", "batch_size=4", "grad_accum=1", "sampling.max_new_tokens=4",
                                   "sampling.max_prompt_length=24", "max_steps=2", "samples_per_log=2"])
-    run = ppo(cfg)
+    run = run_command("ppo", cfg)  # the command, so the run directory gets its report
     assert sum(_series(run, "ppo/prompts_truncated")) >= 1
     rows = [json.loads(line) for line in (run / "samples.jsonl").read_text().splitlines()]
     assert len(rows) == 4 and set(rows[0]) == {"step", "prompt", "response", "score"}

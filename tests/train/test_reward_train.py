@@ -11,6 +11,7 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
+from rlhfkit.cli import run_command
 from rlhfkit.config import build_config
 from rlhfkit.data.fixtures import fixture_path
 from rlhfkit.models.reward import RewardModel, load_reward_model
@@ -20,7 +21,6 @@ from rlhfkit.train.reward.trainer import (
     _drop_ties,
     _load_split,
     reference_samples,
-    train_reward_model,
 )
 
 WORDS = "red blue green small large quick slow happy calm bright dark soft loud warm cold".split()
@@ -43,7 +43,8 @@ def marker_pairs(path: Path, n: int, seed: int) -> Path:
 def train(tmp_path: Path, name: str, data: list[Path], *overrides: str) -> Path:
     values = {"model": "tiny", "data": ",".join(map(str, data)), "output": str(tmp_path / name)}
     base = ["progress=false", "batch_size=8", "lr=3e-3", "warmup_steps=1", "normalize=false", "save_every=0"]
-    return train_reward_model(build_config(RewardConfig, values=values, overrides=[*base, *overrides]))
+    # The command, so the run directory gets its report.
+    return run_command("reward train", build_config(RewardConfig, values=values, overrides=[*base, *overrides]))
 
 
 def metrics(run: Path) -> list[dict]:

@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 import torch
 
+from rlhfkit.cli import run_command
 from rlhfkit.config import build_config
 from rlhfkit.train.sft import SFTConfig, sft
 
@@ -32,7 +33,7 @@ def test_sft_lowers_eval_loss_and_writes_a_model_dir(demos_file: Path, tmp_path:
 
     cfg = SFTConfig(model="tiny", data=str(demos_file), output=tmp_path / "run", max_steps=25, lr=3e-3,
                     batch_size=4, eval_every=5, progress=False, eval_fraction=0.1)
-    run = sft(cfg)
+    run = run_command("sft", cfg)  # the command, so the run directory gets its report
     rows = metrics(run)
     evals = [r["eval/loss"] for r in rows if "eval/loss" in r]
     assert evals[-1] < 0.8 * evals[0]  # step-0 eval loss vs final

@@ -15,10 +15,10 @@ import sys
 from collections.abc import Sequence
 
 from rlhfkit.cli.parser import build_parser, parse
-from rlhfkit.cli.run import run_row
+from rlhfkit.cli.run import run_command, run_row
 from rlhfkit.cli.table import COMMANDS, Command, Flag
 
-__all__ = ["COMMANDS", "Command", "Flag", "build_parser", "main"]
+__all__ = ["COMMANDS", "Command", "Flag", "build_parser", "main", "run_command"]
 
 QUIET_LOGGERS = ("httpx", "urllib3", "filelock", "accelerate")
 """Libraries whose INFO lines drown the run's own; they log warnings and errors only."""

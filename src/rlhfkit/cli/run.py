@@ -9,8 +9,8 @@ from pathlib import Path
 from typing import Any
 
 from rlhfkit.cli.parser import FIELD_DEST, load
-from rlhfkit.cli.table import Command
-from rlhfkit.config import build_config
+from rlhfkit.cli.table import COMMANDS, Command
+from rlhfkit.config import ConfigError, build_config
 
 
 def _feedback_message(exc: BaseException) -> str:
@@ -75,29 +75,39 @@ def row_config(row: Command, args: argparse.Namespace) -> Any:
                         overrides=args.overrides)
 
 
-def finish(row: Command, cfg: Any, result: Any) -> None:
-    """Print what the target returned; for a trainer, first write the report of its run directory.
+def call(row: Command, cfg: Any) -> Any:
+    """The row's target on `cfg`; a trainer's run directory then gets its HTML report.
 
-    The report is the CLI's job so that a trainer called from Python does only the training.
-    Nothing returned means nothing to report or print.
+    The report is the CLI's job so that a trainer called from Python does only the training. A target
+    that returns nothing has nothing to report.
     """
-    if result is None:
-        return
-    if row.writes_report:
+    result = load(row.target)(cfg)
+    if row.writes_report and result is not None:
         from rlhfkit.eval.report import write_report
 
         write_report(Path(result), title=cfg.title())
-    print(result)
+    return result
+
+
+def run_command(name: str, cfg: Any) -> Any:
+    """Run the command `name` (``"reward train"``) on a config built in Python, as `rlhfkit` would
+    (report included, nothing printed); returns what its target returns."""
+    rows = {row.name: row for row in COMMANDS}
+    if name not in rows:
+        raise ConfigError(f"no command {name!r}; commands: {', '.join(rows)}")
+    return call(rows[name], cfg)
 
 
 def run_row(row: Command, args: argparse.Namespace) -> int:
-    """Run one parsed command; the exit code (0, or what `exit_code` maps an error to)."""
+    """Run one parsed command and print what it returns; the exit code (0, or what `exit_code` maps
+    an error to)."""
     try:
-        cfg = row_config(row, args)
-        finish(row, cfg, load(row.target)(cfg))
+        result = call(row, row_config(row, args))
     except (Exception, KeyboardInterrupt) as exc:
         code = exit_code(exc, row)
         if code is None:
             raise
         return code
+    if result is not None:
+        print(result)
     return 0
