@@ -110,7 +110,7 @@ COMMANDS: tuple[Command, ...] = (
     Command(("loop",), "rounds of candidates -> feedback -> reward model -> policy -> evaluation",
             "rlhfkit.loop.config:LoopConfig", "rlhfkit.loop.loop:run_loop", (Flag("output"),)),
     Command(("eval",), "win rate of a policy against a baseline (judge rm:DIR, gold:NAME or app:DBURL#PROJECT)",
-            "rlhfkit.eval.compare:CompareConfig", "rlhfkit.eval.compare:compare_main",
+            "rlhfkit.eval.compare:CompareConfig", "rlhfkit.loop.compare:compare_main",
             (Flag("policy"), Flag("baseline"), Flag("prompts"), Flag("judge", required=True),
              Flag("json", "switch"), Flag("collect", "switch"))),
     Command(("demo",), "the whole RLHF pipeline on the bundled model with a simulated panel (minutes on a CPU)",
