@@ -83,7 +83,7 @@ def read_jsonl(path: Path) -> list[dict[str, Any]]:
                 break
             raise ValueError(f"{path}:{number}: not JSON: {err}") from err
         if not isinstance(row, dict):
-            raise ValueError(f"{path}:{number}: expected a JSON object")  # noqa: TRY004 -- a bad line, like "not JSON"
+            raise ValueError(f"{path}:{number}: expected a JSON object")
         rows.append(row)
     return rows
 
@@ -146,7 +146,7 @@ def examples(samples: list[dict[str, Any]], limit: int = MAX_EXAMPLES) -> dict[s
     after = {_text(s.get("prompt", "")): s for s in by_step[last]}
     pairs = [(b, after[key]) for b in before if (key := _text(b.get("prompt", ""))) in after]
     if not pairs:
-        pairs = list(zip(before, by_step[last]))
+        pairs = list(zip(before, by_step[last], strict=False))  # by position, as many as both steps have
     rows = [
         {"prompt": _text(b.get("prompt", "")), "before": b, "after": a if last != first else None}
         for b, a in pairs[:limit]

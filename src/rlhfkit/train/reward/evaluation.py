@@ -280,7 +280,7 @@ def score_file(model: RewardModel, data: str | Path, output: str | Path, batch_s
     if not rows:
         raise DataError(str(path), 0, "<source>", "no rows to score", reason="empty source")
     scores = model.score(prompts, responses, batch_size=batch_size)
-    out = [{**row, **ROW_SCORERS[type(rec)][1](scores, span)} for row, rec, span in zip(rows, records, spans)]
+    out = [{**row, **ROW_SCORERS[type(rec)][1](scores, span)} for row, rec, span in zip(rows, records, spans, strict=True)]
     return write_jsonl(output, out)
 
 
