@@ -189,7 +189,7 @@ def test_trainer_rows_title_their_reports(argv: list[str], title: str, tmp_path:
 
 
 def test_feedback_choices_match_the_export_tables() -> None:
-    from rlhfkit.feedback import cli as feedback_cli
+    from rlhfkit.feedback import commands as feedback_cli
     from rlhfkit.feedback.export import AGGREGATIONS, EXPORT_KINDS, WRITERS
 
     assert typing.get_args(feedback_cli.ExportFormat) == EXPORT_KINDS

@@ -68,7 +68,7 @@ def test_export_command(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> N
     assert "no project named 'nope'" in capsys.readouterr().err
 
 
-@pytest.mark.parametrize("module", ["rlhfkit.cli", "rlhfkit.feedback.cli"])
+@pytest.mark.parametrize("module", ["rlhfkit.cli"])
 def test_module_entry_point_creates_a_user(module: str, tmp_path: Path) -> None:
     url = f"sqlite:///{tmp_path / 'f.db'}"
     done = subprocess.run(

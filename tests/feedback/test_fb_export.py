@@ -11,7 +11,7 @@ import pytest
 
 from rlhfkit.data.projects import project_ref as split_data_url
 from rlhfkit.data.records import Comparison, Demonstration, Ranking, Rating
-from rlhfkit.feedback.cli import export_project
+from rlhfkit.feedback.commands import export_project
 from rlhfkit.feedback.entities import NewItem, ProjectSpec, TaskView
 from rlhfkit.feedback.source import project_records as load_project_records
 from rlhfkit.feedback.store import FeedbackStore

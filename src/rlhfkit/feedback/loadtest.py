@@ -338,10 +338,10 @@ def free_port() -> int:
 
 
 def start_server(db_url: str, port: int, log_path: str | None = None) -> subprocess.Popen[bytes]:
-    """``python -m rlhfkit.feedback.cli serve`` in a subprocess; waits until it answers."""
+    """``python -m rlhfkit.cli serve`` (what ``rlhfkit serve`` runs) in a subprocess; waits until it answers."""
     out = open(log_path, "ab") if log_path else subprocess.DEVNULL  # noqa: SIM115 -- owned by the child
     process = subprocess.Popen(
-        [sys.executable, "-m", "rlhfkit.feedback.cli", "serve", "--db", db_url,
+        [sys.executable, "-m", "rlhfkit.cli", "serve", "--db", db_url,
          "--host", "127.0.0.1", "--port", str(port)],
         stdout=out, stderr=subprocess.STDOUT, env={**os.environ, "PYTHONUNBUFFERED": "1"},
     )

@@ -174,12 +174,3 @@ def export_command(cfg: ExportConfig) -> str:
     count = export_project(cfg.db, cfg.project, cfg.format, cfg.output, aggregate=cfg.aggregate,
                            raw=cfg.raw, container=cfg.container)
     return f"wrote {count} {cfg.format} records to {cfg.output}"
-
-
-if __name__ == "__main__":
-    # `python -m rlhfkit.feedback.cli ARGS` predates `rlhfkit ARGS` and `loadtest.start_server` still
-    # starts the app this way; it runs the one command line. runpy names it by string because this
-    # module sits below `rlhfkit.cli` and must not import it.
-    import runpy
-
-    runpy.run_module("rlhfkit.cli", run_name="__main__", alter_sys=True)
