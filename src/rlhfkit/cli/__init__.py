@@ -11,7 +11,9 @@ package imports it.
 from __future__ import annotations
 
 import logging
+import os
 import sys
+import warnings
 from collections.abc import Sequence
 
 from rlhfkit.cli.parser import build_parser, parse
@@ -24,8 +26,25 @@ QUIET_LOGGERS = ("httpx", "urllib3", "filelock", "accelerate")
 """Libraries whose INFO lines drown the run's own; they log warnings and errors only."""
 
 
+def quiet_libraries() -> None:
+    """No progress bars or advice from the libraries underneath: a run shows one live line of its own
+    (`rlhfkit.train.console`), and loading or saving a model is not a stage worth a bar. Set both for
+    libraries imported later (their environment switches) and for those already imported."""
+    os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")  # huggingface_hub, datasets, transformers
+    os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
+    os.environ.setdefault("TRANSFORMERS_NO_ADVISORY_WARNINGS", "1")
+    for module, switch in (("huggingface_hub.utils", "disable_progress_bars"),
+                           ("transformers.utils.logging", "disable_progress_bar"),
+                           ("transformers.utils.logging", "set_verbosity_error")):
+        if module in sys.modules:
+            getattr(sys.modules[module], switch)()
+    # transformers warns about its own deprecations when peft calls it; nothing a user can act on.
+    warnings.filterwarnings("ignore", category=FutureWarning, module=r"transformers\.")
+
+
 def configure_logging(verbose: bool) -> None:
-    """INFO (DEBUG with -v) with timestamps for rlhfkit, WARNING for `QUIET_LOGGERS`."""
+    """INFO (DEBUG with -v) with timestamps for rlhfkit, WARNING for `QUIET_LOGGERS`, and without -v
+    `quiet_libraries`."""
     logging.basicConfig(
         level=logging.DEBUG if verbose else logging.INFO,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
@@ -33,6 +52,8 @@ def configure_logging(verbose: bool) -> None:
     )
     for noisy in QUIET_LOGGERS:
         logging.getLogger(noisy).setLevel(logging.WARNING)
+    if not verbose:
+        quiet_libraries()
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -26,7 +26,7 @@ def _fmt(value: float) -> str:
 
 
 class Console:
-    """The progress line and the table of one run (`live=False`: the table only)."""
+    """The progress line and the table of one run (`live=False`, or stderr not a terminal: the table only)."""
 
     def __init__(self, name: str, headline: Headline, *, total: int, initial: int, every: int, live: bool) -> None:
         from tqdm import tqdm
@@ -37,8 +37,9 @@ class Console:
         self.latest: dict[str, float] = {}
         self._header_done = False
         self._unshown: int | None = None  # a step whose numbers changed after its row was printed
-        self.bar = tqdm(total=total, initial=initial, desc=name, disable=not live, dynamic_ncols=True, unit="step",
-                        file=sys.stderr)
+        # disable=None: tqdm draws the line only on a terminal; a log file gets the table rows alone.
+        self.bar = tqdm(total=total, initial=initial, desc=name, disable=None if live else True, dynamic_ncols=True,
+                        unit="step", file=sys.stderr)
 
     def update(self, step: int, metrics: Mapping[str, Any]) -> None:
         """Take a finished step's metrics: refresh the line, and print a table row when one is due."""
