@@ -18,6 +18,7 @@ import resource
 import sys
 import time
 from collections.abc import Callable
+from itertools import pairwise
 from pathlib import Path
 from typing import Any
 
@@ -41,7 +42,7 @@ class StepRecorder:
         return {
             "steps_per_s": steady_rate(self.times, [1] * len(self.times), skip=1),
             "pairs_per_s": steady_rate(self.times, self.pairs, skip=1),
-            "step_s": [round(b - a, 3) for a, b in zip(self.times, self.times[1:])],
+            "step_s": [round(b - a, 3) for a, b in pairwise(self.times)],
             "train_max_rss_mb": self.rss_mb_at_last_step,
         }
 
@@ -55,14 +56,14 @@ def _version(package: str) -> str:
 def _rlhfkit_config(spec: dict[str, Any], out: Path, **values: Any) -> Any:
     from rlhfkit.train.dpo import DPOConfig
 
-    base = dict(model=spec["model_dir"], data=spec["train_file"], eval_data=spec.get("eval_file", ""),
-                eval_fraction=0.0, max_length=spec["max_length"], max_prompt_length=spec["max_length"] - 1,
-                batch_size=spec["batch_size"], lr=spec["lr"], warmup_steps=0, schedule="constant",
-                max_grad_norm=1.0, max_steps=spec["steps"], beta=spec["beta"], loss=spec["loss"],
-                dtype=spec["rlhfkit_dtype"], layout=spec["rlhfkit_layout"], seed=spec["seed"],
-                group_by_length=spec["rlhfkit_group_by_length"], save_every=0, log_every=1,
-                eval_every=spec.get("eval_every", 0), eval_batches=10**6, kl_prompts=spec.get("kl_prompts", 0),
-                ref_batch_size=spec["batch_size"], progress=False, resume=False, output=out)
+    base = {"model": spec["model_dir"], "data": spec["train_file"], "eval_data": spec.get("eval_file", ""),
+                "eval_fraction": 0.0, "max_length": spec["max_length"], "max_prompt_length": spec["max_length"] - 1,
+                "batch_size": spec["batch_size"], "lr": spec["lr"], "warmup_steps": 0, "schedule": "constant",
+                "max_grad_norm": 1.0, "max_steps": spec["steps"], "beta": spec["beta"], "loss": spec["loss"],
+                "dtype": spec["rlhfkit_dtype"], "layout": spec["rlhfkit_layout"], "seed": spec["seed"],
+                "group_by_length": spec["rlhfkit_group_by_length"], "save_every": 0, "log_every": 1,
+                "eval_every": spec.get("eval_every", 0), "eval_batches": 10**6, "kl_prompts": spec.get("kl_prompts", 0),
+                "ref_batch_size": spec["batch_size"], "progress": False, "resume": False, "output": out}
     return DPOConfig(**{**base, **values})
 
 
@@ -228,9 +229,9 @@ def _trl_trainer(kind: str, model: Any, ref_model: Any, tokenizer: Any, dataset:
     from trl.experimental.cpo import CPOConfig, CPOTrainer
     from trl.experimental.orpo import ORPOConfig, ORPOTrainer
 
-    common = dict(output_dir=str(Path(spec["work_dir"]) / "trl-loss"), use_cpu=True, bf16=False, fp16=False,
-                  per_device_train_batch_size=batch_size, max_length=spec["max_length"], beta=spec["beta"],
-                  report_to="none", disable_tqdm=True, gradient_checkpointing=False, seed=spec["seed"])
+    common = {"output_dir": str(Path(spec["work_dir"]) / "trl-loss"), "use_cpu": True, "bf16": False, "fp16": False,
+                  "per_device_train_batch_size": batch_size, "max_length": spec["max_length"], "beta": spec["beta"],
+                  "report_to": "none", "disable_tqdm": True, "gradient_checkpointing": False, "seed": spec["seed"]}
     if kind == "dpo":
         args = DPOConfig(**common, **options)
         return DPOTrainer(model=model, ref_model=ref_model, args=args, train_dataset=dataset,

@@ -123,14 +123,14 @@ def prepare_data(args: argparse.Namespace, model_dir: Path, work: Path, steps: i
     long = 10**9
     groups = [encode_group(tok, r.prompt, (r.chosen, r.rejected), max_length=long, max_prompt_length=long - 1)
               for r in loaded.records]
-    fits = [r for r, g in zip(loaded.records, groups)
+    fits = [r for r, g in zip(loaded.records, groups, strict=True)
             if len(g.prompt_ids) + max(len(x) for x in g.responses) <= args.max_length]
     train, held = split_records(fits, eval_size / len(fits), args.seed) if eval_size else (fits, [])
     need = steps * args.batch_size
     if len(train) < need:
         raise SystemExit(f"only {len(train)} training pairs fit in {args.max_length} tokens; {need} needed")
     files = {}
-    length = {id(r): g.packed_length for r, g in zip(loaded.records, groups)}
+    length = {id(r): g.packed_length for r, g in zip(loaded.records, groups, strict=True)}
     for split, recs in (("train", train[:need]), ("eval", held)):
         write_jsonl(work / f"{split}.jsonl",
                     [{"prompt": r.prompt, "chosen": r.chosen, "rejected": r.rejected} for r in recs])

@@ -67,7 +67,7 @@ def curve_rows(points: list[dict[str, Any]], gold_smoothed: list[float], warned:
     return [[str(p["step"]), f"{p['kl']:.2f}", f"{p['proxy']:.3f}", f"{p['gold']:.3f}", f"{g:.3f}",
              "" if p.get("ensemble_std") is None else f"{p['ensemble_std']:.3f}", f"{p['distinct2']:.2f}",
              "warning" if p["step"] in warned else ""]
-            for p, g in zip(points, gold_smoothed)]
+            for p, g in zip(points, gold_smoothed, strict=True)]
 
 
 def gold_noise(points: list[dict[str, Any]]) -> float:

@@ -17,6 +17,7 @@ import json
 import resource
 import sys
 import time
+from itertools import pairwise
 from pathlib import Path
 from typing import Any
 
@@ -41,8 +42,8 @@ class StepRecorder:
         return {
             "samples_per_s": steady_rate(self.times, [self.samples] * len(self.times), skip=1),
             "samples_per_cpu_s": steady_rate(self.cpu, [self.samples] * len(self.cpu), skip=1),
-            "step_s": [round(b - a, 2) for a, b in zip(self.times, self.times[1:])],
-            "step_cpu_s": [round(b - a, 2) for a, b in zip(self.cpu, self.cpu[1:])],
+            "step_s": [round(b - a, 2) for a, b in pairwise(self.times)],
+            "step_cpu_s": [round(b - a, 2) for a, b in pairwise(self.cpu)],
             "train_max_rss_mb": self.rss_mb_at_last_step,
         }
 

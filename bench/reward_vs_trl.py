@@ -38,6 +38,7 @@ import sys
 import tempfile
 import time
 from collections.abc import Callable
+from itertools import pairwise
 from pathlib import Path
 from typing import Any
 
@@ -99,7 +100,7 @@ class StepRecorder:
         return {
             "steps_per_s": steady_rate(self.times, [1] * len(self.times), skip=1),
             "tokens_per_s": steady_rate(self.times, self.tokens, skip=1),
-            "step_s": [round(b - a, 3) for a, b in zip(self.times, self.times[1:])],
+            "step_s": [round(b - a, 3) for a, b in pairwise(self.times)],
             "tokens_trained": sum(self.tokens),
             "tokens_encoded": sum(self.encoded),
             "step_tokens": self.tokens,
@@ -191,7 +192,7 @@ def run_rlhfkit(spec: dict[str, Any]) -> dict[str, Any]:
     train_s = time.perf_counter() - start
     model = load_reward_model(run_dir)
     # The same token ids as the TRL side: rlhfkit re-tokenized train.jsonl; check it matches the harness.
-    check = model.encode(*zip(*[(r["prompt"], r["chosen"]) for r in _rows(spec["train_file"])[:50]]))
+    check = model.encode(*zip(*[(r["prompt"], r["chosen"]) for r in _rows(spec["train_file"])[:50]], strict=True))
     if check != [r["chosen_ids"] for r in _rows(spec["train_ids"])[:50]]:
         raise SystemExit("rlhfkit tokenized train.jsonl differently from the harness")
     reward_module._select_trainable(model, cfg)  # the configured split, to count what trained
@@ -232,7 +233,7 @@ def bt_check_batch(spec: dict[str, Any]) -> dict[str, Any]:
     with torch.no_grad():
         rewards = model(batch.input_ids, batch.attention_mask).float()
         loss, _ = objective(rewards, batch, torch.ones(len(exs), 1), LossParams(1), ObjectiveSpec())
-    return {"rows": [{**r, "margin": m} for r, m in zip(rows, margins)], "loss": float(loss),
+    return {"rows": [{**r, "margin": m} for r, m in zip(rows, margins, strict=True)], "loss": float(loss),
             "head_weight": model.head.weight.detach()[0].tolist(), "head_bias": model.head.bias.detach()[0].item()}
 
 

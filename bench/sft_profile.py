@@ -26,9 +26,9 @@ import torch
 from common import bench_lock
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
-from rlhfkit.models.adapters import decoder_layers  # noqa: E402
-from rlhfkit.models.lm import token_nll_sum  # noqa: E402
-from rlhfkit.models.loading import load_model  # noqa: E402
+from rlhfkit.models.adapters import decoder_layers
+from rlhfkit.models.lm import token_nll_sum
+from rlhfkit.models.loading import load_model
 
 
 def main() -> None:

@@ -17,6 +17,7 @@ import resource
 import sys
 import time
 from collections.abc import Callable
+from itertools import pairwise
 from pathlib import Path
 from typing import Any
 
@@ -46,7 +47,7 @@ class StepRecorder:
     def summary(self) -> dict[str, Any]:
         return {
             "tokens_per_s": steady_rate(self.times, self.tokens, skip=1),
-            "step_s": [round(b - a, 4) for a, b in zip(self.times, self.times[1:])],
+            "step_s": [round(b - a, 4) for a, b in pairwise(self.times)],
             "step_tokens": self.tokens,
             "tokens_trained": sum(self.tokens),
             # ru_maxrss when the last step ended: the training peak, before saving and evaluation.

@@ -173,7 +173,7 @@ def render(args: argparse.Namespace, argv: list[str], data: dict[str, Any], peak
     order = "each seen once, in each side's own order"
     if args.order == "shared":
         # TRL's rendering has one more token per example (the newline after <|im_end|>).
-        same = [t - o for o, t in zip(ours["step_tokens"], theirs["step_tokens"])] == [per_step] * args.steps
+        same = [t - o for o, t in zip(ours["step_tokens"], theirs["step_tokens"], strict=True)] == [per_step] * args.steps
         order = ("each seen once, in the same batches and order on both sides: every step's token count "
                  f"{'matches' if same else 'DIFFERS'} between the sides, up to TRL's extra token per example")
     table = comparison_table(METRICS, ours, theirs, names=("rlhfkit", f"TRL {theirs['version']}"))

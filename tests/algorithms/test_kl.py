@@ -103,8 +103,8 @@ def test_controller_resumes_from_state_dict(make, kls: list[float], n: int) -> N
 
 
 @pytest.mark.parametrize(
-    "kwargs", [dict(init_beta=0.0, target=6.0, horizon=10), dict(init_beta=0.1, target=0.0, horizon=10),
-               dict(init_beta=0.1, target=6.0, horizon=0)]
+    "kwargs", [{"init_beta": 0.0, "target": 6.0, "horizon": 10}, {"init_beta": 0.1, "target": 0.0, "horizon": 10},
+               {"init_beta": 0.1, "target": 6.0, "horizon": 0}]
 )
 def test_adaptive_controller_validates(kwargs: dict[str, float]) -> None:
     with pytest.raises(ValueError):
@@ -174,6 +174,6 @@ def test_pi_controller_with_kp_zero_is_ziegler_in_log_space() -> None:
 
 
 def test_pi_controller_validates() -> None:
-    for bad in [dict(kp=-1.0), dict(min_beta=0.2), dict(max_beta=0.05), dict(min_beta=0.0)]:
+    for bad in [{"kp": -1.0}, {"min_beta": 0.2}, {"max_beta": 0.05}, {"min_beta": 0.0}]:
         with pytest.raises(ValueError):
             PIKLController(0.1, 3.0, 64, **bad)  # type: ignore[arg-type]

@@ -189,7 +189,7 @@ def test_ordinal_matches_naive_probabilities_and_sums_to_one() -> None:
     pred = torch.randn(7, generator=g) * 2
     n_classes = 5
     total = torch.zeros(7, dtype=torch.float64)
-    cuts = [-math.inf] + thresholds.tolist() + [math.inf]
+    cuts = [-math.inf, *thresholds.tolist(), math.inf]
     for c in range(n_classes):
         nll = ordinal_thresholds(pred, torch.full((7,), c), thresholds)
         total += (-nll.double()).exp()

@@ -98,7 +98,7 @@ def test_trl_explicit_preference_text(write_rows):
 
 def naive_common_prefix(a: str, b: str) -> str:
     out = ""
-    for x, y in zip(a, b):
+    for x, y in zip(a, b, strict=True):
         if x != y:
             break
         out += x
@@ -157,8 +157,8 @@ def test_conversational_explicit_preference(write_rows):
 def test_conversational_implicit_preference(write_rows):
     shared = [USER, {"role": "assistant", "content": "Hello."}, {"role": "user", "content": "Joke?"}]
     row = {
-        "chosen": shared + [{"role": "assistant", "content": "Knock knock."}],
-        "rejected": shared + [{"role": "assistant", "content": "No."}],
+        "chosen": [*shared, {"role": "assistant", "content": "Knock knock."}],
+        "rejected": [*shared, {"role": "assistant", "content": "No."}],
     }
     assert one(write_rows, row, "pairs") == Comparison(shared, "Knock knock.", "No.")
 

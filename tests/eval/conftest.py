@@ -43,7 +43,7 @@ def gao_points(n: int = 60, seed: int = 0) -> list[EvalPoint]:
 
 def write_metrics(run_dir: Path, *, ppo: bool) -> None:
     lines = []
-    for step in range(0, 41):
+    for step in range(41):
         row: dict[str, float | int] = {"step": step, "train/loss": 2.0 * math.exp(-step / 15)}
         if step % 10 == 0:
             row["eval/loss"] = 2.1 * math.exp(-step / 15)

@@ -51,8 +51,8 @@ def test_reward_model_judge_matches_a_naive_count(tmp_path: Path) -> None:
     with torch.no_grad():
         a = rm.score(prompts, policy).mean.tolist()
         b = rm.score(prompts, baseline).mean.tolist()
-    wins = sum(x > y for x, y in zip(a, b))
-    ties = sum(x == y for x, y in zip(a, b))
+    wins = sum(x > y for x, y in zip(a, b, strict=True))
+    ties = sum(x == y for x, y in zip(a, b, strict=True))
     assert (result["wins"], result["ties"], result["n"]) == (wins, ties, 12)
     assert result["win_rate"] == pytest.approx((wins + ties / 2) / 12)
 

@@ -30,7 +30,7 @@ def _gao_run(seed: int, gold_beta: float = 0.1) -> tuple[list[EvalPoint], np.nda
     proxy = d + rng.normal(0, 0.1, len(d))
     true_gold = d - gold_beta * KL
     gold = true_gold + rng.normal(0, 0.05, len(d))
-    points = [EvalPoint(int(s), float(k), float(p), float(g)) for s, k, p, g in zip(STEPS, KL, proxy, gold)]
+    points = [EvalPoint(int(s), float(k), float(p), float(g)) for s, k, p, g in zip(STEPS, KL, proxy, gold, strict=True)]
     return points, true_gold
 
 
@@ -40,7 +40,7 @@ def test_detector_fires_before_gold_loses_ten_percent() -> None:
     for seed in range(20):
         points, true_gold = _gao_run(seed)
         peak_index = int(np.argmax(true_gold))
-        fell = int(np.flatnonzero((true_gold < 0.9 * true_gold.max()) & (STEPS > peak_index))[0])
+        fell = int(np.flatnonzero((true_gold < 0.9 * true_gold.max()) & (peak_index < STEPS))[0])
         assert fell == 87
         warnings = [w for w in detect_overoptimization(points) if w.kind == "proxy_up_gold_down"]
         assert warnings, f"seed {seed}: no warning"
@@ -55,7 +55,7 @@ def test_no_warning_when_gold_keeps_improving() -> None:
         d = np.sqrt(KL)
         points = [
             EvalPoint(int(s), float(k), float(x + rng.normal(0, 0.1)), float(0.5 * x + rng.normal(0, 0.05)))
-            for s, k, x in zip(STEPS, KL, d)
+            for s, k, x in zip(STEPS, KL, d, strict=True)
         ]
         assert detect_overoptimization(points) == []
 

@@ -218,7 +218,7 @@ def test_export_endpoint(client, setup, bearer) -> None:
                         json={"answer": {"choice": _good(task)}})
     admin = bearer(client, "boss")
     lines = client.get("/api/v1/projects/proj/export?format=pairs", headers=admin).text.splitlines()
-    assert [json.loads(x) for x in lines][0] == {"prompt": "question 0", "chosen": "good 0", "rejected": "bad 0"}
+    assert next(json.loads(x) for x in lines) == {"prompt": "question 0", "chosen": "good 0", "rejected": "bad 0"}
     raw = client.get("/api/v1/projects/proj/export?format=pairs&aggregate=raw", headers=admin).text.splitlines()
     assert len(raw) == 12 and {json.loads(x)["annotator"] for x in raw} == {"ann", "bea"}
     assert client.get("/api/v1/projects/proj/export?format=nope", headers=admin).status_code == 422

@@ -59,7 +59,7 @@ def test_concurrent_threads_never_exceed_overlap(store, make_project, items) -> 
     def work(user: int) -> None:
         try:
             _drain(store, "proj", user)
-        except BaseException as exc:  # noqa: BLE001 -- surfaced by the assertion below
+        except BaseException as exc:
             errors.append(exc)
 
     threads = [threading.Thread(target=work, args=(u,)) for u in users]
@@ -215,9 +215,8 @@ def test_unique_constraint_backs_the_python_checks(store, make_project) -> None:
     (user,) = _annotators(store, 1)
     task = store.next_task("proj", user)
     store.submit(task.assignment_id, user, {"choice": _good(task)})
-    with pytest.raises(Exception, match="UNIQUE"):
-        with store.db.write() as s:
-            s.execute(text(
-                "INSERT INTO judgments (item_id, user_id, assignment_id, task_type, payload, "
-                "display_order, created_at, source) VALUES (:i, :u, 999, 'pairwise', '{}', '[]', 0, 'x')"
-            ), {"i": task.item_id, "u": user})
+    with pytest.raises(Exception, match="UNIQUE"), store.db.write() as s:
+        s.execute(text(
+            "INSERT INTO judgments (item_id, user_id, assignment_id, task_type, payload, "
+            "display_order, created_at, source) VALUES (:i, :u, 999, 'pairwise', '{}', '[]', 0, 'x')"
+        ), {"i": task.item_id, "u": user})

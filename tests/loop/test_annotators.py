@@ -39,7 +39,7 @@ def test_noiseless_panel_agrees_with_gold() -> None:
         golds = [sentiment_gold("Review:", REVIEWS[i]) for i in order]
         assert golds == sorted(golds, reverse=True)
         ratings = [panel.rate("Review:", r, member) for r in REVIEWS]
-        by_gold = [rating for _, rating in sorted(zip([sentiment_gold("", r) for r in REVIEWS], ratings))]
+        by_gold = [rating for _, rating in sorted(zip([sentiment_gold("", r) for r in REVIEWS], ratings, strict=True))]
         assert by_gold == sorted(by_gold)  # monotone in gold
 
 

@@ -57,7 +57,7 @@ def test_round_battles_by_gold_sample_by_sample() -> None:
     names = {0: "round-0 (initial)", 1: "round-1", 2: "round-2"}
     expected = []
     for a, b in ((0, 1), (0, 2), (1, 2)):  # a naive reference: explicit loops over pairs and samples
-        for sa, sb in zip(samples[a], samples[b]):
+        for sa, sb in zip(samples[a], samples[b], strict=True):
             winner = "tie" if sa["gold"] == sb["gold"] else ("a" if sa["gold"] > sb["gold"] else "b")
             expected.append(Battle(names[a], names[b], winner))
     assert battles == expected

@@ -92,7 +92,7 @@ def test_value_head_from_a_reward_model_folds_its_normalization(tmp_path: Path) 
         value_head_from_reward(32, str(path))
 
 
-def _cached(mode: str, **kw) -> "ActorCritic":  # noqa: F821
+def _cached(mode: str, **kw) -> ActorCritic:  # noqa: F821
     head = ValueHead(64)
     with torch.no_grad():
         head.weight.normal_()

@@ -47,7 +47,7 @@ def test_mean_pooling_reads_each_rows_own_tokens_and_survives_save_and_load(tmp_
     model = build_reward_model("tiny", n_heads=2, max_length=128, pooling="mean")
     ids = model.encode(PROMPTS, RESPONSES)
     features = model.batched_features(ids, batch_size=3)  # padded together
-    for row, feature in zip(ids, features):  # naive reference: each row alone, its states averaged
+    for row, feature in zip(ids, features, strict=True):  # naive reference: each row alone, its states averaged
         alone = model.trunk_hidden(torch.tensor([row]), torch.ones(1, len(row), dtype=torch.long))[0]
         torch.testing.assert_close(feature, alone.mean(dim=0), atol=1e-5, rtol=1e-5)
     last = build_reward_model("tiny", n_heads=2, max_length=128)

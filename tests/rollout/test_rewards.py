@@ -90,7 +90,7 @@ class _Server:
         owner = self
 
         class Handler(BaseHTTPRequestHandler):
-            def do_POST(self) -> None:  # noqa: N802 (http.server's naming)
+            def do_POST(self) -> None:
                 owner.calls += 1
                 body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
                 if owner.calls <= fail:

@@ -61,7 +61,7 @@ def test_kill_9_midway_then_resume_gives_the_same_losses(tmp_path: Path) -> None
 
     a, b = _metrics(straight), _metrics(crashed)
     assert [r["step"] for r in a] == [r["step"] for r in b]
-    for ra, rb in zip(a, b):
+    for ra, rb in zip(a, b, strict=True):
         assert set(ra) == set(rb)
         for key in ra:
             if key.startswith(("train/", "eval/")):

@@ -155,7 +155,7 @@ def test_a_cached_frozen_trunk_changes_no_number_of_the_rollout_or_the_update(mo
     for field in ("logps", "ref_logps", "values", "advantages", "returns"):
         torch.testing.assert_close(getattr(cached, field), getattr(plain, field), atol=1e-5, rtol=1e-5)
     assert cached_stats == pytest.approx(plain_stats, rel=1e-4, abs=1e-6)
-    for a, b in zip(cached_weights, plain_weights):
+    for a, b in zip(cached_weights, plain_weights, strict=True):
         torch.testing.assert_close(a, b, atol=1e-5, rtol=1e-5)
 
 

@@ -23,7 +23,7 @@ from rlhfkit.train.reward.trainer import (
     reference_samples,
 )
 
-WORDS = "red blue green small large quick slow happy calm bright dark soft loud warm cold".split()
+WORDS = ["red", "blue", "green", "small", "large", "quick", "slow", "happy", "calm", "bright", "dark", "soft", "loud", "warm", "cold"]
 
 
 def marker_pairs(path: Path, n: int, seed: int) -> Path:
@@ -150,7 +150,7 @@ def test_resume_from_a_checkpoint_reproduces_the_uninterrupted_run(tmp_path: Pat
     train(tmp_path, "crashed", [data], *args)
     a, b = metrics(straight), metrics(crashed)
     assert [r["step"] for r in a] == [r["step"] for r in b]
-    for ra, rb in zip(a, b):
+    for ra, rb in zip(a, b, strict=True):
         for key in ("train/loss", "eval/accuracy", "eval/bt_loss"):
             if key in ra:
                 assert rb[key] == pytest.approx(ra[key], rel=1e-5, abs=1e-7)
@@ -190,7 +190,7 @@ def test_every_loss_trains_on_pairs_rankings_and_ratings(tmp_path: Path, pairwis
     meta = json.loads((run / "reward.json").read_text())
     assert meta["loss"] == f"{pairwise}+{ranking}+{rating}"
     rows = metrics(run)
-    assert len(losses(run)) == 4 and all(l == l for l in losses(run))
+    assert len(losses(run)) == 4 and all(l == l for l in losses(run))  # noqa: E741 (x == x is the NaN check)
     assert "eval/accuracy" in rows[-1]
     if pairwise == "davidson":  # the loss parameters train and are checkpointed with the model
         ckpt = run / "checkpoints" / "step-000004" / "loss.safetensors"

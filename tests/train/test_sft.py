@@ -91,7 +91,7 @@ def test_kill_9_midway_then_resume_gives_the_same_losses(demos_file: Path, tmp_p
 
     a, b = metrics(straight), metrics(crashed)
     assert [r["step"] for r in a] == [r["step"] for r in b]
-    for ra, rb in zip(a, b):
+    for ra, rb in zip(a, b, strict=True):
         assert ra["train/loss" if "train/loss" in ra else "eval/loss"] == pytest.approx(
             rb["train/loss" if "train/loss" in rb else "eval/loss"], rel=1e-5, abs=1e-6)
     assert last(a, "eval/loss") == pytest.approx(last(b, "eval/loss"), rel=1e-5)

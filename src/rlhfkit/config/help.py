@@ -9,6 +9,7 @@ import inspect
 import textwrap
 import types
 import typing
+from itertools import pairwise
 from typing import Any, Union
 
 from rlhfkit.config.core import VARIANTS, is_config_class, literal_fields, type_hints, variant_key
@@ -26,7 +27,7 @@ def field_docs(cls: type) -> dict[str, str]:
         except (OSError, TypeError):
             continue
         body = ast.parse(source).body[0].body  # type: ignore[attr-defined]
-        for node, nxt in zip(body, body[1:]):
+        for node, nxt in pairwise(body):
             if (
                 isinstance(node, ast.AnnAssign)
                 and isinstance(node.target, ast.Name)

@@ -19,7 +19,6 @@ Things seen in the real data (harmless-base test split) that this parser keeps a
 
 from __future__ import annotations
 
-import os
 import re
 from typing import Any
 
@@ -43,8 +42,9 @@ def _normalised(dialogue: str) -> str:
 
 
 def common_prefix(a: str, b: str) -> str:
-    """Longest common prefix, character by character (``os.path.commonprefix`` is not path-aware)."""
-    return os.path.commonprefix([a, b])
+    """Longest common prefix, character by character."""
+    n = next((i for i, (x, y) in enumerate(zip(a, b, strict=False)) if x != y), min(len(a), len(b)))
+    return a[:n]
 
 
 def dialogue_messages(text: str, field: str, ctx: RowContext) -> list[Message]:

@@ -179,7 +179,7 @@ def fit_bradley_terry(
         raise ValueError("fit_bradley_terry needs at least one battle")
     enc = _encode(battles, names)
     beta = _bt_beta(_group(enc), len(enc.names), base=base, l2=l2, max_iter=max_iter, tol=tol)
-    return {name: init_rating + scale * float(x) for name, x in zip(enc.names, beta)}
+    return {name: init_rating + scale * float(x) for name, x in zip(enc.names, beta, strict=True)}
 
 
 def online_elo(
@@ -200,11 +200,11 @@ def online_elo(
         raise ValueError("online_elo needs at least one battle")
     enc = _encode(battles, names)
     ratings = np.full(len(enc.names), init_rating)
-    for a, b, y in zip(enc.a, enc.b, enc.y):
+    for a, b, y in zip(enc.a, enc.b, enc.y, strict=True):
         delta = k * (y - win_probability(ratings[a], ratings[b], scale=scale, base=base))
         ratings[a] += delta
         ratings[b] -= delta
-    return {name: float(x) for name, x in zip(enc.names, ratings)}
+    return {name: float(x) for name, x in zip(enc.names, ratings, strict=True)}
 
 
 RatingFn: TypeAlias = Callable[..., dict[str, float]]
@@ -264,12 +264,12 @@ def leaderboard(
     tail = (1.0 - confidence) / 2.0 * 100.0
     low = np.nanpercentile(boot, tail, axis=0)
     high = np.nanpercentile(boot, 100.0 - tail, axis=0)
-    counts = {n: 0 for n in names}
+    counts = dict.fromkeys(names, 0)
     for bt in battles:
         counts[bt.model_a] += 1
         counts[bt.model_b] += 1
     rows = [
         LeaderboardRow(name, ratings[name], float(lo), float(hi), counts[name])
-        for name, lo, hi in zip(names, low, high)
+        for name, lo, hi in zip(names, low, high, strict=True)
     ]
     return sorted(rows, key=lambda row: row.rating, reverse=True)

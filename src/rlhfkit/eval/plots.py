@@ -86,7 +86,7 @@ def small_multiples(series: Mapping[str, Series], *, salt: str, ncols: int = 3, 
     """One small axes per series, titled by its name (for metrics with unrelated scales); the
     panel's caption in the page names the group."""
     fig, axes = _axes_grid(len(series), ncols, 2.2, width)
-    for i, (ax, (name, (x, y))) in enumerate(zip(axes, series.items())):
+    for i, (ax, (name, (x, y))) in enumerate(zip(axes, series.items(), strict=True)):
         ax.plot(x, y, color=COLORS[i % len(COLORS)], lw=1.4, marker="." if len(x) < 30 else None)
         ax.set_title(_label(name), fontsize=9)
         ax.tick_params(labelsize=7)
@@ -149,7 +149,7 @@ def interval_panel(
     """Points with confidence intervals, one row per label (win rates, leaderboard ratings)."""
     fig, (ax,) = _axes_grid(1, 1, 1.2 + 0.45 * len(labels), width)
     y = list(range(len(labels)))[::-1]
-    err = [[v - lo for v, lo in zip(values, lows)], [hi - v for v, hi in zip(values, highs)]]
+    err = [[v - lo for v, lo in zip(values, lows, strict=True)], [hi - v for v, hi in zip(values, highs, strict=True)]]
     ax.errorbar(values, y, xerr=err, fmt="o", color=COLORS[0], ecolor="#555", capsize=4)
     ax.set_yticks(y, [_label(s) for s in labels])
     if reference is not None:

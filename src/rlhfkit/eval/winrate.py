@@ -238,7 +238,7 @@ def judge_win_rate(
     if not 0.0 <= tie_band < 0.5:
         raise ValueError(f"tie_band must be in [0, 0.5), got {tie_band}")
     outcomes = []
-    for prompt, a, b in zip(prompts, policy_responses, baseline_responses):
+    for prompt, a, b in zip(prompts, policy_responses, baseline_responses, strict=True):
         p = judge(prompt, a, b)
         outcomes.append(1.0 if p > 0.5 + tie_band else 0.0 if p < 0.5 - tie_band else 0.5)
     return win_rate_from_outcomes(outcomes, **kwargs)

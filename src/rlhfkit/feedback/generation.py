@@ -126,12 +126,12 @@ def run_generation(store: FeedbackStore, job_id: int, project: str, prompts: lis
                 temperature=params.temperature, top_p=params.top_p, seed=params.seed + b,
             ), batch, params.n)
             items = [NewItem(prompt=p, responses=tuple(o), task_type=params.task_type,
-                             models=(params.model,) * params.n) for p, o in zip(batch, outputs)]
+                             models=(params.model,) * params.n) for p, o in zip(batch, outputs, strict=True)]
             store.add_items(project, items, by_user, source="generate")
             done += len(batch)
             _set(store, job_id, done=done)
         _set(store, job_id, status="done", finished_at=store.clock())
-    except Exception as exc:  # noqa: BLE001 -- the admin sees the error on the job; nothing is lost
+    except Exception as exc:
         _set(store, job_id, status="failed", error=f"{type(exc).__name__}: {exc}"[:4000],
              finished_at=store.clock())
 

@@ -141,13 +141,13 @@ def _insert(session: Session, project: Project, prepared: list[_Prepared], now: 
     response_rows = [
         {"item_id": item_id, "position": i, "text": text,
          "model": p.item.models[i] if p.item.models else None}
-        for item_id, p in zip(ids, prepared) for i, text in enumerate(p.item.responses)
+        for item_id, p in zip(ids, prepared, strict=True) for i, text in enumerate(p.item.responses)
     ]
     response_ids = list(session.scalars(
         insert(Response).returning(Response.id, sort_by_parameter_order=True), response_rows
     )) if response_rows else []
     cursor = 0
-    for item_id, p in zip(ids, prepared):
+    for item_id, p in zip(ids, prepared, strict=True):
         mapping = {i: response_ids[cursor + i] for i in range(len(p.item.responses))}
         cursor += len(p.item.responses)
         if p.gold is not None:

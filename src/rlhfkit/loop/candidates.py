@@ -14,6 +14,7 @@
 from __future__ import annotations
 
 import random
+from itertools import pairwise
 from pathlib import Path
 from typing import Any
 
@@ -110,7 +111,7 @@ def gold_items(items: list[NewItem], gold: GoldScorer, n: int, round_index: int,
     for item in items:
         scores = [gold(prompt_text(item.prompt), r) for r in item.responses]
         order = sorted(range(len(scores)), key=lambda i: -scores[i])
-        gaps = [scores[a] - scores[b] for a, b in zip(order, order[1:])]
+        gaps = [scores[a] - scores[b] for a, b in pairwise(order)]
         if min(gaps) >= GOLD_GAP:
             scored.append((item, order))
     random.Random(seed * 31 + round_index).shuffle(scored)

@@ -96,7 +96,7 @@ def evaluate_policy(*, round_index: int, policy: str, initial_policy: str, rewar
     """
     reference = None if round_index == 0 else initial_policy
     rows, texts, kls = sample_with_kl(policy, reference, prompts, sampling, n, seed, progress)
-    golds = [float(gold(prompt_text(p), t)) for p, t in zip(rows, texts)] if gold is not None else None
+    golds = [float(gold(prompt_text(p), t)) for p, t in zip(rows, texts, strict=True)] if gold is not None else None
     proxy = proxy_std = baseline_proxy = baseline_std = None
     baseline = read_samples(baseline_dir) if baseline_dir is not None else None
     if reward_dir is not None:
@@ -109,7 +109,7 @@ def evaluate_policy(*, round_index: int, policy: str, initial_policy: str, rewar
                 reward_model, [b["prompt"] for b in baseline], [b["response"] for b in baseline])
     stats = [repetition_stats(t) for t in texts]
     samples = []
-    for i, (p, t) in enumerate(zip(rows, texts)):
+    for i, (p, t) in enumerate(zip(rows, texts, strict=True)):
         row: dict[str, Any] = {"prompt": p, "sample": i % n, "response": t, "kl": kls[i],
                                "length": stats[i]["n_tokens"], "distinct2": stats[i]["distinct2"]}
         for key, values in (("gold", golds), ("proxy", proxy), ("proxy_std", proxy_std),

@@ -50,7 +50,7 @@ MIN_EVIDENCE_S = 20.0
 
 
 def _clock(seconds: float) -> str:
-    seconds = max(0, int(round(seconds)))
+    seconds = max(0, round(seconds))
     return f"{seconds // 60:d}:{seconds % 60:02d}"
 
 

@@ -212,7 +212,7 @@ def run_panel(store: FeedbackStore, project: str, panel: SimulatedPanel, *, tran
     for judgment in store.judgments(project):  # a resumed session counts the panel's earlier answers too
         if judgment["annotator"] in members:
             panel_counts[judgment["item_id"]] = panel_counts.get(judgment["item_id"], 0) + 1
-    run = PanelRun(per_member={name: 0 for name in members})
+    run = PanelRun(per_member=dict.fromkeys(members, 0))
     active = list(members)
     rng = random.Random(seed)
     while active:

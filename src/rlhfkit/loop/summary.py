@@ -69,7 +69,7 @@ def ppo_points(policy_dir: Path, gold: GoldScorer | None, step_offset: int, kl_o
         step = int(m["step"])
         texts = by_step.get(step, [])
         stats = [repetition_stats(t) for t in texts]
-        gold_mean = _mean([float(gold(p, t)) for p, t in zip(prompts[step], texts)]) if gold and texts else None
+        gold_mean = _mean([float(gold(p, t)) for p, t in zip(prompts[step], texts, strict=True)]) if gold and texts else None
         point = EvalPoint(step=step_offset + step, kl=float(m["ppo/kl"]) + kl_offset, proxy=float(m["ppo/score"]),
                           gold=gold_mean, ensemble_std=m.get("ppo/reward_std"),
                           length=_mean([s["n_tokens"] for s in stats]), distinct2=_mean([s["distinct2"] for s in stats]))

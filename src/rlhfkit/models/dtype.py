@@ -9,6 +9,7 @@ caches the answer per CPU model and torch version.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import platform
@@ -63,10 +64,8 @@ def cpu_prefers_bf16() -> bool:
         cached = {}
     prefers = _time_linear(torch.bfloat16) < 0.9 * _time_linear(torch.float32)
     cached[key] = prefers
-    try:
+    with contextlib.suppress(OSError):  # a read-only cache only costs a new measurement next time
         write_json_atomic(path, cached)
-    except OSError:
-        pass  # a read-only cache only costs a new measurement next time
     return prefers
 
 

@@ -207,7 +207,7 @@ def load_model(
 def list_models() -> list[dict[str, str]]:
     """The bundled models and what is cached, for ``rlhfkit models``."""
     rows = []
-    for name, (package, filename) in BUNDLED.items():
+    for name, (package, _filename) in BUNDLED.items():
         cached = (cache_dir() / "models" / name / "config.json").exists()
         try:
             gguf = str(bundled_gguf(name))

@@ -251,7 +251,7 @@ class RewardModel(nn.Module):
         if len(prompts) != len(responses):
             raise ValueError(f"{len(prompts)} prompts but {len(responses)} responses")
         return [encode_pair(self.tokenizer, p, r, max_length=self.meta.max_length).input_ids
-                for p, r in zip(prompts, responses)]
+                for p, r in zip(prompts, responses, strict=True)]
 
     @torch.no_grad()
     def batched_features(self, ids: list[list[int]], batch_size: int = 16) -> Tensor:

@@ -56,5 +56,5 @@ def generate(cfg: GenerateConfig) -> Path:
     bar.close()
     out = Path(cfg.output)
     out.parent.mkdir(parents=True, exist_ok=True)
-    write_jsonl(out, ({"prompt": p, "candidates": c} for p, c in zip(prompts, outs)))
+    write_jsonl(out, ({"prompt": p, "candidates": c} for p, c in zip(prompts, outs, strict=True)))
     return out

@@ -83,7 +83,7 @@ def compact(rollout: Rollout) -> Rollout:
     in_response = rollout.response_mask.bool().any(dim=0)
     width = int(in_response.nonzero().max()) + 1 if bool(in_response.any()) else 1
     fields: list[Tensor | None] = []
-    for name, value in zip(Rollout._fields, rollout):
+    for name, value in zip(Rollout._fields, rollout, strict=True):
         if name in ("input_ids", "attention_mask", "trunk") and value is not None:
             fields.append(value[:, first : start + width])
         elif value is not None and value.dim() == 2:

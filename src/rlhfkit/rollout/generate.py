@@ -159,7 +159,7 @@ def sample(
     ids, mask, ended = truncate_at_stop(response, stops, pad)
     texts = [
         cast(str, tokenizer.decode(row[m.bool()], skip_special_tokens=True)).strip()  # one row: one string
-        for row, m in zip(ids.cpu(), mask.cpu())
+        for row, m in zip(ids.cpu(), mask.cpu(), strict=True)
     ]
     return Samples(prompt_ids, prompt_mask, ids, mask, ended, texts, sum(t for _, t in encoded))
 

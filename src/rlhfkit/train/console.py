@@ -63,10 +63,10 @@ class Console:
     def _row(self, step: int) -> None:
         widths = [max(10, len(label)) for _, label in self.headline]
         if not self._header_done:
-            self.write(f"{'step':>7}  " + "  ".join(f"{label:>{w}}" for (_, label), w in zip(self.headline, widths)))
+            self.write(f"{'step':>7}  " + "  ".join(f"{label:>{w}}" for (_, label), w in zip(self.headline, widths, strict=True)))
             self._header_done = True
         cells = [_fmt(self.latest[key]) if key in self.latest else "-" for key, _ in self.headline]
-        self.write(f"{step:>7}  " + "  ".join(f"{c:>{w}}" for c, w in zip(cells, widths)))
+        self.write(f"{step:>7}  " + "  ".join(f"{c:>{w}}" for c, w in zip(cells, widths, strict=True)))
         self._unshown = None
 
     def write(self, text: str) -> None:

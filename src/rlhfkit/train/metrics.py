@@ -26,7 +26,8 @@ class MetricsLogger:
     def __init__(self, run_dir: Path, sinks: tuple[str, ...] = (), *, config: Any = None, resume_step: int = 0):
         self.path = run_dir / "metrics.jsonl"
         truncate_jsonl_after(self.path, resume_step)
-        self._file = open(self.path, "a", buffering=1)  # line-buffered: a crash loses at most a line
+        # Held open for the whole run (closed by `close`), line-buffered: a crash loses at most a line.
+        self._file = open(self.path, "a", buffering=1)  # noqa: SIM115
         self._tb = None
         self._wandb = None
         if "tensorboard" in sinks:

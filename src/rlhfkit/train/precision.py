@@ -47,24 +47,24 @@ class MasterWeights:
 
     def named_parameters(self) -> Iterator[tuple[str, nn.Parameter]]:
         """``(model's parameter name, fp32 master)`` for every trainable parameter."""
-        for (name, _), master in zip(self._named, self._masters):
+        for (name, _), master in zip(self._named, self._masters, strict=True):
             yield name, master
 
     def grads_to_masters(self) -> None:
         """Move each model gradient into its master, in fp32, and free the bf16 one."""
-        for (_, p), master in zip(self._named, self._masters):
+        for (_, p), master in zip(self._named, self._masters, strict=True):
             master.grad = None if p.grad is None else p.grad.float()
             p.grad = None
 
     @torch.no_grad()
     def masters_to_model(self) -> None:
         """Copy the updated masters into the model (rounding to its dtype)."""
-        for (_, p), master in zip(self._named, self._masters):
+        for (_, p), master in zip(self._named, self._masters, strict=True):
             p.copy_(master)
 
     def restore_fp32(self) -> None:
         """Make the model fp32 again: trained weights from the masters, frozen ones from their originals."""
         for p, original in self._frozen:
             p.data = original
-        for (_, p), master in zip(self._named, self._masters):
+        for (_, p), master in zip(self._named, self._masters, strict=True):
             p.data = master.detach().clone()

@@ -131,7 +131,7 @@ def simulate(annotator: SimulatedAnnotator, task: ShownTask, who: str) -> dict[s
     out = {}
     for r in by_id(task):
         value = annotator.rate(prompt_text(task.prompt), r.text, who)
-        out[str(r.id)] = {"overall": value, **{aspect: value for aspect in task.aspects}}
+        out[str(r.id)] = {"overall": value, **dict.fromkeys(task.aspects, value)}
     return {"ratings": out}
 
 

@@ -151,7 +151,7 @@ class PreferenceBatch:
 def _scored(row: int, width: int, start: int, prev: int, tokens: Sequence[int]) -> list[int]:
     """Flat sources of a response placed at columns ``start..``: its first token is predicted by
     column `prev` (the last prompt token), each later one by the column before it."""
-    cols = [prev] + list(range(start, start + len(tokens) - 1))
+    cols = [prev, *range(start, start + len(tokens) - 1)]
     return [row * width + c for c in cols]
 
 
@@ -183,8 +183,8 @@ def collate_packed(groups: Sequence[PreferenceGroup], pad_id: int) -> Preference
     target: list[int] = []
     response: list[int] = []
     flat = 0
-    for row, (g, starts) in enumerate(zip(groups, packed.starts)):
-        for start, resp in zip(starts, g.responses):
+    for row, (g, starts) in enumerate(zip(groups, packed.starts, strict=True)):
+        for start, resp in zip(starts, g.responses, strict=True):
             source += _scored(row, width, start, len(g.prompt_ids) - 1, resp)
             target += resp
             response += [flat] * len(resp)
@@ -283,7 +283,7 @@ def load_reference_cache(path: Path, key: str) -> dict[str, Tensor] | None:
     with safe_open(str(path), framework="pt") as f:
         if (f.metadata() or {}).get("fingerprint") != key:
             return None
-        return {name: f.get_tensor(name) for name in f.keys()}
+        return {name: f.get_tensor(name) for name in f.keys()}  # noqa: SIM118 (a safe_open handle, not a dict)
 
 
 def save_reference_cache(path: Path, key: str, tensors: dict[str, Tensor]) -> None:

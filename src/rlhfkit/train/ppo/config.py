@@ -143,7 +143,7 @@ class PPOConfig(PPOSettings, TrainConfig):
         super().__post_init__()
         require(bool(self.reward.strip()), "reward is required: a reward-model directory, python:MODULE:FUNCTION or an http(s):// URL")
         require(bool(self.prompts), "prompts is required (a prompts file)")
-        require(self.value_init != "reward" or "," not in self.reward and not self.reward.startswith(("python:", "http")),
+        require(self.value_init != "reward" or ("," not in self.reward and not self.reward.startswith(("python:", "http"))),
                 "value_init=reward needs `reward` to be one reward-model directory")
 
 

@@ -147,7 +147,7 @@ def ppo(cfg: PPOConfig) -> Path:
         metrics |= {**stats, "perf/generate_s": t1 - t0, "perf/score_s": t2 - t1, "perf/update_s": t3 - t2}
         if run.is_log_step(step):
             run.append_samples([{"step": step, "prompt": p, "response": t, "score": float(r)}
-                                for p, t, r in list(zip(batch_prompts, samples.texts, raw))[: cfg.samples_per_log]])
+                                for p, t, r in list(zip(batch_prompts, samples.texts, raw, strict=True))[: cfg.samples_per_log]])
         run.end_step(step, metrics)
     run.close()
 

@@ -189,7 +189,7 @@ def pack_rows(seqs: list[list[int]], partition: list[list[int]], pad_id: int) ->
     """
     shared = [common_prefix([seqs[i] for i in part]) if len(part) > 1 else 0 for part in partition]
     packed = pack_shared_prefix([(seqs[part[0]][:p], [seqs[i][p:] for i in part])
-                                 for part, p in zip(partition, shared)], pad_id)
+                                 for part, p in zip(partition, shared, strict=True)], pad_id)
     row_of = torch.zeros(len(seqs), dtype=torch.long)  # the row and segment of each sequence
     seg_of = torch.zeros(len(seqs), dtype=torch.long)
     for r, part in enumerate(partition):

@@ -87,7 +87,7 @@ def _ranking_loss(rewards: Tensor, t: dict[str, Tensor], params: LossParams, spe
 
 def rating_classes(low: float, high: float) -> int:
     """Classes of an ordinal scale with unit steps: [1, 7] -> 7."""
-    return int(round(high - low)) + 1
+    return round(high - low) + 1
 
 
 def ordinal_classes(data: RewardData) -> int:
