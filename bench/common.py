@@ -129,8 +129,9 @@ def run_measured(
     busy_before = _busy_cpu_s()
     start = time.perf_counter()
     with open(log_path, "wb") as log:
-        proc = subprocess.Popen(list(cmd), cwd=cwd, env=None if env is None else dict(env),
-                                stdout=log, stderr=subprocess.STDOUT)
+        proc = subprocess.Popen(
+            list(cmd), cwd=cwd, env=None if env is None else dict(env), stdout=log, stderr=subprocess.STDOUT
+        )
         stop, peak = threading.Event(), [0]
         poller = threading.Thread(target=_poll_tree_rss, args=(proc.pid, stop, peak, poll_s), daemon=True)
         poller.start()
@@ -173,8 +174,9 @@ def write_json(path: Path, data: Mapping[str, Any]) -> None:
 # ---- machine peak -----------------------------------------------------------------------------
 
 
-def matmul_peak_gflops(dtype: str, sizes: Sequence[int] = (1024, 2048, 3072), repeats: int = 5,
-                       budget_s: float = 10.0) -> float:
+def matmul_peak_gflops(
+    dtype: str, sizes: Sequence[int] = (1024, 2048, 3072), repeats: int = 5, budget_s: float = 10.0
+) -> float:
     """Best measured GFLOP/s of a square (n x n) @ (n x n) matmul in `dtype` ('fp32' or 'bf16').
 
     The best of `repeats` timings per size, then the best size: a peak, so noise only lowers it.
@@ -378,8 +380,16 @@ def comparison_table(
         a, b = ours.get(m.key), theirs.get(m.key)
         r = ratio(a, b)
         met = meets_target(m, r)
-        rows.append([m.label, format_value(a, m.fmt), format_value(b, m.fmt), format_value(r, "{:.2f}x"),
-                     format_target(m), "" if met is None else ("yes" if met else "NO")])
+        rows.append(
+            [
+                m.label,
+                format_value(a, m.fmt),
+                format_value(b, m.fmt),
+                format_value(r, "{:.2f}x"),
+                format_target(m),
+                "" if met is None else ("yes" if met else "NO"),
+            ]
+        )
     return markdown_table(header, rows)
 
 
@@ -389,6 +399,8 @@ def busy_warning(runs: Mapping[str, ChildRun], cores: int, threshold: float = 0.
     busy = {name: run for name, run in runs.items() if run.other_cpu_cores > threshold}
     if not busy:
         return None
-    parts = [f"{name}: {run.other_cpu_cores:.2f} of {cores} cores (load avg before {run.loadavg_before[0]:.2f})"
-             for name, run in busy.items()]
+    parts = [
+        f"{name}: {run.other_cpu_cores:.2f} of {cores} cores (load avg before {run.loadavg_before[0]:.2f})"
+        for name, run in busy.items()
+    ]
     return "Other work was running on the machine during: " + "; ".join(parts) + "."

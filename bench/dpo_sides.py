@@ -56,14 +56,35 @@ def _version(package: str) -> str:
 def _rlhfkit_config(spec: dict[str, Any], out: Path, **values: Any) -> Any:
     from rlhfkit.train.dpo import DPOConfig
 
-    base = {"model": spec["model_dir"], "data": spec["train_file"], "eval_data": spec.get("eval_file", ""),
-                "eval_fraction": 0.0, "max_length": spec["max_length"], "max_prompt_length": spec["max_length"] - 1,
-                "batch_size": spec["batch_size"], "lr": spec["lr"], "warmup_steps": 0, "schedule": "constant",
-                "max_grad_norm": 1.0, "max_steps": spec["steps"], "beta": spec["beta"], "loss": spec["loss"],
-                "dtype": spec["rlhfkit_dtype"], "layout": spec["rlhfkit_layout"], "seed": spec["seed"],
-                "group_by_length": spec["rlhfkit_group_by_length"], "save_every": 0, "log_every": 1,
-                "eval_every": spec.get("eval_every", 0), "eval_batches": 10**6, "kl_prompts": spec.get("kl_prompts", 0),
-                "ref_batch_size": spec["batch_size"], "progress": False, "resume": False, "output": out}
+    base = {
+        "model": spec["model_dir"],
+        "data": spec["train_file"],
+        "eval_data": spec.get("eval_file", ""),
+        "eval_fraction": 0.0,
+        "max_length": spec["max_length"],
+        "max_prompt_length": spec["max_length"] - 1,
+        "batch_size": spec["batch_size"],
+        "lr": spec["lr"],
+        "warmup_steps": 0,
+        "schedule": "constant",
+        "max_grad_norm": 1.0,
+        "max_steps": spec["steps"],
+        "beta": spec["beta"],
+        "loss": spec["loss"],
+        "dtype": spec["rlhfkit_dtype"],
+        "layout": spec["rlhfkit_layout"],
+        "seed": spec["seed"],
+        "group_by_length": spec["rlhfkit_group_by_length"],
+        "save_every": 0,
+        "log_every": 1,
+        "eval_every": spec.get("eval_every", 0),
+        "eval_batches": 10**6,
+        "kl_prompts": spec.get("kl_prompts", 0),
+        "ref_batch_size": spec["batch_size"],
+        "progress": False,
+        "resume": False,
+        "output": out,
+    }
     return DPOConfig(**{**base, **values})
 
 
@@ -103,8 +124,11 @@ def rlhfkit_train(spec: dict[str, Any]) -> dict[str, Any]:
         "reference_pass_s": sum(ref_s),
         "call_s": call_s,
         "train_loss": [r["train/loss"] for r in rows if "train/loss" in r],
-        "eval": [{k: v for k, v in r.items() if k.startswith("eval/") or k == "step"} for r in rows
-                 if any(k.startswith("eval/") for k in r)],
+        "eval": [
+            {k: v for k, v in r.items() if k.startswith("eval/") or k == "step"}
+            for r in rows
+            if any(k.startswith("eval/") for k in r)
+        ],
         "run_dir": str(run_dir),
     }
 
@@ -161,17 +185,24 @@ def trl_train(spec: dict[str, Any]) -> dict[str, Any]:
         disable_tqdm=True,
         seed=spec["seed"],
     )
-    trainer = DPOTrainer(model=model, args=args, train_dataset=_trl_dataset(spec["trl_train_file"]),
-                         processing_class=tokenizer, callbacks=[StepTimer()])
+    trainer = DPOTrainer(
+        model=model,
+        args=args,
+        train_dataset=_trl_dataset(spec["trl_train_file"]),
+        processing_class=tokenizer,
+        callbacks=[StepTimer()],
+    )
     start = time.perf_counter()
     trainer.train()
     train_s = time.perf_counter() - start
     return {
         **recorder.summary(),
         "version": trl.__version__,
-        "settings": (f"use_cpu=True, bf16={args.bf16}, gradient_checkpointing={args.gradient_checkpointing}, "
-                     f"precompute_ref_log_probs={args.precompute_ref_log_probs}, "
-                     f"train_sampling_strategy={args.train_sampling_strategy}, full fine-tuning"),
+        "settings": (
+            f"use_cpu=True, bf16={args.bf16}, gradient_checkpointing={args.gradient_checkpointing}, "
+            f"precompute_ref_log_probs={args.precompute_ref_log_probs}, "
+            f"train_sampling_strategy={args.train_sampling_strategy}, full fine-tuning"
+        ),
         "train_call_s": train_s,
         "train_loss": [h["loss"] for h in trainer.state.log_history if "loss" in h],
     }
@@ -196,11 +227,20 @@ def rlhfkit_losses(spec: dict[str, Any]) -> dict[str, Any]:
 
     base = load_model(spec["model_dir"], dtype="fp32")
     texts, _ = record_texts(load_records(spec["train_file"], "pairs").records)
-    groups = [encode_group(base.tokenizer, p, r, max_length=spec["max_length"],
-                           max_prompt_length=spec["max_length"] - 1) for p, r in texts]
+    groups = [
+        encode_group(base.tokenizer, p, r, max_length=spec["max_length"], max_prompt_length=spec["max_length"] - 1)
+        for p, r in texts
+    ]
     layout, pad = spec["rlhfkit_layout"], base.tokenizer.pad_token_id
-    ref = compute_reference_logps(base.model, groups, layout=layout, pad_id=pad, batch_size=len(groups),
-                                  device=torch.device("cpu"), autocast=contextlib.nullcontext)
+    ref = compute_reference_logps(
+        base.model,
+        groups,
+        layout=layout,
+        pad_id=pad,
+        batch_size=len(groups),
+        device=torch.device("cpu"),
+        autocast=contextlib.nullcontext,
+    )
     batch = LAYOUTS[layout](groups, pad)
     policies = {"step0": base.model, "trained": load_model(spec["trained_dir"], dtype="fp32").model}
     out: dict[str, Any] = {}
@@ -209,8 +249,9 @@ def rlhfkit_losses(spec: dict[str, Any]) -> dict[str, Any]:
             logps, lengths = response_logps(model.eval(), batch)
         out[setting] = {}
         for name, hyper in spec["variants"].items():
-            cfg = _rlhfkit_config({**spec, "loss": hyper["loss"]}, Path(spec["work_dir"]) / "unused",
-                                  **hyper.get("rlhfkit", {}))
+            cfg = _rlhfkit_config(
+                {**spec, "loss": hyper["loss"]}, Path(spec["work_dir"]) / "unused", **hyper.get("rlhfkit", {})
+            )
             terms = RANKING_MODES["pairs"].terms(logps, lengths, ref, batch.sizes, cfg)
             value = float(terms.losses.mean())
             if hyper.get("part") == "odds_ratio":  # minus the NLL term: mean token NLL of each chosen response
@@ -222,23 +263,43 @@ def rlhfkit_losses(spec: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
-def _trl_trainer(kind: str, model: Any, ref_model: Any, tokenizer: Any, dataset: Any, spec: dict[str, Any],
-                 options: dict[str, Any], batch_size: int) -> Any:
+def _trl_trainer(
+    kind: str,
+    model: Any,
+    ref_model: Any,
+    tokenizer: Any,
+    dataset: Any,
+    spec: dict[str, Any],
+    options: dict[str, Any],
+    batch_size: int,
+) -> Any:
     """A TRL trainer of `kind` (dpo, cpo, orpo) set to compute the loss on CPU in fp32."""
     from trl import DPOConfig, DPOTrainer
     from trl.experimental.cpo import CPOConfig, CPOTrainer
     from trl.experimental.orpo import ORPOConfig, ORPOTrainer
 
-    common = {"output_dir": str(Path(spec["work_dir"]) / "trl-loss"), "use_cpu": True, "bf16": False, "fp16": False,
-                  "per_device_train_batch_size": batch_size, "max_length": spec["max_length"], "beta": spec["beta"],
-                  "report_to": "none", "disable_tqdm": True, "gradient_checkpointing": False, "seed": spec["seed"]}
+    common = {
+        "output_dir": str(Path(spec["work_dir"]) / "trl-loss"),
+        "use_cpu": True,
+        "bf16": False,
+        "fp16": False,
+        "per_device_train_batch_size": batch_size,
+        "max_length": spec["max_length"],
+        "beta": spec["beta"],
+        "report_to": "none",
+        "disable_tqdm": True,
+        "gradient_checkpointing": False,
+        "seed": spec["seed"],
+    }
     if kind == "dpo":
         args = DPOConfig(**common, **options)
-        return DPOTrainer(model=model, ref_model=ref_model, args=args, train_dataset=dataset,
-                          processing_class=tokenizer)
+        return DPOTrainer(
+            model=model, ref_model=ref_model, args=args, train_dataset=dataset, processing_class=tokenizer
+        )
     cls_cfg, cls_trainer = {"cpo": (CPOConfig, CPOTrainer), "orpo": (ORPOConfig, ORPOTrainer)}[kind]
-    return cls_trainer(model=model, args=cls_cfg(**common, **options), train_dataset=dataset,
-                       processing_class=tokenizer)
+    return cls_trainer(
+        model=model, args=cls_cfg(**common, **options), train_dataset=dataset, processing_class=tokenizer
+    )
 
 
 def _trl_batch_loss(trainer: Any, part: str | None) -> float:
@@ -274,19 +335,33 @@ def trl_losses(spec: dict[str, Any]) -> dict[str, Any]:
             trl_spec = hyper["trl"]
             reference = None if setting == "step0" or trl_spec["kind"] != "dpo" else load(spec["model_dir"])
             if trl_spec.get("per_pair"):
-                losses = [_trl_batch_loss(_trl_trainer(trl_spec["kind"], load(policy_dir), reference, tokenizer,
-                                                       dataset.select([i]), spec, trl_spec["options"], 1),
-                                          hyper.get("part"))
-                          for i in range(n)]
+                losses = [
+                    _trl_batch_loss(
+                        _trl_trainer(
+                            trl_spec["kind"],
+                            load(policy_dir),
+                            reference,
+                            tokenizer,
+                            dataset.select([i]),
+                            spec,
+                            trl_spec["options"],
+                            1,
+                        ),
+                        hyper.get("part"),
+                    )
+                    for i in range(n)
+                ]
                 out[setting][name] = sum(losses) / n
             else:
-                trainer = _trl_trainer(trl_spec["kind"], load(policy_dir), reference, tokenizer, dataset, spec,
-                                       trl_spec["options"], n)
+                trainer = _trl_trainer(
+                    trl_spec["kind"], load(policy_dir), reference, tokenizer, dataset, spec, trl_spec["options"], n
+                )
                 out[setting][name] = _trl_batch_loss(trainer, hyper.get("part"))
                 if setting == "step0" and name == "sigmoid":
                     ds = trainer.train_dataset
-                    out["tokens"] = [[ds[i]["prompt_ids"], [ds[i]["chosen_ids"], ds[i]["rejected_ids"]]]
-                                     for i in range(n)]
+                    out["tokens"] = [
+                        [ds[i]["prompt_ids"], [ds[i]["chosen_ids"], ds[i]["rejected_ids"]]] for i in range(n)
+                    ]
     out["version"] = trl.__version__
     return out
 

@@ -54,8 +54,12 @@ RLHFKIT_SETTINGS = {
 
 TRL_SETTINGS = {
     "fp32": {"trl_dtype": "fp32", "trl_gradient_checkpointing": False, "trl_precompute_ref": True},
-    "fp32-grouped": {"trl_dtype": "fp32", "trl_gradient_checkpointing": False, "trl_precompute_ref": True,
-                     "trl_group_by_length": True},
+    "fp32-grouped": {
+        "trl_dtype": "fp32",
+        "trl_gradient_checkpointing": False,
+        "trl_precompute_ref": True,
+        "trl_group_by_length": True,
+    },
     "fp32-ref-model": {"trl_dtype": "fp32", "trl_gradient_checkpointing": False, "trl_precompute_ref": False},
     "bf16": {"trl_dtype": "bf16", "trl_gradient_checkpointing": False, "trl_precompute_ref": True},
     "defaults": {"trl_dtype": "bf16", "trl_gradient_checkpointing": True, "trl_precompute_ref": False},
@@ -67,14 +71,23 @@ VARIANTS: dict[str, dict[str, Any]] = {
     "sigmoid": {"loss": "sigmoid", "trl": {"kind": "dpo", "options": {"loss_type": ["sigmoid"]}}},
     "hinge": {"loss": "hinge", "trl": {"kind": "dpo", "options": {"loss_type": ["hinge"]}}},
     "ipo": {"loss": "ipo", "trl": {"kind": "dpo", "options": {"loss_type": ["ipo"]}}},
-    "robust": {"loss": "robust", "rlhfkit": {"label_smoothing": 0.1},
-               "trl": {"kind": "dpo", "options": {"loss_type": ["robust"], "label_smoothing": 0.1}}},
+    "robust": {
+        "loss": "robust",
+        "rlhfkit": {"label_smoothing": 0.1},
+        "trl": {"kind": "dpo", "options": {"loss_type": ["robust"], "label_smoothing": 0.1}},
+    },
     # The newest DPOTrainer has no cDPO; its "aot" loss is cDPO applied after sorting the batch's
     # log-ratios, which is the identity on a batch of one pair: so it is computed pair by pair.
-    "cdpo": {"loss": "cdpo", "rlhfkit": {"label_smoothing": 0.1},
-             "trl": {"kind": "dpo", "options": {"loss_type": ["aot"], "label_smoothing": 0.1}, "per_pair": True}},
-    "simpo": {"loss": "simpo", "rlhfkit": {"gamma": 0.5},
-              "trl": {"kind": "cpo", "options": {"loss_type": "simpo", "cpo_alpha": 0.0, "simpo_gamma": 0.5}}},
+    "cdpo": {
+        "loss": "cdpo",
+        "rlhfkit": {"label_smoothing": 0.1},
+        "trl": {"kind": "dpo", "options": {"loss_type": ["aot"], "label_smoothing": 0.1}, "per_pair": True},
+    },
+    "simpo": {
+        "loss": "simpo",
+        "rlhfkit": {"gamma": 0.5},
+        "trl": {"kind": "cpo", "options": {"loss_type": "simpo", "cpo_alpha": 0.0, "simpo_gamma": 0.5}},
+    },
     # ORPO = NLL term + odds-ratio term. The NLL terms differ by definition: rlhfkit's is the mean over
     # each chosen RESPONSE's tokens (Hong et al. 2024, eq. 2), TRL's the token mean over the PROMPT and
     # chosen response of the whole batch. So the total is shown, and the odds-ratio term compared alone.
@@ -97,10 +110,14 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     p.add_argument("--eval-every", type=int, default=20)
     p.add_argument("--loss-pairs", type=int, default=4, help="pairs in the batch of the losses job")
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--rlhfkit", default="fp32,fp32-grouped",
-                   help=f"comma list of rlhfkit settings (throughput): {', '.join(RLHFKIT_SETTINGS)}")
-    p.add_argument("--trl", default="fp32,fp32-grouped",
-                   help=f"comma list of TRL settings (throughput): {', '.join(TRL_SETTINGS)}")
+    p.add_argument(
+        "--rlhfkit",
+        default="fp32,fp32-grouped",
+        help=f"comma list of rlhfkit settings (throughput): {', '.join(RLHFKIT_SETTINGS)}",
+    )
+    p.add_argument(
+        "--trl", default="fp32,fp32-grouped", help=f"comma list of TRL settings (throughput): {', '.join(TRL_SETTINGS)}"
+    )
     p.add_argument("--rounds", type=int, default=1, help="throughput: alternate the sides this many times")
     p.add_argument("--append", action="store_true", help="throughput: add these sides to the earlier run's")
     p.add_argument("--trl-venv", type=Path, default=VENVS_DIR / "trl-latest")
@@ -121,10 +138,15 @@ def prepare_data(args: argparse.Namespace, model_dir: Path, work: Path, steps: i
     loaded = load_records(args.data, "pairs", skip_invalid=True)
     tok = load_tokenizer(model_dir)
     long = 10**9
-    groups = [encode_group(tok, r.prompt, (r.chosen, r.rejected), max_length=long, max_prompt_length=long - 1)
-              for r in loaded.records]
-    fits = [r for r, g in zip(loaded.records, groups, strict=True)
-            if len(g.prompt_ids) + max(len(x) for x in g.responses) <= args.max_length]
+    groups = [
+        encode_group(tok, r.prompt, (r.chosen, r.rejected), max_length=long, max_prompt_length=long - 1)
+        for r in loaded.records
+    ]
+    fits = [
+        r
+        for r, g in zip(loaded.records, groups, strict=True)
+        if len(g.prompt_ids) + max(len(x) for x in g.responses) <= args.max_length
+    ]
     train, held = split_records(fits, eval_size / len(fits), args.seed) if eval_size else (fits, [])
     need = steps * args.batch_size
     if len(train) < need:
@@ -132,13 +154,24 @@ def prepare_data(args: argparse.Namespace, model_dir: Path, work: Path, steps: i
     files = {}
     length = {id(r): g.packed_length for r, g in zip(loaded.records, groups, strict=True)}
     for split, recs in (("train", train[:need]), ("eval", held)):
-        write_jsonl(work / f"{split}.jsonl",
-                    [{"prompt": r.prompt, "chosen": r.chosen, "rejected": r.rejected} for r in recs])
+        write_jsonl(
+            work / f"{split}.jsonl", [{"prompt": r.prompt, "chosen": r.chosen, "rejected": r.rejected} for r in recs]
+        )
         # "length" is read only by TRL's group_by_length sampler (the same length rlhfkit groups by).
-        (work / f"trl_{split}.jsonl").write_text("".join(
-            json.dumps({"prompt": render_prompt(tok, r.prompt), "chosen": r.chosen, "rejected": r.rejected,
-                        "length": length[id(r)]}) + "\n"
-            for r in recs))
+        (work / f"trl_{split}.jsonl").write_text(
+            "".join(
+                json.dumps(
+                    {
+                        "prompt": render_prompt(tok, r.prompt),
+                        "chosen": r.chosen,
+                        "rejected": r.rejected,
+                        "length": length[id(r)],
+                    }
+                )
+                + "\n"
+                for r in recs
+            )
+        )
         files[split] = len(recs)
     return {"rows": len(loaded.records), "skipped": len(loaded.skipped), "fit": len(fits), **files}
 
@@ -155,10 +188,20 @@ def run_job(job: str, python: Path, spec: dict[str, Any], work: Path, tag: str) 
 
 
 def base_spec(args: argparse.Namespace, model_dir: Path, work: Path, steps: int, lr: float) -> dict[str, Any]:
-    return {"model_dir": str(model_dir), "train_file": str(work / "train.jsonl"),
-            "trl_train_file": str(work / "trl_train.jsonl"), "work_dir": str(work), "steps": steps,
-            "batch_size": args.batch_size, "max_length": args.max_length, "lr": lr, "beta": args.beta,
-            "loss": args.loss, "seed": args.seed, **RLHFKIT_SETTINGS["fp32-grouped"]}
+    return {
+        "model_dir": str(model_dir),
+        "train_file": str(work / "train.jsonl"),
+        "trl_train_file": str(work / "trl_train.jsonl"),
+        "work_dir": str(work),
+        "steps": steps,
+        "batch_size": args.batch_size,
+        "max_length": args.max_length,
+        "lr": lr,
+        "beta": args.beta,
+        "loss": args.loss,
+        "seed": args.seed,
+        **RLHFKIT_SETTINGS["fp32-grouped"],
+    }
 
 
 def throughput(args: argparse.Namespace, model_dir: Path, trl_python: Path) -> dict[str, Any]:
@@ -169,7 +212,9 @@ def throughput(args: argparse.Namespace, model_dir: Path, trl_python: Path) -> d
     spec = base_spec(args, model_dir, work, steps, lr)
     sides: list[tuple[str, Path, str, dict[str, Any]]] = [
         (f"rlhfkit-{name}", Path(sys.executable), "rlhfkit-train", RLHFKIT_SETTINGS[name])
-        for name in args.rlhfkit.split(",") if name]
+        for name in args.rlhfkit.split(",")
+        if name
+    ]
     sides += [(f"trl-{name}", trl_python, "trl-train", TRL_SETTINGS[name]) for name in args.trl.split(",") if name]
     results: dict[str, list[dict[str, Any]]] = {}
     with bench_lock():
@@ -177,8 +222,11 @@ def throughput(args: argparse.Namespace, model_dir: Path, trl_python: Path) -> d
             for tag, python, job, extra in sides:
                 res, run = run_job(job, python, {**spec, **extra}, work, f"{tag}-{r}")
                 results.setdefault(tag, []).append({**res, "run": run.as_dict(), "date": time.strftime("%H:%M")})
-                print(f"  {tag}: {res['steps_per_s']:.4f} steps/s, peak {run.peak_rss_mb:.0f} MiB",
-                      file=sys.stderr, flush=True)
+                print(
+                    f"  {tag}: {res['steps_per_s']:.4f} steps/s, peak {run.peak_rss_mb:.0f} MiB",
+                    file=sys.stderr,
+                    flush=True,
+                )
     return {"args": vars(args) | {"steps": steps, "lr": lr}, "data": data, "results": results}
 
 
@@ -187,8 +235,12 @@ def merge_throughput(old: dict[str, Any], new: dict[str, Any]) -> dict[str, Any]
     keys = ("steps", "batch_size", "max_length", "lr", "beta", "loss", "seed")
     if any(old["args"][k] != new["args"][k] for k in keys):
         raise SystemExit(f"--append needs the same {', '.join(keys)} as the earlier throughput run")
-    return {**new, "results": {**old["results"], **new["results"]}, "commands": old["commands"] + new["commands"],
-            "date": f"{old['date']} .. {new['date']}"}
+    return {
+        **new,
+        "results": {**old["results"], **new["results"]},
+        "commands": old["commands"] + new["commands"],
+        "date": f"{old['date']} .. {new['date']}",
+    }
 
 
 def accuracy(args: argparse.Namespace, model_dir: Path) -> dict[str, Any]:
@@ -196,8 +248,12 @@ def accuracy(args: argparse.Namespace, model_dir: Path) -> dict[str, Any]:
     work = args.work_dir / "accuracy"
     work.mkdir(parents=True, exist_ok=True)
     data = prepare_data(args, model_dir, work, steps, args.eval_size)
-    spec = {**base_spec(args, model_dir, work, steps, lr), "eval_file": str(work / "eval.jsonl"),
-            "eval_every": args.eval_every, "kl_prompts": 8}
+    spec = {
+        **base_spec(args, model_dir, work, steps, lr),
+        "eval_file": str(work / "eval.jsonl"),
+        "eval_every": args.eval_every,
+        "kl_prompts": 8,
+    }
     with bench_lock():
         res, run = run_job("rlhfkit-train", Path(sys.executable), spec, work, "rlhfkit")
     return {"args": vars(args) | {"steps": steps, "lr": lr}, "data": data, "result": res, "run": run.as_dict()}
@@ -210,13 +266,22 @@ def losses(args: argparse.Namespace, model_dir: Path, trl_python: Path) -> dict[
     work = args.work_dir / "losses"
     work.mkdir(parents=True, exist_ok=True)
     data = prepare_data(argparse.Namespace(**{**vars(args), "batch_size": args.loss_pairs}), model_dir, work, 1, 0)
-    spec = {**base_spec(args, model_dir, work, 1, 1e-6), "batch_size": args.loss_pairs,
-            "trained_dir": str(trained), "variants": VARIANTS}
+    spec = {
+        **base_spec(args, model_dir, work, 1, 1e-6),
+        "batch_size": args.loss_pairs,
+        "trained_dir": str(trained),
+        "variants": VARIANTS,
+    }
     with bench_lock():
         ours, _ = run_job("rlhfkit-losses", Path(sys.executable), spec, work, "rlhfkit-losses")
         theirs, _ = run_job("trl-losses", trl_python, spec, work, "trl-losses")
-    return {"args": vars(args), "data": data, "rlhfkit": ours, "trl": theirs,
-            "same_tokens": ours["tokens"] == theirs["tokens"]}
+    return {
+        "args": vars(args),
+        "data": data,
+        "rlhfkit": ours,
+        "trl": theirs,
+        "same_tokens": ours["tokens"] == theirs["tokens"],
+    }
 
 
 # ---- the report --------------------------------------------------------------------------------
@@ -245,12 +310,31 @@ def _side_summary(runs: list[dict[str, Any]]) -> dict[str, Any]:
 def throughput_section(data: dict[str, Any]) -> list[str]:
     a = data["args"]
     sides = {tag: _side_summary(runs) for tag, runs in data["results"].items()}
-    rows = [[tag, s["version"], s["settings"], f"{s['steps_per_s']:.4f}", f"{s['step_s']:.1f}",
-             f"{s['peak_rss_mb']:,.0f}", f"{s['train_max_rss_mb']:,.0f}",
-             "" if s["reference_pass_s"] != s["reference_pass_s"] else f"{s['reference_pass_s']:.0f}",
-             f"{s['other_cores']:.2f}"] for tag, s in sides.items()]
-    header = ["side", "version", "configuration", "steps/s (steady, median of rounds)", "median s/step",
-              "peak RSS MiB (tree)", "RSS MiB at last step", "reference pass s", "other cores busy (max)"]
+    rows = [
+        [
+            tag,
+            s["version"],
+            s["settings"],
+            f"{s['steps_per_s']:.4f}",
+            f"{s['step_s']:.1f}",
+            f"{s['peak_rss_mb']:,.0f}",
+            f"{s['train_max_rss_mb']:,.0f}",
+            "" if s["reference_pass_s"] != s["reference_pass_s"] else f"{s['reference_pass_s']:.0f}",
+            f"{s['other_cores']:.2f}",
+        ]
+        for tag, s in sides.items()
+    ]
+    header = [
+        "side",
+        "version",
+        "configuration",
+        "steps/s (steady, median of rounds)",
+        "median s/step",
+        "peak RSS MiB (tree)",
+        "RSS MiB at last step",
+        "reference pass s",
+        "other cores busy (max)",
+    ]
     trl = {k: v for k, v in sides.items() if k.startswith("trl-")}
     fastest = max(trl, key=lambda k: trl[k]["steps_per_s"])
     verdict = []
@@ -260,8 +344,15 @@ def throughput_section(data: dict[str, Any]) -> list[str]:
         for peer in dict.fromkeys(p for p in (same, fastest) if p in trl):
             speed = sides[tag]["steps_per_s"] / trl[peer]["steps_per_s"]
             memory = sides[tag]["peak_rss_mb"] / trl[peer]["peak_rss_mb"]
-            verdict.append([f"{tag} / {peer}", f"{speed:.2f}x", "yes" if speed >= 2 else "NO",
-                            f"{memory:.2f}x", "yes" if memory <= 1 else "NO"])
+            verdict.append(
+                [
+                    f"{tag} / {peer}",
+                    f"{speed:.2f}x",
+                    "yes" if speed >= 2 else "NO",
+                    f"{memory:.2f}x",
+                    "yes" if memory <= 1 else "NO",
+                ]
+            )
     return [
         "## Step throughput and peak memory\n",
         "Commands (" + data["date"] + "):\n\n" + "".join(f"    {c}\n" for c in data["commands"]),
@@ -271,8 +362,9 @@ def throughput_section(data: dict[str, Any]) -> list[str]:
         f"{a['rounds']} round(s) with the sides alternating. Steady rate: steps after the first.\n",
         markdown_table(header, rows),
         f"Fastest TRL setting: `{fastest}`.\n",
-        markdown_table(["rlhfkit / TRL", "step throughput (target >= 2x)", "met", "peak memory (target <= 1x)",
-                        "met"], verdict),
+        markdown_table(
+            ["rlhfkit / TRL", "step throughput (target >= 2x)", "met", "peak memory (target <= 1x)", "met"], verdict
+        ),
     ]
 
 
@@ -295,19 +387,27 @@ def losses_section(data: dict[str, Any]) -> list[str]:
         f"identically: {'yes' if data['same_tokens'] else 'NO'}.\n",
         markdown_table(["setting", "variant", "rlhfkit", f"TRL {theirs['version']}", "abs diff", "<= 1e-5"], rows),
         "TRL counterparts: DPOTrainer loss_type sigmoid / hinge / ipo / robust (label_smoothing 0.1); cdpo: "
-        "DPOTrainer \"aot\" (cDPO after sorting the batch's log-ratios, the identity on one pair) computed "
+        'DPOTrainer "aot" (cDPO after sorting the batch\'s log-ratios, the identity on one pair) computed '
         "pair by pair (the newest DPOTrainer has no plain cDPO); simpo: CPOTrainer loss_type=simpo, cpo_alpha=0, "
         "simpo_gamma 0.5; orpo: ORPOTrainer. ORPO's total differs by design: its NLL term is, in rlhfkit, the mean "
         "NLL of each chosen response's tokens (Hong et al. 2024, eq. 2), in TRL the token mean over the prompt "
-        "AND chosen tokens of the whole batch (TRL: \"orpo chosen nll loss is computed over the full prompt and "
-        "response\"). The odds-ratio term (total minus NLL term; TRL: loss - nll_loss) is compared alone.\n",
+        'AND chosen tokens of the whole batch (TRL: "orpo chosen nll loss is computed over the full prompt and '
+        'response"). The odds-ratio term (total minus NLL term; TRL: loss - nll_loss) is compared alone.\n',
     ]
 
 
 def accuracy_section(data: dict[str, Any]) -> list[str]:
     res, a = data["result"], data["args"]
-    rows = [[str(e["step"]), f"{e['eval/reward_accuracy']:.3f}", f"{e['eval/loss']:.4f}",
-             f"{e['eval/reward_margin']:.4f}", f"{e.get('eval/kl', float('nan')):.3f}"] for e in res["eval"]]
+    rows = [
+        [
+            str(e["step"]),
+            f"{e['eval/reward_accuracy']:.3f}",
+            f"{e['eval/loss']:.4f}",
+            f"{e['eval/reward_margin']:.4f}",
+            f"{e.get('eval/kl', float('nan')):.3f}",
+        ]
+        for e in res["eval"]
+    ]
     best = max(e["eval/reward_accuracy"] for e in res["eval"])
     return [
         "## Held-out implicit-reward accuracy (rlhfkit)\n",
@@ -325,11 +425,16 @@ def accuracy_section(data: dict[str, Any]) -> list[str]:
 def render(jobs: dict[str, dict[str, Any]]) -> str:
     import torch
 
-    lines = ["# DPO: rlhfkit vs TRL DPOTrainer\n",
-             f"Machine: {cpu_name()}, {os.cpu_count()} cores, torch {torch.__version__}; model SmolLM2-135M-Instruct "
-             "(both sides from rlhfkit's cached safetensors directory, fp32 weights); data: HH-RLHF harmless dev.\n"]
-    for name, section in (("throughput", throughput_section), ("losses", losses_section),
-                          ("accuracy", accuracy_section)):
+    lines = [
+        "# DPO: rlhfkit vs TRL DPOTrainer\n",
+        f"Machine: {cpu_name()}, {os.cpu_count()} cores, torch {torch.__version__}; model SmolLM2-135M-Instruct "
+        "(both sides from rlhfkit's cached safetensors directory, fp32 weights); data: HH-RLHF harmless dev.\n",
+    ]
+    for name, section in (
+        ("throughput", throughput_section),
+        ("losses", losses_section),
+        ("accuracy", accuracy_section),
+    ):
         if name in jobs:
             lines += section(jobs[name])
     return "\n".join(lines) + "\n"
@@ -339,8 +444,13 @@ def main(argv: list[str]) -> None:
     args = parse_args(argv)
     args.work_dir.mkdir(parents=True, exist_ok=True)
     if args.job == "report":
-        text = render({j: read_json(args.work_dir / f"{j}.json") for j in ("throughput", "accuracy", "losses")
-                       if (args.work_dir / f"{j}.json").exists()})
+        text = render(
+            {
+                j: read_json(args.work_dir / f"{j}.json")
+                for j in ("throughput", "accuracy", "losses")
+                if (args.work_dir / f"{j}.json").exists()
+            }
+        )
         args.out.parent.mkdir(parents=True, exist_ok=True)
         args.out.write_text(text)
         print(text)
@@ -351,8 +461,11 @@ def main(argv: list[str]) -> None:
     trl_python = args.trl_venv / "bin" / "python"
     if args.job != "accuracy" and not trl_python.exists():
         raise SystemExit(f"{trl_python} is missing: run bench/setup_trl.sh first")
-    jobs = {"throughput": lambda: throughput(args, model_dir, trl_python), "accuracy": lambda: accuracy(args, model_dir),
-            "losses": lambda: losses(args, model_dir, trl_python)}
+    jobs = {
+        "throughput": lambda: throughput(args, model_dir, trl_python),
+        "accuracy": lambda: accuracy(args, model_dir),
+        "losses": lambda: losses(args, model_dir, trl_python),
+    }
     result = json.loads(json.dumps(jobs[args.job](), default=str))
     result["commands"] = [f".venv/bin/python bench/dpo_vs_trl.py {shlex.join(argv)}"]
     result["date"] = time.strftime("%Y-%m-%d %H:%M")
@@ -360,8 +473,11 @@ def main(argv: list[str]) -> None:
     if args.job == "throughput" and args.append and path.exists():
         result = merge_throughput(read_json(path), result)
     write_json(path, result)
-    print(json.dumps({k: v for k, v in result.items() if k not in ("results", "result", "rlhfkit", "trl")},
-                     indent=1, default=str))
+    print(
+        json.dumps(
+            {k: v for k, v in result.items() if k not in ("results", "result", "rlhfkit", "trl")}, indent=1, default=str
+        )
+    )
 
 
 if __name__ == "__main__":

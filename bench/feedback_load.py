@@ -47,8 +47,9 @@ async def _kill_when(result: LoadResult, count: int, pid: int) -> None:
     os.kill(pid, signal.SIGKILL)
 
 
-async def _phase_with_kill(port: int, users: list[tuple[str, str]], cfg: LoadConfig,
-                           result: LoadResult, kill_after: int, pid: int) -> None:
+async def _phase_with_kill(
+    port: int, users: list[tuple[str, str]], cfg: LoadConfig, result: LoadResult, kill_after: int, pid: int
+) -> None:
     killer = asyncio.create_task(_kill_when(result, kill_after, pid))
     await run_load("127.0.0.1", port, users, cfg, stop_on_error=True, result=result)
     killer.cancel()
@@ -60,9 +61,13 @@ def _parse(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--annotators", type=int, default=50)
     parser.add_argument("--judgments", type=int, default=10_000)
     parser.add_argument("--overlap", type=int, default=4, help="judgments per item (N)")
-    parser.add_argument("--think-ms", type=float, default=1000.0,
-                        help="mean pause per task, exponential (default 1000: annotators 5-30x faster "
-                             "than people); 0 = closed-loop stress, where latency is queueing")
+    parser.add_argument(
+        "--think-ms",
+        type=float,
+        default=1000.0,
+        help="mean pause per task, exponential (default 1000: annotators 5-30x faster "
+        "than people); 0 = closed-loop stress, where latency is queueing",
+    )
     parser.add_argument("--kill-after", type=int, default=0, help="SIGKILL the server after K acks")
     parser.add_argument("--json", help="also write the figures to this JSON file")
     return parser.parse_args(argv)
@@ -76,13 +81,23 @@ def _setup(db_url: str, cfg: LoadConfig) -> list[tuple[str, str]]:
     print(f"machine: {os.cpu_count()} CPUs, load average {load:.1f} before the run")
     pacing = f"think {cfg.think_ms:.0f} ms (exponential)" if cfg.think_ms else "closed loop, no think time"
     print(f"pacing: {pacing}")
-    print(f"setup: {cfg.judgments // cfg.overlap} items x N={cfg.overlap}, {cfg.annotators} annotators "
-          f"({time.perf_counter() - t0:.1f} s); database {db_url.split('@')[-1]}")
+    print(
+        f"setup: {cfg.judgments // cfg.overlap} items x N={cfg.overlap}, {cfg.annotators} annotators "
+        f"({time.perf_counter() - t0:.1f} s); database {db_url.split('@')[-1]}"
+    )
     return users
 
 
-def _kill_and_restart(db_url: str, port: int, log: str, server: subprocess.Popen[bytes], users: list[tuple[str, str]],
-                      cfg: LoadConfig, result: LoadResult, kill_after: int) -> subprocess.Popen[bytes]:
+def _kill_and_restart(
+    db_url: str,
+    port: int,
+    log: str,
+    server: subprocess.Popen[bytes],
+    users: list[tuple[str, str]],
+    cfg: LoadConfig,
+    result: LoadResult,
+    kill_after: int,
+) -> subprocess.Popen[bytes]:
     """Run until `kill_after` acks, SIGKILL the server, check what survived, start a new server."""
     asyncio.run(_phase_with_kill(port, users, cfg, result, kill_after, server.pid))
     server.wait()
@@ -92,8 +107,9 @@ def _kill_and_restart(db_url: str, port: int, log: str, server: subprocess.Popen
     return start_server(db_url, port, log)
 
 
-def _measured_run(port: int, server: subprocess.Popen[bytes], users: list[tuple[str, str]], cfg: LoadConfig,
-                  result: LoadResult) -> None:
+def _measured_run(
+    port: int, server: subprocess.Popen[bytes], users: list[tuple[str, str]], cfg: LoadConfig, result: LoadResult
+) -> None:
     """The load itself, with the server's CPU time per request."""
     cpu_before = process_cpu_seconds(server.pid)
     requests_before = sum(len(v) for v in result.latencies_ms.values())
@@ -102,28 +118,40 @@ def _measured_run(port: int, server: subprocess.Popen[bytes], users: list[tuple[
     requests = sum(len(v) for v in result.latencies_ms.values()) - requests_before
     if cpu_before is not None and cpu_after is not None and requests:
         server_cpu_ms = 1000 * (cpu_after - cpu_before) / requests
-        print(f"server CPU: {server_cpu_ms:.2f} ms per request "
-              f"(capacity ~{1000 / server_cpu_ms:.0f} requests/s on one core)")
+        print(
+            f"server CPU: {server_cpu_ms:.2f} ms per request "
+            f"(capacity ~{1000 / server_cpu_ms:.0f} requests/s on one core)"
+        )
 
 
 def _report(args: argparse.Namespace, db_url: str, result: LoadResult, kills: int) -> bool:
     """Print latency and the database audit (and write them as JSON with --json); True when nothing was lost."""
     check = verify(db_url, result.acks)
     summary = latency_summary(result)
-    print(f"run: {len(result.acks)} acknowledged judgments in {result.seconds:.1f} s "
-          f"({len(result.acks) / result.seconds:.0f}/s), {result.duplicates_confirmed} idempotent "
-          f"resubmissions confirmed, statuses {dict(result.statuses)}")
+    print(
+        f"run: {len(result.acks)} acknowledged judgments in {result.seconds:.1f} s "
+        f"({len(result.acks) / result.seconds:.0f}/s), {result.duplicates_confirmed} idempotent "
+        f"resubmissions confirmed, statuses {dict(result.statuses)}"
+    )
     for name, row in summary.items():
         print(f"latency {name:6s}: n={row['count']:6d}  p50={row['p50_ms']:7.2f} ms  p99={row['p99_ms']:7.2f} ms")
-    print(f"audit: stored={check.judgments} expected={check.expected} lost={check.lost} "
-          f"duplicated={check.duplicated} over_overlap={check.over_overlap} kills={kills} "
-          f"-> {'OK' if check.ok else 'FAILED'}")
+    print(
+        f"audit: stored={check.judgments} expected={check.expected} lost={check.lost} "
+        f"duplicated={check.duplicated} over_overlap={check.over_overlap} kills={kills} "
+        f"-> {'OK' if check.ok else 'FAILED'}"
+    )
     if args.json:
-        write_json_atomic(args.json, {
-            "db": db_url.split("://")[0], "config": vars(args), "latency": summary,
-            "acknowledged": len(result.acks), "seconds": result.seconds,
-            "audit": {**check.__dict__, "ok": check.ok},
-        })
+        write_json_atomic(
+            args.json,
+            {
+                "db": db_url.split("://")[0],
+                "config": vars(args),
+                "latency": summary,
+                "acknowledged": len(result.acks),
+                "seconds": result.seconds,
+                "audit": {**check.__dict__, "ok": check.ok},
+            },
+        )
     return check.ok
 
 
@@ -131,8 +159,7 @@ def main(argv: list[str] | None = None) -> int:
     args = _parse(argv)
     workdir = Path(tempfile.mkdtemp(prefix="rlhfkit-load-"))
     db_url = args.db or f"sqlite:///{workdir / 'load.db'}"
-    cfg = LoadConfig(annotators=args.annotators, judgments=args.judgments, overlap=args.overlap,
-                     think_ms=args.think_ms)
+    cfg = LoadConfig(annotators=args.annotators, judgments=args.judgments, overlap=args.overlap, think_ms=args.think_ms)
     users = _setup(db_url, cfg)
     port = free_port()
     log = str(workdir / "server.log")

@@ -36,9 +36,13 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     p.add_argument("--output", type=Path, default=Path("/tmp/rlhfkit-overopt"), help="run directory of a new run")
     p.add_argument("--override", action="append", default=[], help="extra loop key=value (repeatable)")
     p.add_argument("--out", type=Path, default=RESULTS_DIR / "overopt.md")
-    p.add_argument("--window", type=int, default=None,
-                   help="detector window (default: the run's eval.window); another value re-runs the detector "
-                        "on the run's points, which do not depend on it")
+    p.add_argument(
+        "--window",
+        type=int,
+        default=None,
+        help="detector window (default: the run's eval.window); another value re-runs the detector "
+        "on the run's points, which do not depend on it",
+    )
     return p.parse_args(argv)
 
 
@@ -57,17 +61,34 @@ def summarize(evaluation: dict[str, Any], window: int) -> dict[str, Any]:
     floor = gold[peak] - 0.1 * abs(gold[peak])  # 0.9 * peak for a positive peak; sentiment may be negative
     fell = next((steps[i] for i in range(peak + 1, len(gold)) if gold[i] < floor), None)
     warnings = evaluation["hacking"]["warnings"]
-    first = {kind: next((w for w in warnings if w["kind"] == kind), None)
-             for kind in ("proxy_up_gold_down", "proxy_up_agreement_down")}
-    return {"gold_smoothed": gold.tolist(), "peak_step": steps[peak], "peak_gold": float(gold[peak]),
-            "floor": float(floor), "fell_step": fell, "first_warning": first}
+    first = {
+        kind: next((w for w in warnings if w["kind"] == kind), None)
+        for kind in ("proxy_up_gold_down", "proxy_up_agreement_down")
+    }
+    return {
+        "gold_smoothed": gold.tolist(),
+        "peak_step": steps[peak],
+        "peak_gold": float(gold[peak]),
+        "floor": float(floor),
+        "fell_step": fell,
+        "first_warning": first,
+    }
 
 
 def curve_rows(points: list[dict[str, Any]], gold_smoothed: list[float], warned: set[int]) -> list[list[str]]:
-    return [[str(p["step"]), f"{p['kl']:.2f}", f"{p['proxy']:.3f}", f"{p['gold']:.3f}", f"{g:.3f}",
-             "" if p.get("ensemble_std") is None else f"{p['ensemble_std']:.3f}", f"{p['distinct2']:.2f}",
-             "warning" if p["step"] in warned else ""]
-            for p, g in zip(points, gold_smoothed, strict=True)]
+    return [
+        [
+            str(p["step"]),
+            f"{p['kl']:.2f}",
+            f"{p['proxy']:.3f}",
+            f"{p['gold']:.3f}",
+            f"{g:.3f}",
+            "" if p.get("ensemble_std") is None else f"{p['ensemble_std']:.3f}",
+            f"{p['distinct2']:.2f}",
+            "warning" if p["step"] in warned else "",
+        ]
+        for p, g in zip(points, gold_smoothed, strict=True)
+    ]
 
 
 def gold_noise(points: list[dict[str, Any]]) -> float:
@@ -82,12 +103,20 @@ def redetect(evaluation: dict[str, Any], config: dict[str, Any], window: int) ->
     from rlhfkit.eval.hacking import EvalPoint, detect_overoptimization
 
     points = [EvalPoint(**p) for p in evaluation["hacking"]["points"]]
-    warnings = detect_overoptimization(points, window=window, tolerance=float(config["eval"]["tolerance"]),
-                                       std_tolerance=float(config["eval"]["std_tolerance"]))
-    kept = [w for w in evaluation["hacking"]["warnings"]
-            if w["kind"] not in ("proxy_up_gold_down", "proxy_up_agreement_down")]
-    hacking = evaluation["hacking"] | {"warnings": sorted(kept + [w.to_dict() for w in warnings],
-                                                          key=lambda w: w["step"])}
+    warnings = detect_overoptimization(
+        points,
+        window=window,
+        tolerance=float(config["eval"]["tolerance"]),
+        std_tolerance=float(config["eval"]["std_tolerance"]),
+    )
+    kept = [
+        w
+        for w in evaluation["hacking"]["warnings"]
+        if w["kind"] not in ("proxy_up_gold_down", "proxy_up_agreement_down")
+    ]
+    hacking = evaluation["hacking"] | {
+        "warnings": sorted(kept + [w.to_dict() for w in warnings], key=lambda w: w["step"])
+    }
     return evaluation | {"hacking": hacking}
 
 
@@ -109,10 +138,14 @@ def report(run_dir: Path, command: str, wall_s: float | None, window: int | None
     if s["fell_step"] is None:
         verdict = "gold never fell 10% below its peak in this run: the target's condition did not occur"
     elif timely:
-        verdict = (f"met: a warning at step {timely[0]}, after gold peaked (step {s['peak_step']}) and before it fell "
-                   f"10% below the peak (step {s['fell_step']})")
+        verdict = (
+            f"met: a warning at step {timely[0]}, after gold peaked (step {s['peak_step']}) and before it fell "
+            f"10% below the peak (step {s['fell_step']})"
+        )
     else:
-        verdict = f"NOT met: no warning between gold's peak (step {s['peak_step']}) and its 10% fall (step {s['fell_step']})"
+        verdict = (
+            f"NOT met: no warning between gold's peak (step {s['peak_step']}) and its 10% fall (step {s['fell_step']})"
+        )
     lines = [
         "# Reward over-optimization: proxy against gold, and the detector",
         "",
@@ -138,8 +171,10 @@ def report(run_dir: Path, command: str, wall_s: float | None, window: int | None
         f"- proxy-up / gold-down warnings before gold's peak (false alarms on noise): {len(early)} {early}",
         f"- **target (detector fires before gold falls 10% below its peak): {verdict}**",
         "",
-        markdown_table(["step", "KL", "proxy", "gold", "gold (smoothed)", "ensemble std", "distinct-2", ""],
-                       curve_rows(evaluation["hacking"]["points"], s["gold_smoothed"], warned)),
+        markdown_table(
+            ["step", "KL", "proxy", "gold", "gold (smoothed)", "ensemble std", "distinct-2", ""],
+            curve_rows(evaluation["hacking"]["points"], s["gold_smoothed"], warned),
+        ),
         "",
         f"The run's report (`{run_dir / 'report.html'}`) plots the same curves (proxy vs gold against KL).",
     ]
@@ -150,8 +185,15 @@ def main(argv: list[str]) -> None:
     args = parse_args(argv)
     wall_s = None
     if args.run_dir is None:
-        cmd = [str(ROOT / ".venv" / "bin" / "rlhfkit"), "loop", "--config", str(CONFIG), f"output={args.output}",
-               f"prompts={ROOT / 'src' / 'rlhfkit' / 'data' / 'fixtures' / 'sentiment_prompts.jsonl'}", *args.override]
+        cmd = [
+            str(ROOT / ".venv" / "bin" / "rlhfkit"),
+            "loop",
+            "--config",
+            str(CONFIG),
+            f"output={args.output}",
+            f"prompts={ROOT / 'src' / 'rlhfkit' / 'data' / 'fixtures' / 'sentiment_prompts.jsonl'}",
+            *args.override,
+        ]
         start = time.perf_counter()
         subprocess.run(cmd, check=True, cwd=ROOT)
         wall_s = time.perf_counter() - start
@@ -160,7 +202,8 @@ def main(argv: list[str]) -> None:
     else:
         run_dir = args.run_dir
         command = f".venv/bin/python bench/overopt.py --run-dir {run_dir}" + (
-            f" --window {args.window}" if args.window else "")
+            f" --window {args.window}" if args.window else ""
+        )
     text = report(run_dir, command, wall_s, args.window)
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(text)

@@ -53,10 +53,19 @@ def train_rm(spec: dict[str, Any]) -> dict[str, Any]:
     from rlhfkit.data.fixtures import fixture_path
     from rlhfkit.train.reward import RewardConfig, train_reward_model
 
-    cfg = build_config(RewardConfig, values={"model": spec["model_dir"], "data": [str(fixture_path("pairs_small.jsonl"))],
-                                             "output": spec["rm_dir"]},
-                       overrides=["freeze_layers=-1", "max_steps=30", "lr=1e-3", "batch_size=8", "progress=false",
-                                  "normalize_prompts=16", "max_length=256"])
+    cfg = build_config(
+        RewardConfig,
+        values={"model": spec["model_dir"], "data": [str(fixture_path("pairs_small.jsonl"))], "output": spec["rm_dir"]},
+        overrides=[
+            "freeze_layers=-1",
+            "max_steps=30",
+            "lr=1e-3",
+            "batch_size=8",
+            "progress=false",
+            "normalize_prompts=16",
+            "max_length=256",
+        ],
+    )
     return {"rm_dir": str(train_reward_model(cfg))}
 
 
@@ -74,14 +83,33 @@ def _rlhfkit_run(spec: dict[str, Any], reward: str, steps: int, extra: list[str]
         return log(self, step, metrics)
 
     metrics_module.MetricsLogger.log = timed_log  # type: ignore[method-assign]
-    cfg = build_config(PPOConfig, values={"policy": spec["model_dir"], "reward": reward, "output": spec["out_dir"],
-                                          "prompts": str(fixture_path("sentiment_prompts.jsonl"))},
-                       overrides=[f"max_steps={steps}", f"rollout_batch_size={spec['rollout_batch_size']}",
-                                  f"batch_size={spec['micro']}", f"grad_accum={spec['minibatch'] // spec['micro']}", f"ppo_epochs={spec['ppo_epochs']}",
-                                  f"sampling.max_new_tokens={spec['response_length']}", f"sampling.temperature={spec['temperature']}",
-                                  f"sampling.batch_size={spec['rollout_batch_size']}", f"lr={spec['lr']}",
-                                  f"reward_batch_size={spec['rollout_batch_size']}", "resume=false", "save_every=0",
-                                  "progress=false", "log_every=1", f"seed={spec['seed']}", *extra])
+    cfg = build_config(
+        PPOConfig,
+        values={
+            "policy": spec["model_dir"],
+            "reward": reward,
+            "output": spec["out_dir"],
+            "prompts": str(fixture_path("sentiment_prompts.jsonl")),
+        },
+        overrides=[
+            f"max_steps={steps}",
+            f"rollout_batch_size={spec['rollout_batch_size']}",
+            f"batch_size={spec['micro']}",
+            f"grad_accum={spec['minibatch'] // spec['micro']}",
+            f"ppo_epochs={spec['ppo_epochs']}",
+            f"sampling.max_new_tokens={spec['response_length']}",
+            f"sampling.temperature={spec['temperature']}",
+            f"sampling.batch_size={spec['rollout_batch_size']}",
+            f"lr={spec['lr']}",
+            f"reward_batch_size={spec['rollout_batch_size']}",
+            "resume=false",
+            "save_every=0",
+            "progress=false",
+            "log_every=1",
+            f"seed={spec['seed']}",
+            *extra,
+        ],
+    )
     start = time.perf_counter()
     run = ppo(cfg)
     rows = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
@@ -131,8 +159,10 @@ def trl_side(spec: dict[str, Any]) -> dict[str, Any]:
 
     tokenizer = AutoTokenizer.from_pretrained(spec["model_dir"], padding_side="left")
     prompts = [json.loads(line)["prompt"] for line in Path(spec["prompts_file"]).read_text().splitlines() if line]
-    ids = [tokenizer.apply_chat_template([{"role": "user", "content": p}], add_generation_prompt=True, tokenize=True)
-           for p in prompts]
+    ids = [
+        tokenizer.apply_chat_template([{"role": "user", "content": p}], add_generation_prompt=True, tokenize=True)
+        for p in prompts
+    ]
     # transformers 5 returns a BatchEncoding (a Mapping, not a dict); older ones a plain list of ids
     ids = [list(x["input_ids"]) if hasattr(x, "keys") else list(x) for x in ids]
     dataset = Dataset.from_dict({"input_ids": ids})
@@ -142,24 +172,54 @@ def trl_side(spec: dict[str, Any]) -> dict[str, Any]:
     reward = _trl_reward_model(spec["rm_dir"])
     rollout, mini = spec["rollout_batch_size"], spec["minibatch"]
     args = PPOConfig(
-        output_dir=str(Path(spec["out_dir"]) / "trl-run"), use_cpu=True, bf16=bool(spec.get("trl_bf16")), fp16=False,
-        gradient_checkpointing=False, per_device_train_batch_size=mini, gradient_accumulation_steps=rollout // mini,
-        num_mini_batches=rollout // mini, num_ppo_epochs=spec["ppo_epochs"], response_length=spec["response_length"],
-        temperature=spec["temperature"], stop_token="eos", total_episodes=rollout * spec["steps"],
-        local_rollout_forward_batch_size=rollout, num_sample_generations=0, learning_rate=spec["lr"],
-        lr_scheduler_type="constant", kl_coef=0.05, save_strategy="no", report_to="none", logging_steps=1,
-        disable_tqdm=True, seed=spec["seed"], dataloader_num_workers=0,
+        output_dir=str(Path(spec["out_dir"]) / "trl-run"),
+        use_cpu=True,
+        bf16=bool(spec.get("trl_bf16")),
+        fp16=False,
+        gradient_checkpointing=False,
+        per_device_train_batch_size=mini,
+        gradient_accumulation_steps=rollout // mini,
+        num_mini_batches=rollout // mini,
+        num_ppo_epochs=spec["ppo_epochs"],
+        response_length=spec["response_length"],
+        temperature=spec["temperature"],
+        stop_token="eos",
+        total_episodes=rollout * spec["steps"],
+        local_rollout_forward_batch_size=rollout,
+        num_sample_generations=0,
+        learning_rate=spec["lr"],
+        lr_scheduler_type="constant",
+        kl_coef=0.05,
+        save_strategy="no",
+        report_to="none",
+        logging_steps=1,
+        disable_tqdm=True,
+        seed=spec["seed"],
+        dataloader_num_workers=0,
     )
-    trainer = PPOTrainer(args=args, processing_class=tokenizer, model=policy, ref_model=ref, reward_model=reward,
-                         value_model=value, train_dataset=dataset, eval_dataset=dataset.select(range(2)),
-                         callbacks=[StepTimer()])
+    trainer = PPOTrainer(
+        args=args,
+        processing_class=tokenizer,
+        model=policy,
+        ref_model=ref,
+        reward_model=reward,
+        value_model=value,
+        train_dataset=dataset,
+        eval_dataset=dataset.select(range(2)),
+        callbacks=[StepTimer()],
+    )
     start = time.perf_counter()
     trainer.train()
     history = [h for h in trainer.state.log_history if "objective/scores" in h]
-    return {**recorder.summary(), "call_s": time.perf_counter() - start, "version": trl.__version__,
-            "scores": [h["objective/scores"] for h in history], "kl": [h["objective/kl"] for h in history],
-            "settings": f"use_cpu=True, bf16={bool(spec.get('trl_bf16'))}, gradient_checkpointing=False, full fine-tuning, "
-                        "separate reference and value models (value from the reward model)"}
+    return {
+        **recorder.summary(),
+        "call_s": time.perf_counter() - start,
+        "version": trl.__version__,
+        "scores": [h["objective/scores"] for h in history],
+        "kl": [h["objective/kl"] for h in history],
+        "settings": f"use_cpu=True, bf16={bool(spec.get('trl_bf16'))}, gradient_checkpointing=False, full fine-tuning, "
+        "separate reference and value models (value from the reward model)",
+    }
 
 
 JOBS = {"rm": train_rm, "rlhfkit": rlhfkit_side, "trl": trl_side, "effect": effect}

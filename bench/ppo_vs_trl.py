@@ -62,13 +62,18 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     p.add_argument("--steps", type=int, default=None, help="PPO steps (default: 4 throughput, 40 effect)")
     p.add_argument("--rollout", type=int, default=16, help="prompts per PPO step")
     p.add_argument("--minibatch", type=int, default=8, help="samples per optimizer step")
-    p.add_argument("--micro", type=int, default=4, help="rlhfkit: samples per forward/backward (minibatch / grad_accum)")
+    p.add_argument(
+        "--micro", type=int, default=4, help="rlhfkit: samples per forward/backward (minibatch / grad_accum)"
+    )
     p.add_argument("--response-length", type=int, default=48)
     p.add_argument("--ppo-epochs", type=int, default=4)
     p.add_argument("--sides", default="rlhfkit,trl", help="throughput: which sides to run")
     p.add_argument("--threads", type=int, default=0, help="torch threads per side (0: torch's default)")
-    p.add_argument("--trl-bf16", action="store_true",
-                   help="TRL computes in bf16 (autocast): faster on CPUs whose bf16 matmul beats fp32")
+    p.add_argument(
+        "--trl-bf16",
+        action="store_true",
+        help="TRL computes in bf16 (autocast): faster on CPUs whose bf16 matmul beats fp32",
+    )
     p.add_argument("--override", action="append", default=[], help="extra rlhfkit key=value (repeatable)")
     return p.parse_args(argv)
 
@@ -81,11 +86,24 @@ def model_dir() -> str:
 
 
 def spec_for(args: argparse.Namespace, job: str, steps: int) -> dict[str, Any]:
-    return {"model_dir": model_dir(), "rm_dir": str(args.work / "rm"), "prompts_file": str(PROMPTS),
-            "out_dir": str(args.work / job), "steps": steps, "rollout_batch_size": args.rollout,
-            "minibatch": args.minibatch, "micro": args.micro, "response_length": args.response_length, "ppo_epochs": args.ppo_epochs,
-            "temperature": 0.7, "lr": 1e-5 if job != "effect" else 3e-5, "seed": 0,
-            "rlhfkit_overrides": args.override, "threads": args.threads, "trl_bf16": args.trl_bf16}
+    return {
+        "model_dir": model_dir(),
+        "rm_dir": str(args.work / "rm"),
+        "prompts_file": str(PROMPTS),
+        "out_dir": str(args.work / job),
+        "steps": steps,
+        "rollout_batch_size": args.rollout,
+        "minibatch": args.minibatch,
+        "micro": args.micro,
+        "response_length": args.response_length,
+        "ppo_epochs": args.ppo_epochs,
+        "temperature": 0.7,
+        "lr": 1e-5 if job != "effect" else 3e-5,
+        "seed": 0,
+        "rlhfkit_overrides": args.override,
+        "threads": args.threads,
+        "trl_bf16": args.trl_bf16,
+    }
 
 
 def run_side(args: argparse.Namespace, side: str, job: str, spec: dict[str, Any]) -> tuple[dict[str, Any], ChildRun]:
@@ -94,8 +112,11 @@ def run_side(args: argparse.Namespace, side: str, job: str, spec: dict[str, Any]
     write_json(spec_path, spec)
     python = PYTHONS["trl" if side == "trl" else "rlhfkit"]
     env = {**os.environ, "PYTHONPATH": str(SIDES.parent), "TOKENIZERS_PARALLELISM": "false"}
-    run = run_measured([str(python), str(SIDES), side if job != "effect" else "effect", str(spec_path), str(out_path)],
-                       log_path=log_path, env=env)
+    run = run_measured(
+        [str(python), str(SIDES), side if job != "effect" else "effect", str(spec_path), str(out_path)],
+        log_path=log_path,
+        env=env,
+    )
     if run.returncode != 0:
         raise SystemExit(f"{side} {job} failed ({run.returncode}):\n{log_tail(log_path)}")
     return read_json(out_path), run
@@ -119,7 +140,14 @@ def job_throughput(args: argparse.Namespace) -> None:
             result, run = run_side(args, side, "throughput", spec_for(args, "throughput", steps))
             result.pop("metrics", None)
             out[side] = {**result, "max_rss_mb": run.max_rss_mb, "run": run.as_dict()}
-            print(side, {k: result[k] for k in ("samples_per_s", "samples_per_cpu_s", "train_max_rss_mb", "step_s", "step_cpu_s")}, flush=True)
+            print(
+                side,
+                {
+                    k: result[k]
+                    for k in ("samples_per_s", "samples_per_cpu_s", "train_max_rss_mb", "step_s", "step_cpu_s")
+                },
+                flush=True,
+            )
     write_json(args.work / "throughput.json", out)
 
 
@@ -131,13 +159,21 @@ def job_effect(args: argparse.Namespace) -> None:
 
 
 def _curve_table(rows: list[dict[str, Any]], every: int) -> str:
-    keys = [("ppo/score", ".3f"), ("ppo/kl", ".2f"), ("ppo/beta", ".4f"), ("ppo/entropy", ".2f"),
-            ("ppo/response_len", ".1f"), ("ppo/clip_frac", ".3f")]
+    keys = [
+        ("ppo/score", ".3f"),
+        ("ppo/kl", ".2f"),
+        ("ppo/beta", ".4f"),
+        ("ppo/entropy", ".2f"),
+        ("ppo/response_len", ".1f"),
+        ("ppo/clip_frac", ".3f"),
+    ]
     body = []
     for start in range(0, len(rows), every):
         chunk = rows[start : start + every]
-        body.append([f"{chunk[0]['step']}-{chunk[-1]['step']}"]
-                    + [format(sum(r[k] for r in chunk) / len(chunk), f) for k, f in keys])
+        body.append(
+            [f"{chunk[0]['step']}-{chunk[-1]['step']}"]
+            + [format(sum(r[k] for r in chunk) / len(chunk), f) for k, f in keys]
+        )
     return markdown_table(["steps", *[k for k, _ in keys]], body)
 
 
@@ -147,11 +183,19 @@ def job_report(args: argparse.Namespace) -> None:
     if tp_path.exists():
         tp = read_json(tp_path)
         ours, theirs = tp["rlhfkit"], tp["trl"]
-        lines += [f"## Throughput and memory ({tp['steps']} PPO steps each, {tp['cpu']})", "",
-                  comparison_table(METRICS, ours, theirs), "",
-                  f"Step times (s), rlhfkit: {ours['step_s']}; TRL: {theirs['step_s']}.", "",
-                  f"TRL settings: {theirs['settings']} (trl {theirs['version']}).", ""]
-        warning = busy_warning({"rlhfkit": ChildRun(**ours["run"]), "TRL": ChildRun(**theirs["run"])}, os.cpu_count() or 1)
+        lines += [
+            f"## Throughput and memory ({tp['steps']} PPO steps each, {tp['cpu']})",
+            "",
+            comparison_table(METRICS, ours, theirs),
+            "",
+            f"Step times (s), rlhfkit: {ours['step_s']}; TRL: {theirs['step_s']}.",
+            "",
+            f"TRL settings: {theirs['settings']} (trl {theirs['version']}).",
+            "",
+        ]
+        warning = busy_warning(
+            {"rlhfkit": ChildRun(**ours["run"]), "TRL": ChildRun(**theirs["run"])}, os.cpu_count() or 1
+        )
         if warning:
             lines += [f"> {warning}", ""]
     ef_path = args.work / "effect.json"
@@ -159,10 +203,15 @@ def job_report(args: argparse.Namespace) -> None:
         ef = read_json(ef_path)
         rows = [r for r in ef["metrics"] if "ppo/score" in r]
         target = _config_value(args.work / "effect" / "config.yaml", "kl_target")
-        lines += ["## Effect: VADER positive sentiment as the reward (rlhfkit, LoRA, adaptive KL)", "",
-                  f"{len(rows)} PPO steps of {ef['metrics'][0].get('perf/samples_per_s', 0) and args.rollout} prompts; "
-                  f"KL target {target} nats per response. Means over groups of steps:", "",
-                  _curve_table(rows, max(1, len(rows) // 8)), ""]
+        lines += [
+            "## Effect: VADER positive sentiment as the reward (rlhfkit, LoRA, adaptive KL)",
+            "",
+            f"{len(rows)} PPO steps of {ef['metrics'][0].get('perf/samples_per_s', 0) and args.rollout} prompts; "
+            f"KL target {target} nats per response. Means over groups of steps:",
+            "",
+            _curve_table(rows, max(1, len(rows) // 8)),
+            "",
+        ]
     RESULTS_DIR.mkdir(parents=True, exist_ok=True)
     (RESULTS_DIR / "ppo.md").write_text("\n".join(lines))
     print(RESULTS_DIR / "ppo.md")

@@ -112,8 +112,9 @@ def _rows(path: str | Path) -> list[dict[str, Any]]:
     return [json.loads(line) for line in Path(path).read_text().splitlines() if line]
 
 
-def pair_accuracy(score: Callable[[Any, Any], Any], rows: list[dict[str, Any]], pad_id: int,
-                  batch_size: int = 16) -> float:
+def pair_accuracy(
+    score: Callable[[Any, Any], Any], rows: list[dict[str, Any]], pad_id: int, batch_size: int = 16
+) -> float:
     """Share of held-out pairs whose chosen ids score higher; `score(ids, mask) -> (B,)` rewards.
 
     Sequences are scored longest first in right-padded batches; an exact tie counts 1/2.
@@ -180,12 +181,28 @@ def run_rlhfkit(spec: dict[str, Any]) -> dict[str, Any]:
     if spec.get("file_order"):  # train.jsonl starts with the harness's batches (the same as TRL's)
         read_rlhfkit_in_file_order(reward_module)
     cfg = RewardConfig(
-        output=Path(spec["work_dir"]) / "rlhfkit-run", model=spec["model_dir"], data=(spec["train_file"],),
+        output=Path(spec["work_dir"]) / "rlhfkit-run",
+        model=spec["model_dir"],
+        data=(spec["train_file"],),
         eval_fraction=0.0,  # the held-out pairs are scored below, identically for both sides
-        max_length=spec["max_length"], batch_size=spec["batch_size"], lr=spec["lr"], warmup_steps=0,
-        schedule="constant", max_grad_norm=1.0, max_steps=spec["steps"], dtype=spec.get("dtype", "fp32"), seed=spec["seed"],
-        freeze_layers=spec["freeze_layers"], group_by_length=spec["group_by_length"], normalize=False,
-        pooling=spec.get("pooling", "last"), layout=spec.get("layout", "packed"), save_every=0, log_every=1, progress=False, resume=False,
+        max_length=spec["max_length"],
+        batch_size=spec["batch_size"],
+        lr=spec["lr"],
+        warmup_steps=0,
+        schedule="constant",
+        max_grad_norm=1.0,
+        max_steps=spec["steps"],
+        dtype=spec.get("dtype", "fp32"),
+        seed=spec["seed"],
+        freeze_layers=spec["freeze_layers"],
+        group_by_length=spec["group_by_length"],
+        normalize=False,
+        pooling=spec.get("pooling", "last"),
+        layout=spec.get("layout", "packed"),
+        save_every=0,
+        log_every=1,
+        progress=False,
+        resume=False,
     )
     start = time.perf_counter()
     run_dir = train_reward_model(cfg)
@@ -197,22 +214,27 @@ def run_rlhfkit(spec: dict[str, Any]) -> dict[str, Any]:
         raise SystemExit("rlhfkit tokenized train.jsonl differently from the harness")
     reward_module._select_trainable(model, cfg)  # the configured split, to count what trained
     trainable = _trainable(model)
-    losses = [r["train/loss"] for r in map(json.loads, (run_dir / "metrics.jsonl").read_text().splitlines())
-              if "train/loss" in r]
+    losses = [
+        r["train/loss"]
+        for r in map(json.loads, (run_dir / "metrics.jsonl").read_text().splitlines())
+        if "train/loss" in r
+    ]
     return {
         **recorder.summary(),
         "version": _version("rlhfkit"),
-        "settings": (f"freeze_layers={spec['freeze_layers']} (embeddings + bottom layers frozen, "
-                     f"top {30 - spec['freeze_layers']} of 30 layers + final norm + head train), "
-                     + ("the harness's batch order" if spec.get("file_order")
-                        else f"group_by_length={spec['group_by_length']}")
-                     + f", dtype={spec.get('dtype', 'fp32')}, "
-                     f"pooling={spec.get('pooling', 'last')}, layout={spec.get('layout', 'packed')}"),
+        "settings": (
+            f"freeze_layers={spec['freeze_layers']} (embeddings + bottom layers frozen, "
+            f"top {30 - spec['freeze_layers']} of 30 layers + final norm + head train), "
+            + ("the harness's batch order" if spec.get("file_order") else f"group_by_length={spec['group_by_length']}")
+            + f", dtype={spec.get('dtype', 'fp32')}, "
+            f"pooling={spec.get('pooling', 'last')}, layout={spec.get('layout', 'packed')}"
+        ),
         "trainable_params": trainable,
         "train_loss_last": losses[-1],
         "train_call_s": train_s,
-        "accuracy": pair_accuracy(lambda ids, mask: model(ids, mask)[:, 0], _rows(spec["eval_ids"]),
-                                  model.tokenizer.pad_token_id),
+        "accuracy": pair_accuracy(
+            lambda ids, mask: model(ids, mask)[:, 0], _rows(spec["eval_ids"]), model.tokenizer.pad_token_id
+        ),
     }
 
 
@@ -233,8 +255,12 @@ def bt_check_batch(spec: dict[str, Any]) -> dict[str, Any]:
     with torch.no_grad():
         rewards = model(batch.input_ids, batch.attention_mask).float()
         loss, _ = objective(rewards, batch, torch.ones(len(exs), 1), LossParams(1), ObjectiveSpec())
-    return {"rows": [{**r, "margin": m} for r, m in zip(rows, margins, strict=True)], "loss": float(loss),
-            "head_weight": model.head.weight.detach()[0].tolist(), "head_bias": model.head.bias.detach()[0].item()}
+    return {
+        "rows": [{**r, "margin": m} for r, m in zip(rows, margins, strict=True)],
+        "loss": float(loss),
+        "head_weight": model.head.weight.detach()[0].tolist(),
+        "head_bias": model.head.bias.detach()[0].item(),
+    }
 
 
 # ---- TRL side ----------------------------------------------------------------------------------
@@ -259,16 +285,32 @@ def _trl_args(spec: dict[str, Any], out: str, steps: int) -> Any:
     from trl import RewardConfig
 
     return RewardConfig(
-        output_dir=out, use_cpu=True, bf16=spec.get("dtype") == "bf16", fp16=False,  # --dtype: both sides alike
+        output_dir=out,
+        use_cpu=True,
+        bf16=spec.get("dtype") == "bf16",
+        fp16=False,  # --dtype: both sides alike
         gradient_checkpointing=False,  # TRL defaults to True; recomputing activations is slower
-        per_device_train_batch_size=spec["batch_size"], gradient_accumulation_steps=1,
-        learning_rate=spec["lr"], lr_scheduler_type="constant", warmup_steps=0, weight_decay=0.0,
-        adam_beta1=0.9, adam_beta2=0.95, adam_epsilon=1e-8,  # rlhfkit's AdamW betas
-        max_grad_norm=1.0, max_steps=steps, max_length=None,  # ids are already cut to max_length
+        per_device_train_batch_size=spec["batch_size"],
+        gradient_accumulation_steps=1,
+        learning_rate=spec["lr"],
+        lr_scheduler_type="constant",
+        warmup_steps=0,
+        weight_decay=0.0,
+        adam_beta1=0.9,
+        adam_beta2=0.95,
+        adam_epsilon=1e-8,  # rlhfkit's AdamW betas
+        max_grad_norm=1.0,
+        max_steps=steps,
+        max_length=None,  # ids are already cut to max_length
         train_sampling_strategy="group_by_length" if spec["group_by_length"] else "random",
         remove_unused_columns=False,  # keep "length" for the sampler; the collator reads only its keys
-        dataloader_num_workers=0, logging_steps=1, save_strategy="no", eval_strategy="no", report_to="none",
-        disable_tqdm=True, seed=spec["seed"],
+        dataloader_num_workers=0,
+        logging_steps=1,
+        save_strategy="no",
+        eval_strategy="no",
+        report_to="none",
+        disable_tqdm=True,
+        seed=spec["seed"],
     )
 
 
@@ -293,12 +335,20 @@ def run_trl(spec: dict[str, Any]) -> dict[str, Any]:
         for layer in model.model.layers[:freeze]:
             layer.requires_grad_(False)
     # "length" feeds TRL's group_by_length sampler, which cannot infer lengths of preference rows.
-    dataset = Dataset.from_list([{"chosen_ids": r["chosen_ids"], "rejected_ids": r["rejected_ids"],
-                                  "length": len(r["chosen_ids"]) + len(r["rejected_ids"])}
-                                 for r in _rows(spec["train_ids"])])
+    dataset = Dataset.from_list(
+        [
+            {
+                "chosen_ids": r["chosen_ids"],
+                "rejected_ids": r["rejected_ids"],
+                "length": len(r["chosen_ids"]) + len(r["rejected_ids"]),
+            }
+            for r in _rows(spec["train_ids"])
+        ]
+    )
     args = _trl_args(spec, str(Path(spec["work_dir"]) / "trl-run"), spec["steps"])
-    trainer = RewardTrainer(model=model, args=args, train_dataset=dataset, processing_class=tokenizer,
-                            callbacks=[StepTimer()])
+    trainer = RewardTrainer(
+        model=model, args=args, train_dataset=dataset, processing_class=tokenizer, callbacks=[StepTimer()]
+    )
     if spec.get("file_order"):  # train_ids.jsonl starts with the harness's batches (the same as rlhfkit's)
         read_trl_in_file_order(trainer)
     holder["trainer"] = trainer
@@ -312,17 +362,25 @@ def run_trl(spec: dict[str, Any]) -> dict[str, Any]:
     return {
         **recorder.summary(),
         "version": trl.__version__,
-        "settings": (f"full fine-tune{f' with bottom {freeze} layers + embeddings frozen by hand' if freeze else ''}, "
-                     f"use_cpu=True, bf16={args.bf16}, gradient_checkpointing=False, "
-                     + ("the harness's batch order (sequential sampler)" if spec.get("file_order")
-                        else f"train_sampling_strategy={args.train_sampling_strategy}")
-                     + f", optim={args.optim}, "
-                     f"dataloader_num_workers=0, pad token {TRL_PAD}"),
+        "settings": (
+            f"full fine-tune{f' with bottom {freeze} layers + embeddings frozen by hand' if freeze else ''}, "
+            f"use_cpu=True, bf16={args.bf16}, gradient_checkpointing=False, "
+            + (
+                "the harness's batch order (sequential sampler)"
+                if spec.get("file_order")
+                else f"train_sampling_strategy={args.train_sampling_strategy}"
+            )
+            + f", optim={args.optim}, "
+            f"dataloader_num_workers=0, pad token {TRL_PAD}"
+        ),
         "trainable_params": _trainable(trained),
         "train_loss_last": losses[-1],
         "train_call_s": train_s,
-        "accuracy": pair_accuracy(lambda ids, mask: trained(input_ids=ids, attention_mask=mask).logits[:, 0],
-                                  _rows(spec["eval_ids"]), tokenizer.pad_token_id),
+        "accuracy": pair_accuracy(
+            lambda ids, mask: trained(input_ids=ids, attention_mask=mask).logits[:, 0],
+            _rows(spec["eval_ids"]),
+            tokenizer.pad_token_id,
+        ),
     }
 
 
@@ -341,18 +399,29 @@ def run_trl_check(spec: dict[str, Any]) -> dict[str, Any]:
         model.score.weight.copy_(torch.tensor([check["head_weight"]]))
     rows = check["rows"]
     dataset = Dataset.from_list(rows)
-    trainer = RewardTrainer(model=model, args=_trl_args(spec, str(Path(spec["work_dir"]) / "trl-check"), 1),
-                            train_dataset=dataset, processing_class=tokenizer)
+    trainer = RewardTrainer(
+        model=model,
+        args=_trl_args(spec, str(Path(spec["work_dir"]) / "trl-check"), 1),
+        train_dataset=dataset,
+        processing_class=tokenizer,
+    )
     batch = DataCollatorForPreference(pad_token_id=tokenizer.pad_token_id)(rows)
     trainer.model.eval()
     with torch.no_grad():
         trl_loss = float(trainer.compute_loss(trainer.model, batch))
-    return {"trl_loss": trl_loss, "rlhfkit_loss": check["loss"], "abs_diff": abs(trl_loss - check["loss"]),
-            "pairs": len(rows), "margins": [r["margin"] for r in rows]}
+    return {
+        "trl_loss": trl_loss,
+        "rlhfkit_loss": check["loss"],
+        "abs_diff": abs(trl_loss - check["loss"]),
+        "pairs": len(rows),
+        "margins": [r["margin"] for r in rows],
+    }
 
 
 SIDES: dict[str, Callable[[dict[str, Any]], dict[str, Any]]] = {
-    "rlhfkit": run_rlhfkit, "trl": run_trl, "trl-check": run_trl_check,
+    "rlhfkit": run_rlhfkit,
+    "trl": run_trl,
+    "trl-check": run_trl_check,
 }
 """Side name -> function(spec) -> result dict (each runs in its own process)."""
 
@@ -368,23 +437,51 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     p.add_argument("--lr", type=float, default=1e-4, help="constant learning rate (TRL RewardConfig's default)")
     p.add_argument("--train-size", type=int, default=1300, help="training pairs")
     p.add_argument("--eval-size", type=int, default=363, help="held-out pairs (prompt-disjoint)")
-    p.add_argument("--freeze-layers", type=int, default=15,
-                   help="rlhfkit: freeze embeddings and this many bottom layers of 30 (-1: all, cached features); "
-                        "15, configs/reward_hh.yaml's setting, trains the top half")
-    p.add_argument("--trl-freeze-layers", type=int, default=0,
-                   help="TRL: freeze the same way by hand (0 = TRL's own full fine-tune)")
-    p.add_argument("--order", choices=("shared", "own"), default="shared",
-                   help="shared: the harness draws every step's pairs and both sides train on those batches; "
-                        "own: each side's sampler draws its own")
-    p.add_argument("--group-by-length", action=argparse.BooleanOptionalAction, default=True,
-                   help="batches of similar lengths (the shared order's, or each side's sampler's)")
-    p.add_argument("--pooling", choices=("last", "mean"), default="last",
-                   help="rlhfkit: the head reads the last token (as TRL) or the mean of all tokens")
-    p.add_argument("--layout", choices=("packed", "rows"), default="packed",
-                   help="rlhfkit: a pair's shared prompt encoded once (packed, its default) or one row per response")
+    p.add_argument(
+        "--freeze-layers",
+        type=int,
+        default=15,
+        help="rlhfkit: freeze embeddings and this many bottom layers of 30 (-1: all, cached features); "
+        "15, configs/reward_hh.yaml's setting, trains the top half",
+    )
+    p.add_argument(
+        "--trl-freeze-layers",
+        type=int,
+        default=0,
+        help="TRL: freeze the same way by hand (0 = TRL's own full fine-tune)",
+    )
+    p.add_argument(
+        "--order",
+        choices=("shared", "own"),
+        default="shared",
+        help="shared: the harness draws every step's pairs and both sides train on those batches; "
+        "own: each side's sampler draws its own",
+    )
+    p.add_argument(
+        "--group-by-length",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="batches of similar lengths (the shared order's, or each side's sampler's)",
+    )
+    p.add_argument(
+        "--pooling",
+        choices=("last", "mean"),
+        default="last",
+        help="rlhfkit: the head reads the last token (as TRL) or the mean of all tokens",
+    )
+    p.add_argument(
+        "--layout",
+        choices=("packed", "rows"),
+        default="packed",
+        help="rlhfkit: a pair's shared prompt encoded once (packed, its default) or one row per response",
+    )
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--dtype", choices=("fp32", "bf16"), default="fp32",
-                   help="compute dtype of both sides (weights stay fp32; bf16 is autocast on each side)")
+    p.add_argument(
+        "--dtype",
+        choices=("fp32", "bf16"),
+        default="fp32",
+        help="compute dtype of both sides (weights stay fp32; bf16 is autocast on each side)",
+    )
     p.add_argument("--trl-venv", type=Path, default=VENVS_DIR / "trl-latest")
     p.add_argument("--sides", default="rlhfkit,trl,trl-check", help="comma list: which sides to run, in order")
     p.add_argument("--data", type=Path, default=HH_DEV)
@@ -417,17 +514,27 @@ def prepare_data(args: argparse.Namespace, model_dir: Path, work: Path) -> dict[
 
     train_ids, eval_ids = [ids(r) for r in train], [ids(r) for r in held]
     if args.order == "shared":  # the drawn batches first, in order, then the pairs no step reads
-        order = shared_order([len(r["chosen_ids"]) + len(r["rejected_ids"]) for r in train_ids], args.steps,
-                             args.batch_size, args.seed, args.group_by_length)
+        order = shared_order(
+            [len(r["chosen_ids"]) + len(r["rejected_ids"]) for r in train_ids],
+            args.steps,
+            args.batch_size,
+            args.seed,
+            args.group_by_length,
+        )
         drawn = set(order)
         order += [i for i in range(len(train)) if i not in drawn]
         train, train_ids = [train[i] for i in order], [train_ids[i] for i in order]
     write_jsonl(work / "train.jsonl", train)
     write_jsonl(work / "train_ids.jsonl", train_ids)
     write_jsonl(work / "eval_ids.jsonl", eval_ids)
-    return {"rows": loaded.rows, "skipped": len(loaded.skipped), "train": len(train), "eval": len(held),
-            "train_seqs_cut": sum(r["cut"] for r in train_ids),
-            "mean_tokens": sum(len(r["chosen_ids"]) + len(r["rejected_ids"]) for r in train_ids) / (2 * len(train))}
+    return {
+        "rows": loaded.rows,
+        "skipped": len(loaded.skipped),
+        "train": len(train),
+        "eval": len(held),
+        "train_seqs_cut": sum(r["cut"] for r in train_ids),
+        "mean_tokens": sum(len(r["chosen_ids"]) + len(r["rejected_ids"]) for r in train_ids) / (2 * len(train)),
+    }
 
 
 def run_side(side: str, python: Path, spec_path: Path, work: Path) -> tuple[dict[str, Any], ChildRun]:
@@ -440,13 +547,21 @@ def run_side(side: str, python: Path, spec_path: Path, work: Path) -> tuple[dict
         raise SystemExit(f"{side} failed with exit status {run.returncode}:\n{log_tail(log)}")
     result = read_json(out)
     shown = {k: result[k] for k in ("steps_per_s", "accuracy", "abs_diff") if k in result}
-    print(f"[{time.strftime('%H:%M:%S')}] {side}: {shown}, peak {run.peak_rss_mb:.0f} MiB, wall {run.wall_s:.0f} s",
-          file=sys.stderr, flush=True)
+    print(
+        f"[{time.strftime('%H:%M:%S')}] {side}: {shown}, peak {run.peak_rss_mb:.0f} MiB, wall {run.wall_s:.0f} s",
+        file=sys.stderr,
+        flush=True,
+    )
     return result, run
 
 
-def render(args: argparse.Namespace, argv: list[str], data: dict[str, Any], results: dict[str, dict[str, Any]],
-           runs: dict[str, ChildRun]) -> str:
+def render(
+    args: argparse.Namespace,
+    argv: list[str],
+    data: dict[str, Any],
+    results: dict[str, dict[str, Any]],
+    runs: dict[str, ChildRun],
+) -> str:
     for side in ("rlhfkit", "trl"):
         results[side]["peak_rss_mb"] = runs[side].peak_rss_mb
     ours, theirs, check = results["rlhfkit"], results["trl"], results["trl-check"]
@@ -454,8 +569,10 @@ def render(args: argparse.Namespace, argv: list[str], data: dict[str, Any], resu
     drawn = "drawn by each side's own sampler"
     if args.order == "shared":
         same = ours["step_tokens"] == theirs["step_tokens"]
-        drawn = ("the same batches in the same order on both sides: every step's non-padding token count "
-                 f"{'matches' if same else 'DIFFERS'} between the sides")
+        drawn = (
+            "the same batches in the same order on both sides: every step's non-padding token count "
+            f"{'matches' if same else 'DIFFERS'} between the sides"
+        )
     lines = [
         "# Reward model: rlhfkit vs TRL RewardTrainer\n",
         f"Command: `.venv/bin/python bench/reward_vs_trl.py {shlex.join(argv)}`".rstrip() + "  ",
@@ -481,11 +598,19 @@ def render(args: argparse.Namespace, argv: list[str], data: dict[str, Any], resu
     ]
     for side in ("rlhfkit", "trl"):
         run = runs[side]
-        lines.append(f"- {side} process: load average before {run.loadavg_before}, other processes used "
-                     f"{run.other_cpu_cores:.2f} cores on average while it ran, child wall {run.wall_s:.0f} s.")
+        lines.append(
+            f"- {side} process: load average before {run.loadavg_before}, other processes used "
+            f"{run.other_cpu_cores:.2f} cores on average while it ran, child wall {run.wall_s:.0f} s."
+        )
     warning = busy_warning({k: runs[k] for k in ("rlhfkit", "trl")}, os.cpu_count() or 1)
-    lines.append("\n" + (f"**{warning}** Both sides' absolute speeds are then pessimistic; compare the ratio."
-                         if warning else "No other significant work was running on the machine during the runs."))
+    lines.append(
+        "\n"
+        + (
+            f"**{warning}** Both sides' absolute speeds are then pessimistic; compare the ratio."
+            if warning
+            else "No other significant work was running on the machine during the runs."
+        )
+    )
     return "\n".join(lines) + "\n"
 
 
@@ -514,12 +639,22 @@ def main(argv: list[str]) -> None:
     work.mkdir(parents=True, exist_ok=True)
     data = prepare_data(args, model_dir, work)
     spec = {
-        "model_dir": str(model_dir), "train_file": str(work / "train.jsonl"),
+        "model_dir": str(model_dir),
+        "train_file": str(work / "train.jsonl"),
         "train_ids": str(work / "train_ids.jsonl"),
-        "eval_ids": str(work / "eval_ids.jsonl"), "work_dir": str(work), "batch_size": args.batch_size,
-        "max_length": args.max_length, "lr": args.lr, "steps": args.steps, "seed": args.seed, "dtype": args.dtype,
-        "freeze_layers": args.freeze_layers, "trl_freeze_layers": args.trl_freeze_layers,
-        "group_by_length": args.group_by_length, "pooling": args.pooling, "layout": args.layout,
+        "eval_ids": str(work / "eval_ids.jsonl"),
+        "work_dir": str(work),
+        "batch_size": args.batch_size,
+        "max_length": args.max_length,
+        "lr": args.lr,
+        "steps": args.steps,
+        "seed": args.seed,
+        "dtype": args.dtype,
+        "freeze_layers": args.freeze_layers,
+        "trl_freeze_layers": args.trl_freeze_layers,
+        "group_by_length": args.group_by_length,
+        "pooling": args.pooling,
+        "layout": args.layout,
         "file_order": args.order == "shared",
     }
     write_json(work / "spec.json", spec)

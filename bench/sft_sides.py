@@ -117,8 +117,11 @@ def run_rlhfkit(spec: dict[str, Any]) -> dict[str, Any]:
         "version": _version("rlhfkit"),
         "dtype": "bf16" if dtype == torch.bfloat16 else "fp32",
         "settings": f"dtype={spec['rlhfkit_dtype']}, weights={cfg.weights}, compile={cfg.compile}, "
-                    + ("the harness's batch order" if spec.get("file_order")
-                       else f"group_by_length={spec['rlhfkit_group_by_length']}"),
+        + (
+            "the harness's batch order"
+            if spec.get("file_order")
+            else f"group_by_length={spec['rlhfkit_group_by_length']}"
+        ),
         "params": _params(model),
         "train_loss_last": [r["train/loss"] for r in losses if "train/loss" in r][-1],
         "train_call_s": train_s,
@@ -179,8 +182,9 @@ def run_trl(spec: dict[str, Any]) -> dict[str, Any]:
         torch_compile=spec.get("trl_compile", False),
         seed=spec["seed"],
     )
-    trainer = SFTTrainer(model=model, args=args, train_dataset=dataset, processing_class=tokenizer,
-                         callbacks=[StepTimer()])
+    trainer = SFTTrainer(
+        model=model, args=args, train_dataset=dataset, processing_class=tokenizer, callbacks=[StepTimer()]
+    )
     holder["trainer"] = trainer
     if spec.get("file_order"):  # train.jsonl is in the harness's batch order (the same as rlhfkit's)
         read_trl_in_file_order(trainer)
@@ -195,11 +199,16 @@ def run_trl(spec: dict[str, Any]) -> dict[str, Any]:
         **recorder.summary(),
         "version": trl.__version__,
         "dtype": spec["trl_dtype"],
-        "settings": (f"use_cpu=True, bf16={args.bf16}, padding_free={padding_free}, "
-                     + ("the harness's batch order, " if spec.get("file_order")
-                        else f"train_sampling_strategy={args.train_sampling_strategy}, ")
-                     + "gradient_checkpointing=False, "
-                     f"optim={args.optim}, dataloader_num_workers=0, torch_compile={args.torch_compile}"),
+        "settings": (
+            f"use_cpu=True, bf16={args.bf16}, padding_free={padding_free}, "
+            + (
+                "the harness's batch order, "
+                if spec.get("file_order")
+                else f"train_sampling_strategy={args.train_sampling_strategy}, "
+            )
+            + "gradient_checkpointing=False, "
+            f"optim={args.optim}, dataloader_num_workers=0, torch_compile={args.torch_compile}"
+        ),
         "params": _params(trainer.model),
         "dataset_tokens": sum(lengths),
         "max_example_tokens": max(lengths),

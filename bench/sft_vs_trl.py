@@ -72,21 +72,41 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     p.add_argument("--lr", type=float, default=2e-5, help="constant learning rate, no warm-up")
     p.add_argument("--eval-size", type=int, default=32, help="held-out examples scored at the end")
     p.add_argument("--seed", type=int, default=0, help="seed of the train/held-out split (and of training)")
-    p.add_argument("--train-seed", type=int, default=None,
-                   help="seed of each side's training order only (default: --seed); the split stays --seed's")
-    p.add_argument("--order", choices=("shared", "own"), default="shared",
-                   help="shared: the harness orders the examples into batches and both sides read that order; "
-                        "own: each side's sampler orders them (--*-group-by-length)")
+    p.add_argument(
+        "--train-seed",
+        type=int,
+        default=None,
+        help="seed of each side's training order only (default: --seed); the split stays --seed's",
+    )
+    p.add_argument(
+        "--order",
+        choices=("shared", "own"),
+        default="shared",
+        help="shared: the harness orders the examples into batches and both sides read that order; "
+        "own: each side's sampler orders them (--*-group-by-length)",
+    )
     p.add_argument("--rlhfkit-dtype", default="auto", choices=["auto", "fp32", "bf16"])
     p.add_argument("--rlhfkit-group-by-length", action=argparse.BooleanOptionalAction, default=True)
-    p.add_argument("--rlhfkit-weights", default="auto", choices=["auto", "master", "fp32"],
-                   help="rlhfkit's `weights`: bf16 weights + fp32 masters ('master'), or fp32 + autocast")
+    p.add_argument(
+        "--rlhfkit-weights",
+        default="auto",
+        choices=["auto", "master", "fp32"],
+        help="rlhfkit's `weights`: bf16 weights + fp32 masters ('master'), or fp32 + autocast",
+    )
     p.add_argument("--rlhfkit-compile", action="store_true", help="rlhfkit's `compile=true` (per decoder layer)")
     p.add_argument("--trl-compile", action="store_true", help="TrainingArguments.torch_compile=True")
-    p.add_argument("--trl-dtype", default="fp32", choices=["fp32", "bf16"],
-                   help="fp32 is TRL's faster choice on this CPU (see bench/README.md)")
-    p.add_argument("--trl-padding-free", action=argparse.BooleanOptionalAction, default=True,
-                   help="TRL was faster padding-free on this CPU (see bench/README.md)")
+    p.add_argument(
+        "--trl-dtype",
+        default="fp32",
+        choices=["fp32", "bf16"],
+        help="fp32 is TRL's faster choice on this CPU (see bench/README.md)",
+    )
+    p.add_argument(
+        "--trl-padding-free",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="TRL was faster padding-free on this CPU (see bench/README.md)",
+    )
     p.add_argument("--trl-group-by-length", action=argparse.BooleanOptionalAction, default=True)
     p.add_argument("--trl-venv", type=Path, default=VENVS_DIR / "trl-latest")
     p.add_argument("--sides", default="rlhfkit,trl", help="comma list: which sides to run, in order")
@@ -107,8 +127,9 @@ def prepare_data(args: argparse.Namespace, model_dir: Path, work: Path) -> dict[
 
     loaded = load_records(args.data, "demos", skip_invalid=True)
     tokenizer = load_tokenizer(model_dir)
-    length = {id(r): len(encode_pair(tokenizer, r.prompt, r.response, max_length=10**9).input_ids)
-              for r in loaded.records}
+    length = {
+        id(r): len(encode_pair(tokenizer, r.prompt, r.response, max_length=10**9).input_ids) for r in loaded.records
+    }
     # +1: TRL's rendering ends the assistant turn with "<|im_end|>\n", one token more than rlhfkit's EOS.
     fits = [r for r in loaded.records if length[id(r)] + 1 <= args.max_length]
     train, held = split_records(fits, args.eval_size / len(fits), args.seed)
@@ -120,8 +141,9 @@ def prepare_data(args: argparse.Namespace, model_dir: Path, work: Path) -> dict[
         seed = args.seed if args.train_seed is None else args.train_seed
         order = shared_order([length[id(r)] for r in train], args.steps * args.grad_accum, args.batch_size, seed, True)
         train = [train[i] for i in order]
-    rows = [{"prompt": as_messages(r.prompt), "completion": [{"role": "assistant", "content": r.response}]}
-            for r in train]
+    rows = [
+        {"prompt": as_messages(r.prompt), "completion": [{"role": "assistant", "content": r.response}]} for r in train
+    ]
     write_jsonl(work / "train.jsonl", rows)
     check = load_records(work / "train.jsonl", "demos").records
     if [(c.prompt, c.response) for c in check] != [(r.prompt, r.response) for r in train]:
@@ -131,9 +153,14 @@ def prepare_data(args: argparse.Namespace, model_dir: Path, work: Path) -> dict[
         e = encode_pair(tokenizer, r.prompt, r.response, max_length=args.max_length)
         eval_rows.append({"input_ids": e.input_ids, "labels": e.labels})
     (work / "eval_tokens.jsonl").write_text("".join(json.dumps(x) + "\n" for x in eval_rows))
-    return {"rows": len(loaded.records), "skipped": len(loaded.skipped), "fit": len(fits),
-            "train": len(train), "eval": len(held),
-            "eval_completion_tokens": sum(sum(t != -100 for t in x["labels"][1:]) for x in eval_rows)}
+    return {
+        "rows": len(loaded.records),
+        "skipped": len(loaded.skipped),
+        "fit": len(fits),
+        "train": len(train),
+        "eval": len(held),
+        "eval_completion_tokens": sum(sum(t != -100 for t in x["labels"][1:]) for x in eval_rows),
+    }
 
 
 def initial_eval_loss(model_dir: Path, work: Path) -> float:
@@ -158,13 +185,24 @@ def run_side(side: str, python: Path, spec_path: Path, work: Path) -> tuple[dict
     if run.returncode != 0 or not out.exists():
         raise SystemExit(f"{side} failed with exit status {run.returncode}:\n{log_tail(log)}")
     result = read_json(out)
-    print(f"[{time.strftime('%H:%M:%S')}] {side}: {result['tokens_per_s']:.0f} tokens/s, "
-          f"peak {run.peak_rss_mb:.0f} MiB, eval loss {result['eval_loss']:.4f}", file=sys.stderr, flush=True)
+    print(
+        f"[{time.strftime('%H:%M:%S')}] {side}: {result['tokens_per_s']:.0f} tokens/s, "
+        f"peak {run.peak_rss_mb:.0f} MiB, eval loss {result['eval_loss']:.4f}",
+        file=sys.stderr,
+        flush=True,
+    )
     return result, run
 
 
-def render(args: argparse.Namespace, argv: list[str], data: dict[str, Any], peaks: dict[str, float],
-           results: dict[str, dict[str, Any]], runs: dict[str, ChildRun], loss0: float) -> str:
+def render(
+    args: argparse.Namespace,
+    argv: list[str],
+    data: dict[str, Any],
+    peaks: dict[str, float],
+    results: dict[str, dict[str, Any]],
+    runs: dict[str, ChildRun],
+    loss0: float,
+) -> str:
     for side, res in results.items():
         res["peak_rss_mb"] = runs[side].peak_rss_mb
         res["mfu_pct"] = 100 * mfu(res["params"], res["tokens_per_s"], peaks[res["dtype"]])
@@ -173,9 +211,13 @@ def render(args: argparse.Namespace, argv: list[str], data: dict[str, Any], peak
     order = "each seen once, in each side's own order"
     if args.order == "shared":
         # TRL's rendering has one more token per example (the newline after <|im_end|>).
-        same = [t - o for o, t in zip(ours["step_tokens"], theirs["step_tokens"], strict=True)] == [per_step] * args.steps
-        order = ("each seen once, in the same batches and order on both sides: every step's token count "
-                 f"{'matches' if same else 'DIFFERS'} between the sides, up to TRL's extra token per example")
+        same = [t - o for o, t in zip(ours["step_tokens"], theirs["step_tokens"], strict=True)] == [
+            per_step
+        ] * args.steps
+        order = (
+            "each seen once, in the same batches and order on both sides: every step's token count "
+            f"{'matches' if same else 'DIFFERS'} between the sides, up to TRL's extra token per example"
+        )
     table = comparison_table(METRICS, ours, theirs, names=("rlhfkit", f"TRL {theirs['version']}"))
     import torch
 
@@ -201,11 +243,19 @@ def render(args: argparse.Namespace, argv: list[str], data: dict[str, Any], peak
         f"token, a newline after <|im_end|>); longest example {theirs['max_example_tokens']} tokens.",
     ]
     for side, run in runs.items():
-        lines.append(f"- {side} process: load average before {run.loadavg_before}, other processes used "
-                     f"{run.other_cpu_cores:.2f} cores on average while it ran, child wall {run.wall_s:.0f} s.")
+        lines.append(
+            f"- {side} process: load average before {run.loadavg_before}, other processes used "
+            f"{run.other_cpu_cores:.2f} cores on average while it ran, child wall {run.wall_s:.0f} s."
+        )
     warning = busy_warning(runs, os.cpu_count() or 1)
-    lines.append("\n" + (f"**{warning}** Throughput numbers from those runs are pessimistic." if warning
-                         else "No other significant work was running on the machine during the runs."))
+    lines.append(
+        "\n"
+        + (
+            f"**{warning}** Throughput numbers from those runs are pessimistic."
+            if warning
+            else "No other significant work was running on the machine during the runs."
+        )
+    )
     return "\n".join(lines) + "\n"
 
 
@@ -221,15 +271,25 @@ def main(argv: list[str]) -> None:
     work.mkdir(parents=True, exist_ok=True)
     data = prepare_data(args, model_dir, work)
     spec = {
-        "model_dir": str(model_dir), "train_file": str(work / "train.jsonl"),
-        "eval_tokens": str(work / "eval_tokens.jsonl"), "work_dir": str(work),
-        "batch_size": args.batch_size, "grad_accum": args.grad_accum, "max_length": args.max_length,
-        "lr": args.lr, "steps": args.steps,
+        "model_dir": str(model_dir),
+        "train_file": str(work / "train.jsonl"),
+        "eval_tokens": str(work / "eval_tokens.jsonl"),
+        "work_dir": str(work),
+        "batch_size": args.batch_size,
+        "grad_accum": args.grad_accum,
+        "max_length": args.max_length,
+        "lr": args.lr,
+        "steps": args.steps,
         "seed": args.seed if args.train_seed is None else args.train_seed,
-        "rlhfkit_dtype": args.rlhfkit_dtype, "rlhfkit_group_by_length": args.rlhfkit_group_by_length,
-        "rlhfkit_weights": args.rlhfkit_weights, "rlhfkit_compile": args.rlhfkit_compile,
-        "trl_dtype": args.trl_dtype, "trl_padding_free": args.trl_padding_free, "trl_compile": args.trl_compile,
-        "trl_group_by_length": args.trl_group_by_length, "file_order": args.order == "shared",
+        "rlhfkit_dtype": args.rlhfkit_dtype,
+        "rlhfkit_group_by_length": args.rlhfkit_group_by_length,
+        "rlhfkit_weights": args.rlhfkit_weights,
+        "rlhfkit_compile": args.rlhfkit_compile,
+        "trl_dtype": args.trl_dtype,
+        "trl_padding_free": args.trl_padding_free,
+        "trl_compile": args.trl_compile,
+        "trl_group_by_length": args.trl_group_by_length,
+        "file_order": args.order == "shared",
     }
     write_json(work / "spec.json", spec)
     pythons = {"rlhfkit": Path(sys.executable), "trl": trl_python}
@@ -240,8 +300,16 @@ def main(argv: list[str]) -> None:
         for side in args.sides.split(","):
             results[side], runs[side] = run_side(side, pythons[side], work / "spec.json", work)
     loss0 = initial_eval_loss(model_dir, work)
-    write_json(work / "summary.json", {"peaks": peaks, "data": data, "results": results,
-                                       "runs": {k: v.as_dict() for k, v in runs.items()}, "eval_loss_0": loss0})
+    write_json(
+        work / "summary.json",
+        {
+            "peaks": peaks,
+            "data": data,
+            "results": results,
+            "runs": {k: v.as_dict() for k, v in runs.items()},
+            "eval_loss_0": loss0,
+        },
+    )
     if set(results) != {"rlhfkit", "trl"}:
         print(json.dumps(results, indent=1))
         return

@@ -40,7 +40,7 @@ def _paths() -> list[tuple[str, Path]]:
 def _modules() -> list[str]:
     """Every dotted ``rlhfkit.x`` module name in the layers diagram."""
     text = DOC.read_text()
-    diagram = text[text.index("```\nrlhfkit.cli"):]
+    diagram = text[text.index("```\nrlhfkit.cli") :]
     return sorted(set(re.findall(r"\brlhfkit(?:\.\w+)+", diagram[: diagram.index("```", 4)])))
 
 
@@ -67,6 +67,7 @@ def test_import_contracts_hold() -> None:
     lint = Path(sys.executable).with_name("lint-imports")
     if not lint.exists():
         pytest.skip("import-linter is not installed (pip install -e '.[dev]')")
-    result = subprocess.run([str(lint), str(REPO / ".importlinter")], cwd=REPO, capture_output=True,
-                            text=True, check=False)
+    result = subprocess.run(
+        [str(lint), str(REPO / ".importlinter")], cwd=REPO, capture_output=True, text=True, check=False
+    )
     assert result.returncode == 0, result.stdout + result.stderr

@@ -114,7 +114,10 @@ def test_orpo_hand_value() -> None:
     # avg_c = ln 0.5, avg_r = ln 0.25: odds_c = 0.5/0.5 = 1, odds_r = 0.25/0.75 = 1/3 -> log odds ratio ln 3
     # log sigmoid(ln 3) = ln(3/4); loss = nll 0.693147 - 0.1 * ln(0.75) = 0.721915
     batch = PreferenceLogps(
-        _t(2 * math.log(0.5)), _t(2 * math.log(0.25)), chosen_lengths=_t(2), rejected_lengths=_t(2),
+        _t(2 * math.log(0.5)),
+        _t(2 * math.log(0.25)),
+        chosen_lengths=_t(2),
+        rejected_lengths=_t(2),
         chosen_nll=_t(math.log(2.0)),
     )
     out = orpo_loss(batch, 0.1)
@@ -198,8 +201,15 @@ def test_gradients_raise_chosen_and_lower_rejected() -> None:
     for name, fn in DPO_LOSSES.items():
         chosen = base.chosen_logps.clone().requires_grad_(True)
         rejected = base.rejected_logps.clone().requires_grad_(True)
-        batch = PreferenceLogps(chosen, rejected, base.ref_chosen_logps, base.ref_rejected_logps,
-                                base.chosen_lengths, base.rejected_lengths, base.chosen_nll)
+        batch = PreferenceLogps(
+            chosen,
+            rejected,
+            base.ref_chosen_logps,
+            base.ref_rejected_logps,
+            base.chosen_lengths,
+            base.rejected_lengths,
+            base.chosen_nll,
+        )
         out = fn(batch, 0.1)
         assert not out.chosen_rewards.requires_grad and not out.rejected_rewards.requires_grad
         out.losses.sum().backward()

@@ -86,8 +86,10 @@ def test_adaptive_controller_matches_naive_loop() -> None:
 
 @pytest.mark.parametrize(
     "make, kls, n",
-    [(lambda: AdaptiveKLController(0.1, 6.0, 10_000), [10.0, 8.0, 7.0], 128),
-     (lambda: PIKLController(0.1, 3.0, 64), [0.0, 1.0, 5.0], 16)],
+    [
+        (lambda: AdaptiveKLController(0.1, 6.0, 10_000), [10.0, 8.0, 7.0], 128),
+        (lambda: PIKLController(0.1, 3.0, 64), [0.0, 1.0, 5.0], 16),
+    ],
     ids=["adaptive", "pi"],
 )
 def test_controller_resumes_from_state_dict(make, kls: list[float], n: int) -> None:
@@ -103,8 +105,12 @@ def test_controller_resumes_from_state_dict(make, kls: list[float], n: int) -> N
 
 
 @pytest.mark.parametrize(
-    "kwargs", [{"init_beta": 0.0, "target": 6.0, "horizon": 10}, {"init_beta": 0.1, "target": 0.0, "horizon": 10},
-               {"init_beta": 0.1, "target": 6.0, "horizon": 0}]
+    "kwargs",
+    [
+        {"init_beta": 0.0, "target": 6.0, "horizon": 10},
+        {"init_beta": 0.1, "target": 0.0, "horizon": 10},
+        {"init_beta": 0.1, "target": 6.0, "horizon": 0},
+    ],
 )
 def test_adaptive_controller_validates(kwargs: dict[str, float]) -> None:
     with pytest.raises(ValueError):

@@ -120,8 +120,15 @@ def test_comparison_table_rows() -> None:
 
 
 def _run(other_cores: float) -> object:
-    return common.ChildRun(returncode=0, wall_s=10.0, peak_rss_mb=1.0, max_rss_mb=1.0, cpu_s=15.0,
-                           other_cpu_cores=other_cores, loadavg_before=(3.0, 2.0, 1.0))
+    return common.ChildRun(
+        returncode=0,
+        wall_s=10.0,
+        peak_rss_mb=1.0,
+        max_rss_mb=1.0,
+        cpu_s=15.0,
+        other_cpu_cores=other_cores,
+        loadavg_before=(3.0, 2.0, 1.0),
+    )
 
 
 def test_busy_warning_names_only_busy_runs() -> None:

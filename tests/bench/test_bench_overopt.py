@@ -21,8 +21,10 @@ def overopt():
 
 
 def _evaluation(gold: list[float], warning_steps: list[int]) -> dict:
-    points = [{"step": i + 1, "kl": float(i), "proxy": 0.1 * i, "gold": g, "ensemble_std": 0.2, "distinct2": 1.0}
-              for i, g in enumerate(gold)]
+    points = [
+        {"step": i + 1, "kl": float(i), "proxy": 0.1 * i, "gold": g, "ensemble_std": 0.2, "distinct2": 1.0}
+        for i, g in enumerate(gold)
+    ]
     warnings = [{"step": s, "kind": "proxy_up_gold_down", "message": "m"} for s in warning_steps]
     return {"hacking": {"points": points, "warnings": warnings}}
 

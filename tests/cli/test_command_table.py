@@ -22,8 +22,21 @@ from rlhfkit.feedback.errors import Invalid
 ROWS = {row.name: row for row in COMMANDS}
 
 EXPECTED = {
-    "sft", "generate", "ppo", "dpo", "reward train", "reward eval", "reward score", "models", "report",
-    "serve", "admin create-user", "export", "loop", "eval", "demo",
+    "sft",
+    "generate",
+    "ppo",
+    "dpo",
+    "reward train",
+    "reward eval",
+    "reward score",
+    "models",
+    "report",
+    "serve",
+    "admin create-user",
+    "export",
+    "loop",
+    "eval",
+    "demo",
 }
 
 SAMPLES: dict[str, tuple[list[str], dict[str, Any], dict[str, Any]]] = {
@@ -114,8 +127,9 @@ def test_export_spells_container_as(monkeypatch: pytest.MonkeyPatch) -> None:
     assert (seen[0].container, seen[0].raw) == ("jsonl", True)
 
 
-def test_a_feedback_error_exits_2_with_the_command_words(monkeypatch: pytest.MonkeyPatch,
-                                                         capsys: pytest.CaptureFixture[str]) -> None:
+def test_a_feedback_error_exits_2_with_the_command_words(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
     module, name = ROWS["admin create-user"].target.split(":")
 
     def refuse(cfg: Any) -> None:
@@ -133,14 +147,17 @@ def test_a_config_error_exits_2_with_the_command_words(capsys: pytest.CaptureFix
     assert capsys.readouterr().err.startswith("rlhfkit serve: error: port must be in 1..65535")
 
 
-@pytest.mark.parametrize(("raised", "code", "line"), [
-    (KeyboardInterrupt(), 130, "interrupted\n"),
-    (ConfigError("bad value"), 2, "rlhfkit eval: error: bad value\n"),
-    (FileNotFoundError("no such file: p.jsonl"), 2, "rlhfkit eval: error: no such file: p.jsonl\n"),
-])
-def test_interrupts_and_user_errors_map_to_exit_codes(raised: BaseException, code: int, line: str,
-                                                      monkeypatch: pytest.MonkeyPatch,
-                                                      capsys: pytest.CaptureFixture[str]) -> None:
+@pytest.mark.parametrize(
+    ("raised", "code", "line"),
+    [
+        (KeyboardInterrupt(), 130, "interrupted\n"),
+        (ConfigError("bad value"), 2, "rlhfkit eval: error: bad value\n"),
+        (FileNotFoundError("no such file: p.jsonl"), 2, "rlhfkit eval: error: no such file: p.jsonl\n"),
+    ],
+)
+def test_interrupts_and_user_errors_map_to_exit_codes(
+    raised: BaseException, code: int, line: str, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
     module, name = ROWS["eval"].target.split(":")
 
     def fail(cfg: Any) -> None:
@@ -162,8 +179,9 @@ def test_a_bug_keeps_its_traceback(monkeypatch: pytest.MonkeyPatch) -> None:
         main(["models"])
 
 
-def test_a_trainer_row_writes_the_report_and_prints_the_run_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
-                                                                capsys: pytest.CaptureFixture[str]) -> None:
+def test_a_trainer_row_writes_the_report_and_prints_the_run_dir(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
     run_dir = tmp_path / "run"
     run_dir.mkdir()
     (run_dir / "metrics.jsonl").write_text('{"step": 1, "train/loss": 2.0}\n')
@@ -173,14 +191,18 @@ def test_a_trainer_row_writes_the_report_and_prints_the_run_dir(tmp_path: Path, 
     assert f"<title>DPO ({seen[0].loss}) of tiny" in (run_dir / "report.html").read_text()
 
 
-@pytest.mark.parametrize(("argv", "title"), [
-    (["sft", "--model", "tiny", "--data", "d.jsonl"], "SFT of tiny"),
-    (["reward", "train", "--model", "tiny", "--data", "p.jsonl"], "Reward model on tiny"),
-    (["dpo", "--model", "tiny", "--data", "p.jsonl", "loss=ipo"], "DPO (ipo) of tiny"),
-    (["ppo", "--policy", "tiny", "--reward", "rm", "--prompts", "p.jsonl"], "PPO of tiny against rm"),
-])
-def test_trainer_rows_title_their_reports(argv: list[str], title: str, tmp_path: Path,
-                                          monkeypatch: pytest.MonkeyPatch) -> None:
+@pytest.mark.parametrize(
+    ("argv", "title"),
+    [
+        (["sft", "--model", "tiny", "--data", "d.jsonl"], "SFT of tiny"),
+        (["reward", "train", "--model", "tiny", "--data", "p.jsonl"], "Reward model on tiny"),
+        (["dpo", "--model", "tiny", "--data", "p.jsonl", "loss=ipo"], "DPO (ipo) of tiny"),
+        (["ppo", "--policy", "tiny", "--reward", "rm", "--prompts", "p.jsonl"], "PPO of tiny against rm"),
+    ],
+)
+def test_trainer_rows_title_their_reports(
+    argv: list[str], title: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     row = ROWS[" ".join(argv[:2]) if argv[0] == "reward" else argv[0]]
     assert row.writes_report
     _fake_target(monkeypatch, row, returns=tmp_path)
@@ -203,11 +225,13 @@ def test_a_password_is_never_a_config_value(capsys: pytest.CaptureFixture[str]) 
 
 
 def test_top_level_help_imports_no_command_module() -> None:
-    code = ("import sys; from rlhfkit.cli import main\n"
-            "try:\n    main(['--help'])\nexcept SystemExit:\n    pass\n"
-            "heavy = [m for m in ('torch', 'transformers', 'sqlalchemy', 'rlhfkit.train', 'rlhfkit.feedback')"
-            " if m in sys.modules]\n"
-            "print('HEAVY', heavy)")
+    code = (
+        "import sys; from rlhfkit.cli import main\n"
+        "try:\n    main(['--help'])\nexcept SystemExit:\n    pass\n"
+        "heavy = [m for m in ('torch', 'transformers', 'sqlalchemy', 'rlhfkit.train', 'rlhfkit.feedback')"
+        " if m in sys.modules]\n"
+        "print('HEAVY', heavy)"
+    )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, check=True).stdout
     assert "HEAVY []" in out and "reward" in out and "create-user" not in out
 
@@ -229,8 +253,9 @@ def test_overrides_may_stand_between_flags(monkeypatch: pytest.MonkeyPatch, caps
     assert "unrecognized arguments: stray" in capsys.readouterr().err
 
 
-def test_run_command_runs_a_built_config_as_the_cli_would(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
-                                                          capsys: pytest.CaptureFixture[str]) -> None:
+def test_run_command_runs_a_built_config_as_the_cli_would(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
     from rlhfkit.cli import run_command
     from rlhfkit.train.sft import SFTConfig
 

@@ -47,7 +47,9 @@ def test_every_shipped_yaml_validates(path: Path, tmp_path: Path) -> None:
     cls = _cls(CONFIG_CLASSES[prefix])
     data = yaml.safe_load(path.read_text())
     # Fill required paths the YAML leaves to the command line.
-    fill = {k: str(tmp_path / k) for k in ("output",) if k not in data and any(f.name == k for f in dataclasses.fields(cls))}
+    fill = {
+        k: str(tmp_path / k) for k in ("output",) if k not in data and any(f.name == k for f in dataclasses.fields(cls))
+    }
     for key in ("data", "prompts"):
         if key not in data and any(f.name == key for f in dataclasses.fields(cls)):
             fill[key] = str(tmp_path / f"{key}.jsonl")
@@ -66,8 +68,12 @@ def test_every_field_has_a_docstring(cls: type) -> None:
 def test_yaml_then_flags_then_overrides(tmp_path: Path) -> None:
     path = tmp_path / "c.yaml"
     path.write_text("data: a.jsonl\nlr: 1.0e-4\nmax_steps: 7\n")
-    cfg = build_config(SFTConfig, yaml_path=path, values={"output": "out", "data": "b.jsonl"},
-                       overrides=["max_steps=9", "lora.r=4", "report_to=[tensorboard]"])
+    cfg = build_config(
+        SFTConfig,
+        yaml_path=path,
+        values={"output": "out", "data": "b.jsonl"},
+        overrides=["max_steps=9", "lora.r=4", "report_to=[tensorboard]"],
+    )
     assert (cfg.data, cfg.lr, cfg.max_steps, cfg.lora.r, cfg.report_to) == ("b.jsonl", 1e-4, 9, 4, ("tensorboard",))
     assert cfg.output == Path("out")
 
@@ -110,12 +116,16 @@ def test_help_lists_every_field_with_its_doc(capsys: pytest.CaptureFixture[str])
     assert "Freeze the embeddings and this many bottom transformer layers" in out
 
 
-@pytest.mark.parametrize("argv, target", [
-    (["sft"], "rlhfkit.train.sft:sft"),
-    (["reward", "train"], "rlhfkit.train.reward:train_reward_model"),
-])
-def test_required_fields_may_come_from_the_config_file(argv: list[str], target: str, tmp_path: Path,
-                                                       monkeypatch: pytest.MonkeyPatch) -> None:
+@pytest.mark.parametrize(
+    "argv, target",
+    [
+        (["sft"], "rlhfkit.train.sft:sft"),
+        (["reward", "train"], "rlhfkit.train.reward:train_reward_model"),
+    ],
+)
+def test_required_fields_may_come_from_the_config_file(
+    argv: list[str], target: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """`--data` and `--output` are required fields, but a --config file may hold them instead."""
     from rlhfkit.cli import main
 

@@ -134,8 +134,13 @@ def test_trl_unpaired_preference_is_rejected_by_name(write_rows):
 
 
 def test_conversational_messages_demo(write_rows):
-    messages = [SYSTEM, USER, {"role": "assistant", "content": "Hello."}, {"role": "user", "content": "Bye"},
-                {"role": "assistant", "content": "Goodbye!"}]
+    messages = [
+        SYSTEM,
+        USER,
+        {"role": "assistant", "content": "Hello."},
+        {"role": "user", "content": "Bye"},
+        {"role": "assistant", "content": "Goodbye!"},
+    ]
     record = one(write_rows, {"messages": messages}, "demos")
     assert record == Demonstration(messages[:4], "Goodbye!")
 
@@ -164,8 +169,12 @@ def test_conversational_implicit_preference(write_rows):
 
 
 def test_messages_keep_only_role_and_content(write_rows):
-    row = {"messages": [{"role": "user", "content": "Hi", "name": "ann"},
-                        {"role": "assistant", "content": "Yo", "tool_calls": None}]}
+    row = {
+        "messages": [
+            {"role": "user", "content": "Hi", "name": "ann"},
+            {"role": "assistant", "content": "Yo", "tool_calls": None},
+        ]
+    }
     assert one(write_rows, row, "demos").prompt == [{"role": "user", "content": "Hi"}]
 
 
@@ -175,13 +184,17 @@ HH_PROMPT = "\n\nHuman: Hi there\n\nAssistant: Hello! How can I help?\n\nHuman: 
 
 
 def test_hh_dialogue(write_rows):
-    row = {"chosen": HH_PROMPT + "\n\nAssistant: Octopuses have three hearts.",
-           "rejected": HH_PROMPT + "\n\nAssistant: No."}
+    row = {
+        "chosen": HH_PROMPT + "\n\nAssistant: Octopuses have three hearts.",
+        "rejected": HH_PROMPT + "\n\nAssistant: No.",
+    }
     record = one(write_rows, row, "pairs")
     assert record == Comparison(
-        [{"role": "user", "content": "Hi there"},
-         {"role": "assistant", "content": "Hello! How can I help?"},
-         {"role": "user", "content": "Tell me a fun fact."}],
+        [
+            {"role": "user", "content": "Hi there"},
+            {"role": "assistant", "content": "Hello! How can I help?"},
+            {"role": "user", "content": "Tell me a fun fact."},
+        ],
         "Octopuses have three hearts.",
         "No.",
     )
@@ -191,8 +204,10 @@ def test_hh_dialogue_edge_cases(write_rows):
     # Two Assistant turns in a row stay two messages; a reply that runs on into a fake next turn stays
     # whole (the split point is inside the shared prefix); a missing leading blank line is tolerated.
     prompt = "Human: Hi\n\nAssistant: One moment.\n\nAssistant: Here I am.\n\nHuman: Great"
-    row = {"chosen": prompt + "\n\nAssistant: Sure.\n\nAssistant: Also this.",
-           "rejected": prompt + "\n\nAssistant: Sure thing.  Human: and more"}
+    row = {
+        "chosen": prompt + "\n\nAssistant: Sure.\n\nAssistant: Also this.",
+        "rejected": prompt + "\n\nAssistant: Sure thing.  Human: and more",
+    }
     record = one(write_rows, row, "pairs")
     assert [m["role"] for m in record.prompt] == ["user", "assistant", "assistant", "user"]
     assert record.chosen == "Sure.\n\nAssistant: Also this."
@@ -256,7 +271,10 @@ def test_rating_row_as_demos_names_the_unsupported_conversion(write_rows):
 def test_mixed_formats_in_one_file(write_rows):
     rows = [
         {"prompt": "a", "chosen": "x", "rejected": "y"},
-        {"chosen": [USER, {"role": "assistant", "content": "x"}], "rejected": [USER, {"role": "assistant", "content": "y"}]},
+        {
+            "chosen": [USER, {"role": "assistant", "content": "x"}],
+            "rejected": [USER, {"role": "assistant", "content": "y"}],
+        },
         {"chosen": "\n\nHuman: a\n\nAssistant: x", "rejected": "\n\nHuman: a\n\nAssistant: y"},
     ]
     records = load_records(write_rows(rows), "pairs").records

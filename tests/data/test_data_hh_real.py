@@ -22,8 +22,7 @@ def pairs() -> list[Comparison]:
 def test_strict_loading_stops_at_the_first_empty_response():
     with pytest.raises(DataError) as err:
         load_records(HH, "pairs")
-    assert (err.value.path, err.value.line, err.value.field, err.value.reason) == (
-        str(HH), 65, "chosen", "empty text")
+    assert (err.value.path, err.value.line, err.value.field, err.value.reason) == (str(HH), 65, "chosen", "empty text")
 
 
 @pytest.mark.parametrize("kind", ["pairs", "demos", "prompts"])

@@ -142,12 +142,24 @@ def test_csv_row_with_too_many_cells(tmp_path):
 def test_save_to_disk_dataset(tmp_path):
     datasets = pytest.importorskip("datasets")
     rows = [
-        {"prompt": [USER], "chosen": [{"role": "assistant", "content": "Hello!"}],
-         "rejected": [{"role": "assistant", "content": "No."}], "margin": 2.0},
-        {"prompt": [USER], "chosen": [{"role": "assistant", "content": "Hey."}],
-         "rejected": [{"role": "assistant", "content": "Hey."}], "margin": None},
-        {"prompt": [USER], "chosen": [{"role": "assistant", "content": "Yo."}],
-         "rejected": [{"role": "assistant", "content": "..."}], "margin": None},
+        {
+            "prompt": [USER],
+            "chosen": [{"role": "assistant", "content": "Hello!"}],
+            "rejected": [{"role": "assistant", "content": "No."}],
+            "margin": 2.0,
+        },
+        {
+            "prompt": [USER],
+            "chosen": [{"role": "assistant", "content": "Hey."}],
+            "rejected": [{"role": "assistant", "content": "Hey."}],
+            "margin": None,
+        },
+        {
+            "prompt": [USER],
+            "chosen": [{"role": "assistant", "content": "Yo."}],
+            "rejected": [{"role": "assistant", "content": "..."}],
+            "margin": None,
+        },
     ]
     directory = tmp_path / "saved"
     datasets.Dataset.from_list(rows).save_to_disk(str(directory))
@@ -177,7 +189,11 @@ def test_hub_source_fails_fast_when_unreachable(monkeypatch):
     with pytest.raises(DataError) as err:
         load_records("hf:someone/some-set:test", "pairs")
     assert (err.value.path, err.value.line, err.value.field, err.value.reason) == (
-        "hf:someone/some-set:test", 0, "<source>", "offline")
+        "hf:someone/some-set:test",
+        0,
+        "<source>",
+        "offline",
+    )
     assert "HF_HUB_OFFLINE=1" in err.value.message
 
 

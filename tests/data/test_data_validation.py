@@ -22,8 +22,12 @@ CASES = [
     ("prompts", {"prompt": 3}, "prompt", "wrong type"),
     ("prompts", {"prompt": "   \n"}, "prompt", "empty text"),
     ("prompts", {"prompt": []}, "prompt", "empty text"),
-    ("prompts", {"prompt": [{"role": "system", "content": ""}, {"role": "user", "content": " "}]}, "prompt",
-     "empty text"),
+    (
+        "prompts",
+        {"prompt": [{"role": "system", "content": ""}, {"role": "user", "content": " "}]},
+        "prompt",
+        "empty text",
+    ),
     ("prompts", {"nothing": "here"}, "prompt", "missing field"),
     ("prompts", {"prompt": None}, "prompt", "missing field"),
     ("demos", {"prompt": "p"}, "response", "missing field"),
@@ -31,12 +35,20 @@ CASES = [
     ("demos", {"prompt": "", "response": "r"}, "prompt", "empty text"),
     ("demos", {"prompt": "p", "response": 5}, "response", "wrong type"),
     ("demos", {"prompt": "hi", "completion": [{"role": "assistant", "content": "x"}]}, "completion", "wrong type"),
-    ("demos", {"prompt": [{"role": "user", "content": "hi"}], "completion": [{"role": "user", "content": "x"}]},
-     "completion", "wrong type"),
+    (
+        "demos",
+        {"prompt": [{"role": "user", "content": "hi"}], "completion": [{"role": "user", "content": "x"}]},
+        "completion",
+        "wrong type",
+    ),
     ("demos", {"messages": [{"role": "user", "content": "hi"}]}, "messages[0].role", "wrong type"),
     ("demos", {"messages": [ASSISTANT]}, "messages", "empty text"),
-    ("demos", {"messages": [{"role": "user", "content": "hi"}, {"role": "assistant", "content": " "}]},
-     "messages[1].content", "empty text"),
+    (
+        "demos",
+        {"messages": [{"role": "user", "content": "hi"}, {"role": "assistant", "content": " "}]},
+        "messages[1].content",
+        "empty text",
+    ),
     ("demos", {"messages": [{"role": "robot", "content": "hi"}, ASSISTANT]}, "messages[0].role", "unknown role"),
     ("demos", {"messages": [{"role": "user"}, ASSISTANT]}, "messages[0].content", "missing field"),
     ("demos", {"messages": [{"content": "hi"}, ASSISTANT]}, "messages[0].role", "missing field"),
@@ -55,17 +67,42 @@ CASES = [
     ("pairs", {"chosen": "abc", "rejected": "xyz"}, "prompt", "no common prompt"),
     ("pairs", {"chosen": "same", "rejected": "same"}, "rejected", "identical chosen and rejected"),
     ("pairs", {"chosen": "ab", "rejected": "abc"}, "chosen", "empty text"),
-    ("pairs", {"chosen": [{"role": "user", "content": "a"}, ASSISTANT],
-               "rejected": [{"role": "user", "content": "b"}, {"role": "assistant", "content": "no"}]},
-     "rejected", "mismatched conversations"),
-    ("pairs", {"chosen": [{"role": "user", "content": "a"}, {"role": "system", "content": "x"}],
-               "rejected": [{"role": "user", "content": "a"}, ASSISTANT]}, "chosen[1].role", "wrong type"),
-    ("pairs", {"chosen": "\n\nHuman: hi\n\nAssistant: ", "rejected": "\n\nHuman: hi\n\nAssistant: yo"},
-     "chosen", "empty text"),
-    ("pairs", {"chosen": "\n\nHuman: hi\n\nAssistant: yo", "rejected": "\n\nHuman: hi\n\nAssistant: yo"},
-     "rejected", "identical chosen and rejected"),
-    ("pairs", {"chosen": "\n\nHuman: hi\n\nAssistant: yo", "rejected": "\n\nHuman: bye\n\nAssistant: no"},
-     "rejected", "no common prompt"),
+    (
+        "pairs",
+        {
+            "chosen": [{"role": "user", "content": "a"}, ASSISTANT],
+            "rejected": [{"role": "user", "content": "b"}, {"role": "assistant", "content": "no"}],
+        },
+        "rejected",
+        "mismatched conversations",
+    ),
+    (
+        "pairs",
+        {
+            "chosen": [{"role": "user", "content": "a"}, {"role": "system", "content": "x"}],
+            "rejected": [{"role": "user", "content": "a"}, ASSISTANT],
+        },
+        "chosen[1].role",
+        "wrong type",
+    ),
+    (
+        "pairs",
+        {"chosen": "\n\nHuman: hi\n\nAssistant: ", "rejected": "\n\nHuman: hi\n\nAssistant: yo"},
+        "chosen",
+        "empty text",
+    ),
+    (
+        "pairs",
+        {"chosen": "\n\nHuman: hi\n\nAssistant: yo", "rejected": "\n\nHuman: hi\n\nAssistant: yo"},
+        "rejected",
+        "identical chosen and rejected",
+    ),
+    (
+        "pairs",
+        {"chosen": "\n\nHuman: hi\n\nAssistant: yo", "rejected": "\n\nHuman: bye\n\nAssistant: no"},
+        "rejected",
+        "no common prompt",
+    ),
     ("pairs", {"prompt": "p", "completion": "c", "label": False}, "label", "unsupported format"),
     ("rankings", {"prompt": "p", "responses": ["only"]}, "responses", "too few responses"),
     ("rankings", {"prompt": "p", "responses": []}, "responses", "too few responses"),
@@ -80,7 +117,12 @@ CASES = [
     ("ratings", {"prompt": "p", "response": "r", "rating": 6, "scale": [1, 5]}, "rating", "rating outside scale"),
     ("ratings", {"prompt": "p", "response": "r", "rating": 3, "scale": [5, 1]}, "scale", "invalid scale"),
     ("ratings", {"prompt": "p", "response": "r", "rating": 3, "scale": 5}, "scale", "invalid scale"),
-    ("ratings", {"prompt": "p", "response": "r", "rating": 3, "aspects": {"tone": "nice"}}, "aspects.tone", "wrong type"),
+    (
+        "ratings",
+        {"prompt": "p", "response": "r", "rating": 3, "aspects": {"tone": "nice"}},
+        "aspects.tone",
+        "wrong type",
+    ),
     ("ratings", {"prompt": "p", "response": "r", "rating": 3, "aspects": [1]}, "aspects", "wrong type"),
 ]
 
@@ -130,7 +172,13 @@ def test_error_message_format_and_pickling():
     assert str(err) == "a.jsonl:7: field 'chosen': empty text"
     assert isinstance(err, ValueError)
     copy = pickle.loads(pickle.dumps(err))
-    assert (copy.path, copy.line, copy.field, copy.message, copy.reason) == ("a.jsonl", 7, "chosen", "empty text", "empty text")
+    assert (copy.path, copy.line, copy.field, copy.message, copy.reason) == (
+        "a.jsonl",
+        7,
+        "chosen",
+        "empty text",
+        "empty text",
+    )
 
 
 def test_bad_arguments_are_value_errors(write_rows):

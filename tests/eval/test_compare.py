@@ -20,8 +20,15 @@ SAMPLING = SamplingConfig(max_new_tokens=8, temperature=1.0, batch_size=8)
 
 
 def _cfg(**kw: object) -> CompareConfig:
-    base = {"policy": "tiny:1", "baseline": "tiny:0", "prompts": PROMPTS, "limit": 6, "samples_per_prompt": 2,
-            "sampling": SAMPLING, "progress": False}
+    base = {
+        "policy": "tiny:1",
+        "baseline": "tiny:0",
+        "prompts": PROMPTS,
+        "limit": 6,
+        "samples_per_prompt": 2,
+        "sampling": SAMPLING,
+        "progress": False,
+    }
     return CompareConfig(**{**base, **kw})  # type: ignore[arg-type]
 
 
@@ -95,9 +102,26 @@ def test_app_judge_overlap_two_ties_count_half(tmp_path: Path) -> None:
 def test_cli_json_has_the_contract_keys(capsys: pytest.CaptureFixture[str]) -> None:
     from rlhfkit.cli import main
 
-    assert main(["eval", "--policy", "tiny:1", "--baseline", "tiny:0", "--prompts", PROMPTS,
-                 "--judge", "gold:sentiment", "--json", "limit=4", "sampling.max_new_tokens=8",
-                 "progress=false"]) == 0
+    assert (
+        main(
+            [
+                "eval",
+                "--policy",
+                "tiny:1",
+                "--baseline",
+                "tiny:0",
+                "--prompts",
+                PROMPTS,
+                "--judge",
+                "gold:sentiment",
+                "--json",
+                "limit=4",
+                "sampling.max_new_tokens=8",
+                "progress=false",
+            ]
+        )
+        == 0
+    )
     out = json.loads(capsys.readouterr().out)
     assert {"win_rate", "n", "ci_low", "ci_high"} <= set(out) and out["n"] == 4
     assert 0.0 <= out["ci_low"] <= out["win_rate"] <= out["ci_high"] <= 1.0

@@ -30,7 +30,9 @@ def _gao_run(seed: int, gold_beta: float = 0.1) -> tuple[list[EvalPoint], np.nda
     proxy = d + rng.normal(0, 0.1, len(d))
     true_gold = d - gold_beta * KL
     gold = true_gold + rng.normal(0, 0.05, len(d))
-    points = [EvalPoint(int(s), float(k), float(p), float(g)) for s, k, p, g in zip(STEPS, KL, proxy, gold, strict=True)]
+    points = [
+        EvalPoint(int(s), float(k), float(p), float(g)) for s, k, p, g in zip(STEPS, KL, proxy, gold, strict=True)
+    ]
     return points, true_gold
 
 

@@ -21,8 +21,17 @@ def _figures(page: str) -> dict[str, str]:
 def test_full_run_report_has_one_svg_per_panel(full_run: Path, full_page: str) -> None:
     figures = _figures(full_page)
     assert set(figures) == {
-        "reward-curve", "kl-curve", "metrics-train", "metrics-eval", "metrics-ppo", "metrics-reward",
-        "win-rate", "leaderboard", "proxy-gold", "drift", "agreement",
+        "reward-curve",
+        "kl-curve",
+        "metrics-train",
+        "metrics-eval",
+        "metrics-ppo",
+        "metrics-reward",
+        "win-rate",
+        "leaderboard",
+        "proxy-gold",
+        "drift",
+        "agreement",
     }
     for name, body in figures.items():
         assert body.count("<svg") == 1, name
@@ -101,7 +110,9 @@ def test_partial_eval_and_single_step_samples(tmp_path: Path) -> None:
     row = {"win_rate": 0.7, "wins": 7, "losses": 3, "ties": 0, "n": 10, "ci_low": 0.4, "ci_high": 0.9}
     (tmp_path / "eval.json").write_text(json.dumps({"win_rate": {"gold": row, "reward model": row}}))
     conversation = [{"role": "user", "content": "Hi <there>"}]
-    (tmp_path / "samples.jsonl").write_text(json.dumps({"step": 3, "prompt": conversation, "response": "Hello!"}) + "\n")
+    (tmp_path / "samples.jsonl").write_text(
+        json.dumps({"step": 3, "prompt": conversation, "response": "Hello!"}) + "\n"
+    )
     page = render_report(tmp_path)
     assert set(_figures(page)) == {"win-rate"}
     assert "reward model" in page and "user: Hi &lt;there&gt;" in page

@@ -44,9 +44,13 @@ def _naive_log_likelihood(battles: list[Battle], beta: dict[str, np.ndarray]) ->
 
 def test_three_models_match_brute_force_grid_search() -> None:
     battles = (
-        [Battle("x", "y", "a")] * 7 + [Battle("x", "y", "b")] * 3
-        + [Battle("y", "z", "a")] * 6 + [Battle("y", "z", "b")] * 4 + [Battle("y", "z", "tie")] * 2
-        + [Battle("z", "x", "a")] * 2 + [Battle("z", "x", "b")] * 5
+        [Battle("x", "y", "a")] * 7
+        + [Battle("x", "y", "b")] * 3
+        + [Battle("y", "z", "a")] * 6
+        + [Battle("y", "z", "b")] * 4
+        + [Battle("y", "z", "tie")] * 2
+        + [Battle("z", "x", "a")] * 2
+        + [Battle("z", "x", "b")] * 5
     )
     # Grid over (beta_x, beta_y) in log10 units with beta_z = -(beta_x + beta_y) (mean-zero gauge).
     step = 0.002

@@ -57,8 +57,11 @@ def store(db_url: str, clock: Clock) -> Iterator[FeedbackStore]:
 def pair_items(n: int, gold_every: int = 0) -> list[NewItem]:
     """n pairwise items whose first response is the good one."""
     return [
-        NewItem(prompt=f"question {i}", responses=(f"good {i}", f"bad {i}"),
-                gold={"choice": 0} if gold_every and i % gold_every == 0 else None)
+        NewItem(
+            prompt=f"question {i}",
+            responses=(f"good {i}", f"bad {i}"),
+            gold={"choice": 0} if gold_every and i % gold_every == 0 else None,
+        )
         for i in range(n)
     ]
 
@@ -82,8 +85,9 @@ def _web_login(client: TestClient, name: str, password: str = PASSWORD) -> str:
     """Log in through the HTML form; returns the session's CSRF token."""
     page = client.get("/login")
     token = re.search(r'name="csrf_token" value="([^"]+)"', page.text).group(1)  # type: ignore[union-attr]
-    reply = client.post("/login", data={"name": name, "password": password, "csrf_token": token,
-                                        "next": "/"}, follow_redirects=False)
+    reply = client.post(
+        "/login", data={"name": name, "password": password, "csrf_token": token, "next": "/"}, follow_redirects=False
+    )
     assert reply.status_code == 303, reply.text
     queue = client.get("/queue")
     return re.search(r'name="csrf_token" value="([^"]+)"', queue.text).group(1)  # type: ignore[union-attr]

@@ -38,8 +38,9 @@ def live_server(store: FeedbackStore) -> Iterator[str]:
     import uvicorn
 
     port = free_port()
-    server = uvicorn.Server(uvicorn.Config(create_app(store=store), host="127.0.0.1", port=port,
-                                           log_level="warning", access_log=False))
+    server = uvicorn.Server(
+        uvicorn.Config(create_app(store=store), host="127.0.0.1", port=port, log_level="warning", access_log=False)
+    )
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
     deadline = time.monotonic() + 30
@@ -57,7 +58,8 @@ def browser():  # type: ignore[no-untyped-def]
 
     with sync_playwright() as playwright:
         browser = playwright.chromium.launch(
-            executable_path=str(CHROMIUM), args=["--no-sandbox", "--disable-gpu", "--disable-background-networking"])
+            executable_path=str(CHROMIUM), args=["--no-sandbox", "--disable-gpu", "--disable-background-networking"]
+        )
         yield browser
         browser.close()
 
@@ -81,7 +83,9 @@ def _login(page, name: str) -> None:  # type: ignore[no-untyped-def]
 
 
 def _response_texts(page) -> list[str]:  # type: ignore[no-untyped-def]
-    return [t.strip() for t in page.locator("#answer-form .response .text, #answer-form .rank-item .text").all_inner_texts()]
+    return [
+        t.strip() for t in page.locator("#answer-form .response .text, #answer-form .rank-item .text").all_inner_texts()
+    ]
 
 
 def test_admin_setup_two_annotators_at_once_dashboard_and_export(store, live_server, browser, tmp_path: Path) -> None:
@@ -98,8 +102,17 @@ def test_admin_setup_two_annotators_at_once_dashboard_and_export(store, live_ser
     with admin.expect_navigation():
         admin.click("button:text-is('Create project')")
     items = tmp_path / "items.jsonl"
-    items.write_text("\n".join(json.dumps({"prompt": f"Question {i}: how do I <b>boil</b> an egg?",
-                                           "responses": [f"good answer {i}", f"bad answer {i}"]}) for i in range(4)))
+    items.write_text(
+        "\n".join(
+            json.dumps(
+                {
+                    "prompt": f"Question {i}: how do I <b>boil</b> an egg?",
+                    "responses": [f"good answer {i}", f"bad answer {i}"],
+                }
+            )
+            for i in range(4)
+        )
+    )
     admin.set_input_files("input[type=file][name=file] >> nth=0", str(items))
     with admin.expect_navigation():
         admin.click("button:text-is('Import')")
@@ -216,9 +229,9 @@ def test_ranking_likert_and_rewrite_with_mouse_and_keys(store, live_server, brow
     by_text = lambda item: {r["id"]: r["text"] for r in item["responses"]}  # noqa: E731
     rankings = [[by_text(item)[r] for r in p["ranking"]] for item, p in answers if "ranking" in p]
     assert rankings == [["best", "middle", "worst"]] * 2
-    (item, likert), = [(i, p) for i, p in answers if "ratings" in p]
+    ((item, likert),) = [(i, p) for i, p in answers if "ratings" in p]
     rated = {by_text(item)[int(k)]: v for k, v in likert["ratings"].items()}
     assert rated == {"great reply": {"overall": 7, "helpfulness": 6}, "poor reply": {"overall": 1, "helpfulness": 3}}
-    (item, rewrite), = [(i, p) for i, p in answers if "text" in p]
+    ((item, rewrite),) = [(i, p) for i, p in answers if "text" in p]
     assert by_text(item)[rewrite["response_id"]] == chosen_text and rewrite["text"] == "a much better draft"
     assert problems == []

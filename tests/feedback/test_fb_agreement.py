@@ -66,13 +66,18 @@ def naive_alpha(units: list[list[float]], metric: str) -> float:
     values = [v for u in pairable for v in u]
     n = len(values)
     counts = {v: values.count(v) for v in set(values)}
-    observed = sum(
-        _naive_delta2(metric, u[i], u[j], counts) / (len(u) - 1)
-        for u in pairable for i in range(len(u)) for j in range(len(u)) if i != j
-    ) / n
+    observed = (
+        sum(
+            _naive_delta2(metric, u[i], u[j], counts) / (len(u) - 1)
+            for u in pairable
+            for i in range(len(u))
+            for j in range(len(u))
+            if i != j
+        )
+        / n
+    )
     expected = sum(
-        _naive_delta2(metric, values[i], values[j], counts)
-        for i in range(n) for j in range(n) if i != j
+        _naive_delta2(metric, values[i], values[j], counts) for i in range(n) for j in range(n) if i != j
     ) / (n * (n - 1))
     return 1 - observed / expected
 
@@ -84,8 +89,7 @@ def test_matches_naive_reference_on_random_data(metric: str, seed: int) -> None:
     units = []
     for _ in range(25):
         truth = rng.randint(1, 7)
-        units.append([min(7, max(1, truth + rng.choice([-1, 0, 0, 0, 1, 2])))
-                      for _ in range(rng.randint(1, 5))])
+        units.append([min(7, max(1, truth + rng.choice([-1, 0, 0, 0, 1, 2]))) for _ in range(rng.randint(1, 5))])
     assert krippendorff_alpha(units, metric) == pytest.approx(naive_alpha(units, metric))
 
 
@@ -124,5 +128,4 @@ def test_every_pair_counted_once_per_unit() -> None:
     for m in (2, 3, 5):
         _, o = coincidence_matrix([list(range(m))])
         assert o.sum() == pytest.approx(m)
-        assert all(o[i, j] == pytest.approx(1 / (m - 1))
-                   for i, j in itertools.permutations(range(m), 2))
+        assert all(o[i, j] == pytest.approx(1 / (m - 1)) for i, j in itertools.permutations(range(m), 2))

@@ -48,8 +48,9 @@ def test_annotator_flow_over_the_api(client, setup, bearer) -> None:
         again = client.post(f"/api/v1/tasks/{task['assignment_id']}/submit", json=answer, headers=h)
         assert first.status_code == again.status_code == 200
         assert (first.json()["duplicate"], again.json()["duplicate"]) == (False, True)
-        changed = client.post(f"/api/v1/tasks/{task['assignment_id']}/submit",
-                              json={"answer": {"choice": "tie"}}, headers=h)
+        changed = client.post(
+            f"/api/v1/tasks/{task['assignment_id']}/submit", json={"answer": {"choice": "tie"}}, headers=h
+        )
         assert changed.status_code == 409
         seen.append(task["item_id"])
     assert len(seen) == len(set(seen)) == 6
@@ -61,7 +62,10 @@ def test_skip_over_the_api(client, setup, bearer) -> None:
     h = bearer(client, "ann")
     task = client.post("/api/v1/projects/proj/next", headers=h).json()["task"]
     assert client.post(f"/api/v1/tasks/{task['assignment_id']}/skip", json={"reason": ""}, headers=h).status_code == 422
-    assert client.post(f"/api/v1/tasks/{task['assignment_id']}/skip", json={"reason": "off topic"}, headers=h).status_code == 200
+    assert (
+        client.post(f"/api/v1/tasks/{task['assignment_id']}/skip", json={"reason": "off topic"}, headers=h).status_code
+        == 200
+    )
     status = client.get(f"/api/v1/tasks/{task['assignment_id']}", headers=h).json()["status"]
     assert status == "skipped"
 
@@ -93,8 +97,10 @@ def test_wrong_role_is_403(client, setup, bearer, web_login) -> None:
     assert client.post("/api/v1/projects", json={"name": "x"}, headers=h).status_code == 403
     assert client.get("/api/v1/projects/proj/qc", headers=h).status_code == 403
     assert client.get("/api/v1/projects/proj/export", headers=h).status_code == 403
-    assert client.post("/api/v1/users", headers=h,
-                       json={"name": "m", "role": "admin", "password": "x" * 12}).status_code == 403
+    assert (
+        client.post("/api/v1/users", headers=h, json={"name": "m", "role": "admin", "password": "x" * 12}).status_code
+        == 403
+    )
     web_login(client, "ann")
     assert client.get("/admin").status_code == 403
     assert client.get("/admin/projects/proj/dashboard").status_code == 403
@@ -131,24 +137,38 @@ def test_oversized_input_is_413_or_422(client, store, setup, bearer) -> None:
     huge = {"answer": {"critiques": {rid: "x" * 20_001}}}
     assert client.post(f"/api/v1/tasks/{task['assignment_id']}/submit", json=huge, headers=h).status_code == 413
     body = json.dumps({"answer": {"critiques": {rid: "x" * 3_000_000}}})
-    reply = client.post(f"/api/v1/tasks/{task['assignment_id']}/submit", content=body,
-                        headers={**h, "Content-Type": "application/json"})
+    reply = client.post(
+        f"/api/v1/tasks/{task['assignment_id']}/submit", content=body, headers={**h, "Content-Type": "application/json"}
+    )
     assert reply.status_code == 413
-    assert client.post(f"/api/v1/tasks/{task['assignment_id']}/skip", json={"reason": "y" * 1001},
-                       headers=h).status_code == 422
+    assert (
+        client.post(f"/api/v1/tasks/{task['assignment_id']}/skip", json={"reason": "y" * 1001}, headers=h).status_code
+        == 422
+    )
     admin = bearer(client, "boss")
     big_prompt = {"items": [{"prompt": "p" * 100_001, "responses": ["a", "b"]}]}
     assert client.post("/api/v1/projects/proj/items", json=big_prompt, headers=admin).status_code in (413, 422)
-    assert client.post("/api/v1/users", headers=admin,
-                       json={"name": "n" * 65, "role": "annotator", "password": "x" * 12}).status_code == 422
+    assert (
+        client.post(
+            "/api/v1/users", headers=admin, json={"name": "n" * 65, "role": "annotator", "password": "x" * 12}
+        ).status_code
+        == 422
+    )
 
 
 def test_garbage_never_gives_500(client, setup, bearer) -> None:
     h = bearer(client, "ann")
     task = client.post("/api/v1/projects/proj/next", headers=h).json()["task"]
     url = f"/api/v1/tasks/{task['assignment_id']}/submit"
-    for body in ("{not json", "[]", '{"answer": 3}', '{"answer": {"choice": [1]}}',
-                 '{"answer": {"choice": null}}', '{"answer": {}, "extra": 1}', '{"answer": {"choice": "1e9"}}'):
+    for body in (
+        "{not json",
+        "[]",
+        '{"answer": 3}',
+        '{"answer": {"choice": [1]}}',
+        '{"answer": {"choice": null}}',
+        '{"answer": {}, "extra": 1}',
+        '{"answer": {"choice": "1e9"}}',
+    ):
         reply = client.post(url, content=body, headers={**h, "Content-Type": "application/json"})
         assert 400 <= reply.status_code < 500, (body, reply.status_code, reply.text)
     reply = client.post("/api/v1/auth/login", content=b"\xff\xfe", headers={"Content-Type": "application/json"})
@@ -157,37 +177,46 @@ def test_garbage_never_gives_500(client, setup, bearer) -> None:
 
 def test_import_jsonl_upload(client, setup, bearer) -> None:
     h = bearer(client, "boss")
-    good = "\n".join(json.dumps(x) for x in (
-        {"prompt": "a?", "responses": ["1", "2"]},
-        {"prompt": [{"role": "user", "content": "hi"}], "chosen": "hello", "rejected": "go", "id": "x1"},
-        {"prompt": "b?", "responses": ["1", "2"], "gold": {"choice": 1}},
-    ))
+    good = "\n".join(
+        json.dumps(x)
+        for x in (
+            {"prompt": "a?", "responses": ["1", "2"]},
+            {"prompt": [{"role": "user", "content": "hi"}], "chosen": "hello", "rejected": "go", "id": "x1"},
+            {"prompt": "b?", "responses": ["1", "2"], "gold": {"choice": 1}},
+        )
+    )
     reply = client.post("/api/v1/projects/proj/import", headers=h, files={"file": ("a.jsonl", good)})
     assert reply.status_code == 201 and reply.json() == {"imported": 3}
     bad = '{"prompt": "ok", "responses": ["1", "2"]}\n{"prompt": 5}\nnot json\n'
     reply = client.post("/api/v1/projects/proj/import", headers=h, files={"file": ("b.jsonl", bad)})
     assert reply.status_code == 422
     assert "line 2" in reply.json()["detail"] and "line 3" in reply.json()["detail"]
-    dup = client.post("/api/v1/projects/proj/import", headers=h,
-                      files={"file": ("c.jsonl", '{"prompt": "z", "responses": ["1", "2"], "id": "x1"}')})
+    dup = client.post(
+        "/api/v1/projects/proj/import",
+        headers=h,
+        files={"file": ("c.jsonl", '{"prompt": "z", "responses": ["1", "2"], "id": "x1"}')},
+    )
     assert dup.status_code == 409
-    wrong_count = client.post("/api/v1/projects/proj/items", headers=h,
-                              json={"items": [{"prompt": "z", "responses": ["only one"]}]})
+    wrong_count = client.post(
+        "/api/v1/projects/proj/items", headers=h, json={"items": [{"prompt": "z", "responses": ["only one"]}]}
+    )
     assert wrong_count.status_code == 422 and "2..2" in wrong_count.json()["detail"]
 
 
 def test_admin_api_project_lifecycle(client, setup, bearer) -> None:
     h = bearer(client, "boss")
-    made = client.post("/api/v1/projects", headers=h, json={
-        "name": "rank", "task_type": "ranking", "overlap": 2, "guidelines": "# G"})
+    made = client.post(
+        "/api/v1/projects", headers=h, json={"name": "rank", "task_type": "ranking", "overlap": 2, "guidelines": "# G"}
+    )
     assert made.status_code == 201
     assert client.post("/api/v1/projects", headers=h, json={"name": "rank"}).status_code == 409
     assert client.post("/api/v1/projects", headers=h, json={"name": "bad name!"}).status_code == 422
     assert client.post("/api/v1/projects", headers=h, json={"name": "t", "task_type": "vibes"}).status_code == 422
     patched = client.patch("/api/v1/projects/rank", headers=h, json={"guidelines": "new", "gold_rate": 0.1})
     assert patched.json()["guidelines"] == "new" and patched.json()["gold_rate"] == 0.1
-    added = client.post("/api/v1/projects/rank/items", headers=h,
-                        json={"items": [{"prompt": "q", "responses": ["a", "b", "c"]}]})
+    added = client.post(
+        "/api/v1/projects/rank/items", headers=h, json={"items": [{"prompt": "q", "responses": ["a", "b", "c"]}]}
+    )
     assert added.status_code == 201
     item = client.get(f"/api/v1/items/{added.json()['ids'][0]}", headers=h).json()
     assert [r["text"] for r in item["responses"]] == ["a", "b", "c"]
@@ -214,8 +243,9 @@ def test_export_endpoint(client, setup, bearer) -> None:
     for name in ("ann", "bea"):
         h = bearer(client, name)
         while (task := client.post("/api/v1/projects/proj/next", headers=h).json()["task"]) is not None:
-            client.post(f"/api/v1/tasks/{task['assignment_id']}/submit", headers=h,
-                        json={"answer": {"choice": _good(task)}})
+            client.post(
+                f"/api/v1/tasks/{task['assignment_id']}/submit", headers=h, json={"answer": {"choice": _good(task)}}
+            )
     admin = bearer(client, "boss")
     lines = client.get("/api/v1/projects/proj/export?format=pairs", headers=admin).text.splitlines()
     assert next(json.loads(x) for x in lines) == {"prompt": "question 0", "chosen": "good 0", "rejected": "bad 0"}
@@ -231,8 +261,15 @@ def test_export_endpoint(client, setup, bearer) -> None:
 
 def test_openapi_lists_every_action(client) -> None:
     paths = client.get("/openapi.json").json()["paths"]
-    for path in ("/api/v1/auth/login", "/api/v1/projects/{name}/next", "/api/v1/tasks/{assignment_id}/submit",
-                 "/api/v1/tasks/{assignment_id}/skip", "/api/v1/projects/{name}/import",
-                 "/api/v1/projects/{name}/generate", "/api/v1/projects/{name}/qc",
-                 "/api/v1/projects/{name}/export", "/api/v1/users"):
+    for path in (
+        "/api/v1/auth/login",
+        "/api/v1/projects/{name}/next",
+        "/api/v1/tasks/{assignment_id}/submit",
+        "/api/v1/tasks/{assignment_id}/skip",
+        "/api/v1/projects/{name}/import",
+        "/api/v1/projects/{name}/generate",
+        "/api/v1/projects/{name}/qc",
+        "/api/v1/projects/{name}/export",
+        "/api/v1/users",
+    ):
         assert path in paths

@@ -216,7 +216,10 @@ def test_unique_constraint_backs_the_python_checks(store, make_project) -> None:
     task = store.next_task("proj", user)
     store.submit(task.assignment_id, user, {"choice": _good(task)})
     with pytest.raises(Exception, match="UNIQUE"), store.db.write() as s:
-        s.execute(text(
-            "INSERT INTO judgments (item_id, user_id, assignment_id, task_type, payload, "
-            "display_order, created_at, source) VALUES (:i, :u, 999, 'pairwise', '{}', '[]', 0, 'x')"
-        ), {"i": task.item_id, "u": user})
+        s.execute(
+            text(
+                "INSERT INTO judgments (item_id, user_id, assignment_id, task_type, payload, "
+                "display_order, created_at, source) VALUES (:i, :u, 999, 'pairwise', '{}', '[]', 0, 'x')"
+            ),
+            {"i": task.item_id, "u": user},
+        )

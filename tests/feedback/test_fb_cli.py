@@ -73,7 +73,11 @@ def test_module_entry_point_creates_a_user(module: str, tmp_path: Path) -> None:
     url = f"sqlite:///{tmp_path / 'f.db'}"
     done = subprocess.run(
         [sys.executable, "-m", module, "admin", "create-user", "first", "--role", "admin", "--db", url],
-        input="a-long-password\n", capture_output=True, text=True, timeout=120, check=False,
+        input="a-long-password\n",
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
     )
     assert done.returncode == 0, done.stderr
     assert "created admin 'first'" in done.stdout

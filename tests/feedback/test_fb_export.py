@@ -49,15 +49,22 @@ def outcome(word: str) -> Callable[[TaskView], dict]:
 @pytest.fixture
 def pairwise_project(store: FeedbackStore) -> str:
     store.create_project(ProjectSpec(name="pw", overlap=3))
-    store.add_items("pw", [NewItem(prompt=p, responses=("A", "B")) for p in ("p1", "p2", "p3", "p4")]
-                    + [NewItem(prompt="gold", responses=("A", "B"), gold={"choice": 0})])
-    _judge(store, "pw", {
-        "p1": [choose("A"), choose("A"), choose("B")],
-        "p2": [outcome("tie"), outcome("tie"), choose("A")],
-        "p3": [outcome("both_bad"), outcome("both_bad"), choose("A")],
-        "p4": [choose("A"), choose("B"), outcome("tie")],
-        "gold": [choose("A"), choose("A"), choose("A")],
-    })
+    store.add_items(
+        "pw",
+        [NewItem(prompt=p, responses=("A", "B")) for p in ("p1", "p2", "p3", "p4")]
+        + [NewItem(prompt="gold", responses=("A", "B"), gold={"choice": 0})],
+    )
+    _judge(
+        store,
+        "pw",
+        {
+            "p1": [choose("A"), choose("A"), choose("B")],
+            "p2": [outcome("tie"), outcome("tie"), choose("A")],
+            "p3": [outcome("both_bad"), outcome("both_bad"), choose("A")],
+            "p4": [choose("A"), choose("B"), outcome("tie")],
+            "gold": [choose("A"), choose("A"), choose("A")],
+        },
+    )
     return "pw"
 
 
@@ -95,19 +102,27 @@ def test_raw_rows_carry_the_annotator(store, pairwise_project) -> None:
 def test_rankings_and_ratings_and_demos(store: FeedbackStore) -> None:
     store.create_project(ProjectSpec(name="rk", task_type="ranking", overlap=2))
     store.add_items("rk", [NewItem(prompt="r", responses=("x", "y", "z"))])
-    order = lambda *texts: (lambda t: {"ranking": [_by_text(t, s) for s in texts]})  # noqa: E731
+    order = lambda *texts: lambda t: {"ranking": [_by_text(t, s) for s in texts]}  # noqa: E731
     _judge(store, "rk", {"r": [order("y", "x", "z"), order("y", "z", "x")]})
     assert [r.to_json() for r in store.export_rows("rk", "rankings")] == [{"prompt": "r", "responses": ["y", "x", "z"]}]
     # Copeland: y beats both; x-vs-z split 1-1 -> mean position decides (x 1.5, z 1.5) -> canonical x first.
     pairs = [r.to_json() for r in store.export_rows("rk", "pairs")]
-    assert pairs == [{"prompt": "r", "chosen": "y", "rejected": "x"},
-                     {"prompt": "r", "chosen": "y", "rejected": "z"},
-                     {"prompt": "r", "chosen": "x", "rejected": "z"}]
+    assert pairs == [
+        {"prompt": "r", "chosen": "y", "rejected": "x"},
+        {"prompt": "r", "chosen": "y", "rejected": "z"},
+        {"prompt": "r", "chosen": "x", "rejected": "z"},
+    ]
 
     store.create_project(ProjectSpec(name="lk", task_type="likert", overlap=3, aspects=("honesty",)))
     store.add_items("lk", [NewItem(prompt="l", responses=("good", "poor"))])
-    rate = lambda g, p: (lambda t: {"ratings": {  # noqa: E731
-        str(_by_text(t, "good")): {"overall": g, "honesty": 7}, str(_by_text(t, "poor")): {"overall": p, "honesty": 2}}})
+    rate = lambda g, p: (  # noqa: E731
+        lambda t: {
+            "ratings": {
+                str(_by_text(t, "good")): {"overall": g, "honesty": 7},
+                str(_by_text(t, "poor")): {"overall": p, "honesty": 2},
+            }
+        }
+    )
     _judge(store, "lk", {"l": [rate(6, 2), rate(7, 3), rate(5, 3)]})
     ratings = [r.to_json() for r in store.export_rows("lk", "ratings")]
     assert ratings == [
@@ -116,7 +131,8 @@ def test_rankings_and_ratings_and_demos(store: FeedbackStore) -> None:
     ]
     # Median ratings 6 vs 3: one pair with margin 3 (the Likert gap).
     assert [r.to_json() for r in store.export_rows("lk", "pairs")] == [
-        {"prompt": "l", "chosen": "good", "rejected": "poor", "margin": 3.0}]
+        {"prompt": "l", "chosen": "good", "rejected": "poor", "margin": 3.0}
+    ]
     means = [r.to_json()["rating"] for r in store.export_rows("lk", "ratings", "bradley-terry")]
     assert means == [pytest.approx(6.0), pytest.approx(8 / 3)]
 
@@ -125,7 +141,8 @@ def test_rankings_and_ratings_and_demos(store: FeedbackStore) -> None:
     _judge(store, "rw", {"w": [lambda t: {"response_id": t.responses[0].id, "text": "much better"}]})
     assert [r.to_json() for r in store.export_rows("rw", "demos")] == [{"prompt": "w", "response": "much better"}]
     assert [r.to_json() for r in store.export_rows("rw", "pairs")] == [
-        {"prompt": "w", "chosen": "much better", "rejected": "meh"}]
+        {"prompt": "w", "chosen": "much better", "rejected": "meh"}
+    ]
 
 
 def test_load_project_records_returns_record_objects(store, pairwise_project, db_url) -> None:
@@ -151,8 +168,10 @@ def test_export_files(store, pairwise_project, db_url, tmp_path: Path) -> None:
     hf_dir = tmp_path / "pairs-hf"
     assert export_project(db_url, "pw", "pairs", str(hf_dir)) == 2
     loaded = datasets.load_from_disk(str(hf_dir))
-    assert loaded.to_list() == [{"prompt": "p1", "chosen": "A", "rejected": "B", "tie": None},
-                                {"prompt": "p2", "chosen": "A", "rejected": "B", "tie": True}]
+    assert loaded.to_list() == [
+        {"prompt": "p1", "chosen": "A", "rejected": "B", "tie": None},
+        {"prompt": "p2", "chosen": "A", "rejected": "B", "tie": True},
+    ]
     assert store.audit("pw", limit=1)[0]["action"] == "export"
 
 

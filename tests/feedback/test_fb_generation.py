@@ -22,8 +22,17 @@ def fake_generator(monkeypatch: pytest.MonkeyPatch) -> list[dict]:
     calls: list[dict] = []
 
     def generate_texts(model_name, prompts, n, *, max_new_tokens, temperature, top_p, seed):  # type: ignore[no-untyped-def]
-        calls.append({"model": model_name, "prompts": list(prompts), "n": n, "seed": seed,
-                      "max_new_tokens": max_new_tokens, "temperature": temperature, "top_p": top_p})
+        calls.append(
+            {
+                "model": model_name,
+                "prompts": list(prompts),
+                "n": n,
+                "seed": seed,
+                "max_new_tokens": max_new_tokens,
+                "temperature": temperature,
+                "top_p": top_p,
+            }
+        )
         return [[f"{p} -> candidate {k} (seed {seed})" for k in range(n)] for p in prompts]
 
     module = types.ModuleType("rlhfkit.rollout.generate")
@@ -66,8 +75,17 @@ def test_interrupted_jobs_are_marked_at_startup(store, fake_generator) -> None:
     with store.db.write() as s:
         from rlhfkit.feedback.tables import Job
 
-        s.add(Job(project_id=store.project("gen").id, kind="generate", status="running", total=3, done=1,
-                  params={}, created_at=0.0))
+        s.add(
+            Job(
+                project_id=store.project("gen").id,
+                kind="generate",
+                status="running",
+                total=3,
+                done=1,
+                params={},
+                created_at=0.0,
+            )
+        )
     assert mark_interrupted(store) == 1
     assert list_jobs(store, "gen")[0]["status"] == "interrupted"
 
@@ -77,9 +95,20 @@ def test_generate_from_the_admin_page_runs_in_background(store, app, fake_genera
     store.create_project(ProjectSpec(name="gen", overlap=1))
     client = TestClient(app)
     csrf = web_login(client, "boss")
-    reply = client.post("/admin/projects/gen/generate", follow_redirects=False, data={
-        "csrf_token": csrf, "model": "tiny", "n": "2", "max_new_tokens": "8", "temperature": "0.9",
-        "top_p": "0.95", "seed": "3", "prompts": "first prompt\nsecond prompt\n"})
+    reply = client.post(
+        "/admin/projects/gen/generate",
+        follow_redirects=False,
+        data={
+            "csrf_token": csrf,
+            "model": "tiny",
+            "n": "2",
+            "max_new_tokens": "8",
+            "temperature": "0.9",
+            "top_p": "0.95",
+            "seed": "3",
+            "prompts": "first prompt\nsecond prompt\n",
+        },
+    )
     assert reply.status_code == 303
     deadline = time.monotonic() + 30
     while list_jobs(store, "gen")[0]["status"] != "done" and time.monotonic() < deadline:
@@ -87,6 +116,7 @@ def test_generate_from_the_admin_page_runs_in_background(store, app, fake_genera
     assert list_jobs(store, "gen")[0]["status"] == "done"
     assert "2 / 2" in client.get("/admin/projects/gen/jobs").text
     assert store.progress("gen").items == 2
-    bad = client.post("/admin/projects/gen/generate", data={"csrf_token": csrf, "model": "tiny", "n": "many",
-                                                            "prompts": "x"})
+    bad = client.post(
+        "/admin/projects/gen/generate", data={"csrf_token": csrf, "model": "tiny", "n": "many", "prompts": "x"}
+    )
     assert bad.status_code == 422

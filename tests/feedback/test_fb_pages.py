@@ -62,9 +62,17 @@ def test_pairwise_form(store, client, annotator) -> None:
     _one_item_project(store, "pw", "pairwise", ("left", "right"))
     page, aid = _task_page(client, "pw")
     a, b = _ids(page)
-    reply = client.post(f"/projects/pw/tasks/{aid}", follow_redirects=False,
-                        data={"csrf_token": annotator, "choice": str(b), "duration_ms": "2500",
-                              f"flag-{a}": ["violence", "hate"], "comment": "close call"})
+    reply = client.post(
+        f"/projects/pw/tasks/{aid}",
+        follow_redirects=False,
+        data={
+            "csrf_token": annotator,
+            "choice": str(b),
+            "duration_ms": "2500",
+            f"flag-{a}": ["violence", "hate"],
+            "comment": "close call",
+        },
+    )
     assert reply.status_code == 303 and reply.headers["location"] == "/projects/pw/task"
     assert _stored(store) == [{"choice": b, "flags": {str(a): ["hate", "violence"]}, "comment": "close call"}]
     assert "Nothing left for you" in client.get("/projects/pw/task").text
@@ -119,8 +127,10 @@ def test_critique_rewrite_demo_harm_forms(store, client, annotator) -> None:
     page, aid = _task_page(client, "rw")
     assert re.search(r'<textarea name="text" id="rewrite-text"[^>]*>orig [ab]</textarea>', page)
     target = _ids(page)[1]
-    client.post(f"/projects/rw/tasks/{aid}", data={"csrf_token": annotator, "response_id": str(target),
-                                                   "text": "better\r\nversion"})
+    client.post(
+        f"/projects/rw/tasks/{aid}",
+        data={"csrf_token": annotator, "response_id": str(target), "text": "better\r\nversion"},
+    )
 
     _one_item_project(store, "dm", "demo", ())
     page, aid = _task_page(client, "dm")
@@ -142,16 +152,19 @@ def test_critique_rewrite_demo_harm_forms(store, client, annotator) -> None:
 def test_skip_dialog_form(store, client, annotator) -> None:
     _one_item_project(store, "sk", "pairwise", ("a", "b"))
     _page, aid = _task_page(client, "sk")
-    reply = client.post(f"/projects/sk/tasks/{aid}/skip", follow_redirects=False,
-                        data={"csrf_token": annotator, "reason": "The prompt is unclear or broken",
-                              "reason_text": "typo"})
+    reply = client.post(
+        f"/projects/sk/tasks/{aid}/skip",
+        follow_redirects=False,
+        data={"csrf_token": annotator, "reason": "The prompt is unclear or broken", "reason_text": "typo"},
+    )
     assert reply.status_code == 303
     assert store.qc_report("sk").skip_reasons == {"The prompt is unclear or broken: typo": 1}
 
 
 def test_everything_user_supplied_is_escaped(store, client, annotator) -> None:
-    store.create_project(ProjectSpec(name="xss", title=XSS, overlap=1,
-                                     guidelines=f"# Rules\n\n{XSS}\n\n[click](javascript:alert(1))"))
+    store.create_project(
+        ProjectSpec(name="xss", title=XSS, overlap=1, guidelines=f"# Rules\n\n{XSS}\n\n[click](javascript:alert(1))")
+    )
     store.add_items("xss", [NewItem(prompt=XSS, responses=(XSS, f"</div>{XSS}"))])
     page, _ = _task_page(client, "xss")
     assert "<script>" not in page and "onerror=alert" not in page.replace("onerror=alert(1)&gt;", "")
@@ -177,9 +190,11 @@ def test_login_redirect_stays_on_site(store, client) -> None:
     page = client.get("/login?next=//evil.example/x")
     assert 'name="next" value="/"' in page.text
     token = re.search(r'name="csrf_token" value="([^"]+)"', page.text).group(1)
-    reply = client.post("/login", follow_redirects=False,
-                        data={"name": "ann", "password": PASSWORD, "csrf_token": token,
-                              "next": "https://evil.example"})
+    reply = client.post(
+        "/login",
+        follow_redirects=False,
+        data={"name": "ann", "password": PASSWORD, "csrf_token": token, "next": "https://evil.example"},
+    )
     assert reply.headers["location"] == "/"
     wrong = client.get("/login")
     token = re.search(r'name="csrf_token" value="([^"]+)"', wrong.text).group(1)
@@ -188,8 +203,12 @@ def test_login_redirect_stays_on_site(store, client) -> None:
 
 
 def test_markdown_sanitizer() -> None:
-    html = str(render_markdown("**b** <b onclick=x>raw</b>\n\n[ok](https://x.org) [no](JaVa\tScRiPt:alert(1)) "
-                               "![i](data:text/html;base64,xx)"))
+    html = str(
+        render_markdown(
+            "**b** <b onclick=x>raw</b>\n\n[ok](https://x.org) [no](JaVa\tScRiPt:alert(1)) "
+            "![i](data:text/html;base64,xx)"
+        )
+    )
     assert "<strong>b</strong>" in html and "&lt;b onclick=x&gt;" in html
     assert 'href="https://x.org"' in html and "alert" not in html and "data:" not in html
 
@@ -197,20 +216,39 @@ def test_markdown_sanitizer() -> None:
 def test_admin_pages_end_to_end(store, client, web_login) -> None:
     store.create_user("boss", "admin", PASSWORD)
     csrf = web_login(client, "boss")
-    made = client.post("/admin/projects", follow_redirects=False, data={
-        "csrf_token": csrf, "name": "helpful", "task_type": "pairwise", "title": "Helpfulness",
-        "overlap": "2", "lock_ttl_min": "10", "gold_rate": "0", "guidelines": "Pick the *better* one."})
+    made = client.post(
+        "/admin/projects",
+        follow_redirects=False,
+        data={
+            "csrf_token": csrf,
+            "name": "helpful",
+            "task_type": "pairwise",
+            "title": "Helpfulness",
+            "overlap": "2",
+            "lock_ttl_min": "10",
+            "gold_rate": "0",
+            "guidelines": "Pick the *better* one.",
+        },
+    )
     assert made.status_code == 303 and made.headers["location"] == "/admin/projects/helpful"
     jsonl = "\n".join(json.dumps({"prompt": f"q{i}", "responses": [f"good {i}", f"bad {i}"]}) for i in range(3))
-    imported = client.post("/admin/projects/helpful/import", data={"csrf_token": csrf},
-                           files={"file": ("items.jsonl", jsonl)}, follow_redirects=False)
+    imported = client.post(
+        "/admin/projects/helpful/import",
+        data={"csrf_token": csrf},
+        files={"file": ("items.jsonl", jsonl)},
+        follow_redirects=False,
+    )
     assert imported.status_code == 303 and "Imported+3+items" in imported.headers["location"]
     for name in ("a1", "a2"):
-        reply = client.post("/admin/users", data={"csrf_token": csrf, "name": name, "role": "annotator",
-                                                  "password": PASSWORD}, follow_redirects=False)
+        reply = client.post(
+            "/admin/users",
+            data={"csrf_token": csrf, "name": name, "role": "annotator", "password": PASSWORD},
+            follow_redirects=False,
+        )
         assert reply.status_code == 303
-    short = client.post("/admin/users", data={"csrf_token": csrf, "name": "a3", "role": "annotator",
-                                              "password": "short"})
+    short = client.post(
+        "/admin/users", data={"csrf_token": csrf, "name": "a3", "role": "annotator", "password": "short"}
+    )
     assert short.status_code == 422
     users_page = client.get("/admin/users").text
     assert "a1" in users_page and "a2" in users_page
@@ -223,8 +261,17 @@ def test_admin_pages_end_to_end(store, client, web_login) -> None:
     assert "Imported 3 items" not in project_page and "6 / 6 judgments" in project_page
     dashboard = client.get("/admin/projects/helpful/dashboard").text
     assert "a1" in dashboard and "100%" in dashboard and "Krippendorff" in dashboard
-    saved = client.post("/admin/projects/helpful/settings", follow_redirects=False, data={
-        "csrf_token": csrf, "title": "Helpful v2", "guidelines": "new rules", "lock_ttl_min": "5", "gold_rate": "0.1"})
+    saved = client.post(
+        "/admin/projects/helpful/settings",
+        follow_redirects=False,
+        data={
+            "csrf_token": csrf,
+            "title": "Helpful v2",
+            "guidelines": "new rules",
+            "lock_ttl_min": "5",
+            "gold_rate": "0.1",
+        },
+    )
     assert saved.status_code == 303 and store.project("helpful").lock_ttl_s == 300
     download = client.get("/admin/projects/helpful/export?format=pairs&aggregate=majority&container=jsonl")
     rows = [json.loads(x) for x in download.text.splitlines()]

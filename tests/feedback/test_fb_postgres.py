@@ -129,8 +129,12 @@ def test_api_on_postgres(pg_store: FeedbackStore, items, bearer) -> None:
     assert client.get("/api/v1/users", headers=h).status_code == 403
     while (task := client.post("/api/v1/projects/p/next", headers=h).json()["task"]) is not None:
         good = next(r["id"] for r in task["responses"] if r["text"].startswith("good"))
-        assert client.post(f"/api/v1/tasks/{task['assignment_id']}/submit", headers=h,
-                           json={"answer": {"choice": good}}).status_code == 200
+        assert (
+            client.post(
+                f"/api/v1/tasks/{task['assignment_id']}/submit", headers=h, json={"answer": {"choice": good}}
+            ).status_code
+            == 200
+        )
     admin = bearer(client, "boss")
     lines = client.get("/api/v1/projects/p/export?format=pairs", headers=admin).text.splitlines()
     assert len(lines) == 2

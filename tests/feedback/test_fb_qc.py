@@ -24,8 +24,11 @@ def _pick(text: str):  # type: ignore[no-untyped-def]
 def report(store: FeedbackStore):  # type: ignore[no-untyped-def]
     # 4 regular + 2 gold items (gold answer: "good"), N = 4, a third of the tasks gold.
     store.create_project(ProjectSpec(name="qc", overlap=4, gold_rate=0.34))
-    store.add_items("qc", [NewItem(prompt=f"p{i}", responses=("good", "bad")) for i in range(4)]
-                    + [NewItem(prompt=f"g{i}", responses=("good", "bad"), gold={"choice": 0}) for i in range(2)])
+    store.add_items(
+        "qc",
+        [NewItem(prompt=f"p{i}", responses=("good", "bad")) for i in range(4)]
+        + [NewItem(prompt=f"g{i}", responses=("good", "bad"), gold={"choice": 0}) for i in range(2)],
+    )
     _run(store, "qc", "ann0", _pick("good"))
     _run(store, "qc", "ann1", _pick("good"))
     _run(store, "qc", "ann2", _pick("bad"))

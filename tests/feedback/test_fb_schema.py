@@ -56,8 +56,11 @@ def test_audit_log_is_append_only_and_judgments_immutable(store, make_project) -
     store.submit(task.assignment_id, user, {"choice": task.responses[0].id})
     actions = [e["action"] for e in reversed(store.audit())]
     assert actions == ["create_project", "add_items", "create_user", "assign", "judgment"]
-    for statement in ("UPDATE audit_events SET action = 'x'", "DELETE FROM audit_events",
-                      "UPDATE judgments SET payload = '{}'"):
+    for statement in (
+        "UPDATE audit_events SET action = 'x'",
+        "DELETE FROM audit_events",
+        "UPDATE judgments SET payload = '{}'",
+    ):
         with pytest.raises(Exception, match="append-only|immutable"), store.db.write() as s:
             s.execute(text(statement))
     assert len(store.audit()) == 5

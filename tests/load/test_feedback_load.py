@@ -39,8 +39,10 @@ def _run_to_completion(db_url: str, tmp_path: Path, cfg: LoadConfig) -> tuple[Lo
 
 def _report(name: str, result: LoadResult) -> None:
     all_ms = latency_summary(result)["all"]
-    print(f"\n{name}: {len(result.acks)} judgments in {result.seconds:.1f} s, "
-          f"p50 {all_ms['p50_ms']:.1f} ms, p99 {all_ms['p99_ms']:.1f} ms")
+    print(
+        f"\n{name}: {len(result.acks)} judgments in {result.seconds:.1f} s, "
+        f"p50 {all_ms['p50_ms']:.1f} ms, p99 {all_ms['p99_ms']:.1f} ms"
+    )
 
 
 def test_sqlite_under_concurrent_annotators(tmp_path: Path) -> None:
@@ -62,8 +64,9 @@ def test_postgres_under_concurrent_annotators(tmp_path: Path, pg_url: str) -> No
     assert check.judgments == check.expected == len(result.acks) == 1000
 
 
-async def _load_then_kill(port: int, users: list[tuple[str, str]], cfg: LoadConfig, result: LoadResult,
-                          kill_after: int, pid: int) -> None:
+async def _load_then_kill(
+    port: int, users: list[tuple[str, str]], cfg: LoadConfig, result: LoadResult, kill_after: int, pid: int
+) -> None:
     async def killer() -> None:
         while len(result.acks) < kill_after:
             await asyncio.sleep(0.002)

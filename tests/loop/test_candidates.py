@@ -33,8 +33,9 @@ def test_round_prompts_slide_over_one_seeded_order() -> None:
 
 def test_distinct_and_candidate_items() -> None:
     assert distinct(["a", "b", "a", " ", "c", "b"]) == ["a", "b", "c"]
-    items = candidate_items(["x", "y", "z"], [["1 a", "1 a", "2 b"], ["same", "same"], ["1", "2", "3"]],
-                            round_index=2, model="m", k=2)
+    items = candidate_items(
+        ["x", "y", "z"], [["1 a", "1 a", "2 b"], ["same", "same"], ["1", "2", "3"]], round_index=2, model="m", k=2
+    )
     # "y" has one distinct candidate: no item; "z" is cut to k = 2.
     assert [it.external_id for it in items] == ["r02-0000", "r02-0002"]
     assert items[0].responses == ("1 a", "2 b") and items[1].responses == ("1", "2")

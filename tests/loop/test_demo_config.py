@@ -12,8 +12,11 @@ from rlhfkit.loop.demo import HUMAN_ACCOUNT, DemoConfig, loop_config, open_human
 
 
 def test_overrides_reach_the_loop_and_keep_the_demo_defaults(tmp_path: Path) -> None:
-    cfg = build_config(DemoConfig, values={"output": str(tmp_path)},
-                       overrides=["loop.policy.max_steps=3", "loop.candidates.sampling.max_new_tokens=8"])
+    cfg = build_config(
+        DemoConfig,
+        values={"output": str(tmp_path)},
+        overrides=["loop.policy.max_steps=3", "loop.candidates.sampling.max_new_tokens=8"],
+    )
     loop = loop_config(cfg, "sft-dir")
     assert loop.policy.max_steps == 3 and loop.policy_model == "sft-dir" and loop.output == tmp_path
     # A partial override of a nested sampling config keeps the demo's other sampling choices.

@@ -53,17 +53,27 @@ def test_restart_with_another_config_is_refused(tmp_path: Path) -> None:
     first = build_config(LoopConfig, values={**BASE, "output": str(tmp_path)})
     check_config(first, tmp_path)
     # More rounds or another port are fine when resuming ...
-    check_config(build_config(LoopConfig, values={**BASE, "output": str(tmp_path)}, overrides=["rounds=3", "feedback.port=9000"]), tmp_path)
+    check_config(
+        build_config(
+            LoopConfig, values={**BASE, "output": str(tmp_path)}, overrides=["rounds=3", "feedback.port=9000"]
+        ),
+        tmp_path,
+    )
     # ... another learning rate is not.
     with pytest.raises(ConfigError, match="policy.lr"):
-        check_config(build_config(LoopConfig, values={**BASE, "output": str(tmp_path)}, overrides=["policy.lr=1e-3"]), tmp_path)
+        check_config(
+            build_config(LoopConfig, values={**BASE, "output": str(tmp_path)}, overrides=["policy.lr=1e-3"]), tmp_path
+        )
 
 
 def test_trainer_configs_follow_the_loop(tmp_path: Path) -> None:
     from rlhfkit.loop.training import dpo_config, ppo_config, reward_config
 
-    cfg = build_config(LoopConfig, values={**BASE, "output": str(tmp_path)},
-                       overrides=["policy.max_steps=7", "policy.lora.r=4", "reward.n_heads=2"])
+    cfg = build_config(
+        LoopConfig,
+        values={**BASE, "output": str(tmp_path)},
+        overrides=["policy.max_steps=7", "policy.lora.r=4", "reward.n_heads=2"],
+    )
     rm = reward_config(cfg, tmp_path / "r", "policy-dir")
     assert rm.data == (f"{cfg.db_url()}#loop",) and rm.kind == "rankings" and rm.n_heads == 2
     assert rm.model == str(tmp_path.resolve() / "reward-trunk-15") and rm.normalize_policy == "policy-dir"

@@ -26,10 +26,19 @@ run_loop(build_config(LoopConfig, values={"output": sys.argv[1], "policy_model":
                       overrides=sys.argv[3:]))
 """
 
-TINY = ["candidates.prompts_per_round=8", "candidates.sampling.max_new_tokens=12", "policy.max_steps=9",
-        "policy.rollout_batch_size=8", "policy.batch_size=8", "policy.sampling.max_new_tokens=12",
-        "reward.max_steps=10", "reward.normalize_prompts=4", "eval.samples_per_prompt=1",
-        "eval.sampling.max_new_tokens=12", "progress=false"]
+TINY = [
+    "candidates.prompts_per_round=8",
+    "candidates.sampling.max_new_tokens=12",
+    "policy.max_steps=9",
+    "policy.rollout_batch_size=8",
+    "policy.batch_size=8",
+    "policy.sampling.max_new_tokens=12",
+    "reward.max_steps=10",
+    "reward.normalize_prompts=4",
+    "eval.samples_per_prompt=1",
+    "eval.sampling.max_new_tokens=12",
+    "progress=false",
+]
 
 
 def _start(out: Path) -> subprocess.Popen:
@@ -58,8 +67,10 @@ def test_kill_9_then_resume_at_the_same_stage(tmp_path: Path, kill_when: str) ->
     out = tmp_path / "loop"
     # "feedback": killed as soon as the items are in the app (mid-feedback or just after);
     # "policy": killed once PPO has published its first checkpoint (mid-training).
-    trigger = {"feedback": out / "round-01" / "stages" / "items.done",
-               "policy": out / "round-01" / "policy" / "checkpoints" / "latest"}[kill_when]
+    trigger = {
+        "feedback": out / "round-01" / "stages" / "items.done",
+        "policy": out / "round-01" / "policy" / "checkpoints" / "latest",
+    }[kill_when]
     proc = _start(out)
     deadline = time.time() + 300
     while not trigger.exists():
@@ -84,6 +95,8 @@ def test_kill_9_then_resume_at_the_same_stage(tmp_path: Path, kill_when: str) ->
     # ... and a killed PPO continued from its checkpoint instead of starting over.
     if kill_when == "policy":
         assert "resumed from" in log
-    ppo_steps = [json.loads(x)["step"] for x in (out / "round-01" / "policy" / "metrics.jsonl").read_text().splitlines()]
+    ppo_steps = [
+        json.loads(x)["step"] for x in (out / "round-01" / "policy" / "metrics.jsonl").read_text().splitlines()
+    ]
     assert ppo_steps == list(range(1, 10))  # each step logged once
     assert (out / "report.html").exists() and (out / "eval.json").exists()

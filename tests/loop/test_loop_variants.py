@@ -17,11 +17,22 @@ from rlhfkit.loop.loop import run_loop
 
 pytestmark = pytest.mark.slow
 
-TINY = ["candidates.prompts_per_round=4", "candidates.sampling.max_new_tokens=10",
-        "reward.max_steps=5", "reward.normalize_prompts=4", "eval.samples_per_prompt=1",
-        "eval.sampling.max_new_tokens=10", "progress=false", "feedback.gold_items=0"]
-TINY_PPO = ["policy.max_steps=2", "policy.rollout_batch_size=8", "policy.batch_size=8",
-            "policy.sampling.max_new_tokens=10"]
+TINY = [
+    "candidates.prompts_per_round=4",
+    "candidates.sampling.max_new_tokens=10",
+    "reward.max_steps=5",
+    "reward.normalize_prompts=4",
+    "eval.samples_per_prompt=1",
+    "eval.sampling.max_new_tokens=10",
+    "progress=false",
+    "feedback.gold_items=0",
+]
+TINY_PPO = [
+    "policy.max_steps=2",
+    "policy.rollout_batch_size=8",
+    "policy.batch_size=8",
+    "policy.sampling.max_new_tokens=10",
+]
 
 
 def _free_port() -> int:
@@ -45,7 +56,9 @@ def _person(url: str, db: str, project: str, stop: threading.Event, answered: li
     store.create_user("alice", "annotator", "correct horse battery staple")
     store.close()
     with httpx.Client(base_url=url, timeout=30) as http:
-        token = http.post("/api/v1/auth/login", json={"name": "alice", "password": "correct horse battery staple"}).json()["token"]
+        token = http.post(
+            "/api/v1/auth/login", json={"name": "alice", "password": "correct horse battery staple"}
+        ).json()["token"]
         auth = {"Authorization": f"Bearer {token}"}
         while not stop.is_set():
             try:
@@ -57,19 +70,28 @@ def _person(url: str, db: str, project: str, stop: threading.Event, answered: li
                 time.sleep(0.2)
                 continue
             ranking = [r["id"] for r in task["responses"]]
-            http.post(f"/api/v1/tasks/{task['assignment_id']}/submit", headers=auth,
-                      json={"answer": {"ranking": ranking}}).raise_for_status()
+            http.post(
+                f"/api/v1/tasks/{task['assignment_id']}/submit", headers=auth, json={"answer": {"ranking": ranking}}
+            ).raise_for_status()
             answered.append(task["item_id"])
 
 
 def test_panel_and_people_share_items_through_the_served_app(tmp_path: Path) -> None:
     port = _free_port()
     out = tmp_path / "loop"
-    cfg = _config(out, "feedback.source=both", "feedback.serve=true", f"feedback.port={port}",
-                  "feedback.panel.transport=rest", "feedback.poll_seconds=0.2", "feedback.wait_timeout=300")
+    cfg = _config(
+        out,
+        "feedback.source=both",
+        "feedback.serve=true",
+        f"feedback.port={port}",
+        "feedback.panel.transport=rest",
+        "feedback.poll_seconds=0.2",
+        "feedback.wait_timeout=300",
+    )
     stop, answered = threading.Event(), []
-    worker = threading.Thread(target=_person, args=(f"http://127.0.0.1:{port}", cfg.db_url(), "loop", stop, answered),
-                              daemon=True)
+    worker = threading.Thread(
+        target=_person, args=(f"http://127.0.0.1:{port}", cfg.db_url(), "loop", stop, answered), daemon=True
+    )
     # Alice's account must exist before she logs in: create the database (and her) before the loop.
     from rlhfkit.feedback.store import FeedbackStore
 
@@ -97,22 +119,33 @@ def test_panel_and_people_share_items_through_the_served_app(tmp_path: Path) -> 
     for j in judgments:
         by_item.setdefault(j["item_id"], []).append(j["annotator"])
     # overlap 3: two panel members and alice on every item, all through the JSON API.
-    assert all(len(names) == 3 and "alice" in names and sum(n.startswith("sim-") for n in names) == 2
-               for names in by_item.values())
+    assert all(
+        len(names) == 3 and "alice" in names and sum(n.startswith("sim-") for n in names) == 2
+        for names in by_item.values()
+    )
     assert {j["source"] for j in judgments} == {"api"}
     feedback = json.loads((out / "round-01" / "stages" / "feedback.done").read_text())
     assert feedback["panel_judgments"] == 2 * len(by_item) and feedback["judgments"] == 3 * len(by_item)
 
 
 def test_dpo_loop_two_rounds(tmp_path: Path) -> None:
-    out = run_loop(_config(tmp_path / "dpo", "rounds=2", policy=["policy.method=dpo", "policy.max_steps=3",
-                                                                 "policy.batch_size=4", "policy.kl_prompts=2"]))
+    out = run_loop(
+        _config(
+            tmp_path / "dpo",
+            "rounds=2",
+            policy=["policy.method=dpo", "policy.max_steps=3", "policy.batch_size=4", "policy.kl_prompts=2"],
+        )
+    )
     evaluation = json.loads((out / "eval.json").read_text())
     assert [r["round"] for r in evaluation["rounds"]] == [0, 1, 2]
     # DPO has no PPO rollouts: the hacking points are the per-round evaluations.
     assert len(evaluation["hacking"]["points"]) == 3
     assert [w["label"] for w in evaluation["win_rate"]] == [
-        "round 1 vs round 0 (gold)", "round 1 vs round 0 (proxy)", "round 2 vs round 0 (gold)", "round 2 vs round 0 (proxy)"]
+        "round 1 vs round 0 (gold)",
+        "round 1 vs round 0 (proxy)",
+        "round 2 vs round 0 (gold)",
+        "round 2 vs round 0 (proxy)",
+    ]
     # Round 2's reward model and DPO trained on the project's whole export: both rounds' items.
     import yaml
 

@@ -47,8 +47,12 @@ def test_a_failing_stage_leaves_no_marker(tmp_path: Path) -> None:
 
 
 def test_eta_rescales_by_measured_speed() -> None:
-    plan = [PlannedStage("tiny", "t", 1.0), PlannedStage("a", "a", 30.0), PlannedStage("b", "b", 20.0),
-            PlannedStage("c", "c", 40.0)]
+    plan = [
+        PlannedStage("tiny", "t", 1.0),
+        PlannedStage("a", "a", 30.0),
+        PlannedStage("b", "b", 20.0),
+        PlannedStage("c", "c", 40.0),
+    ]
     progress = StageProgress(plan, enabled=False)
     assert progress._eta(0) == 91.0  # nothing measured: the plan as is
     progress.durations["tiny"] = 0.01  # 1 s expected is too little evidence to rescale by 1/100

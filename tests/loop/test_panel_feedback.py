@@ -25,8 +25,11 @@ def _store(tmp_path: Path) -> FeedbackStore:
 def _pairwise_items(n: int) -> list[NewItem]:
     # Item i: "0.9 ..." beats "0.1 ..."; alternate which is first so position carries no signal.
     return [
-        NewItem(prompt=f"prompt {i}", responses=(f"0.9 good {i}", f"0.1 bad {i}") if i % 2 else (f"0.1 bad {i}", f"0.9 good {i}"),
-                external_id=f"p{i}")
+        NewItem(
+            prompt=f"prompt {i}",
+            responses=(f"0.9 good {i}", f"0.1 bad {i}") if i % 2 else (f"0.1 bad {i}", f"0.9 good {i}"),
+            external_id=f"p{i}",
+        )
         for i in range(n)
     ]
 
@@ -61,8 +64,11 @@ def test_careless_member_shows_in_qc(tmp_path: Path) -> None:
     store = _store(tmp_path)
     store.create_project(ProjectSpec(name="qc", task_type="pairwise", overlap=3))
     store.add_items("qc", _pairwise_items(60))
-    members = (AnnotatorProfile("careful-1", temperature=0.0), AnnotatorProfile("careful-2", temperature=0.0),
-               AnnotatorProfile("careless", careless=True))
+    members = (
+        AnnotatorProfile("careful-1", temperature=0.0),
+        AnnotatorProfile("careful-2", temperature=0.0),
+        AnnotatorProfile("careless", careless=True),
+    )
     run_panel(store, "qc", SimulatedPanel(_first_word_gold, members, seed=3))
     stats = {a.name: a for a in store.qc_report("qc").annotators}
     # The careful two agree with each other (and so with the leave-one-out majority) on every item
@@ -77,7 +83,9 @@ def test_ranking_and_likert_payloads(tmp_path: Path) -> None:
     store.add_items("rk", [NewItem(prompt="p", responses=("0.2 b", "0.8 a", "-0.5 c"))])
     store.create_project(ProjectSpec(name="lk", task_type="likert", overlap=1))
     store.add_items("lk", [NewItem(prompt="p", responses=("0.5 x", "-0.5 y"))])
-    panel = SimulatedPanel(_first_word_gold, (AnnotatorProfile("m1", temperature=0.0), AnnotatorProfile("m2", temperature=0.0)))
+    panel = SimulatedPanel(
+        _first_word_gold, (AnnotatorProfile("m1", temperature=0.0), AnnotatorProfile("m2", temperature=0.0))
+    )
     run_panel(store, "rk", panel)
     run_panel(store, "lk", panel)
     ranking = store.export_rows("rk", "rankings", "majority")[0].record

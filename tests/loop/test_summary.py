@@ -18,16 +18,22 @@ def _write(path: Path, rows: list[dict]) -> None:
 
 
 def test_ppo_points_put_gold_of_each_rollout_next_to_proxy_and_kl(tmp_path: Path) -> None:
-    _write(tmp_path / "metrics.jsonl", [
-        {"step": 1, "ppo/score": 0.1, "ppo/kl": 0.0, "ppo/reward_std": 0.3, "ppo/beta": 0.05},
-        {"step": 2, "ppo/score": 0.5, "ppo/kl": 1.5, "ppo/beta": 0.05},
-        {"step": 2, "train/other": 1.0},  # rows without PPO numbers are ignored
-    ])
-    _write(tmp_path / "samples.jsonl", [
-        {"step": 1, "prompt": "p", "response": "0.2 a b c", "score": 0.1},
-        {"step": 1, "prompt": "p", "response": "0.4 a", "score": 0.1},
-        {"step": 2, "prompt": "p", "response": "1.0 x x x", "score": 0.5},
-    ])
+    _write(
+        tmp_path / "metrics.jsonl",
+        [
+            {"step": 1, "ppo/score": 0.1, "ppo/kl": 0.0, "ppo/reward_std": 0.3, "ppo/beta": 0.05},
+            {"step": 2, "ppo/score": 0.5, "ppo/kl": 1.5, "ppo/beta": 0.05},
+            {"step": 2, "train/other": 1.0},  # rows without PPO numbers are ignored
+        ],
+    )
+    _write(
+        tmp_path / "samples.jsonl",
+        [
+            {"step": 1, "prompt": "p", "response": "0.2 a b c", "score": 0.1},
+            {"step": 1, "prompt": "p", "response": "0.4 a", "score": 0.1},
+            {"step": 2, "prompt": "p", "response": "1.0 x x x", "score": 0.5},
+        ],
+    )
     points, rows = ppo_points(tmp_path, _first_word_gold, step_offset=10, kl_offset=2.0)
     assert [p.step for p in points] == [11, 12]
     # Step 1: gold mean (0.2 + 0.4) / 2 = 0.3; word tokens "0 2 a b c" (5) and "0 4 a" (3) -> 4;
@@ -41,8 +47,17 @@ def test_ppo_points_put_gold_of_each_rollout_next_to_proxy_and_kl(tmp_path: Path
 
 def test_round_zero_takes_its_proxy_from_round_one() -> None:
     r0 = {"round": 0, "kl": 0.0, "proxy": None, "gold": 0.2, "ensemble_std": None, "length": 10.0, "distinct2": 1.0}
-    r1 = {"round": 1, "kl": 2.0, "proxy": 0.8, "gold": 0.5, "ensemble_std": 0.1, "baseline_proxy": -0.1,
-          "baseline_ensemble_std": 0.05, "length": 12.0, "distinct2": 0.9}
+    r1 = {
+        "round": 1,
+        "kl": 2.0,
+        "proxy": 0.8,
+        "gold": 0.5,
+        "ensemble_std": 0.1,
+        "baseline_proxy": -0.1,
+        "baseline_ensemble_std": 0.05,
+        "length": 12.0,
+        "distinct2": 0.9,
+    }
     p0 = round_point(r0, 0, r1)
     assert (p0.proxy, p0.ensemble_std, p0.gold) == (-0.1, 0.05, 0.2)
     p1 = round_point(r1, 12, r1)
@@ -50,9 +65,11 @@ def test_round_zero_takes_its_proxy_from_round_one() -> None:
 
 
 def test_round_battles_by_gold_sample_by_sample() -> None:
-    samples = {0: [{"gold": 0.1}, {"gold": 0.5}, {"gold": 0.3}],
-               1: [{"gold": 0.4}, {"gold": 0.5}, {"gold": 0.2}],
-               2: [{"gold": 0.9}, {"gold": 0.0}, {"gold": 0.2}]}
+    samples = {
+        0: [{"gold": 0.1}, {"gold": 0.5}, {"gold": 0.3}],
+        1: [{"gold": 0.4}, {"gold": 0.5}, {"gold": 0.2}],
+        2: [{"gold": 0.9}, {"gold": 0.0}, {"gold": 0.2}],
+    }
     battles = round_battles(samples)
     names = {0: "round-0 (initial)", 1: "round-1", 2: "round-2"}
     expected = []

@@ -37,7 +37,9 @@ def test_one_trunk_pass_gives_logprobs_and_values() -> None:
     out = ac(ids, mask, start, temperature=0.7, with_entropy=True)
     handle.remove()
     assert len(calls) == 1
-    expected_logps, expected_entropy = response_logprobs(ac.policy, ids, mask, start, temperature=0.7, with_entropy=True)
+    expected_logps, expected_entropy = response_logprobs(
+        ac.policy, ids, mask, start, temperature=0.7, with_entropy=True
+    )
     torch.testing.assert_close(out.logps, expected_logps)
     torch.testing.assert_close(out.entropy, expected_entropy)
     h = hidden_states(ac.policy, ids, mask)[:, start - 1 : -1]
@@ -96,8 +98,9 @@ def _cached(mode: str, **kw) -> ActorCritic:  # noqa: F821
     head = ValueHead(64)
     with torch.no_grad():
         head.weight.normal_()
-    return build_actor_critic(tiny_model(0), head, mode, lora=LoRAConfig(r=4, layers=1), train_layers=1,
-                              value_trunk_grad=True, **kw)
+    return build_actor_critic(
+        tiny_model(0), head, mode, lora=LoRAConfig(r=4, layers=1), train_layers=1, value_trunk_grad=True, **kw
+    )
 
 
 @pytest.mark.parametrize("mode", ["lora", "top_layers"])
@@ -137,8 +140,15 @@ def test_nothing_is_cached_when_the_bottom_block_trains_or_caching_is_off() -> N
     assert _cached("full", cache_frozen_trunk=True).frozen_blocks == 0  # the embeddings train
     assert _cached("lora", cache_frozen_trunk=False).frozen_blocks == 0
     head = ValueHead(64)
-    every_block = build_actor_critic(tiny_model(0), head, "lora", lora=LoRAConfig(r=4), train_layers=1,
-                                     value_trunk_grad=True, cache_frozen_trunk=True)
+    every_block = build_actor_critic(
+        tiny_model(0),
+        head,
+        "lora",
+        lora=LoRAConfig(r=4),
+        train_layers=1,
+        value_trunk_grad=True,
+        cache_frozen_trunk=True,
+    )
     assert every_block.frozen_blocks == 0
     ids, mask, _ = _batch()
     assert every_block.trunk(ids, mask) is None
@@ -160,6 +170,13 @@ def test_a_decoder_that_transforms_its_input_is_not_resumed_from_a_cache() -> No
     assert prefix_is_exact(model, 1)
     decoder.register_forward_pre_hook(scale_input, with_kwargs=True)
     assert not prefix_is_exact(model, 1)
-    ac = build_actor_critic(model, ValueHead(64), "lora", lora=LoRAConfig(r=4, layers=1), train_layers=1,
-                            value_trunk_grad=True, cache_frozen_trunk=True)
+    ac = build_actor_critic(
+        model,
+        ValueHead(64),
+        "lora",
+        lora=LoRAConfig(r=4, layers=1),
+        train_layers=1,
+        value_trunk_grad=True,
+        cache_frozen_trunk=True,
+    )
     assert ac.frozen_blocks == 0

@@ -76,8 +76,10 @@ def test_lora_trains_only_adapters() -> None:
     assert names and all("lora_" in n for n in names)
 
 
-@pytest.mark.skipif(not (Path.home() / ".cache/rlhfkit/models/smollm2/config.json").exists(),
-                    reason="the bundled model has not been cached on this machine")
+@pytest.mark.skipif(
+    not (Path.home() / ".cache/rlhfkit/models/smollm2/config.json").exists(),
+    reason="the bundled model has not been cached on this machine",
+)
 def test_bundled_smollm2_loads_from_cache_without_dequantizing(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("RLHFKIT_CACHE", str(Path.home() / ".cache/rlhfkit"))
 

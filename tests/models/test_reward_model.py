@@ -147,8 +147,9 @@ def test_lora_trunk_is_saved_merged(tmp_path: Path) -> None:
                 p.normal_(0, 0.5)  # a non-trivial adapter (lora_B starts at zero)
     save_reward_model(model, tmp_path / "rm")
     loaded = load_reward_model(tmp_path / "rm")
-    torch.testing.assert_close(model.score(PROMPTS, RESPONSES).mean, loaded.score(PROMPTS, RESPONSES).mean,
-                               atol=1e-4, rtol=1e-4)
+    torch.testing.assert_close(
+        model.score(PROMPTS, RESPONSES).mean, loaded.score(PROMPTS, RESPONSES).mean, atol=1e-4, rtol=1e-4
+    )
 
 
 def test_loading_a_plain_model_dir_says_what_is_missing(tmp_path: Path) -> None:

@@ -79,8 +79,21 @@ def _rollout(attention: list[list[int]], response: list[list[int]]) -> Rollout:
     per_token = torch.arange(b * r, dtype=torch.float32).view(b, r)
     per_row = torch.arange(b, dtype=torch.float32)
     ids = torch.arange(att.numel()).view(att.shape)
-    return Rollout(ids, att, rmask, per_token, per_token + 1, per_token + 2, per_token + 3, per_row, per_row + 1,
-                   per_token + 4, per_token + 5, per_token + 6, torch.ones(b, dtype=torch.bool))
+    return Rollout(
+        ids,
+        att,
+        rmask,
+        per_token,
+        per_token + 1,
+        per_token + 2,
+        per_token + 3,
+        per_row,
+        per_row + 1,
+        per_token + 4,
+        per_token + 5,
+        per_token + 6,
+        torch.ones(b, dtype=torch.bool),
+    )
 
 
 def test_select_drops_columns_that_are_padding_in_every_row() -> None:
@@ -100,8 +113,10 @@ def test_select_drops_columns_that_are_padding_in_every_row() -> None:
 
 
 def test_select_cuts_the_cached_trunk_like_the_token_columns() -> None:
-    ro = _rollout([[1, 1, 1, 1, 1, 1, 1], [0, 1, 1, 1, 1, 1, 0], [0, 0, 1, 1, 0, 0, 0]],
-                  [[1, 1, 1, 1], [1, 1, 1, 0], [1, 0, 0, 0]])
+    ro = _rollout(
+        [[1, 1, 1, 1, 1, 1, 1], [0, 1, 1, 1, 1, 1, 0], [0, 0, 1, 1, 0, 0, 0]],
+        [[1, 1, 1, 1], [1, 1, 1, 0], [1, 0, 0, 0]],
+    )
     trunk = torch.arange(3 * 7 * 2, dtype=torch.float32).view(3, 7, 2)  # (B, P + R, H)
     part = ro._replace(trunk=trunk).select(torch.tensor([2, 1]))
     # rows 2 and 1, columns 1..5 (the same columns as input_ids above)
@@ -109,10 +124,24 @@ def test_select_cuts_the_cached_trunk_like_the_token_columns() -> None:
 
 
 def test_concat_samples_repads_both_sides() -> None:
-    a = Samples(torch.tensor([[7, 8]]), torch.tensor([[1, 1]]), torch.tensor([[3]]), torch.tensor([[1]]),
-                torch.tensor([True]), ["x"], 0)
-    b = Samples(torch.tensor([[9]]), torch.tensor([[1]]), torch.tensor([[4, 5]]), torch.tensor([[1, 1]]),
-                torch.tensor([False]), ["y"], 1)
+    a = Samples(
+        torch.tensor([[7, 8]]),
+        torch.tensor([[1, 1]]),
+        torch.tensor([[3]]),
+        torch.tensor([[1]]),
+        torch.tensor([True]),
+        ["x"],
+        0,
+    )
+    b = Samples(
+        torch.tensor([[9]]),
+        torch.tensor([[1]]),
+        torch.tensor([[4, 5]]),
+        torch.tensor([[1, 1]]),
+        torch.tensor([False]),
+        ["y"],
+        1,
+    )
     out = concat_samples([a, b], pad_id=0)
     assert out.prompt_ids.tolist() == [[7, 8], [0, 9]] and out.prompt_mask.tolist() == [[1, 1], [0, 1]]
     assert out.response_ids.tolist() == [[3, 0], [4, 5]] and out.response_mask.tolist() == [[1, 0], [1, 1]]

@@ -35,7 +35,9 @@ def test_sample_shapes_and_seeded_determinism() -> None:
 
 def test_sample_texts_gives_n_per_prompt() -> None:
     loaded = load_model("tiny:0", dtype="fp32")
-    out = sample_texts(loaded.model, loaded.tokenizer, ["a", "b", "c"], SamplingConfig(max_new_tokens=4, batch_size=2), n=3)
+    out = sample_texts(
+        loaded.model, loaded.tokenizer, ["a", "b", "c"], SamplingConfig(max_new_tokens=4, batch_size=2), n=3
+    )
     assert [len(x) for x in out] == [3, 3, 3]
 
 
@@ -45,8 +47,23 @@ def test_generate_command_writes_candidates(tmp_path: Path) -> None:
     prompts = tmp_path / "p.jsonl"
     prompts.write_text('{"prompt": "Hi"}\n{"prompt": [{"role": "user", "content": "Yo"}]}\n')
     out = tmp_path / "c.jsonl"
-    assert main(["generate", "--model", "tiny", "--prompts", str(prompts), "--output", str(out), "n=2",
-                 "sampling.max_new_tokens=5", "progress=false"]) == 0
+    assert (
+        main(
+            [
+                "generate",
+                "--model",
+                "tiny",
+                "--prompts",
+                str(prompts),
+                "--output",
+                str(out),
+                "n=2",
+                "sampling.max_new_tokens=5",
+                "progress=false",
+            ]
+        )
+        == 0
+    )
     rows = [json.loads(line) for line in out.read_text().splitlines()]
     assert [len(r["candidates"]) for r in rows] == [2, 2] and rows[1]["prompt"][0]["content"] == "Yo"
 
@@ -73,7 +90,9 @@ def test_draw_tokens_top_k_and_top_p_keep_only_the_nucleus() -> None:
     torch.testing.assert_close(counts, torch.tensor([0.625, 0.375, 0.0, 0.0], dtype=torch.float64), atol=0.015, rtol=0)
     # top_k 3: renormalized 0.5, 0.3, 0.15 over 0.95
     counts = torch.bincount(draw_tokens(logits, 1.0, top_k=3), minlength=4).double() / 20_000
-    torch.testing.assert_close(counts, torch.tensor([0.5, 0.3, 0.15, 0.0], dtype=torch.float64) / 0.95, atol=0.015, rtol=0)
+    torch.testing.assert_close(
+        counts, torch.tensor([0.5, 0.3, 0.15, 0.0], dtype=torch.float64) / 0.95, atol=0.015, rtol=0
+    )
     torch.manual_seed(2)
     a = draw_tokens(logits[:50], 1.0)
     torch.manual_seed(2)
@@ -86,6 +105,11 @@ def test_sampling_draws_without_multinomial(monkeypatch) -> None:
 
     monkeypatch.setattr(torch, "multinomial", refuse)
     loaded = load_model("tiny:0", dtype="fp32")
-    out = sample(loaded.model, loaded.tokenizer, ["Hello there"] * 8, SamplingConfig(max_new_tokens=6, temperature=1.0),
-                 generator_seed=0)
+    out = sample(
+        loaded.model,
+        loaded.tokenizer,
+        ["Hello there"] * 8,
+        SamplingConfig(max_new_tokens=6, temperature=1.0),
+        generator_seed=0,
+    )
     assert len(set(out.texts)) > 1  # the rows differ: sampled, not greedy

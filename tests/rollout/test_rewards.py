@@ -14,7 +14,7 @@ import torch
 
 from rlhfkit.rollout.rewards import RewardError, is_batched, resolve_reward
 
-REWARDS = '''
+REWARDS = """
 def batched(prompts, responses):
     return [len(r) for r in responses]
 
@@ -30,7 +30,7 @@ def ambiguous(x, y):
 
 def short(prompts, responses):
     return [1.0]
-'''
+"""
 
 
 @pytest.fixture

@@ -41,8 +41,14 @@ def series(rows: list[dict], key: str) -> list[float]:
 
 def separable_pairs(path: Path, n: int = 48) -> Path:
     """Chosen replies are friendly, rejected ones curt: a preference a model can learn and generalise."""
-    rows = [{"prompt": f"Request number {i}: can you help?",
-             "chosen": f"Sure, happy to help with request {i}!", "rejected": f"No. {i}"} for i in range(n)]
+    rows = [
+        {
+            "prompt": f"Request number {i}: can you help?",
+            "chosen": f"Sure, happy to help with request {i}!",
+            "rejected": f"No. {i}",
+        }
+        for i in range(n)
+    ]
     path.write_text("".join(json.dumps(r) + "\n" for r in rows))
     return path
 
@@ -53,6 +59,7 @@ def cfg_for(data: Path | str, out: Path, **values: object) -> DPOConfig:
 
 # --- config -------------------------------------------------------------------------------------
 
+
 def test_each_loss_accepts_exactly_its_own_hyperparameters() -> None:
     # From the signatures in algorithms/dpo_losses.py.
     assert loss_hyperparameters("sigmoid") == frozenset()
@@ -62,28 +69,34 @@ def test_each_loss_accepts_exactly_its_own_hyperparameters() -> None:
     assert loss_hyperparameters("orpo") == frozenset()
 
 
-@pytest.mark.parametrize("overrides, message", [
-    (["gamma=1.0"], "gamma does not apply to loss=sigmoid"),
-    (["loss=hinge", "label_smoothing=0.1"], "label_smoothing does not apply to loss=hinge"),
-    (["loss=ipo", "sft_weight=1"], "sft_weight does not apply"),
-    (["loss=cdpo", "label_smoothing=0.5"], "label_smoothing must be in [0, 0.5)"),
-    (["loss=dpo"], "loss must be one of"),
-    (["beta=0"], "beta must be positive"),
-    (["rankings_as=plackett_luce"], "rankings_as applies to kind=rankings"),
-    (["kind=rankings", "rankings_as=plackett_luce", "loss=ipo"], "set loss=sigmoid"),
-    (["lora.r=4", "freeze_layers=1"], "set one of them"),
-    (["max_prompt_length=600"], "max_prompt_length"),
-    (["layout=flat"], "layout must be one of"),
-    (["kl_estimator=k4"], "kl_estimator"),
-])
+@pytest.mark.parametrize(
+    "overrides, message",
+    [
+        (["gamma=1.0"], "gamma does not apply to loss=sigmoid"),
+        (["loss=hinge", "label_smoothing=0.1"], "label_smoothing does not apply to loss=hinge"),
+        (["loss=ipo", "sft_weight=1"], "sft_weight does not apply"),
+        (["loss=cdpo", "label_smoothing=0.5"], "label_smoothing must be in [0, 0.5)"),
+        (["loss=dpo"], "loss must be one of"),
+        (["beta=0"], "beta must be positive"),
+        (["rankings_as=plackett_luce"], "rankings_as applies to kind=rankings"),
+        (["kind=rankings", "rankings_as=plackett_luce", "loss=ipo"], "set loss=sigmoid"),
+        (["lora.r=4", "freeze_layers=1"], "set one of them"),
+        (["max_prompt_length=600"], "max_prompt_length"),
+        (["layout=flat"], "layout must be one of"),
+        (["kl_estimator=k4"], "kl_estimator"),
+    ],
+)
 def test_contradictory_or_unknown_settings_are_rejected(overrides: list[str], message: str) -> None:
     with pytest.raises(ConfigError, match=message.replace("[", r"\[").replace("(", r"\(").replace(")", r"\)")):
         build_config(DPOConfig, values={"data": "x.jsonl", "output": "out"}, overrides=overrides)
 
 
 def test_variant_knobs_from_overrides_reach_the_loss() -> None:
-    cfg = build_config(DPOConfig, values={"data": "x.jsonl", "output": "out"},
-                       overrides=["loss=simpo", "beta=2.0", "gamma=0.3", "sft_weight=0.5"])
+    cfg = build_config(
+        DPOConfig,
+        values={"data": "x.jsonl", "output": "out"},
+        overrides=["loss=simpo", "beta=2.0", "gamma=0.3", "sft_weight=0.5"],
+    )
     assert (cfg.loss, cfg.beta) == ("simpo", 2.0)
     assert cfg.hyperparameters() == {"gamma": 0.3, "sft_weight": 0.5}
     assert build_config(DPOConfig, values={"data": "x", "output": "o"}).hyperparameters() == {}
@@ -96,6 +109,7 @@ def test_the_example_config_is_valid() -> None:
 
 
 # --- loss terms of a batch ----------------------------------------------------------------------
+
 
 def test_a_ranking_becomes_all_its_pairs_or_one_plackett_luce_term() -> None:
     # One ranking of 3, beta 1: rewards r = logp - ref = [-1+1.5, -2+1.5, -4+3] = [0.5, -0.5, -1].
@@ -125,8 +139,15 @@ def test_pair_terms_match_a_naive_loop_for_groups_of_mixed_sizes() -> None:
         for n in sizes:  # explicit double loop over the better (i) and worse (j) responses of each group
             for i in range(start, start + n):
                 for j in range(i + 1, start + n):
-                    batch = PreferenceLogps(logps[[i]], logps[[j]], ref[[i]], ref[[j]], lengths[[i]], lengths[[j]],
-                                            -logps[[i]] / lengths[[i]].float())
+                    batch = PreferenceLogps(
+                        logps[[i]],
+                        logps[[j]],
+                        ref[[i]],
+                        ref[[j]],
+                        lengths[[i]],
+                        lengths[[j]],
+                        -logps[[i]] / lengths[[i]].float(),
+                    )
                     expected.append(float(DPO_LOSSES[loss](batch, 0.3).losses))
             start += n
         torch.testing.assert_close(got, torch.tensor(expected), atol=1e-6, rtol=1e-6)
@@ -134,10 +155,20 @@ def test_pair_terms_match_a_naive_loop_for_groups_of_mixed_sizes() -> None:
 
 # --- the loop -----------------------------------------------------------------------------------
 
+
 @pytest.mark.parametrize("loss", sorted(DPO_LOSSES))
 def test_every_loss_trains_end_to_end(loss: str, tmp_path: Path) -> None:
-    cfg = cfg_for(fixture_path("pairs_small.jsonl"), tmp_path / loss, loss=loss, max_steps=4, lr=1e-3,
-                  batch_size=4, eval_fraction=0.2, kl_prompts=0, save_every=0)
+    cfg = cfg_for(
+        fixture_path("pairs_small.jsonl"),
+        tmp_path / loss,
+        loss=loss,
+        max_steps=4,
+        lr=1e-3,
+        batch_size=4,
+        eval_fraction=0.2,
+        kl_prompts=0,
+        save_every=0,
+    )
     run = run_command("dpo", cfg)  # the command, so the run directory gets its report
     rows = metrics(run)
     train = series(rows, "train/loss")
@@ -152,8 +183,9 @@ def test_every_loss_trains_end_to_end(loss: str, tmp_path: Path) -> None:
 @pytest.mark.slow
 def test_separable_preferences_are_learned_and_generalise(tmp_path: Path) -> None:
     data = separable_pairs(tmp_path / "pairs.jsonl")
-    cfg = cfg_for(data, tmp_path / "run", max_steps=30, lr=2e-3, batch_size=4, eval_fraction=0.25,
-                  eval_every=10, beta=0.5)
+    cfg = cfg_for(
+        data, tmp_path / "run", max_steps=30, lr=2e-3, batch_size=4, eval_fraction=0.25, eval_every=10, beta=0.5
+    )
     rows = metrics(dpo(cfg))
     accuracy, loss = series(rows, "eval/reward_accuracy"), series(rows, "eval/loss")
     assert accuracy[0] == 0.0  # step 0: policy = reference, every implicit reward is exactly 0
@@ -176,8 +208,9 @@ def _cached_vs_recomputed(run: Path, data: Path, model: torch.nn.Module) -> tupl
     recs = load_records(str(data), "pairs").records
     train_recs, _ = split_holdout(recs, "", cfg.eval_fraction, cfg.seed, "pairs", False)
     texts, _ = record_texts(train_recs)
-    groups = [encode_group(tok, p, r, max_length=cfg.max_length, max_prompt_length=cfg.max_prompt_length)
-              for p, r in texts]
+    groups = [
+        encode_group(tok, p, r, max_length=cfg.max_length, max_prompt_length=cfg.max_prompt_length) for p, r in texts
+    ]
     cached = _only_cache(run)["train"]
     with torch.no_grad():
         fresh, _ = response_logps(model.eval(), LAYOUTS["rows"](groups, tok.pad_token_id))
@@ -235,8 +268,17 @@ def test_full_finetuning_reference_is_the_initial_model(tmp_path: Path) -> None:
 
 @pytest.mark.parametrize("mode", ["pairs", "plackett_luce"])
 def test_rankings_train_as_pairs_or_as_plackett_luce(mode: str, tmp_path: Path) -> None:
-    cfg = cfg_for(fixture_path("rankings_small.jsonl"), tmp_path / mode, kind="rankings", rankings_as=mode,
-                  max_steps=6, lr=2e-3, batch_size=4, eval_fraction=0.25, kl_prompts=0)
+    cfg = cfg_for(
+        fixture_path("rankings_small.jsonl"),
+        tmp_path / mode,
+        kind="rankings",
+        rankings_as=mode,
+        max_steps=6,
+        lr=2e-3,
+        batch_size=4,
+        eval_fraction=0.25,
+        kl_prompts=0,
+    )
     rows = metrics(dpo(cfg))
     train = series(rows, "train/loss")
     assert len(train) == 6 and train[-1] < train[0]
@@ -257,15 +299,18 @@ def test_preferences_straight_from_a_feedback_app_project(tmp_path: Path) -> Non
     store = FeedbackStore(url)
     try:
         store.create_project(ProjectSpec(name="prefs", overlap=1))
-        store.add_items("prefs", [NewItem(prompt=f"Question {i}?", responses=(f"A kind answer {i}.", f"No {i}."))
-                                  for i in range(12)])
+        store.add_items(
+            "prefs",
+            [NewItem(prompt=f"Question {i}?", responses=(f"A kind answer {i}.", f"No {i}.")) for i in range(12)],
+        )
         user = store.create_user("ann", "annotator", "correct horse battery").id
         while (task := store.next_task("prefs", user)) is not None:  # the annotator prefers the kind answer
             kind = next(r.id for r in task.responses if r.text.startswith("A kind"))
             store.submit(task.assignment_id, user, {"choice": kind})
     finally:
         store.close()
-    run = dpo(cfg_for(f"{url}#prefs", tmp_path / "run", max_steps=2, lr=1e-3, batch_size=4, kl_prompts=0,
-                      eval_fraction=0.25))
+    run = dpo(
+        cfg_for(f"{url}#prefs", tmp_path / "run", max_steps=2, lr=1e-3, batch_size=4, kl_prompts=0, eval_fraction=0.25)
+    )
     rows = metrics(run)
     assert len(series(rows, "train/loss")) == 2 and series(rows, "eval/reward_accuracy")

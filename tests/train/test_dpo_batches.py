@@ -61,9 +61,11 @@ def test_encode_group_cuts_the_shared_prompt_only_when_the_longest_response_does
 
 def _groups() -> list[PreferenceGroup]:
     tok = byte_tokenizer()
-    rows = [("Hi there", ["Hello! Nice to meet you.", "Go away."]),
-            ("Rank these", ["The best answer, long.", "Middle.", "Bad"]),
-            ("A much longer prompt about cooking pasta well", ["Boil water, add salt.", "No."])]
+    rows = [
+        ("Hi there", ["Hello! Nice to meet you.", "Go away."]),
+        ("Rank these", ["The best answer, long.", "Middle.", "Bad"]),
+        ("A much longer prompt about cooking pasta well", ["Boil water, add salt.", "No."]),
+    ]
     return [encode_group(tok, p, r, max_length=128, max_prompt_length=64) for p, r in rows]
 
 
@@ -109,14 +111,25 @@ def test_packed_and_rows_give_the_same_gradients() -> None:
 def test_reference_logps_come_back_in_response_order_and_round_trip_the_cache(tmp_path: Path) -> None:
     model = tiny_model(5)
     groups = _groups()
-    ref = compute_reference_logps(model, groups, layout="packed", pad_id=PAD, batch_size=2,
-                                  device=torch.device("cpu"), autocast=contextlib.nullcontext)
+    ref = compute_reference_logps(
+        model,
+        groups,
+        layout="packed",
+        pad_id=PAD,
+        batch_size=2,
+        device=torch.device("cpu"),
+        autocast=contextlib.nullcontext,
+    )
     expected = torch.tensor(_separate_logps(model.eval(), groups), dtype=torch.float32)
     torch.testing.assert_close(ref, expected, atol=2e-4, rtol=1e-5)
     offsets = response_offsets(groups)
     assert offsets == [0, 2, 5, 7]
-    assert gather_responses(ref, offsets, [2, 0]).tolist() == [ref[5].item(), ref[6].item(), ref[0].item(),
-                                                                ref[1].item()]
+    assert gather_responses(ref, offsets, [2, 0]).tolist() == [
+        ref[5].item(),
+        ref[6].item(),
+        ref[0].item(),
+        ref[1].item(),
+    ]
     key = fingerprint("tiny", "fp32", {"train": groups})
     path = tmp_path / "ref.safetensors"
     save_reference_cache(path, key, {"train": ref})

@@ -20,8 +20,17 @@ RUNNER = (
     "dpo(build_config(DPOConfig, values={'model': 'tiny', 'data': sys.argv[1], 'output': sys.argv[2]},"
     " overrides=sys.argv[3:]))\n"
 )
-OVERRIDES = ["max_steps=30", "lr=2e-3", "batch_size=4", "save_every=3", "eval_every=10", "progress=false",
-             "kl_prompts=2", "kl_max_new_tokens=4", "eval_fraction=0.2"]
+OVERRIDES = [
+    "max_steps=30",
+    "lr=2e-3",
+    "batch_size=4",
+    "save_every=3",
+    "eval_every=10",
+    "progress=false",
+    "kl_prompts=2",
+    "kl_max_new_tokens=4",
+    "eval_fraction=0.2",
+]
 
 
 def _cmd(data: Path, out: Path) -> list[str]:
@@ -34,8 +43,9 @@ def _metrics(run_dir: Path) -> list[dict]:
 
 @pytest.mark.slow
 def test_kill_9_midway_then_resume_gives_the_same_losses(tmp_path: Path) -> None:
-    rows = [{"prompt": f"Question {i}?", "chosen": f"A careful answer to {i}.", "rejected": f"meh {i}"}
-            for i in range(40)]
+    rows = [
+        {"prompt": f"Question {i}?", "chosen": f"A careful answer to {i}.", "rejected": f"meh {i}"} for i in range(40)
+    ]
     data = tmp_path / "pairs.jsonl"
     data.write_text("".join(json.dumps(r) + "\n" for r in rows))
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}

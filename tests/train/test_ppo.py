@@ -21,7 +21,7 @@ from rlhfkit.train.ppo import PPOConfig, ppo
 from rlhfkit.train.ppo.trainer import collect, generate
 from rlhfkit.train.ppo.update import ppo_update
 
-REWARDS = '''
+REWARDS = """
 import math
 
 def count_e(prompts, responses):
@@ -38,7 +38,7 @@ CALLS = [0]
 def nan_on_third_call(prompts, responses):
     CALLS[0] += 1
     return [math.nan if CALLS[0] >= 3 else 1.0 for _ in responses]
-'''
+"""
 
 
 @pytest.fixture(scope="module")
@@ -65,8 +65,21 @@ def peaked_tiny(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 def _config(out: Path, reward: str, *overrides: str, policy: str = "tiny") -> PPOConfig:
-    values = {"policy": policy, "reward": reward, "prompts": str(fixture_path("sentiment_prompts.jsonl")), "output": str(out)}
-    base = ["progress=false", "rollout_batch_size=8", "batch_size=4", "grad_accum=1", "sampling.max_new_tokens=8", "max_steps=3", "save_every=0"]
+    values = {
+        "policy": policy,
+        "reward": reward,
+        "prompts": str(fixture_path("sentiment_prompts.jsonl")),
+        "output": str(out),
+    }
+    base = [
+        "progress=false",
+        "rollout_batch_size=8",
+        "batch_size=4",
+        "grad_accum=1",
+        "sampling.max_new_tokens=8",
+        "max_steps=3",
+        "save_every=0",
+    ]
     return build_config(PPOConfig, values=values, overrides=[*base, *overrides])
 
 
@@ -115,16 +128,21 @@ def test_updates_leave_the_reference_unchanged(mode: str, rewards: Path, tmp_pat
     rollout, _ = collect(ac, samples, raw, raw, 0.05, cfg, engine)
     # The first minibatch's ratio is 1: the update recomputes exactly the rollout's log-probs.
     first = rollout.select(torch.arange(4))
-    torch.testing.assert_close(ac(first.input_ids, first.attention_mask, first.response_start, temperature=0.7).logps,
-                               first.logps, atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(
+        ac(first.input_ids, first.attention_mask, first.response_start, temperature=0.7).logps,
+        first.logps,
+        atol=1e-5,
+        rtol=1e-5,
+    )
     ppo_update(ac, optimizer, rollout, cfg, 1, engine, tmp_path)
     assert not torch.allclose(ac(ids, mask, start, temperature=0.7).logps, policy_before, atol=1e-4)
     assert torch.equal(ac.reference_logps(ids, mask, start, temperature=0.7), before)
 
 
 @pytest.mark.parametrize("mode", ["lora", "top_layers"])
-def test_a_cached_frozen_trunk_changes_no_number_of_the_rollout_or_the_update(mode: str, rewards: Path,
-                                                                             tmp_path: Path) -> None:
+def test_a_cached_frozen_trunk_changes_no_number_of_the_rollout_or_the_update(
+    mode: str, rewards: Path, tmp_path: Path
+) -> None:
     """The same rollout and PPO update with and without running the frozen bottom block once per rollout."""
     from rlhfkit.models.actor_critic import build_actor_critic
     from rlhfkit.models.loading import load_model
@@ -137,12 +155,26 @@ def test_a_cached_frozen_trunk_changes_no_number_of_the_rollout_or_the_update(mo
     raw = torch.linspace(-1.0, 1.0, len(prompts))
     results = []
     for cache in (False, True):
-        cfg = _config(tmp_path, f"python:{rewards}:count_e", f"policy_mode={mode}", "train_layers=1", "lora.layers=1",
-                      "lr=1e-2", f"cache_frozen_trunk={str(cache).lower()}")
+        cfg = _config(
+            tmp_path,
+            f"python:{rewards}:count_e",
+            f"policy_mode={mode}",
+            "train_layers=1",
+            "lora.layers=1",
+            "lr=1e-2",
+            f"cache_frozen_trunk={str(cache).lower()}",
+        )
         loaded = load_model("tiny", dtype="fp32")
         torch.manual_seed(0)
-        ac = build_actor_critic(loaded.model, ValueHead(64), mode, lora=cfg.lora, train_layers=1, value_trunk_grad=True,
-                                cache_frozen_trunk=cache)
+        ac = build_actor_critic(
+            loaded.model,
+            ValueHead(64),
+            mode,
+            lora=cfg.lora,
+            train_layers=1,
+            value_trunk_grad=True,
+            cache_frozen_trunk=cache,
+        )
         assert ac.frozen_blocks == (1 if cache else 0)
         optimizer, _ = make_optimizer([p for p in ac.parameters() if p.requires_grad], cfg)
         samples = generate(ac, loaded.tokenizer, prompts, cfg, 1, engine)
@@ -161,9 +193,18 @@ def test_a_cached_frozen_trunk_changes_no_number_of_the_rollout_or_the_update(mo
 
 @pytest.mark.slow
 def test_mean_reward_rises_with_the_default_lora_policy(rewards: Path, peaked_tiny: Path, tmp_path: Path) -> None:
-    cfg = _config(tmp_path / "run", f"python:{rewards}:count_e", "max_steps=30", "rollout_batch_size=16", "batch_size=8",
-                  "sampling.max_new_tokens=16", "sampling.temperature=1.0", "lr=1e-2", "init_kl_coef=0.01",
-                  policy=str(peaked_tiny))
+    cfg = _config(
+        tmp_path / "run",
+        f"python:{rewards}:count_e",
+        "max_steps=30",
+        "rollout_batch_size=16",
+        "batch_size=8",
+        "sampling.max_new_tokens=16",
+        "sampling.temperature=1.0",
+        "lr=1e-2",
+        "init_kl_coef=0.01",
+        policy=str(peaked_tiny),
+    )
     run = ppo(cfg)
     scores = _series(run, "ppo/score")
     first, last = sum(scores[:8]) / 8, sum(scores[-8:]) / 8
@@ -193,8 +234,19 @@ def test_adaptive_controller_moves_beta_toward_the_target(rewards: Path, tmp_pat
 
 def test_pi_controller_answers_the_kl_level_in_the_loop(rewards: Path, tmp_path: Path) -> None:
     reward = f"python:{rewards}:letters"
-    run = ppo(_config(tmp_path / "pi", reward, "lr=1e-2", "kl_controller=pi", "kl_target=0.0001", "kl_horizon=8",
-                      "init_kl_coef=0.1", "min_kl_coef=0.01", "kl_kp=1.0"))
+    run = ppo(
+        _config(
+            tmp_path / "pi",
+            reward,
+            "lr=1e-2",
+            "kl_controller=pi",
+            "kl_target=0.0001",
+            "kl_horizon=8",
+            "init_kl_coef=0.1",
+            "min_kl_coef=0.01",
+            "kl_kp=1.0",
+        )
+    )
     betas, kls = _series(run, "ppo/beta"), _series(run, "ppo/kl")
     # Step 1: KL = 0, error -1: the integrator takes -1 * 8/8 (its bound is log(0.01/0.1) = -2.3) and the
     # proportional term another -1: beta = 0.1 * e^-2.
@@ -204,8 +256,16 @@ def test_pi_controller_answers_the_kl_level_in_the_loop(rewards: Path, tmp_path:
 
 
 def test_no_eos_responses_get_the_configured_score(rewards: Path, tmp_path: Path) -> None:
-    run = ppo(_config(tmp_path / "r", f"python:{rewards}:zero", "no_eos_score=-3", "normalize_scores=false",
-                      "sampling.max_new_tokens=3", "max_steps=2"))
+    run = ppo(
+        _config(
+            tmp_path / "r",
+            f"python:{rewards}:zero",
+            "no_eos_score=-3",
+            "normalize_scores=false",
+            "sampling.max_new_tokens=3",
+            "max_steps=2",
+        )
+    )
     for row in _metrics(run):
         assert row["ppo/no_eos_frac"] > 0
         assert row["ppo/score_shaped"] == pytest.approx(-3.0 * row["ppo/no_eos_frac"])
@@ -215,7 +275,9 @@ def test_nan_reward_stops_the_run_and_keeps_the_last_good_checkpoint(rewards: Pa
     from rlhfkit.train.checkpoint import latest_checkpoint
 
     out = tmp_path / "r"
-    with pytest.raises(FloatingPointError, match="step 3: the reward .*nan_on_third_call.* returned NaN or inf for 8 of 8"):
+    with pytest.raises(
+        FloatingPointError, match="step 3: the reward .*nan_on_third_call.* returned NaN or inf for 8 of 8"
+    ):
         ppo(_config(out, f"python:{rewards}:nan_on_third_call", "max_steps=5", "save_every=1"))
     assert latest_checkpoint(out / "checkpoints").name == "step-000002"
     assert not (out / "model.safetensors").exists()
@@ -239,10 +301,25 @@ def test_long_prompts_are_cut_and_counted_and_the_run_dir_is_a_model_dir(rewards
 
     prompts = tmp_path / "prompts.jsonl"
     prompts.write_text("".join(json.dumps({"prompt": p}) + "\n" for p in ["Hi.", "Tell me " * 30, "Yo.", "Ok."]))
-    cfg = build_config(PPOConfig, values={"policy": "tiny", "reward": f"python:{rewards}:count_e", "prompts": str(prompts),
-                                          "output": str(tmp_path / "r")},
-                       overrides=["progress=false", "rollout_batch_size=4", "batch_size=4", "grad_accum=1", "sampling.max_new_tokens=4",
-                                  "sampling.max_prompt_length=24", "max_steps=2", "samples_per_log=2"])
+    cfg = build_config(
+        PPOConfig,
+        values={
+            "policy": "tiny",
+            "reward": f"python:{rewards}:count_e",
+            "prompts": str(prompts),
+            "output": str(tmp_path / "r"),
+        },
+        overrides=[
+            "progress=false",
+            "rollout_batch_size=4",
+            "batch_size=4",
+            "grad_accum=1",
+            "sampling.max_new_tokens=4",
+            "sampling.max_prompt_length=24",
+            "max_steps=2",
+            "samples_per_log=2",
+        ],
+    )
     run = run_command("ppo", cfg)  # the command, so the run directory gets its report
     assert sum(_series(run, "ppo/prompts_truncated")) >= 1
     rows = [json.loads(line) for line in (run / "samples.jsonl").read_text().splitlines()]
@@ -250,8 +327,19 @@ def test_long_prompts_are_cut_and_counted_and_the_run_dir_is_a_model_dir(rewards
     assert (run / "report.html").exists() and (run / "value_head.safetensors").exists() and (run / "adapter").is_dir()
     AutoModelForCausalLM.from_pretrained(run)
     keys = set(_metrics(run)[-1])
-    for key in ("ppo/score", "ppo/kl", "ppo/beta", "ppo/entropy", "ppo/clip_frac", "ppo/approx_kl", "ppo/value_loss",
-                "ppo/response_len", "ppo/no_eos_frac", "perf/tokens_per_s", "perf/samples_per_s"):
+    for key in (
+        "ppo/score",
+        "ppo/kl",
+        "ppo/beta",
+        "ppo/entropy",
+        "ppo/clip_frac",
+        "ppo/approx_kl",
+        "ppo/value_loss",
+        "ppo/response_len",
+        "ppo/no_eos_frac",
+        "perf/tokens_per_s",
+        "perf/samples_per_s",
+    ):
         assert key in keys
 
 
@@ -269,12 +357,28 @@ def test_resume_continues_exactly(rewards: Path, tmp_path: Path) -> None:
 
 
 def _cli(out: Path, rewards: Path) -> list[str]:
-    code = ("import sys; from rlhfkit.config import build_config; from rlhfkit.train.ppo import PPOConfig, ppo; "
-            "ppo(build_config(PPOConfig, values={'policy': 'tiny', 'prompts': sys.argv[1], 'reward': sys.argv[2], "
-            "'output': sys.argv[3]}, overrides=sys.argv[4:]))")
-    return [sys.executable, "-c", code, str(fixture_path("sentiment_prompts.jsonl")), f"python:{rewards}:count_e", str(out),
-            "progress=false", "max_steps=14", "save_every=2", "rollout_batch_size=8", "batch_size=4",
-            "sampling.max_new_tokens=8", "lr=1e-2", "kl_horizon=64", "grad_accum=1"]
+    code = (
+        "import sys; from rlhfkit.config import build_config; from rlhfkit.train.ppo import PPOConfig, ppo; "
+        "ppo(build_config(PPOConfig, values={'policy': 'tiny', 'prompts': sys.argv[1], 'reward': sys.argv[2], "
+        "'output': sys.argv[3]}, overrides=sys.argv[4:]))"
+    )
+    return [
+        sys.executable,
+        "-c",
+        code,
+        str(fixture_path("sentiment_prompts.jsonl")),
+        f"python:{rewards}:count_e",
+        str(out),
+        "progress=false",
+        "max_steps=14",
+        "save_every=2",
+        "rollout_batch_size=8",
+        "batch_size=4",
+        "sampling.max_new_tokens=8",
+        "lr=1e-2",
+        "kl_horizon=64",
+        "grad_accum=1",
+    ]
 
 
 @pytest.mark.slow

@@ -18,25 +18,58 @@ from rlhfkit.train.reward.data import load_reward_records
 @pytest.mark.slow
 def test_train_eval_score_from_the_command_line(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
     config = tmp_path / "rm.yaml"
-    config.write_text("batch_size: 4\nlr: 3.0e-3\nn_heads: 2\nnormalize_prompts: 4\nnormalize_sampling:\n"
-                      "  max_new_tokens: 4\nprogress: false\n")
+    config.write_text(
+        "batch_size: 4\nlr: 3.0e-3\nn_heads: 2\nnormalize_prompts: 4\nnormalize_sampling:\n"
+        "  max_new_tokens: 4\nprogress: false\n"
+    )
     pairs = fixture_path("pairs_small.jsonl")
     out = tmp_path / "rm"
-    assert cli(["reward", "train", "--model", "tiny", "--data", str(pairs), "--output", str(out),
-                "--config", str(config), "max_steps=3", "eval_fraction=0.25"]) == 0
+    assert (
+        cli(
+            [
+                "reward",
+                "train",
+                "--model",
+                "tiny",
+                "--data",
+                str(pairs),
+                "--output",
+                str(out),
+                "--config",
+                str(config),
+                "max_steps=3",
+                "eval_fraction=0.25",
+            ]
+        )
+        == 0
+    )
     assert json.loads((out / "reward.json").read_text())["n_heads"] == 2
     capsys.readouterr()
 
-    assert cli(["reward", "eval", "--model", str(out), "--data", str(fixture_path("rankings_small.jsonl")),
-                "--json"]) == 0
+    assert (
+        cli(["reward", "eval", "--model", str(out), "--data", str(fixture_path("rankings_small.jsonl")), "--json"]) == 0
+    )
     result = json.loads(capsys.readouterr().out)
     assert result["n"] > 0 and 0.0 <= result["accuracy"] <= 1.0 and "by_length" in result
     assert cli(["reward", "eval", "--model", str(out), "--data", str(pairs)]) == 0
     assert "accuracy" in capsys.readouterr().out
 
     scored = tmp_path / "scored.jsonl"
-    assert cli(["reward", "score", "--model", str(out), "--data", str(fixture_path("ratings_small.jsonl")),
-                "--output", str(scored)]) == 0
+    assert (
+        cli(
+            [
+                "reward",
+                "score",
+                "--model",
+                str(out),
+                "--data",
+                str(fixture_path("ratings_small.jsonl")),
+                "--output",
+                str(scored),
+            ]
+        )
+        == 0
+    )
     rows = [json.loads(line) for line in scored.read_text().splitlines()]
     assert len(rows) == 32 and all({"score", "score_std", "score_per_head", "rating"} <= set(r) for r in rows)
 
@@ -55,16 +88,31 @@ def _write(path: Path, rows: list[dict]) -> Path:
 
 
 def test_identical_pairs_fail_with_file_and_line_unless_skipped(tmp_path: Path, capsys) -> None:
-    data = _write(tmp_path / "pairs.jsonl", [
-        {"prompt": "Hi?", "chosen": "Hello there.", "rejected": "Go away."},
-        {"prompt": "Hi?", "chosen": "Same.", "rejected": "Same."},
-        {"prompt": "Yo?", "chosen": "Hey, how are you?", "rejected": "What."},
-    ])
+    data = _write(
+        tmp_path / "pairs.jsonl",
+        [
+            {"prompt": "Hi?", "chosen": "Hello there.", "rejected": "Go away."},
+            {"prompt": "Hi?", "chosen": "Same.", "rejected": "Same."},
+            {"prompt": "Yo?", "chosen": "Hey, how are you?", "rejected": "What."},
+        ],
+    )
     with pytest.raises(DataError, match=r"pairs\.jsonl:2: field 'rejected': identical chosen and rejected"):
         load_reward_records(str(data), "auto", skip_invalid=False)
     assert len(load_reward_records(str(data), "auto", skip_invalid=True)) == 2
-    argv = ["reward", "train", "--model", "tiny", "--data", str(data), "--output", str(tmp_path / "r"),
-            "max_steps=1", "progress=false", "normalize=false", "eval_fraction=0"]
+    argv = [
+        "reward",
+        "train",
+        "--model",
+        "tiny",
+        "--data",
+        str(data),
+        "--output",
+        str(tmp_path / "r"),
+        "max_steps=1",
+        "progress=false",
+        "normalize=false",
+        "eval_fraction=0",
+    ]
     assert cli(argv) == 2
     assert "pairs.jsonl:2" in capsys.readouterr().err
     assert cli([*argv, "skip_invalid=true"]) == 0

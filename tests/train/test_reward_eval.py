@@ -58,8 +58,16 @@ def test_eval_pairs_from_every_kind() -> None:
         RewardExample("ratings", 4, (10,), rating=5.0, scale=(1.0, 7.0)),  # alone on its prompt: no pair
     ]
     data = RewardData([[1]] * 11, [1] * 11, exs)
-    assert eval_pairs(data) == [(0, 1, False), (2, 3, True), (4, 5, False), (4, 6, False), (5, 6, False),
-                                (8, 7, False), (7, 9, True), (8, 9, False)]
+    assert eval_pairs(data) == [
+        (0, 1, False),
+        (2, 3, True),
+        (4, 5, False),
+        (4, 6, False),
+        (5, 6, False),
+        (8, 7, False),
+        (7, 9, True),
+        (8, 9, False),
+    ]
 
 
 def test_pair_metrics_hand_values() -> None:

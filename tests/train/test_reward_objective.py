@@ -100,8 +100,10 @@ def test_rankings_with_several_heads_match_a_per_head_loop() -> None:
 
 
 def test_rating_regression_and_ordinal() -> None:
-    exs = [RewardExample("ratings", 0, (0,), rating=5.0, scale=(1.0, 7.0)),
-           RewardExample("ratings", 1, (1,), rating=1.0, scale=(0.0, 2.0))]
+    exs = [
+        RewardExample("ratings", 0, (0,), rating=5.0, scale=(1.0, 7.0)),
+        RewardExample("ratings", 1, (1,), rating=1.0, scale=(0.0, 2.0)),
+    ]
     data = make_data(exs, 2)
     table = torch.tensor([[1.0], [0.0]])
     batch, r = batch_rewards(data, table)
@@ -110,8 +112,11 @@ def test_rating_regression_and_ordinal() -> None:
     assert reg.flatten().tolist() == pytest.approx([1 / 9, 0.25], abs=1e-6)
 
     exs = [RewardExample("ratings", 0, (0,), rating=r_, scale=(1.0, 3.0)) for r_ in (1.0, 2.0, 3.0)]
-    data = RewardData([[7] * (s + 1) for s in range(3)], [1, 2, 3], [
-        RewardExample("ratings", i, (i,), rating=e.rating, scale=e.scale) for i, e in enumerate(exs)])
+    data = RewardData(
+        [[7] * (s + 1) for s in range(3)],
+        [1, 2, 3],
+        [RewardExample("ratings", i, (i,), rating=e.rating, scale=e.scale) for i, e in enumerate(exs)],
+    )
     assert ordinal_classes(data) == 3
     params = LossParams(2, n_classes=3)
     table = torch.tensor([[0.3, -1.0], [0.0, 0.5], [2.0, 0.1]])
@@ -133,8 +138,11 @@ def test_ordinal_refuses_fractional_ratings() -> None:
 
 
 def test_mixed_kinds_land_in_their_batch_slots() -> None:
-    exs = [RewardExample("ratings", 0, (2,), rating=7.0, scale=(1.0, 7.0)), pair(0, 1),
-           RewardExample("rankings", 1, (3, 0, 1))]
+    exs = [
+        RewardExample("ratings", 0, (2,), rating=7.0, scale=(1.0, 7.0)),
+        pair(0, 1),
+        RewardExample("rankings", 1, (3, 0, 1)),
+    ]
     data = make_data(exs, 4)
     table = torch.tensor([[1.0], [0.0], [0.5], [3.0]])
     batch, r = batch_rewards(data, table)
@@ -154,8 +162,14 @@ def test_objective_weights_each_head_by_its_bootstrap_counts() -> None:
     # head 0: (2 * 0.313262 + 0) / 2 = 0.313262; head 1: (0 + 1.313262) / 2 = 0.656631; mean 0.484947
     assert loss.item() == pytest.approx((BT_1 + (BT_1 + 1.0) / 2) / 2, abs=1e-6)
     assert metrics["train/accuracy"] == 0.5
-    naive = sum(weights[i, k] * per_example_losses(r, batch, LossParams(2), ObjectiveSpec())[i, k]
-                for i in range(2) for k in range(2)) / 4
+    naive = (
+        sum(
+            weights[i, k] * per_example_losses(r, batch, LossParams(2), ObjectiveSpec())[i, k]
+            for i in range(2)
+            for k in range(2)
+        )
+        / 4
+    )
     assert loss.item() == pytest.approx(float(naive), abs=1e-6)
 
 

@@ -39,10 +39,21 @@ def test_pack_rows_layout_by_hand() -> None:
 
 def _data() -> RewardData:
     """A pair, a 3-way ranking, a rating, and a pair reusing a ranked response, over shared prompts."""
-    seqs = [[*PROMPT, 30, 31, 2], [*PROMPT, 32, 2], [*PROMPT[:4], 40, 41, 42, 2],  # 2 starts elsewhere
-            [11, 12, 33, 34, 35, 36, 2], [11, 12, 37, 2], [11, 12, 38, 39, 2], [50, 51, 52, 2]]
-    examples = [RewardExample("pairs", 0, (0, 1), margin=0.5), RewardExample("rankings", 1, (3, 4, 5)),
-                RewardExample("ratings", 2, (6,), rating=0.7), RewardExample("pairs", 1, (4, 2))]
+    seqs = [
+        [*PROMPT, 30, 31, 2],
+        [*PROMPT, 32, 2],
+        [*PROMPT[:4], 40, 41, 42, 2],  # 2 starts elsewhere
+        [11, 12, 33, 34, 35, 36, 2],
+        [11, 12, 37, 2],
+        [11, 12, 38, 39, 2],
+        [50, 51, 52, 2],
+    ]
+    examples = [
+        RewardExample("pairs", 0, (0, 1), margin=0.5),
+        RewardExample("rankings", 1, (3, 4, 5)),
+        RewardExample("ratings", 2, (6,), rating=0.7),
+        RewardExample("pairs", 1, (4, 2)),
+    ]
     return RewardData(seqs, [3] * len(seqs), examples)
 
 
@@ -61,8 +72,12 @@ def test_packed_rewards_equal_one_row_per_sequence(pooling: str) -> None:
         expected = model(rows.input_ids, rows.attention_mask)
         got = model(packed.input_ids, packed.attention_mask, **packed.trunk_inputs())
         # A naive reference: each sequence alone, unpadded.
-        alone = torch.cat([model(torch.tensor([data.sequences[s]]), torch.ones(1, len(data.sequences[s]), dtype=torch.long))
-                           for s in rows.seq_ids.tolist()])
+        alone = torch.cat(
+            [
+                model(torch.tensor([data.sequences[s]]), torch.ones(1, len(data.sequences[s]), dtype=torch.long))
+                for s in rows.seq_ids.tolist()
+            ]
+        )
     torch.testing.assert_close(got, expected, atol=1e-5, rtol=1e-5)
     torch.testing.assert_close(got, alone, atol=1e-5, rtol=1e-5)
 

@@ -16,14 +16,26 @@ from rlhfkit.config import build_config
 from rlhfkit.data.fixtures import fixture_path
 from rlhfkit.models.reward import RewardModel, load_reward_model
 from rlhfkit.models.tiny import tiny_model
-from rlhfkit.train.reward.trainer import (
-    RewardConfig,
-    _drop_ties,
-    _load_split,
-    reference_samples,
-)
+from rlhfkit.train.reward.config import RewardConfig
+from rlhfkit.train.reward.trainer import _drop_ties, _load_split, reference_samples
 
-WORDS = ["red", "blue", "green", "small", "large", "quick", "slow", "happy", "calm", "bright", "dark", "soft", "loud", "warm", "cold"]
+WORDS = [
+    "red",
+    "blue",
+    "green",
+    "small",
+    "large",
+    "quick",
+    "slow",
+    "happy",
+    "calm",
+    "bright",
+    "dark",
+    "soft",
+    "loud",
+    "warm",
+    "cold",
+]
 
 
 def marker_pairs(path: Path, n: int, seed: int) -> Path:
@@ -34,8 +46,9 @@ def marker_pairs(path: Path, n: int, seed: int) -> Path:
         words = rng.sample(WORDS, 4)
         marked = list(words)
         marked.insert(rng.randint(0, 4), "please")
-        rows.append({"prompt": f"Describe item {rng.randint(0, 999)}.", "chosen": " ".join(marked),
-                     "rejected": " ".join(words)})
+        rows.append(
+            {"prompt": f"Describe item {rng.randint(0, 999)}.", "chosen": " ".join(marked), "rejected": " ".join(words)}
+        )
     path.write_text("".join(json.dumps(r) + "\n" for r in rows))
     return path
 
@@ -72,8 +85,16 @@ def test_a_frozen_trunk_with_mean_pooling_learns_the_separable_preference(tmp_pa
     """Only the head trains, on cached mean-pooled features: the marker word's embedding is in the mean."""
     train_file = marker_pairs(tmp_path / "train.jsonl", 160, seed=0)
     test_file = marker_pairs(tmp_path / "test.jsonl", 60, seed=1)
-    run = train(tmp_path, "run", [train_file], f"eval_data={test_file}", "max_steps=60", "lr=3e-2",
-                "freeze_layers=-1", "pooling=mean")
+    run = train(
+        tmp_path,
+        "run",
+        [train_file],
+        f"eval_data={test_file}",
+        "max_steps=60",
+        "lr=3e-2",
+        "freeze_layers=-1",
+        "pooling=mean",
+    )
     assert json.loads((run / "reward_eval.json").read_text())["accuracy"] > 0.95
     assert load_reward_model(run).meta.pooling == "mean"
 
@@ -103,8 +124,7 @@ def test_cached_features_give_the_same_losses_and_serve_later_epochs(tmp_path: P
 
 def test_ensemble_heads_disagree(tmp_path: Path) -> None:
     data = marker_pairs(tmp_path / "pairs.jsonl", 40, seed=0)
-    run = train(tmp_path, "ens", [data], "max_steps=6", "n_heads=3", "freeze_layers=-1", "lr=3e-2",
-                "eval_fraction=0")
+    run = train(tmp_path, "ens", [data], "max_steps=6", "n_heads=3", "freeze_layers=-1", "lr=3e-2", "eval_fraction=0")
     model = load_reward_model(run)
     scores = model.score(["Describe item 1.", "Describe item 2."], ["red please blue", "calm warm"])
     assert scores.per_head.shape == (2, 3)
@@ -115,8 +135,16 @@ def test_ensemble_heads_disagree(tmp_path: Path) -> None:
 
 def test_normalization_gives_mean_0_std_1_on_the_reference_samples(tmp_path: Path) -> None:
     data = marker_pairs(tmp_path / "pairs.jsonl", 40, seed=0)
-    run = train(tmp_path, "norm", [data], "max_steps=3", "normalize=true", "normalize_prompts=8",
-                "normalize_sampling.max_new_tokens=6", "eval_fraction=0")
+    run = train(
+        tmp_path,
+        "norm",
+        [data],
+        "max_steps=3",
+        "normalize=true",
+        "normalize_prompts=8",
+        "normalize_sampling.max_new_tokens=6",
+        "eval_fraction=0",
+    )
     cfg = build_config(RewardConfig, yaml_path=run / "config.yaml")
     model = load_reward_model(run)
     prompts, texts = reference_samples(model, cfg, _load_split(cfg)[0], frozen=False)
@@ -156,7 +184,8 @@ def test_resume_from_a_checkpoint_reproduces_the_uninterrupted_run(tmp_path: Pat
                 assert rb[key] == pytest.approx(ra[key], rel=1e-5, abs=1e-7)
     prompts, responses = ["Describe item 1."], ["red please blue"]
     assert load_reward_model(straight).score(prompts, responses).mean.item() == pytest.approx(
-        load_reward_model(crashed).score(prompts, responses).mean.item(), rel=1e-5)
+        load_reward_model(crashed).score(prompts, responses).mean.item(), rel=1e-5
+    )
 
 
 def test_top_layers_mode_trains_only_the_top(tmp_path: Path) -> None:
@@ -182,11 +211,22 @@ def test_lora_mode_saves_the_adapter(tmp_path: Path) -> None:
     ("pairwise", "ranking", "rating", "center"),
     [("davidson", "plackett_luce", "ordinal", "0.01"), ("ties_half", "all_pairs", "regression", "0")],
 )
-def test_every_loss_trains_on_pairs_rankings_and_ratings(tmp_path: Path, pairwise: str, ranking: str,
-                                                          rating: str, center: str) -> None:
+def test_every_loss_trains_on_pairs_rankings_and_ratings(
+    tmp_path: Path, pairwise: str, ranking: str, rating: str, center: str
+) -> None:
     files = [fixture_path(n) for n in ("pairs_small.jsonl", "rankings_small.jsonl", "ratings_small.jsonl")]
-    run = train(tmp_path, "mixed", files, "max_steps=4", f"pairwise_loss={pairwise}", f"ranking_loss={ranking}",
-                f"rating_loss={rating}", f"center_coef={center}", "n_heads=2", "eval_fraction=0.2")
+    run = train(
+        tmp_path,
+        "mixed",
+        files,
+        "max_steps=4",
+        f"pairwise_loss={pairwise}",
+        f"ranking_loss={ranking}",
+        f"rating_loss={rating}",
+        f"center_coef={center}",
+        "n_heads=2",
+        "eval_fraction=0.2",
+    )
     meta = json.loads((run / "reward.json").read_text())
     assert meta["loss"] == f"{pairwise}+{ranking}+{rating}"
     rows = metrics(run)

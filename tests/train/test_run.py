@@ -43,14 +43,22 @@ class Blob:
 
 def _run(out: Path, max_steps: int, **values: Any) -> tuple[list[dict[str, Any]], torch.nn.Linear, Counter, Blob]:
     """A linear regression trained by a loop written the way the trainers are."""
-    cfg = TrainConfig(output=out, max_steps=max_steps, lr=0.1, warmup_steps=0, schedule="constant", progress=False,
-                      **{"save_every": 2, "log_every": 1, **values})
+    cfg = TrainConfig(
+        output=out,
+        max_steps=max_steps,
+        lr=0.1,
+        warmup_steps=0,
+        schedule="constant",
+        progress=False,
+        **{"save_every": 2, "log_every": 1, **values},
+    )
     run = Run(cfg, "test", (("train/loss", "loss"),))
     torch.manual_seed(0)
     model, counter, blob = torch.nn.Linear(3, 1), Counter(), Blob()
     x, y = torch.randn(16, 3), torch.randn(16, 1)
-    wrapped, _, _ = run.setup(model, list(model.parameters()), modules={"model": model}, state={"counter": counter},
-                              files={"blob.txt": blob})
+    wrapped, _, _ = run.setup(
+        model, list(model.parameters()), modules={"model": model}, state={"counter": counter}, files={"blob.txt": blob}
+    )
     evals: list[int] = []
     for step in run.steps():
         loss = torch.nn.functional.mse_loss(wrapped(x), y)
@@ -58,8 +66,11 @@ def _run(out: Path, max_steps: int, **values: Any) -> tuple[list[dict[str, Any]]
         grad_norm = run.optimizer_step(wrapped)
         counter.n += 1
         blob.value += f"{step},"
-        run.end_step(step, {"train/loss": float(loss.detach()), "train/grad_norm": grad_norm},
-                     evaluate=lambda s: evals.append(s) or {"eval/step": float(s)})
+        run.end_step(
+            step,
+            {"train/loss": float(loss.detach()), "train/grad_norm": grad_norm},
+            evaluate=lambda s: evals.append(s) or {"eval/step": float(s)},
+        )
     run.close()
     rows = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
     return rows, model, counter, blob
@@ -96,8 +107,9 @@ def test_nan_stops_the_run_naming_the_metric(tmp_path: Path) -> None:
 
 
 def test_the_console_prints_a_compact_table(capsys: pytest.CaptureFixture[str]) -> None:
-    console = Console("sft", (("train/loss", "loss"), ("eval/loss", "eval loss")), total=10, initial=0, every=0,
-                      live=False)
+    console = Console(
+        "sft", (("train/loss", "loss"), ("eval/loss", "eval loss")), total=10, initial=0, every=0, live=False
+    )
     for step in range(1, 11):
         console.update(step, {"train/loss": 1.0 / step, "train/grad_norm": 3.0})  # grad_norm is not headline
     console.note(10, {"eval/loss": 0.5})  # an evaluation after the last step gets a last row

@@ -31,8 +31,17 @@ def test_sft_lowers_eval_loss_and_writes_a_model_dir(demos_file: Path, tmp_path:
 
     from rlhfkit.models.tiny import tiny_model
 
-    cfg = SFTConfig(model="tiny", data=str(demos_file), output=tmp_path / "run", max_steps=25, lr=3e-3,
-                    batch_size=4, eval_every=5, progress=False, eval_fraction=0.1)
+    cfg = SFTConfig(
+        model="tiny",
+        data=str(demos_file),
+        output=tmp_path / "run",
+        max_steps=25,
+        lr=3e-3,
+        batch_size=4,
+        eval_every=5,
+        progress=False,
+        eval_fraction=0.1,
+    )
     run = run_command("sft", cfg)  # the command, so the run directory gets its report
     rows = metrics(run)
     evals = [r["eval/loss"] for r in rows if "eval/loss" in r]
@@ -47,15 +56,19 @@ def test_sft_lowers_eval_loss_and_writes_a_model_dir(demos_file: Path, tmp_path:
 
 
 @pytest.mark.parametrize("dtype", ["fp32", "bf16"])  # bf16: the base computes in bf16, and is saved unrounded
-def test_lora_run_saves_adapter_and_merged_weights(demos_file: Path, tmp_path: Path, dtype: str,
-                                                   fresh_accelerate_state: None) -> None:
+def test_lora_run_saves_adapter_and_merged_weights(
+    demos_file: Path, tmp_path: Path, dtype: str, fresh_accelerate_state: None
+) -> None:
     from peft import PeftModel
     from transformers import AutoModelForCausalLM
 
     from rlhfkit.models.tiny import tiny_model
 
-    cfg = build_config(SFTConfig, values={"model": "tiny", "data": str(demos_file), "output": str(tmp_path / "r")},
-                       overrides=["max_steps=5", "lr=1e-2", "lora.r=4", "progress=false", f"dtype={dtype}"])
+    cfg = build_config(
+        SFTConfig,
+        values={"model": "tiny", "data": str(demos_file), "output": str(tmp_path / "r")},
+        overrides=["max_steps=5", "lr=1e-2", "lora.r=4", "progress=false", f"dtype={dtype}"],
+    )
     run = sft(cfg)
     merged = AutoModelForCausalLM.from_pretrained(run)
     with_adapter = PeftModel.from_pretrained(tiny_model(0), run / "adapter")
@@ -66,8 +79,24 @@ def test_lora_run_saves_adapter_and_merged_weights(demos_file: Path, tmp_path: P
 
 
 def _cli(demos: Path, out: Path) -> list[str]:
-    return [sys.executable, "-m", "rlhfkit.cli", "sft", "--model", "tiny", "--data", str(demos), "--output", str(out),
-            "max_steps=40", "lr=3e-3", "batch_size=4", "save_every=4", "progress=false", "eval_every=20"]
+    return [
+        sys.executable,
+        "-m",
+        "rlhfkit.cli",
+        "sft",
+        "--model",
+        "tiny",
+        "--data",
+        str(demos),
+        "--output",
+        str(out),
+        "max_steps=40",
+        "lr=3e-3",
+        "batch_size=4",
+        "save_every=4",
+        "progress=false",
+        "eval_every=20",
+    ]
 
 
 @pytest.mark.slow
@@ -93,20 +122,37 @@ def test_kill_9_midway_then_resume_gives_the_same_losses(demos_file: Path, tmp_p
     assert [r["step"] for r in a] == [r["step"] for r in b]
     for ra, rb in zip(a, b, strict=True):
         assert ra["train/loss" if "train/loss" in ra else "eval/loss"] == pytest.approx(
-            rb["train/loss" if "train/loss" in rb else "eval/loss"], rel=1e-5, abs=1e-6)
+            rb["train/loss" if "train/loss" in rb else "eval/loss"], rel=1e-5, abs=1e-6
+        )
     assert last(a, "eval/loss") == pytest.approx(last(b, "eval/loss"), rel=1e-5)
 
 
-def test_bf16_master_weights_train_save_fp32_and_resume_exactly(demos_file: Path, tmp_path: Path,
-                                                                 fresh_accelerate_state: None) -> None:
+def test_bf16_master_weights_train_save_fp32_and_resume_exactly(
+    demos_file: Path, tmp_path: Path, fresh_accelerate_state: None
+) -> None:
     """dtype=bf16 holds the model in bf16 with fp32 masters (train/precision.py): the loss still falls,
     checkpoints and the saved model are the fp32 masters, and a resumed run repeats the straight one."""
     from safetensors.torch import load_file
 
     def run(out: Path, steps: int) -> Path:
-        return sft(SFTConfig(model="tiny", data=str(demos_file), output=out, max_steps=steps, lr=3e-3, batch_size=4,
-                             dtype="bf16", weights="master", schedule="constant", warmup_steps=0, save_every=4,
-                             eval_every=4, progress=False, eval_fraction=0.1))
+        return sft(
+            SFTConfig(
+                model="tiny",
+                data=str(demos_file),
+                output=out,
+                max_steps=steps,
+                lr=3e-3,
+                batch_size=4,
+                dtype="bf16",
+                weights="master",
+                schedule="constant",
+                warmup_steps=0,
+                save_every=4,
+                eval_every=4,
+                progress=False,
+                eval_fraction=0.1,
+            )
+        )
 
     straight = run(tmp_path / "straight", 8)
     rows = metrics(straight)

@@ -73,8 +73,7 @@ def gae(rewards: Tensor, values: Tensor, mask: Tensor, gamma: float, lam: float)
         raise ValueError(f"gamma and lam must lie in [0, 1], got gamma={gamma}, lam={lam}")
     if rewards.shape != values.shape or values.shape != mask.shape:
         raise ValueError(
-            f"shapes disagree: rewards {tuple(rewards.shape)}, values {tuple(values.shape)}, "
-            f"mask {tuple(mask.shape)}"
+            f"shapes disagree: rewards {tuple(rewards.shape)}, values {tuple(values.shape)}, mask {tuple(mask.shape)}"
         )
     valid = mask.bool()
     zeros = torch.zeros_like(values)

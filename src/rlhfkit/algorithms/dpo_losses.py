@@ -48,8 +48,14 @@ class PreferenceLogps:
         shape = self.chosen_logps.shape
         if len(shape) != 1:
             raise ValueError(f"chosen_logps must be (B,), got {tuple(shape)}")
-        for name in ("rejected_logps", "ref_chosen_logps", "ref_rejected_logps", "chosen_lengths",
-                     "rejected_lengths", "chosen_nll"):
+        for name in (
+            "rejected_logps",
+            "ref_chosen_logps",
+            "ref_rejected_logps",
+            "chosen_lengths",
+            "rejected_lengths",
+            "chosen_nll",
+        ):
             value = getattr(self, name)
             if value is not None and value.shape != shape:
                 raise ValueError(f"{name} has shape {tuple(value.shape)}, expected {tuple(shape)}")
@@ -241,7 +247,9 @@ DPO_LOSSES: dict[str, Callable[..., DPOLossOutput]] = {
 A variant's own hyper-parameters are the keyword-only parameters of its function (with defaults);
 a function marked `reference_free` never reads reference log-probs."""
 
-REFERENCE_FREE_LOSSES: frozenset[str] = frozenset(n for n, fn in DPO_LOSSES.items() if getattr(fn, "reference_free", False))
+REFERENCE_FREE_LOSSES: frozenset[str] = frozenset(
+    n for n, fn in DPO_LOSSES.items() if getattr(fn, "reference_free", False)
+)
 """Names in :data:`DPO_LOSSES` marked `reference_free` (no reference model needed)."""
 
 

@@ -198,11 +198,15 @@ class PIKLController:
 
     def __post_init__(self) -> None:
         if self.init_beta <= 0 or self.target <= 0 or self.horizon <= 0:
-            raise ValueError(f"init_beta, target and horizon must be > 0, got {self.init_beta}, {self.target}, {self.horizon}")
+            raise ValueError(
+                f"init_beta, target and horizon must be > 0, got {self.init_beta}, {self.target}, {self.horizon}"
+            )
         if self.kp < 0:
             raise ValueError(f"kp must be >= 0, got {self.kp}")
         if not 0 < self.min_beta <= self.init_beta <= self.max_beta:
-            raise ValueError(f"need 0 < min_beta <= init_beta <= max_beta, got {self.min_beta}, {self.init_beta}, {self.max_beta}")
+            raise ValueError(
+                f"need 0 < min_beta <= init_beta <= max_beta, got {self.min_beta}, {self.init_beta}, {self.max_beta}"
+            )
 
     @property
     def value(self) -> float:
@@ -293,11 +297,15 @@ class KLControlSettings:
             parent()
         checks = (
             (self.init_kl_coef >= 0, "init_kl_coef must be >= 0"),
-            (self.kl_controller == "fixed" or self.init_kl_coef > 0,
-             f"the {self.kl_controller} controller needs init_kl_coef > 0 (or use kl_controller=fixed)"),
+            (
+                self.kl_controller == "fixed" or self.init_kl_coef > 0,
+                f"the {self.kl_controller} controller needs init_kl_coef > 0 (or use kl_controller=fixed)",
+            ),
             (self.kl_kp >= 0, f"kl_kp must be >= 0, got {self.kl_kp}"),
-            (self.kl_controller != "pi" or 0 < self.min_kl_coef <= self.init_kl_coef <= self.max_kl_coef,
-             "the pi controller needs 0 < min_kl_coef <= init_kl_coef <= max_kl_coef"),
+            (
+                self.kl_controller != "pi" or 0 < self.min_kl_coef <= self.init_kl_coef <= self.max_kl_coef,
+                "the pi controller needs 0 < min_kl_coef <= init_kl_coef <= max_kl_coef",
+            ),
             (self.kl_target > 0 and self.kl_horizon > 0, "kl_target and kl_horizon must be positive"),
         )
         for ok, message in checks:
@@ -306,6 +314,12 @@ class KLControlSettings:
 
     def make_kl_controller(self) -> KLController:
         """A fresh controller with these settings."""
-        return make_kl_controller(self.kl_controller, init_beta=self.init_kl_coef, target=self.kl_target,
-                                  horizon=self.kl_horizon, kp=self.kl_kp, min_beta=self.min_kl_coef,
-                                  max_beta=self.max_kl_coef)
+        return make_kl_controller(
+            self.kl_controller,
+            init_beta=self.init_kl_coef,
+            target=self.kl_target,
+            horizon=self.kl_horizon,
+            kp=self.kl_kp,
+            min_beta=self.min_kl_coef,
+            max_beta=self.max_kl_coef,
+        )

@@ -33,9 +33,11 @@ def quiet_libraries() -> None:
     os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")  # huggingface_hub, datasets, transformers
     os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
     os.environ.setdefault("TRANSFORMERS_NO_ADVISORY_WARNINGS", "1")
-    for module, switch in (("huggingface_hub.utils", "disable_progress_bars"),
-                           ("transformers.utils.logging", "disable_progress_bar"),
-                           ("transformers.utils.logging", "set_verbosity_error")):
+    for module, switch in (
+        ("huggingface_hub.utils", "disable_progress_bars"),
+        ("transformers.utils.logging", "disable_progress_bar"),
+        ("transformers.utils.logging", "set_verbosity_error"),
+    ):
         if module in sys.modules:
             getattr(sys.modules[module], switch)()
     # transformers warns about its own deprecations when peft calls it; nothing a user can act on.

@@ -27,8 +27,9 @@ def models_table(cfg: ModelsConfig) -> str:
     """Two lines per model: name, kind and source, then where it is cached."""
     from rlhfkit.models.loading import list_models
 
-    return "\n".join(f"{row['name']:<24} {row['kind']:<8} {row['source']}\n{'':<33} cache: {row['cache']}"
-                     for row in list_models())
+    return "\n".join(
+        f"{row['name']:<24} {row['kind']:<8} {row['source']}\n{'':<33} cache: {row['cache']}" for row in list_models()
+    )
 
 
 def run_report(cfg: ReportConfig) -> Path:

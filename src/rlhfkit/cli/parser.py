@@ -49,14 +49,20 @@ def _first_sentence(doc: str) -> str:
 
 def _value(parser: argparse.ArgumentParser, flag: Flag, tp: Any, help_text: str) -> None:
     choices = _choices(tp)
-    parser.add_argument(flag.spelling, dest=FIELD_DEST + flag.field, choices=choices,
-                        metavar=None if choices else flag.field.upper(), help=help_text)
+    parser.add_argument(
+        flag.spelling,
+        dest=FIELD_DEST + flag.field,
+        choices=choices,
+        metavar=None if choices else flag.field.upper(),
+        help=help_text,
+    )
 
 
 def _switch(parser: argparse.ArgumentParser, flag: Flag, tp: Any, help_text: str) -> None:
     # default None, not False: an absent switch must not override a true in the config file.
-    parser.add_argument(flag.spelling, dest=FIELD_DEST + flag.field, action="store_true", default=None,
-                        help=f"set {flag.field}=true")
+    parser.add_argument(
+        flag.spelling, dest=FIELD_DEST + flag.field, action="store_true", default=None, help=f"set {flag.field}=true"
+    )
 
 
 def _positional(parser: argparse.ArgumentParser, flag: Flag, tp: Any, help_text: str) -> None:
@@ -85,8 +91,13 @@ def add_row_arguments(parser: argparse.ArgumentParser, row: Command) -> None:
     for flag in row.flags:
         FLAG_ADDERS[flag.kind](parser, flag, hints[flag.field], _help(flag, docs.get(flag.field, "")))
     parser.add_argument("--config", dest="config_file", metavar="FILE.yaml", help="YAML config file")
-    parser.add_argument("overrides", nargs="*", default=[], metavar="key=value",
-                        help="config fields to set (listed below; a dotted key reaches a nested config)")
+    parser.add_argument(
+        "overrides",
+        nargs="*",
+        default=[],
+        metavar="key=value",
+        help="config fields to set (listed below; a dotted key reaches a nested config)",
+    )
 
 
 def _subcommands(root: Any, groups: dict[tuple[str, ...], Any], words: tuple[str, ...]) -> Any:
@@ -119,7 +130,10 @@ def build_parser(argv: Sequence[str] | None = None) -> argparse.ArgumentParser:
     groups: dict[tuple[str, ...], Any] = {}
     for row in COMMANDS:
         parser = _subcommands(root, groups, row.words[:-1]).add_parser(
-            row.words[-1], help=row.help, description=row.help, formatter_class=argparse.RawDescriptionHelpFormatter,
+            row.words[-1],
+            help=row.help,
+            description=row.help,
+            formatter_class=argparse.RawDescriptionHelpFormatter,
         )
         parser.set_defaults(row=row)
         if row in complete:

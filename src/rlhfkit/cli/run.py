@@ -71,8 +71,9 @@ def row_values(row: Command, args: argparse.Namespace) -> dict[str, Any]:
 
 def row_config(row: Command, args: argparse.Namespace) -> Any:
     """The row's config: defaults <- --config FILE.yaml <- flags <- key=value, validated."""
-    return build_config(load(row.config), yaml_path=args.config_file, values=row_values(row, args),
-                        overrides=args.overrides)
+    return build_config(
+        load(row.config), yaml_path=args.config_file, values=row_values(row, args), overrides=args.overrides
+    )
 
 
 def call(row: Command, cfg: Any) -> Any:

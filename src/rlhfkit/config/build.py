@@ -102,7 +102,10 @@ def _coerce_str(value: Any, name: str) -> str:
 
 
 _SCALARS: dict[Any, Callable[[Any, str], Any]] = {
-    bool: _coerce_bool, int: _coerce_int, float: _coerce_float, str: _coerce_str,
+    bool: _coerce_bool,
+    int: _coerce_int,
+    float: _coerce_float,
+    str: _coerce_str,
     Path: lambda value, _name: Path(value),
 }
 """Scalar type -> ``fn(value, field name)`` converting a YAML or command-line value."""
@@ -159,16 +162,12 @@ def _construct(cls: type[C], values: dict[str, Any], prefix: str = "") -> C:
         key = unknown[0]
         close = difflib.get_close_matches(key, fields, n=1)
         hint = f" (did you mean {prefix}{close[0]}?)" if close else ""
-        raise ConfigError(
-            f"unknown config key {prefix}{key}{hint}; {cls.__name__} has: {', '.join(fields)}"
-        )
+        raise ConfigError(f"unknown config key {prefix}{key}{hint}; {cls.__name__} has: {', '.join(fields)}")
     kwargs = {k: _coerce(_over_default(fields[k], v), hints[k], prefix + k) for k, v in values.items()}
     missing = [
         name
         for name, f in fields.items()
-        if name not in kwargs
-        and f.default is dataclasses.MISSING
-        and f.default_factory is dataclasses.MISSING
+        if name not in kwargs and f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING
     ]
     if missing:
         raise ConfigError(f"missing required config value(s): {', '.join(prefix + m for m in missing)}")
@@ -266,5 +265,3 @@ def save_config(cfg: Any, path: Path) -> None:
 
 def load_config(cls: type[C], path: Path) -> C:
     return build_config(cls, yaml_path=path)
-
-

@@ -88,9 +88,11 @@ def format_fields(cls: type, prefix: str = "", instance: Any = None) -> str:
         else:
             shown = "required" if default is dataclasses.MISSING else repr(default)
             choices = literal_fields(cls).get(f.name)
-            tname = "|".join(map(str, choices)) if choices else getattr(tp, "__name__", None) or str(tp).replace("typing.", "")
+            tname = (
+                "|".join(map(str, choices))
+                if choices
+                else getattr(tp, "__name__", None) or str(tp).replace("typing.", "")
+            )
             lines.append(f"  {prefix}{f.name}: {tname} = {shown}")
             lines.extend("      " + line for line in textwrap.wrap(doc, 90))
     return "\n".join(lines)
-
-

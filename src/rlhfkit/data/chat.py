@@ -30,8 +30,7 @@ def render_prompt(tokenizer: PreTrainedTokenizerBase, prompt: PromptText) -> str
         return cast(str, tokenizer.apply_chat_template(as_messages(prompt), add_generation_prompt=True, tokenize=False))
     # A base model without a chat template: a plain dialogue transcript in the HH-RLHF style.
     turns = "".join(
-        f"\n\n{'Human' if m['role'] == 'user' else m['role'].capitalize()}: {m['content']}"
-        for m in as_messages(prompt)
+        f"\n\n{'Human' if m['role'] == 'user' else m['role'].capitalize()}: {m['content']}" for m in as_messages(prompt)
     )
     return turns + "\n\nAssistant:"
 

@@ -14,9 +14,7 @@ class DataError(ValueError):
     group skipped rows in reports; `message` is the full human-readable explanation.
     """
 
-    def __init__(
-        self, path: str, line: int, field: str, message: str, *, reason: str | None = None
-    ) -> None:
+    def __init__(self, path: str, line: int, field: str, message: str, *, reason: str | None = None) -> None:
         super().__init__(f"{path}:{line}: field '{field}': {message}")
         self.path = path
         self.line = line

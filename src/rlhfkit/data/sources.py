@@ -244,7 +244,9 @@ def hub_rows(source: str) -> Iterator[RawRow]:
         problem = hub_unreachable(endpoint, HUB_PROBE_TIMEOUT_S)
         if problem is not None:
             raise DataError(
-                source, 0, "<source>",
+                source,
+                0,
+                "<source>",
                 f"cannot reach {endpoint} ({problem}); run with HF_HUB_OFFLINE=1 to use the local cache, "
                 "or pass a local .jsonl/.json/.csv file or a save_to_disk directory",
                 reason="offline",

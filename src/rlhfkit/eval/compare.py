@@ -81,11 +81,15 @@ class CompareConfig:
     def __post_init__(self) -> None:
         require(bool(self.judge), "judge is required: rm:DIR, gold:NAME or app:DBURL#PROJECT")
         kind = self.judge.split(":", 1)[0]
-        require(kind in JUDGE_KINDS,
-                f"judge must start with one of {', '.join(k + ':' for k in JUDGE_KINDS)}, got {self.judge!r}")
+        require(
+            kind in JUDGE_KINDS,
+            f"judge must start with one of {', '.join(k + ':' for k in JUDGE_KINDS)}, got {self.judge!r}",
+        )
         require(not self.collect or kind == "app", "collect applies to the app judge only")
-        require(self.collect or bool(self.policy and self.baseline and self.prompts),
-                "policy, baseline and prompts are required (except with collect)")
+        require(
+            self.collect or bool(self.policy and self.baseline and self.prompts),
+            "policy, baseline and prompts are required (except with collect)",
+        )
         require(self.samples_per_prompt >= 1 and self.limit >= 0, "samples_per_prompt >= 1 and limit >= 0")
         require(self.ci in CI_METHODS, f"ci must be one of {', '.join(CI_METHODS)}")
         require(0.0 < self.confidence < 1.0, "confidence must be in (0, 1)")
@@ -104,10 +108,22 @@ def sample_both(cfg: CompareConfig) -> tuple[list[PromptText], list[str], list[s
     sides = []
     for model_name in (cfg.policy, cfg.baseline):
         loaded = load_model(model_name, dtype="auto")
-        bar = tqdm(total=len(prompts) * cfg.samples_per_prompt, desc=f"sample {Path(model_name).name}", unit="resp",
-                   disable=not cfg.progress, dynamic_ncols=True)
-        texts = sample_texts(loaded.model, loaded.tokenizer, prompts, cfg.sampling, n=cfg.samples_per_prompt,
-                             seed=cfg.seed, on_batch=bar.update)
+        bar = tqdm(
+            total=len(prompts) * cfg.samples_per_prompt,
+            desc=f"sample {Path(model_name).name}",
+            unit="resp",
+            disable=not cfg.progress,
+            dynamic_ncols=True,
+        )
+        texts = sample_texts(
+            loaded.model,
+            loaded.tokenizer,
+            prompts,
+            cfg.sampling,
+            n=cfg.samples_per_prompt,
+            seed=cfg.seed,
+            on_batch=bar.update,
+        )
         bar.close()
         sides.append([t for row in texts for t in row])
         del loaded  # one model in memory at a time
@@ -146,8 +162,16 @@ def verdicts_result(cfg: CompareConfig, outcomes: Sequence[Choice], pending: int
     """The result of judges that hand back verdicts (people): a win rate over the judged pairs, or no
     win rate while nothing is judged; ``pending`` = comparisons still without a verdict."""
     if not outcomes:
-        return {"win_rate": None, "n": 0, "ci_low": None, "ci_high": None, "wins": 0, "losses": 0, "ties": 0,
-                "pending": pending}
+        return {
+            "win_rate": None,
+            "n": 0,
+            "ci_low": None,
+            "ci_high": None,
+            "wins": 0,
+            "losses": 0,
+            "ties": 0,
+            "pending": pending,
+        }
     result: WinRate = win_rate_from_choices(outcomes, ci=cfg.ci, confidence=cfg.confidence, seed=cfg.seed)
     return {**result.to_dict(), "pending": pending}
 
@@ -161,14 +185,22 @@ JUDGES: dict[str, JudgeFn] = {"rm": judge_rm, "gold": judge_gold}
 
 def format_result(result: dict[str, Any]) -> str:
     """A small table of a result."""
-    lines = [f"{'judge':<12} {result['judge']}", f"{'policy':<12} {result['policy']}",
-             f"{'baseline':<12} {result['baseline']}", f"{'n':<12} {result['n']}"]
+    lines = [
+        f"{'judge':<12} {result['judge']}",
+        f"{'policy':<12} {result['policy']}",
+        f"{'baseline':<12} {result['baseline']}",
+        f"{'n':<12} {result['n']}",
+    ]
     if result.get("win_rate") is not None:
-        lines.append(f"{'win rate':<12} {result['win_rate']:.3f}  (CI {result['ci_low']:.3f} - {result['ci_high']:.3f})")
+        lines.append(
+            f"{'win rate':<12} {result['win_rate']:.3f}  (CI {result['ci_low']:.3f} - {result['ci_high']:.3f})"
+        )
         lines.append(f"{'w / t / l':<12} {result['wins']} / {result['ties']} / {result['losses']}")
     else:
         lines.append(f"{'win rate':<12} - (nothing judged yet)")
     if result.get("pending"):
-        lines.append(f"{'pending':<12} {result['pending']} pairs await judgments in project {result.get('project')!r}; "
-                     f"run the same command again (or with --collect) later")
+        lines.append(
+            f"{'pending':<12} {result['pending']} pairs await judgments in project {result.get('project')!r}; "
+            f"run the same command again (or with --collect) later"
+        )
     return "\n".join(lines)

@@ -136,9 +136,7 @@ def sentiment_gold(prompt: str, response: str, *, penalize_degeneracy: bool = Tr
     return score
 
 
-def length_gold(
-    prompt: str, response: str, *, target_words: int = 50, penalize_degeneracy: bool = False
-) -> float:
+def length_gold(prompt: str, response: str, *, target_words: int = 50, penalize_degeneracy: bool = False) -> float:
     """Closeness to a target length: ``1 - min(2, |n - target| / target)``, in ``[-1, 1]``.
 
     1 at exactly ``target_words`` words, 0 at 0 or 2x the target, -1 beyond 3x.
@@ -206,11 +204,7 @@ def make_keyword_gold(
     rules: Mapping[str, float] | tuple[KeywordRule, ...], *, penalize_degeneracy: bool = True
 ) -> GoldScorer:
     """A :func:`keyword_gold` with other rules (``{pattern: weight}`` or :class:`KeywordRule`)."""
-    parsed = (
-        tuple(KeywordRule(p, float(w)) for p, w in rules.items())
-        if isinstance(rules, Mapping)
-        else tuple(rules)
-    )
+    parsed = tuple(KeywordRule(p, float(w)) for p, w in rules.items()) if isinstance(rules, Mapping) else tuple(rules)
     if not parsed:
         raise ValueError("make_keyword_gold needs at least one rule")
     return partial(keyword_gold, rules=parsed, penalize_degeneracy=penalize_degeneracy)

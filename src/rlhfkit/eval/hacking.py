@@ -185,13 +185,9 @@ def drift_signals(points: Sequence[EvalPoint]) -> list[DriftSignal]:
     out: list[DriftSignal] = []
     for p in ordered:
         ratio = (
-            p.length / first.length
-            if p.length is not None and first.length is not None and first.length > 0
-            else None
+            p.length / first.length if p.length is not None and first.length is not None and first.length > 0 else None
         )
-        change = (
-            p.distinct2 - first.distinct2 if p.distinct2 is not None and first.distinct2 is not None else None
-        )
+        change = p.distinct2 - first.distinct2 if p.distinct2 is not None and first.distinct2 is not None else None
         out.append({"step": p.step, "length_ratio": ratio, "distinct2_change": change})
     return out
 
@@ -213,9 +209,7 @@ def detect_drift(
         HackingWarning(steps[i], "length_drift", f"mean length is {ratios[i]:.2f}x the first evaluation's")
         for i in _onsets(long_or_short)
     ] + [
-        HackingWarning(
-            steps[i], "repetition_drift", f"distinct-2 fell by {-changes[i]:.2f} since the first evaluation"
-        )
+        HackingWarning(steps[i], "repetition_drift", f"distinct-2 fell by {-changes[i]:.2f} since the first evaluation")
         for i in _onsets(repetitive)
     ]
     return sorted(warnings, key=lambda w: w.step)

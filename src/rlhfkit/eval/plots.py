@@ -111,8 +111,12 @@ def proxy_gold_panel(
     if gold_idx:
         ax2 = ax.twinx()
         ax2.plot(
-            [d[i] for i in gold_idx], [points[i]["gold"] for i in gold_idx],
-            color=COLORS[1], lw=1.6, marker=".", label="gold",
+            [d[i] for i in gold_idx],
+            [points[i]["gold"] for i in gold_idx],
+            color=COLORS[1],
+            lw=1.6,
+            marker=".",
+            label="gold",
         )
         if fit is not None:
             grid = [max(d) * j / 100 for j in range(101)]

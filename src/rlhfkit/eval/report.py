@@ -179,9 +179,15 @@ def _win_rate_panel(win_rates: list[Any], tables: dict[str, Any]) -> Panel:
     entries = _win_rate_entries(win_rates)
     tables["win_rates"] = entries
     svg = plots.interval_panel(
-        "Win rate against the baseline (95% CI)", [label for label, _ in entries], [w["win_rate"] for _, w in entries],
-        [w["ci_low"] for _, w in entries], [w["ci_high"] for _, w in entries],
-        xlabel="win rate (ties count half)", reference=0.5, salt="win-rate", width=HALF,
+        "Win rate against the baseline (95% CI)",
+        [label for label, _ in entries],
+        [w["win_rate"] for _, w in entries],
+        [w["ci_low"] for _, w in entries],
+        [w["ci_high"] for _, w in entries],
+        xlabel="win rate (ties count half)",
+        reference=0.5,
+        salt="win-rate",
+        width=HALF,
     )
     return Panel("win-rate", "Win rate", svg, wide=False)
 
@@ -190,9 +196,14 @@ def _leaderboard_panel(leaderboard: list[Mapping[str, Any]], tables: dict[str, A
     rows = sorted(leaderboard, key=lambda r: -r["rating"])
     tables["leaderboard"] = rows
     svg = plots.interval_panel(
-        "Bradley-Terry ratings (bootstrap 95% CI)", [r["name"] for r in rows], [r["rating"] for r in rows],
-        [r["ci_low"] for r in rows], [r["ci_high"] for r in rows],
-        xlabel="rating (Elo scale)", salt="leaderboard", width=HALF,
+        "Bradley-Terry ratings (bootstrap 95% CI)",
+        [r["name"] for r in rows],
+        [r["rating"] for r in rows],
+        [r["ci_low"] for r in rows],
+        [r["ci_high"] for r in rows],
+        xlabel="rating (Elo scale)",
+        salt="leaderboard",
+        width=HALF,
     )
     return Panel("leaderboard", "Leaderboard", svg, wide=False)
 
@@ -206,8 +217,13 @@ def _hacking_panels(hacking: Mapping[str, Any], tables: dict[str, Any]) -> list[
     gold = [p for p in points if p.get("gold") is not None]
     fit = gao_fit([p["kl"] for p in gold], [p["gold"] for p in gold]) if len(gold) >= 3 else None
     tables["gao_fit"], tables["best"] = fit, hacking.get("best")
-    svg = plots.proxy_gold_panel(points, warning_steps=[w["step"] for w in tables["warnings"]], fit=fit,
-                                 best_step=(hacking.get("best") or {}).get("step"), salt="proxy-gold")
+    svg = plots.proxy_gold_panel(
+        points,
+        warning_steps=[w["step"] for w in tables["warnings"]],
+        fit=fit,
+        best_step=(hacking.get("best") or {}).get("step"),
+        salt="proxy-gold",
+    )
     panels = [Panel("proxy-gold", "Over-optimization: proxy vs gold", svg)]
     drift = {}
     for name in ("length", "distinct2", "ensemble_std"):
@@ -281,13 +297,17 @@ def render_report(run_dir: Path, *, title: str | None = None) -> str:
     samples_path = run_dir / "samples.jsonl"
     example_data = examples(read_jsonl(samples_path)) if samples_path.exists() else None
     files = sorted(p.name for p in run_dir.iterdir() if p.is_file() and p.name != REPORT_NAME)
-    return _environment().get_template("report.html").render(
-        title=title or run_dir.name,
-        run_dir=str(run_dir),
-        files=files,
-        sections=sections,
-        tables=tables,
-        examples=example_data,
+    return (
+        _environment()
+        .get_template("report.html")
+        .render(
+            title=title or run_dir.name,
+            run_dir=str(run_dir),
+            files=files,
+            sections=sections,
+            tables=tables,
+            examples=example_data,
+        )
     )
 
 

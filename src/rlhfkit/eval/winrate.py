@@ -33,7 +33,6 @@ Judge: TypeAlias = Callable[[str, str, str], float]
 """``judge(prompt, response_a, response_b) -> P(a is better)`` in ``[0, 1]``; 0.5 is a tie."""
 
 
-
 @dataclass(frozen=True)
 class WinRate:
     """A win rate with its confidence interval; ``win_rate = (wins + ties / 2) / n``."""
@@ -77,9 +76,7 @@ def wilson_interval(successes: float, n: int, confidence: float = 0.95) -> tuple
     return max(0.0, center - half), min(1.0, center + half)
 
 
-def _wilson_ci(
-    outcomes: np.ndarray, confidence: float, n_boot: int, rng: np.random.Generator
-) -> tuple[float, float]:
+def _wilson_ci(outcomes: np.ndarray, confidence: float, n_boot: int, rng: np.random.Generator) -> tuple[float, float]:
     return wilson_interval(float(outcomes.sum()), len(outcomes), confidence)
 
 
@@ -217,9 +214,7 @@ def score_win_rate(
     if not len(prompts) == len(policy_responses) == len(baseline_responses):
         raise ValueError("prompts, policy_responses and baseline_responses differ in length")
     prompts = list(prompts)
-    return win_rate(
-        score_fn(prompts, list(policy_responses)), score_fn(prompts, list(baseline_responses)), **kwargs
-    )
+    return win_rate(score_fn(prompts, list(policy_responses)), score_fn(prompts, list(baseline_responses)), **kwargs)
 
 
 def judge_win_rate(

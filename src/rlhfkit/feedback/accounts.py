@@ -19,8 +19,9 @@ def user_view(user: User) -> UserView:
     return UserView(id=user.id, name=user.name, role=user.role, active=user.active)
 
 
-def create_user(session: Session, name: str, role: str, password_hash: str, now: float,
-                by_user: int | None = None) -> UserView:
+def create_user(
+    session: Session, name: str, role: str, password_hash: str, now: float, by_user: int | None = None
+) -> UserView:
     """Create an account from an Argon2 hash (hash with `security.hash_password` *outside* the
     write transaction: it takes ~0.1 s, and SQLite admits one writer at a time)."""
     check_name(name, "user name")
@@ -82,15 +83,22 @@ def check_credentials(session: Session, name: str, password: str) -> UserView:
     return user_view(user)
 
 
-def open_session(session: Session, user: UserView, kind: str, now: float,
-                 ttl_s: float) -> tuple[str, SessionView]:
+def open_session(session: Session, user: UserView, kind: str, now: float, ttl_s: float) -> tuple[str, SessionView]:
     """Open a session for checked credentials; returns (secret token, session view)."""
     if kind not in SESSION_KINDS:
         raise Invalid(f"session kind must be one of {list(SESSION_KINDS)}")
     token = new_token()
     csrf = new_token()
-    session.add(AuthSession(token_hash=token_hash(token), user_id=user.id, kind=kind,
-                            csrf_token=csrf, created_at=now, expires_at=now + ttl_s))
+    session.add(
+        AuthSession(
+            token_hash=token_hash(token),
+            user_id=user.id,
+            kind=kind,
+            csrf_token=csrf,
+            created_at=now,
+            expires_at=now + ttl_s,
+        )
+    )
     record_event(session, now, user.id, "login", detail={"kind": kind})
     return token, SessionView(user=user, csrf_token=csrf, kind=kind)
 
@@ -98,8 +106,15 @@ def open_session(session: Session, user: UserView, kind: str, now: float,
 _SESSIONS, _USERS = AuthSession.__table__, User.__table__
 # Built once: this runs on every request.
 _SESSION_BY_TOKEN = (
-    select(_SESSIONS.c.kind, _SESSIONS.c.csrf_token, _SESSIONS.c.expires_at,
-           _USERS.c.id, _USERS.c.name, _USERS.c.role, _USERS.c.active)
+    select(
+        _SESSIONS.c.kind,
+        _SESSIONS.c.csrf_token,
+        _SESSIONS.c.expires_at,
+        _USERS.c.id,
+        _USERS.c.name,
+        _USERS.c.role,
+        _USERS.c.active,
+    )
     .select_from(_SESSIONS.join(_USERS, _USERS.c.id == _SESSIONS.c.user_id))
     .where(_SESSIONS.c.token_hash == bindparam("token_hash"))
 )
@@ -110,8 +125,9 @@ def session_for_token(conn: Connection, token: str, now: float) -> SessionView |
     row = conn.execute(_SESSION_BY_TOKEN, {"token_hash": token_hash(token)}).first()
     if row is None or row.expires_at <= now or not row.active:
         return None
-    return SessionView(user=UserView(id=row.id, name=row.name, role=row.role, active=True),
-                       csrf_token=row.csrf_token, kind=row.kind)
+    return SessionView(
+        user=UserView(id=row.id, name=row.name, role=row.role, active=True), csrf_token=row.csrf_token, kind=row.kind
+    )
 
 
 def logout(session: Session, token: str, now: float) -> None:

@@ -28,8 +28,7 @@ BT_PRIOR = 1.0
 """Virtual comparisons per pair (split as half a win each way): keeps unanimous pairs finite."""
 
 
-def bradley_terry(wins: np.ndarray, prior: float = BT_PRIOR, max_iter: int = 10_000,
-                  tol: float = 1e-10) -> np.ndarray:
+def bradley_terry(wins: np.ndarray, prior: float = BT_PRIOR, max_iter: int = 10_000, tol: float = 1e-10) -> np.ndarray:
     """Log-strengths (K,) of a Bradley-Terry model, centred to mean 0.
 
     `wins` (K, K): ``wins[i, j]`` = how often i was preferred to j (a tie adds 0.5 to each side).
@@ -108,7 +107,7 @@ def _ranking_wins(rankings: Sequence[Sequence[int]], refs: Sequence[int]) -> np.
     wins = np.zeros((len(refs), len(refs)))
     for ranking in rankings:
         for a, better in enumerate(ranking):
-            for worse in ranking[a + 1:]:
+            for worse in ranking[a + 1 :]:
                 wins[index[better], index[worse]] += 1.0
     return wins
 
@@ -136,8 +135,9 @@ def ranking_majority(payloads: Sequence[dict[str, Any]], refs: Sequence[int]) ->
 def ranking_bradley_terry(payloads: Sequence[dict[str, Any]], refs: Sequence[int]) -> RankOutcome:
     scores = bradley_terry(_ranking_wins([p["ranking"] for p in payloads], refs))
     order = sorted(range(len(refs)), key=lambda i: (-scores[i], i))
-    return RankOutcome(order=tuple(refs[i] for i in order),
-                       scores={refs[i]: float(scores[i]) for i in range(len(refs))})
+    return RankOutcome(
+        order=tuple(refs[i] for i in order), scores={refs[i]: float(scores[i]) for i in range(len(refs))}
+    )
 
 
 def _rating_table(payloads: Sequence[dict[str, Any]]) -> dict[str, dict[str, list[int]]]:
@@ -151,14 +151,18 @@ def _rating_table(payloads: Sequence[dict[str, Any]]) -> dict[str, dict[str, lis
 
 def likert_median(payloads: Sequence[dict[str, Any]], refs: Sequence[int]) -> dict[int, dict[str, float]]:
     """Per response and scale: the median rating."""
-    return {int(ref): {s: float(statistics.median(v)) for s, v in scales.items()}
-            for ref, scales in _rating_table(payloads).items()}
+    return {
+        int(ref): {s: float(statistics.median(v)) for s, v in scales.items()}
+        for ref, scales in _rating_table(payloads).items()
+    }
 
 
 def likert_mean(payloads: Sequence[dict[str, Any]], refs: Sequence[int]) -> dict[int, dict[str, float]]:
     """Per response and scale: the mean rating."""
-    return {int(ref): {s: float(statistics.fmean(v)) for s, v in scales.items()}
-            for ref, scales in _rating_table(payloads).items()}
+    return {
+        int(ref): {s: float(statistics.fmean(v)) for s, v in scales.items()}
+        for ref, scales in _rating_table(payloads).items()
+    }
 
 
 @dataclass(frozen=True)

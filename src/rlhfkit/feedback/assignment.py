@@ -50,21 +50,25 @@ ITEMS, ASSIGNMENTS, JUDGMENTS = (cast(Table, t.__table__) for t in (Item, Assign
 RESPONSES, PROJECTS, USERS, AUDIT = (cast(Table, t.__table__) for t in (Response, Project, User, AuditEvent))
 
 
-
 def _p(name: str, **kw: Any) -> BindParameter[Any]:
     return bindparam(name, **kw)
 
 
 # Statements are built once: constructing a SQLAlchemy expression costs ~5x executing a cached one.
 _LIVE_LOCKS = (
-    select(func.count()).select_from(ASSIGNMENTS)
-    .where(ASSIGNMENTS.c.item_id == ITEMS.c.id, ASSIGNMENTS.c.status == "active",
-           ASSIGNMENTS.c.expires_at > _p("now"))
-    .correlate(ITEMS).scalar_subquery()
+    select(func.count())
+    .select_from(ASSIGNMENTS)
+    .where(ASSIGNMENTS.c.item_id == ITEMS.c.id, ASSIGNMENTS.c.status == "active", ASSIGNMENTS.c.expires_at > _p("now"))
+    .correlate(ITEMS)
+    .scalar_subquery()
 )
 _SEEN = exists().where(ASSIGNMENTS.c.item_id == ITEMS.c.id, ASSIGNMENTS.c.user_id == _p("user_id"))
-_OPEN = (ITEMS.c.project_id == _p("project_id"), ITEMS.c.complete.is_(False), ~_SEEN,
-         ITEMS.c.id.not_in(_p("tried", expanding=True)))
+_OPEN = (
+    ITEMS.c.project_id == _p("project_id"),
+    ITEMS.c.complete.is_(False),
+    ~_SEEN,
+    ITEMS.c.id.not_in(_p("tried", expanding=True)),
+)
 _OPEN_REGULAR = (*_OPEN, ITEMS.c.is_gold.is_(False), ITEMS.c.done_count + _LIVE_LOCKS < ITEMS.c.required)
 _OPEN_GOLD = (*_OPEN, ITEMS.c.is_gold.is_(True))
 # LIMIT 1: FOR UPDATE locks every row returned, and others should only skip the one we take.
@@ -74,9 +78,15 @@ PICK_REGULAR, PICK_GOLD = (
 )
 # The same conditions without a lock: sees the rows that SKIP LOCKED passed over.
 ANY_OPEN_REGULAR, ANY_OPEN_GOLD = (select(ITEMS.c.id).where(*cond).limit(1) for cond in (_OPEN_REGULAR, _OPEN_GOLD))
-OTHER_LIVE_LOCKS = select(func.count()).select_from(ASSIGNMENTS).where(
-    ASSIGNMENTS.c.item_id == _p("item_id"), ASSIGNMENTS.c.status == "active",
-    ASSIGNMENTS.c.expires_at > _p("now"), ASSIGNMENTS.c.user_id != _p("user_id"),
+OTHER_LIVE_LOCKS = (
+    select(func.count())
+    .select_from(ASSIGNMENTS)
+    .where(
+        ASSIGNMENTS.c.item_id == _p("item_id"),
+        ASSIGNMENTS.c.status == "active",
+        ASSIGNMENTS.c.expires_at > _p("now"),
+        ASSIGNMENTS.c.user_id != _p("user_id"),
+    )
 )
 LOCK_ITEM = select(ITEMS).where(ITEMS.c.id == _p("item_id")).with_for_update()
 PROJECT_BY_NAME = select(PROJECTS).where(PROJECTS.c.name == _p("name"))
@@ -84,19 +94,23 @@ PROJECT_ASPECTS = select(PROJECTS.c.aspects).where(PROJECTS.c.id == _p("project_
 USER_ACTIVE = select(USERS.c.active).where(USERS.c.id == _p("user_id"))
 RESPONSE_IDS = select(RESPONSES.c.id).where(RESPONSES.c.item_id == _p("item_id")).order_by(RESPONSES.c.position)
 CURRENT_LOCK = (
-    select(ASSIGNMENTS).where(ASSIGNMENTS.c.user_id == _p("user_id"),
-                              ASSIGNMENTS.c.project_id == _p("project_id"),
-                              ASSIGNMENTS.c.status == "active")
-    .order_by(ASSIGNMENTS.c.id.desc()).limit(1)
+    select(ASSIGNMENTS)
+    .where(
+        ASSIGNMENTS.c.user_id == _p("user_id"),
+        ASSIGNMENTS.c.project_id == _p("project_id"),
+        ASSIGNMENTS.c.status == "active",
+    )
+    .order_by(ASSIGNMENTS.c.id.desc())
+    .limit(1)
 )
 ASSIGNMENT_BY_ID = select(ASSIGNMENTS).where(ASSIGNMENTS.c.id == _p("assignment_id"))
 INSERT_ASSIGNMENT = insert(ASSIGNMENTS).returning(ASSIGNMENTS.c.id)
 SET_ASSIGNMENT = update(ASSIGNMENTS).where(ASSIGNMENTS.c.id == _p("assignment_id"))
 INSERT_JUDGMENT = insert(JUDGMENTS).returning(JUDGMENTS.c.id)
 EXISTING_JUDGMENT = select(JUDGMENTS.c.id, JUDGMENTS.c.payload).where(
-    JUDGMENTS.c.item_id == _p("item_id"), JUDGMENTS.c.user_id == _p("user_id"))
-SET_ITEM_DONE = update(ITEMS).where(ITEMS.c.id == _p("item_id")).values(
-    done_count=_p("done"), complete=_p("complete"))
+    JUDGMENTS.c.item_id == _p("item_id"), JUDGMENTS.c.user_id == _p("user_id")
+)
+SET_ITEM_DONE = update(ITEMS).where(ITEMS.c.id == _p("item_id")).values(done_count=_p("done"), complete=_p("complete"))
 INSERT_AUDIT = insert(AUDIT)
 ITEM_VIEW = select(ITEMS.c.task_type, ITEMS.c.prompt).where(ITEMS.c.id == _p("item_id"))
 RESPONSE_TEXTS = select(RESPONSES.c.id, RESPONSES.c.text).where(RESPONSES.c.item_id == _p("item_id"))
@@ -128,10 +142,11 @@ class Held:
     """When the lock lapses."""
 
 
-def _audit(conn: Connection, now: float, user_id: int, action: str, project_id: int,
-           item_id: int, detail: dict[str, Any]) -> None:
-    conn.execute(INSERT_AUDIT, {"at": now, "user_id": user_id, "action": action,
-                                "project_id": project_id, "item_id": item_id, "detail": detail})
+def _audit(
+    conn: Connection, now: float, user_id: int, action: str, project_id: int, item_id: int, detail: dict[str, Any]
+) -> None:
+    event = {"at": now, "user_id": user_id, "action": action, "project_id": project_id, "item_id": item_id}
+    conn.execute(INSERT_AUDIT, {**event, "detail": detail})
 
 
 def project_row(conn: Connection, name: str) -> Row[Any]:
@@ -168,8 +183,9 @@ def _lock_item(conn: Connection, item_id: int) -> Row[Any]:
     return row
 
 
-def _pick_candidate(conn: Connection, project_id: int, user_id: int, now: float, gold: bool,
-                    tried: list[int]) -> Row[Any] | None:
+def _pick_candidate(
+    conn: Connection, project_id: int, user_id: int, now: float, gold: bool, tried: list[int]
+) -> Row[Any] | None:
     """The oldest open item the user has never been handed, locked (PG: skipping locked rows).
 
     Raises `Contended` when none was free but an open one exists: its row was locked, so skipped.
@@ -185,8 +201,7 @@ def _gold_due(conn: Connection, project: Row[Any], user_id: int) -> bool:
     """Serve gold when the user's gold share is below the project's rate (a deterministic mix)."""
     if project.gold_rate <= 0:
         return False
-    counts = {bool(g): n for g, n in conn.execute(
-        GOLD_MIX, {"user_id": user_id, "project_id": project.id}).all()}
+    counts = {bool(g): n for g, n in conn.execute(GOLD_MIX, {"user_id": user_id, "project_id": project.id}).all()}
     gold = counts.get(True, 0)
     return gold < project.gold_rate * (gold + counts.get(False, 0) + 1)
 
@@ -196,12 +211,19 @@ def _new_assignment(conn: Connection, project: Row[Any], item_id: int, user_id: 
     # The order each annotator sees is random (position bias is real) and recorded.
     _SYSTEM_RANDOM.shuffle(response_ids)
     expires = now + project.lock_ttl_s
-    assignment_id = conn.execute(INSERT_ASSIGNMENT, {
-        "item_id": item_id, "user_id": user_id, "project_id": project.id, "status": "active",
-        "display_order": response_ids, "created_at": now, "expires_at": expires,
-    }).scalar_one()
-    _audit(conn, now, user_id, "assign", project.id, item_id,
-           {"assignment": assignment_id, "order": response_ids})
+    assignment_id = conn.execute(
+        INSERT_ASSIGNMENT,
+        {
+            "item_id": item_id,
+            "user_id": user_id,
+            "project_id": project.id,
+            "status": "active",
+            "display_order": response_ids,
+            "created_at": now,
+            "expires_at": expires,
+        },
+    ).scalar_one()
+    _audit(conn, now, user_id, "assign", project.id, item_id, {"assignment": assignment_id, "order": response_ids})
     return Held(assignment_id, item_id, project.id, tuple(response_ids), expires)
 
 
@@ -266,8 +288,17 @@ def task_context(conn: Connection, item_id: int, aspects: tuple[str, ...], max_t
     return TaskContext(response_ids=response_ids, aspects=aspects, max_text_chars=max_text_chars)
 
 
-def submit(conn: Connection, assignment_id: int, user_id: int, payload: Any, now: float, *,
-           max_text_chars: int, duration_ms: int | None, source: str) -> tuple[int, bool]:
+def submit(
+    conn: Connection,
+    assignment_id: int,
+    user_id: int,
+    payload: Any,
+    now: float,
+    *,
+    max_text_chars: int,
+    duration_ms: int | None,
+    source: str,
+) -> tuple[int, bool]:
     """Store an answer; returns (judgment id, duplicate). Idempotent for an identical answer.
 
     Raises Conflict when a *different* answer exists, when the task was skipped, or when the lock
@@ -289,13 +320,10 @@ def submit(conn: Connection, assignment_id: int, user_id: int, payload: Any, now
         raise Conflict("you skipped this task")
     if not has_free_slot(conn, item, user_id, now):
         raise Conflict("your lock on this task expired and other annotators completed it")
+    row = {"item_id": item.id, "user_id": user_id, "assignment_id": assignment.id, "task_type": item.task_type}
+    row |= {"payload": canonical, "display_order": list(assignment.display_order), "created_at": now}
     try:
-        judgment_id = conn.execute(INSERT_JUDGMENT, {
-            "item_id": item.id, "user_id": user_id, "assignment_id": assignment.id,
-            "task_type": item.task_type, "payload": canonical,
-            "display_order": list(assignment.display_order), "created_at": now,
-            "duration_ms": duration_ms, "source": source,
-        }).scalar_one()
+        judgment_id = conn.execute(INSERT_JUDGMENT, {**row, "duration_ms": duration_ms, "source": source}).scalar_one()
     except IntegrityError:
         # Only reachable if the item lock was bypassed; the unique constraint still holds the line.
         raise Conflict("this task was answered concurrently; reload it") from None
@@ -303,8 +331,8 @@ def submit(conn: Connection, assignment_id: int, user_id: int, payload: Any, now
     if not item.is_gold:
         done = item.done_count + 1
         conn.execute(SET_ITEM_DONE, {"item_id": item.id, "done": done, "complete": done >= item.required})
-    _audit(conn, now, user_id, "judgment", assignment.project_id, item.id,
-           {"judgment": judgment_id, "assignment": assignment.id, "source": source})
+    detail = {"judgment": judgment_id, "assignment": assignment.id, "source": source}
+    _audit(conn, now, user_id, "judgment", assignment.project_id, item.id, detail)
     return judgment_id, False
 
 
@@ -321,23 +349,24 @@ def skip(conn: Connection, assignment_id: int, user_id: int, reason: str, now: f
         raise Conflict("this task is already answered")
     if assignment.status == "skipped":
         return
-    conn.execute(SET_ASSIGNMENT, {"assignment_id": assignment.id, "status": "skipped",
-                                  "skip_reason": reason})
-    _audit(conn, now, user_id, "skip", assignment.project_id, assignment.item_id,
-           {"assignment": assignment.id, "reason": reason})
+    conn.execute(SET_ASSIGNMENT, {"assignment_id": assignment.id, "status": "skipped", "skip_reason": reason})
+    detail = {"assignment": assignment.id, "reason": reason}
+    _audit(conn, now, user_id, "skip", assignment.project_id, assignment.item_id, detail)
 
 
 _USER_DONE = (
-    select(func.count()).select_from(JUDGMENTS.join(ITEMS, ITEMS.c.id == JUDGMENTS.c.item_id))
+    select(func.count())
+    .select_from(JUDGMENTS.join(ITEMS, ITEMS.c.id == JUDGMENTS.c.item_id))
     .where(ITEMS.c.project_id == _p("project_id"), JUDGMENTS.c.user_id == _p("user_id"))
 )
-_USER_REMAINING = select(func.count()).select_from(ITEMS).where(
-    ITEMS.c.project_id == _p("project_id"), ITEMS.c.is_gold.is_(False),
-    ITEMS.c.complete.is_(False), ~_SEEN)
+_USER_REMAINING = (
+    select(func.count())
+    .select_from(ITEMS)
+    .where(ITEMS.c.project_id == _p("project_id"), ITEMS.c.is_gold.is_(False), ITEMS.c.complete.is_(False), ~_SEEN)
+)
 
 
 def user_counts(conn: Connection, project_id: int, user_id: int) -> tuple[int, int]:
     """(judgments by the user in the project, open items the user has never been handed)."""
     params = {"project_id": project_id, "user_id": user_id}
-    return (int(conn.execute(_USER_DONE, params).scalar_one()),
-            int(conn.execute(_USER_REMAINING, params).scalar_one()))
+    return (int(conn.execute(_USER_DONE, params).scalar_one()), int(conn.execute(_USER_REMAINING, params).scalar_one()))

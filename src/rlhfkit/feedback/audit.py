@@ -10,12 +10,20 @@ from sqlalchemy.orm import Session
 from rlhfkit.feedback.tables import AuditEvent
 
 
-def record_event(session: Session, now: float, user_id: int | None, action: str, *,
-                 project_id: int | None = None, item_id: int | None = None,
-                 detail: Any = None) -> None:
+def record_event(
+    session: Session,
+    now: float,
+    user_id: int | None,
+    action: str,
+    *,
+    project_id: int | None = None,
+    item_id: int | None = None,
+    detail: Any = None,
+) -> None:
     """Append one event inside the caller's transaction, so it commits (or not) with the change."""
-    session.add(AuditEvent(at=now, user_id=user_id, action=action, project_id=project_id,
-                           item_id=item_id, detail=detail))
+    session.add(
+        AuditEvent(at=now, user_id=user_id, action=action, project_id=project_id, item_id=item_id, detail=detail)
+    )
 
 
 def list_events(session: Session, project_id: int | None = None, limit: int = 200) -> list[dict[str, Any]]:
@@ -24,7 +32,14 @@ def list_events(session: Session, project_id: int | None = None, limit: int = 20
     if project_id is not None:
         query = query.where(AuditEvent.project_id == project_id)
     return [
-        {"id": e.id, "at": e.at, "user_id": e.user_id, "action": e.action,
-         "project_id": e.project_id, "item_id": e.item_id, "detail": e.detail}
+        {
+            "id": e.id,
+            "at": e.at,
+            "user_id": e.user_id,
+            "action": e.action,
+            "project_id": e.project_id,
+            "item_id": e.item_id,
+            "detail": e.detail,
+        }
         for e in session.scalars(query)
     ]

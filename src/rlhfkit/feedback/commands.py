@@ -144,8 +144,15 @@ class ExportConfig(Config):
         require(bool(self.db), "db is required (a database URL)")
 
 
-def export_project(db_url: str, project: str, fmt: str, output: str, aggregate: str = "majority",
-                   raw: bool = False, container: str | None = None) -> int:
+def export_project(
+    db_url: str,
+    project: str,
+    fmt: str,
+    output: str,
+    aggregate: str = "majority",
+    raw: bool = False,
+    container: str | None = None,
+) -> int:
     """Write a project's records to `output` (JSONL for .jsonl/.json, else a HF dataset dir).
 
     Returns the number of records written. ``raw=True`` (or ``aggregate="raw"``) writes one
@@ -171,6 +178,7 @@ def export_project(db_url: str, project: str, fmt: str, output: str, aggregate: 
 def export_command(cfg: ExportConfig) -> str:
     """`export_project` with the command's config; returns the line the command prints."""
     assert cfg.format is not None  # __post_init__ requires it
-    count = export_project(cfg.db, cfg.project, cfg.format, cfg.output, aggregate=cfg.aggregate,
-                           raw=cfg.raw, container=cfg.container)
+    count = export_project(
+        cfg.db, cfg.project, cfg.format, cfg.output, aggregate=cfg.aggregate, raw=cfg.raw, container=cfg.container
+    )
     return f"wrote {count} {cfg.format} records to {cfg.output}"

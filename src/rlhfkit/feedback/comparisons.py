@@ -66,15 +66,30 @@ def _admin_id(store: FeedbackStore) -> int:
         return store.create_user(COMPARISON_ACCOUNT, "admin", secrets.token_urlsafe(24)).id
 
 
-def create_comparison_project(store: FeedbackStore, project: str, prompts: Sequence[PromptText],
-                              first: Side, second: Side, *, overlap: int = 1) -> int:
+def create_comparison_project(
+    store: FeedbackStore, project: str, prompts: Sequence[PromptText], first: Side, second: Side, *, overlap: int = 1
+) -> int:
     """Create `project` with one pairwise item per prompt (`first` at position 0); returns the item count."""
     admin_id = _admin_id(store)
-    store.create_project(ProjectSpec(name=project, task_type="pairwise", overlap=overlap, guidelines=GUIDELINES,
-                                     title=f"{first.name} vs {second.name}"), by_user=admin_id)
-    items = [NewItem(prompt=p, responses=(a, b), external_id=f"cmp-{i:05d}",
-                     models=(f"{first.role}:{first.name}", f"{second.role}:{second.name}"))
-             for i, (p, a, b) in enumerate(zip(prompts, first.responses, second.responses, strict=True))]
+    store.create_project(
+        ProjectSpec(
+            name=project,
+            task_type="pairwise",
+            overlap=overlap,
+            guidelines=GUIDELINES,
+            title=f"{first.name} vs {second.name}",
+        ),
+        by_user=admin_id,
+    )
+    items = [
+        NewItem(
+            prompt=p,
+            responses=(a, b),
+            external_id=f"cmp-{i:05d}",
+            models=(f"{first.role}:{first.name}", f"{second.role}:{second.name}"),
+        )
+        for i, (p, a, b) in enumerate(zip(prompts, first.responses, second.responses, strict=True))
+    ]
     return len(store.add_items(project, items, by_user=admin_id, source="eval"))
 
 

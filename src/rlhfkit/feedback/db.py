@@ -45,7 +45,7 @@ def normalize_url(url: str) -> str:
     """Map the URLs people type to the drivers we ship: ``postgresql://`` uses psycopg 3."""
     for prefix in ("postgresql://", "postgres://"):
         if url.startswith(prefix):
-            return "postgresql+psycopg://" + url[len(prefix):]
+            return "postgresql+psycopg://" + url[len(prefix) :]
     return url
 
 
@@ -108,9 +108,7 @@ class Database:
         self._reads = sessionmaker(self.engine, expire_on_commit=False)
         self._writes = sessionmaker(self._write_engine, expire_on_commit=False)
         # SQLite admits one writer; queueing them here is fair and sleep-free (see module doc).
-        self._write_lock: threading.Lock | None = (
-            threading.Lock() if self.backend == "sqlite" else None
-        )
+        self._write_lock: threading.Lock | None = threading.Lock() if self.backend == "sqlite" else None
 
     @property
     def is_sqlite(self) -> bool:

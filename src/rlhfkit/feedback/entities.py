@@ -21,9 +21,7 @@ NAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
 def check_name(name: str, what: str) -> str:
     """Validate a user or project name (raises Invalid)."""
     if not isinstance(name, str) or not NAME_PATTERN.match(name):
-        raise Invalid(
-            f"{what} must be 1-64 characters of letters, digits, '_', '.', '-' (got {name!r})"
-        )
+        raise Invalid(f"{what} must be 1-64 characters of letters, digits, '_', '.', '-' (got {name!r})")
     return name
 
 

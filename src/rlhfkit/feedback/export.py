@@ -77,22 +77,28 @@ def load_answers(session: Session, project_id: int) -> list[ItemAnswers]:
         answers.setdefault(item_id, []).append((name, payload))
     if not answers:
         return []
-    items = {i.id: i for i in session.scalars(
-        select(Item).where(Item.project_id == project_id, Item.is_gold.is_(False))
-    ) if i.id in answers}
+    items = {
+        i.id: i
+        for i in session.scalars(select(Item).where(Item.project_id == project_id, Item.is_gold.is_(False)))
+        if i.id in answers
+    }
     responses: dict[int, list[Response]] = {}
     for r in session.scalars(
-        select(Response).join(Item, Item.id == Response.item_id)
+        select(Response)
+        .join(Item, Item.id == Response.item_id)
         .where(Item.project_id == project_id, Item.is_gold.is_(False))
         .order_by(Response.item_id, Response.position)
     ):
         responses.setdefault(r.item_id, []).append(r)
     return [
-        ItemAnswers(item_id=item_id, task_type=items[item_id].task_type,
-                    prompt=items[item_id].prompt,
-                    refs=tuple(r.id for r in responses.get(item_id, [])),
-                    texts={r.id: r.text for r in responses.get(item_id, [])},
-                    answers=tuple(answers[item_id]))
+        ItemAnswers(
+            item_id=item_id,
+            task_type=items[item_id].task_type,
+            prompt=items[item_id].prompt,
+            refs=tuple(r.id for r in responses.get(item_id, [])),
+            texts={r.id: r.text for r in responses.get(item_id, [])},
+            answers=tuple(answers[item_id]),
+        )
         for item_id in sorted(answers)
     ]
 
@@ -116,8 +122,7 @@ def build_rows(items: Iterable[ItemAnswers], kind: RecordKind, aggregate: Aggreg
             continue
         # Raw: each judgment on its own (an aggregate of one is the answer itself, no margin).
         for name, payload in item.answers:
-            single = ItemAnswers(item.item_id, item.task_type, item.prompt, item.refs, item.texts,
-                                 ((name, payload),))
+            single = ItemAnswers(item.item_id, item.task_type, item.prompt, item.refs, item.texts, ((name, payload),))
             rows += [ExportRow(r, annotator=name) for r in builder(single, AGGREGATORS["majority"])]
     return rows
 

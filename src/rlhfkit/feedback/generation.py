@@ -67,9 +67,18 @@ class GenerationParams:
 
 
 def job_view(job: Job) -> dict[str, Any]:
-    return {"id": job.id, "project_id": job.project_id, "kind": job.kind, "status": job.status,
-            "total": job.total, "done": job.done, "params": job.params, "error": job.error,
-            "created_at": job.created_at, "finished_at": job.finished_at}
+    return {
+        "id": job.id,
+        "project_id": job.project_id,
+        "kind": job.kind,
+        "status": job.status,
+        "total": job.total,
+        "done": job.done,
+        "params": job.params,
+        "error": job.error,
+        "created_at": job.created_at,
+        "finished_at": job.finished_at,
+    }
 
 
 def get_job(store: FeedbackStore, job_id: int) -> dict[str, Any]:
@@ -83,16 +92,18 @@ def get_job(store: FeedbackStore, job_id: int) -> dict[str, Any]:
 def list_jobs(store: FeedbackStore, project: str) -> list[dict[str, Any]]:
     with store.db.read() as s:
         project_id = get_project(s, project).id
-        return [job_view(j) for j in s.scalars(
-            select(Job).where(Job.project_id == project_id).order_by(Job.id.desc()).limit(20)
-        )]
+        return [
+            job_view(j)
+            for j in s.scalars(select(Job).where(Job.project_id == project_id).order_by(Job.id.desc()).limit(20))
+        ]
 
 
 def mark_interrupted(store: FeedbackStore) -> int:
     """At startup: jobs left queued/running by a previous process will never finish."""
     with store.db.write() as s:
         result = s.execute(
-            update(Job).where(Job.status.in_(("queued", "running")))
+            update(Job)
+            .where(Job.status.in_(("queued", "running")))
             .values(status="interrupted", finished_at=store.clock())
         )
         return cast(CursorResult[Any], result).rowcount or 0
@@ -104,15 +115,18 @@ def _set(store: FeedbackStore, job_id: int, **values: Any) -> None:
 
 
 def _check_output(outputs: Any, batch: list[Any], n: int) -> list[list[str]]:
-    if (not isinstance(outputs, list) or len(outputs) != len(batch)
-            or any(not isinstance(o, list) or len(o) != n or not all(isinstance(t, str) for t in o)
-                   for o in outputs)):
+    if (
+        not isinstance(outputs, list)
+        or len(outputs) != len(batch)
+        or any(not isinstance(o, list) or len(o) != n or not all(isinstance(t, str) for t in o) for o in outputs)
+    ):
         raise RuntimeError(f"generate_texts must return {len(batch)} lists of {n} strings")
     return outputs
 
 
-def run_generation(store: FeedbackStore, job_id: int, project: str, prompts: list[Any],
-                   params: GenerationParams, by_user: int | None) -> None:
+def run_generation(
+    store: FeedbackStore, job_id: int, project: str, prompts: list[Any], params: GenerationParams, by_user: int | None
+) -> None:
     """The job body (runs in a worker thread; every failure ends up in the job row)."""
     try:
         from rlhfkit.rollout.generate import generate_texts
@@ -120,41 +134,73 @@ def run_generation(store: FeedbackStore, job_id: int, project: str, prompts: lis
         _set(store, job_id, status="running")
         done = 0
         for b, start in enumerate(range(0, len(prompts), params.batch_size)):
-            batch = prompts[start:start + params.batch_size]
-            outputs = _check_output(generate_texts(
-                params.model, batch, params.n, max_new_tokens=params.max_new_tokens,
-                temperature=params.temperature, top_p=params.top_p, seed=params.seed + b,
-            ), batch, params.n)
-            items = [NewItem(prompt=p, responses=tuple(o), task_type=params.task_type,
-                             models=(params.model,) * params.n) for p, o in zip(batch, outputs, strict=True)]
+            batch = prompts[start : start + params.batch_size]
+            outputs = _check_output(
+                generate_texts(
+                    params.model,
+                    batch,
+                    params.n,
+                    max_new_tokens=params.max_new_tokens,
+                    temperature=params.temperature,
+                    top_p=params.top_p,
+                    seed=params.seed + b,
+                ),
+                batch,
+                params.n,
+            )
+            items = [
+                NewItem(prompt=p, responses=tuple(o), task_type=params.task_type, models=(params.model,) * params.n)
+                for p, o in zip(batch, outputs, strict=True)
+            ]
             store.add_items(project, items, by_user, source="generate")
             done += len(batch)
             _set(store, job_id, done=done)
         _set(store, job_id, status="done", finished_at=store.clock())
     except Exception as exc:
-        _set(store, job_id, status="failed", error=f"{type(exc).__name__}: {exc}"[:4000],
-             finished_at=store.clock())
+        _set(store, job_id, status="failed", error=f"{type(exc).__name__}: {exc}"[:4000], finished_at=store.clock())
 
 
-def start_generation(store: FeedbackStore, project: str, prompts: list[Any],
-                     params: GenerationParams, by_user: int | None,
-                     background: bool = True) -> int:
+def start_generation(
+    store: FeedbackStore,
+    project: str,
+    prompts: list[Any],
+    params: GenerationParams,
+    by_user: int | None,
+    background: bool = True,
+) -> int:
     """Create a job and run it in a daemon thread (or inline when `background` is False)."""
     if not prompts:
         raise Invalid("no prompts to generate from")
     with store.db.write() as s:
         row = get_project(s, project)
         task_type(params.task_type or row.task_type).check_response_count(params.n)
-        job = Job(project_id=row.id, kind="generate", status="queued", total=len(prompts),
-                  done=0, params=asdict(params), created_at=store.clock())
+        job = Job(
+            project_id=row.id,
+            kind="generate",
+            status="queued",
+            total=len(prompts),
+            done=0,
+            params=asdict(params),
+            created_at=store.clock(),
+        )
         s.add(job)
         s.flush()
         job_id = job.id
-        record_event(s, store.clock(), by_user, "generate", project_id=row.id,
-                     detail={"job": job_id, "prompts": len(prompts), **asdict(params)})
+        record_event(
+            s,
+            store.clock(),
+            by_user,
+            "generate",
+            project_id=row.id,
+            detail={"job": job_id, "prompts": len(prompts), **asdict(params)},
+        )
     if background:
-        threading.Thread(target=run_generation, name=f"rlhfkit-generate-{job_id}", daemon=True,
-                         args=(store, job_id, project, prompts, params, by_user)).start()
+        threading.Thread(
+            target=run_generation,
+            name=f"rlhfkit-generate-{job_id}",
+            daemon=True,
+            args=(store, job_id, project, prompts, params, by_user),
+        ).start()
     else:
         run_generation(store, job_id, project, prompts, params, by_user)
     return job_id

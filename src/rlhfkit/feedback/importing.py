@@ -54,11 +54,13 @@ def check_prompt(prompt: Any, limits: TextLimits) -> Any:
             raise Invalid("prompt must not be empty")
     elif isinstance(prompt, list) and prompt:
         for message in prompt:
-            if (not isinstance(message, dict) or set(message) != {"role", "content"}
-                    or message["role"] not in CHAT_ROLES or not isinstance(message["content"], str)):
-                raise Invalid(
-                    'a conversation prompt is a list of {"role": system|user|assistant, "content": text}'
-                )
+            if (
+                not isinstance(message, dict)
+                or set(message) != {"role", "content"}
+                or message["role"] not in CHAT_ROLES
+                or not isinstance(message["content"], str)
+            ):
+                raise Invalid('a conversation prompt is a list of {"role": system|user|assistant, "content": text}')
         size = sum(len(m["content"]) for m in prompt)
     else:
         raise Invalid("prompt must be text or a non-empty list of messages")

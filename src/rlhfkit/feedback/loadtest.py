@@ -78,8 +78,7 @@ class HttpConnection:
         self._reader: asyncio.StreamReader | None = None
         self._writer: asyncio.StreamWriter | None = None
 
-    async def request(self, method: str, path: str, body: Any = None,
-                      token: str | None = None) -> tuple[int, Any]:
+    async def request(self, method: str, path: str, body: Any = None, token: str | None = None) -> tuple[int, Any]:
         """One request; a keep-alive connection the server closed while idle is reopened once
         (safe to resend: every annotation endpoint is idempotent)."""
         reused = self._writer is not None and self._reader is not None and not self._reader.at_eof()
@@ -97,8 +96,12 @@ class HttpConnection:
         if self._writer is None:
             self._reader, self._writer = await asyncio.open_connection(self.host, self.port)
         payload = b"" if body is None else json.dumps(body).encode()
-        head = [f"{method} {path} HTTP/1.1", f"Host: {self.host}:{self.port}",
-                f"Content-Length: {len(payload)}", "Content-Type: application/json"]
+        head = [
+            f"{method} {path} HTTP/1.1",
+            f"Host: {self.host}:{self.port}",
+            f"Content-Length: {len(payload)}",
+            "Content-Type: application/json",
+        ]
         if token:
             head.append(f"Authorization: Bearer {token}")
         self._writer.write(("\r\n".join(head) + "\r\n\r\n").encode() + payload)
@@ -153,8 +156,7 @@ class LoadResult:
 
     acks: list[Ack] = field(default_factory=list)
     """Every acknowledged submission (first sends only)."""
-    latencies_ms: dict[str, list[float]] = field(
-        default_factory=lambda: {"next": [], "submit": [], "poll": []})
+    latencies_ms: dict[str, list[float]] = field(default_factory=lambda: {"next": [], "submit": [], "poll": []})
     """Round-trip time of each request: next (a task handed out), submit, poll (next, nothing free)."""
     statuses: Counter[str] = field(default_factory=Counter)
     """"endpoint status" -> count, plus "connection lost"."""
@@ -168,15 +170,20 @@ def prepare(db_url: str, cfg: LoadConfig, project: str = "load") -> list[tuple[s
     """Create the project, its items and the annotators; returns their (name, password)."""
     store = FeedbackStore(db_url)
     try:
-        store.create_project(ProjectSpec(name=project, task_type="pairwise", overlap=cfg.overlap,
-                                         guidelines="Pick the better answer."))
+        store.create_project(
+            ProjectSpec(name=project, task_type="pairwise", overlap=cfg.overlap, guidelines="Pick the better answer.")
+        )
         n_items = cfg.judgments // cfg.overlap
         for start in range(0, n_items, 2000):
-            store.add_items(project, [
-                NewItem(prompt=f"Question {i}?", responses=(f"good answer {i}", f"bad answer {i}"),
-                        external_id=f"q{i}")
-                for i in range(start, min(n_items, start + 2000))
-            ])
+            store.add_items(
+                project,
+                [
+                    NewItem(
+                        prompt=f"Question {i}?", responses=(f"good answer {i}", f"bad answer {i}"), external_id=f"q{i}"
+                    )
+                    for i in range(start, min(n_items, start + 2000))
+                ],
+            )
         users = [(f"annotator{i:03d}", secrets.token_urlsafe(12)) for i in range(cfg.annotators)]
         for name, password in users:
             store.create_user(name, "annotator", password)
@@ -196,8 +203,16 @@ def _answer(task: dict[str, Any], rng: random.Random) -> dict[str, Any]:
     return {"choice": "tie" if roll < 0.95 else "both_bad"}
 
 
-async def _annotator(host: str, port: int, name: str, password: str, project: str,
-                     cfg: LoadConfig, result: LoadResult, stop_on_error: bool) -> None:
+async def _annotator(
+    host: str,
+    port: int,
+    name: str,
+    password: str,
+    project: str,
+    cfg: LoadConfig,
+    result: LoadResult,
+    stop_on_error: bool,
+) -> None:
     rng = random.Random(f"{cfg.seed}-{name}")
     conn = HttpConnection(host, port)
     try:
@@ -229,14 +244,14 @@ async def _annotator(host: str, port: int, name: str, password: str, project: st
             for attempt in range(2 if rng.random() < cfg.resubmit_rate else 1):
                 t0 = time.perf_counter()
                 status, reply = await conn.request(
-                    "POST", f"/api/v1/tasks/{task['assignment_id']}/submit", {"answer": answer}, token=token)
+                    "POST", f"/api/v1/tasks/{task['assignment_id']}/submit", {"answer": answer}, token=token
+                )
                 result.latencies_ms["submit"].append((time.perf_counter() - t0) * 1000)
                 result.statuses[f"submit {status}"] += 1
                 if status != 200:
                     raise RuntimeError(f"submit failed: {status} {reply}")
                 if attempt == 0:
-                    result.acks.append(Ack(task["assignment_id"], task["item_id"], name,
-                                           reply["judgment_id"], answer))
+                    result.acks.append(Ack(task["assignment_id"], task["item_id"], name, reply["judgment_id"], answer))
                 elif reply["duplicate"]:
                     result.duplicates_confirmed += 1
     except (ConnectionError, OSError, asyncio.IncompleteReadError):
@@ -247,14 +262,21 @@ async def _annotator(host: str, port: int, name: str, password: str, project: st
         await conn.close()
 
 
-async def run_load(host: str, port: int, users: list[tuple[str, str]], cfg: LoadConfig,
-                   project: str = "load", stop_on_error: bool = False,
-                   result: LoadResult | None = None) -> LoadResult:
+async def run_load(
+    host: str,
+    port: int,
+    users: list[tuple[str, str]],
+    cfg: LoadConfig,
+    project: str = "load",
+    stop_on_error: bool = False,
+    result: LoadResult | None = None,
+) -> LoadResult:
     """Run every annotator concurrently until nothing is left (or the server goes away)."""
     result = result or LoadResult()
     started = time.perf_counter()
-    await asyncio.gather(*(_annotator(host, port, name, password, project, cfg, result, stop_on_error)
-                           for name, password in users))
+    await asyncio.gather(
+        *(_annotator(host, port, name, password, project, cfg, result, stop_on_error) for name, password in users)
+    )
     result.seconds += time.perf_counter() - started
     return result
 
@@ -276,8 +298,7 @@ class Verification:
 
     @property
     def ok(self) -> bool:
-        return (self.lost == 0 and self.duplicated == 0 and self.over_overlap == 0
-                and self.judgments == self.expected)
+        return self.lost == 0 and self.duplicated == 0 and self.over_overlap == 0 and self.judgments == self.expected
 
 
 def verify(db_url: str, acks: list[Ack], project: str = "load") -> Verification:
@@ -285,20 +306,35 @@ def verify(db_url: str, acks: list[Ack], project: str = "load") -> Verification:
     try:
         with store.db.read() as s:
             project_id = store.project(project).id
-            stored = {j.id: j for j in s.scalars(
-                select(Judgment).join(Item, Item.id == Judgment.item_id).where(Item.project_id == project_id))}
+            stored = {
+                j.id: j
+                for j in s.scalars(
+                    select(Judgment).join(Item, Item.id == Judgment.item_id).where(Item.project_id == project_id)
+                )
+            }
             pairs = Counter((j.item_id, j.user_id) for j in stored.values())
-            per_item = dict(s.execute(
-                select(Item.id, func.count(Judgment.id)).join(Judgment, Judgment.item_id == Item.id)
-                .where(Item.project_id == project_id).group_by(Item.id)).all())
+            per_item = dict(
+                s.execute(
+                    select(Item.id, func.count(Judgment.id))
+                    .join(Judgment, Judgment.item_id == Item.id)
+                    .where(Item.project_id == project_id)
+                    .group_by(Item.id)
+                ).all()
+            )
             required = dict(s.execute(select(Item.id, Item.required).where(Item.project_id == project_id)).all())
     finally:
         store.close()
-    lost = sum(1 for a in acks if a.judgment_id not in stored
-               or stored[a.judgment_id].item_id != a.item_id
-               or stored[a.judgment_id].payload != a.answer)
+    lost = sum(
+        1
+        for a in acks
+        if a.judgment_id not in stored
+        or stored[a.judgment_id].item_id != a.item_id
+        or stored[a.judgment_id].payload != a.answer
+    )
     return Verification(
-        judgments=len(stored), expected=sum(required.values()), lost=lost,
+        judgments=len(stored),
+        expected=sum(required.values()),
+        lost=lost,
         duplicated=sum(n - 1 for n in pairs.values() if n > 1),
         over_overlap=sum(1 for item, n in per_item.items() if n > required[item]),
     )
@@ -315,8 +351,10 @@ def percentile(values: list[float], q: float) -> float:
 
 def latency_summary(result: LoadResult) -> dict[str, dict[str, float]]:
     all_ms = [ms for values in result.latencies_ms.values() for ms in values]
-    return {name: {"count": len(v), "p50_ms": percentile(v, 50), "p99_ms": percentile(v, 99)}
-            for name, v in (*result.latencies_ms.items(), ("all", all_ms))}
+    return {
+        name: {"count": len(v), "p50_ms": percentile(v, 50), "p99_ms": percentile(v, 99)}
+        for name, v in (*result.latencies_ms.items(), ("all", all_ms))
+    }
 
 
 # ------------------------------------------------------------------ server process
@@ -341,9 +379,10 @@ def start_server(db_url: str, port: int, log_path: str | None = None) -> subproc
     """``python -m rlhfkit.cli serve`` (what ``rlhfkit serve`` runs) in a subprocess; waits until it answers."""
     out = open(log_path, "ab") if log_path else subprocess.DEVNULL  # noqa: SIM115 -- owned by the child
     process = subprocess.Popen(
-        [sys.executable, "-m", "rlhfkit.cli", "serve", "--db", db_url,
-         "--host", "127.0.0.1", "--port", str(port)],
-        stdout=out, stderr=subprocess.STDOUT, env={**os.environ, "PYTHONUNBUFFERED": "1"},
+        [sys.executable, "-m", "rlhfkit.cli", "serve", "--db", db_url, "--host", "127.0.0.1", "--port", str(port)],
+        stdout=out,
+        stderr=subprocess.STDOUT,
+        env={**os.environ, "PYTHONUNBUFFERED": "1"},
     )
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline:

@@ -97,20 +97,30 @@ class _Answer:
 def _load_answers(session: Session, project_id: int) -> list[_Answer]:
     refs: dict[int, list[int]] = defaultdict(list)
     for item_id, response_id in session.execute(
-        select(Response.item_id, Response.id).join(Item, Item.id == Response.item_id)
-        .where(Item.project_id == project_id).order_by(Response.item_id, Response.position)
+        select(Response.item_id, Response.id)
+        .join(Item, Item.id == Response.item_id)
+        .where(Item.project_id == project_id)
+        .order_by(Response.item_id, Response.position)
     ):
         refs[item_id].append(response_id)
     rows = session.execute(
-        select(Judgment.user_id, Judgment.item_id, Judgment.task_type, Judgment.payload,
-               Item.is_gold, Item.gold_answer, Judgment.duration_ms)
+        select(
+            Judgment.user_id,
+            Judgment.item_id,
+            Judgment.task_type,
+            Judgment.payload,
+            Item.is_gold,
+            Item.gold_answer,
+            Judgment.duration_ms,
+        )
         .join(Item, Item.id == Judgment.item_id)
         .where(Item.project_id == project_id)
         .order_by(Judgment.id)
     ).all()
     return [
-        _Answer(user_id=u, item_id=i, task_type=t, payload=p, refs=tuple(refs[i]),
-                is_gold=bool(g), gold=ga, duration_ms=d)
+        _Answer(
+            user_id=u, item_id=i, task_type=t, payload=p, refs=tuple(refs[i]), is_gold=bool(g), gold=ga, duration_ms=d
+        )
         for u, i, t, p, g, ga, d in rows
     ]
 
@@ -181,16 +191,24 @@ def compute_qc(session: Session, project: Project) -> QCReport:
     names = dict(session.execute(select(User.id, User.name)).all())
     agreement = majority_agreement(answers)
     gold = gold_accuracy(answers)
-    skips = Counter(dict(session.execute(
-        select(Assignment.user_id, func.count(Assignment.id))
-        .where(Assignment.project_id == project.id, Assignment.status == "skipped")
-        .group_by(Assignment.user_id)
-    ).all()))
-    skip_reasons = Counter(dict(session.execute(
-        select(Assignment.skip_reason, func.count(Assignment.id))
-        .where(Assignment.project_id == project.id, Assignment.status == "skipped")
-        .group_by(Assignment.skip_reason)
-    ).all()))
+    skips = Counter(
+        dict(
+            session.execute(
+                select(Assignment.user_id, func.count(Assignment.id))
+                .where(Assignment.project_id == project.id, Assignment.status == "skipped")
+                .group_by(Assignment.user_id)
+            ).all()
+        )
+    )
+    skip_reasons = Counter(
+        dict(
+            session.execute(
+                select(Assignment.skip_reason, func.count(Assignment.id))
+                .where(Assignment.project_id == project.id, Assignment.status == "skipped")
+                .group_by(Assignment.skip_reason)
+            ).all()
+        )
+    )
     per_user: dict[int, list[_Answer]] = defaultdict(list)
     for a in answers:
         per_user[a.user_id].append(a)
@@ -204,14 +222,24 @@ def compute_qc(session: Session, project: Project) -> QCReport:
         agree, total = agreement.get(user_id, (0, 0))
         g_agree, g_total, g_items = gold.get(user_id, (0, 0, 0))
         durations = [a.duration_ms / 1000 for a in mine if a.duration_ms is not None]
-        stats.append(AnnotatorStats(
-            user_id=user_id, name=names.get(user_id, f"#{user_id}"), judgments=len(mine),
-            skips=skips.get(user_id, 0),
-            agreement=agree / total if total else None, agreement_units=total,
-            gold_accuracy=g_agree / g_total if g_total else None, gold_judgments=g_items,
-            median_seconds=statistics.median(durations) if durations else None,
-        ))
-    return QCReport(project=project.name, progress=project_progress(session, project.id),
-                    annotators=tuple(stats), alphas=tuple(alpha_by_type(answers)),
-                    skip_reasons={str(k): v for k, v in skip_reasons.items()},
-                    harm_flags=dict(harm))
+        stats.append(
+            AnnotatorStats(
+                user_id=user_id,
+                name=names.get(user_id, f"#{user_id}"),
+                judgments=len(mine),
+                skips=skips.get(user_id, 0),
+                agreement=agree / total if total else None,
+                agreement_units=total,
+                gold_accuracy=g_agree / g_total if g_total else None,
+                gold_judgments=g_items,
+                median_seconds=statistics.median(durations) if durations else None,
+            )
+        )
+    return QCReport(
+        project=project.name,
+        progress=project_progress(session, project.id),
+        annotators=tuple(stats),
+        alphas=tuple(alpha_by_type(answers)),
+        skip_reasons={str(k): v for k, v in skip_reasons.items()},
+        harm_flags=dict(harm),
+    )

@@ -82,8 +82,14 @@ def _labels(count: int) -> list[str]:
 class FeedbackStore:
     """Service layer of the feedback app (thread-safe: each call opens its own session)."""
 
-    def __init__(self, db: Database | str, *, config: StoreConfig | None = None,
-                 clock: Callable[[], float] = time.time, migrate: bool = True) -> None:
+    def __init__(
+        self,
+        db: Database | str,
+        *,
+        config: StoreConfig | None = None,
+        clock: Callable[[], float] = time.time,
+        migrate: bool = True,
+    ) -> None:
         self.db = db if isinstance(db, Database) else Database(db)
         self.config = config or StoreConfig()
         self.clock = clock
@@ -156,8 +162,9 @@ class FeedbackStore:
         with self.db.write() as s:
             return projects.update_project(s, name, changes, self.clock(), by_user)
 
-    def add_items(self, project: str, items: list[NewItem], by_user: int | None = None,
-                  source: str = "api") -> list[int]:
+    def add_items(
+        self, project: str, items: list[NewItem], by_user: int | None = None, source: str = "api"
+    ) -> list[int]:
         """Add items (all or nothing); returns their ids."""
         with self.db.write() as s:
             row = projects.get_project(s, project)
@@ -180,9 +187,14 @@ class FeedbackStore:
             if user_id is None:
                 return base
             done, remaining = assignment.user_counts(s.connection(), row.id, user_id)
-        return Progress(items=base.items, complete_items=base.complete_items,
-                        judgments=base.judgments, required_judgments=base.required_judgments,
-                        user_done=done, user_remaining=remaining)
+        return Progress(
+            items=base.items,
+            complete_items=base.complete_items,
+            judgments=base.judgments,
+            required_judgments=base.required_judgments,
+            user_done=done,
+            user_remaining=remaining,
+        )
 
     # ------------------------------------------------------------------ tasks
 
@@ -192,11 +204,16 @@ class FeedbackStore:
         texts = dict(conn.execute(assignment.RESPONSE_TEXTS, {"item_id": held.item_id}).all())
         labels = _labels(len(held.display_order))
         return TaskView(
-            assignment_id=held.assignment_id, item_id=held.item_id, project=project.name,
-            task_type=item.task_type, prompt=item.prompt,
-            responses=tuple(ResponseView(id=rid, label=labels[i], text=texts[rid])
-                            for i, rid in enumerate(held.display_order)),
-            aspects=tuple(project.aspects), expires_at=held.expires_at,
+            assignment_id=held.assignment_id,
+            item_id=held.item_id,
+            project=project.name,
+            task_type=item.task_type,
+            prompt=item.prompt,
+            responses=tuple(
+                ResponseView(id=rid, label=labels[i], text=texts[rid]) for i, rid in enumerate(held.display_order)
+            ),
+            aspects=tuple(project.aspects),
+            expires_at=held.expires_at,
         )
 
     def next_task(self, project: str, user_id: int, with_progress: bool = False) -> TaskView | None:
@@ -231,14 +248,21 @@ class FeedbackStore:
         with self.db.read() as s:
             return assignment.get_assignment(s.connection(), assignment_id, user_id).status
 
-    def submit(self, assignment_id: int, user_id: int, payload: Any, *,
-               duration_ms: int | None = None, source: str = "api") -> SubmitResult:
+    def submit(
+        self, assignment_id: int, user_id: int, payload: Any, *, duration_ms: int | None = None, source: str = "api"
+    ) -> SubmitResult:
         """Store an answer (idempotent for an identical resubmission)."""
         with self.db.write_conn() as conn:
             assignment.check_active(conn, user_id)
             judgment_id, duplicate = assignment.submit(
-                conn, assignment_id, user_id, payload, self.clock(),
-                max_text_chars=self.config.max_answer_chars, duration_ms=duration_ms, source=source,
+                conn,
+                assignment_id,
+                user_id,
+                payload,
+                self.clock(),
+                max_text_chars=self.config.max_answer_chars,
+                duration_ms=duration_ms,
+                source=source,
             )
         return SubmitResult(judgment_id=judgment_id, duplicate=duplicate)
 
@@ -263,8 +287,14 @@ class FeedbackStore:
         """Note an export in the audit log."""
         with self.db.write() as s:
             row = projects.get_project(s, project)
-            record_event(s, self.clock(), by_user, "export", project_id=row.id,
-                                  detail={"kind": kind, "aggregate": aggregate, "rows": rows})
+            record_event(
+                s,
+                self.clock(),
+                by_user,
+                "export",
+                project_id=row.id,
+                detail={"kind": kind, "aggregate": aggregate, "rows": rows},
+            )
 
     def judgments(self, project: str) -> list[dict[str, Any]]:
         """Every judgment of a project, raw (payloads, display orders, annotators, times)."""
@@ -274,12 +304,22 @@ class FeedbackStore:
                 select(Judgment, User.name, Item.is_gold)
                 .join(Item, Item.id == Judgment.item_id)
                 .join(User, User.id == Judgment.user_id)
-                .where(Item.project_id == row.id).order_by(Judgment.id)
+                .where(Item.project_id == row.id)
+                .order_by(Judgment.id)
             ).all()
             return [
-                {"id": j.id, "item_id": j.item_id, "annotator": name, "task_type": j.task_type,
-                 "payload": j.payload, "display_order": j.display_order, "created_at": j.created_at,
-                 "duration_ms": j.duration_ms, "source": j.source, "gold": bool(gold)}
+                {
+                    "id": j.id,
+                    "item_id": j.item_id,
+                    "annotator": name,
+                    "task_type": j.task_type,
+                    "payload": j.payload,
+                    "display_order": j.display_order,
+                    "created_at": j.created_at,
+                    "duration_ms": j.duration_ms,
+                    "source": j.source,
+                    "gold": bool(gold),
+                }
                 for j, name, gold in result
             ]
 

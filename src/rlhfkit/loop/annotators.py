@@ -109,9 +109,7 @@ class SimulatedPanel:
         member = self.member(who)
         return float(self.gold(prompt, response)) + member.bias * math.log1p(len(tokenize(response)))
 
-    def _rng(
-        self, kind: str, member: AnnotatorProfile, payload: list[str], occasion: int
-    ) -> np.random.Generator:
+    def _rng(self, kind: str, member: AnnotatorProfile, payload: list[str], occasion: int) -> np.random.Generator:
         """A generator determined by the seed and the question (blake2b: stable across processes)."""
         key = json.dumps([kind, member.name, payload, occasion], ensure_ascii=False)
         digest = int.from_bytes(hashlib.blake2b(key.encode("utf-8"), digest_size=8).digest(), "little")
@@ -127,9 +125,7 @@ class SimulatedPanel:
             return 0.5 if diff == 0.0 else float(diff > 0.0)
         return 0.5 * (1.0 + math.tanh(diff / (2.0 * member.temperature)))
 
-    def judge_pair(
-        self, prompt: str, a: str, b: str, who: AnnotatorProfile | str, *, occasion: int = 0
-    ) -> Choice:
+    def judge_pair(self, prompt: str, a: str, b: str, who: AnnotatorProfile | str, *, occasion: int = 0) -> Choice:
         """The member's choice between responses ``a`` and ``b``: "a", "b" or "tie"."""
         member = self.member(who)
         rng = self._rng("pair", member, [prompt, a, b], occasion)
@@ -142,9 +138,7 @@ class SimulatedPanel:
             return "tie"
         return "a" if perceived > 0 else "b"
 
-    def rank(
-        self, prompt: str, responses: list[str], who: AnnotatorProfile | str, *, occasion: int = 0
-    ) -> list[int]:
+    def rank(self, prompt: str, responses: list[str], who: AnnotatorProfile | str, *, occasion: int = 0) -> list[int]:
         """The member's order of ``responses``: indices, best first (a Plackett-Luce sample).
 
         Sorting ``u / T + Gumbel`` draws from Plackett-Luce with weights ``exp(u / T)`` (the

@@ -48,10 +48,17 @@ def split_loop_prompts(loop_dir: Path, prompts_spec: str, eval_spec: str, fracti
     else:
         train, held = split_records(records, fraction, seed)
     if len(train) < 2 or not held:
-        raise ValueError(f"{prompts_spec}: need at least 2 training and 1 held-out prompt, got {len(train)} and {len(held)}")
+        raise ValueError(
+            f"{prompts_spec}: need at least 2 training and 1 held-out prompt, got {len(train)} and {len(held)}"
+        )
     write_jsonl(loop_dir / TRAIN_FILE, ({"prompt": r.prompt} for r in train))
     write_jsonl(loop_dir / EVAL_FILE, ({"prompt": r.prompt} for r in held))
-    return {"train": str(loop_dir / TRAIN_FILE), "eval": str(loop_dir / EVAL_FILE), "n_train": len(train), "n_eval": len(held)}
+    return {
+        "train": str(loop_dir / TRAIN_FILE),
+        "eval": str(loop_dir / EVAL_FILE),
+        "n_train": len(train),
+        "n_eval": len(held),
+    }
 
 
 def round_prompts(prompts: list[PromptText], round_index: int, per_round: int, seed: int) -> list[PromptText]:
@@ -65,8 +72,9 @@ def round_prompts(prompts: list[PromptText], round_index: int, per_round: int, s
     return [prompts[i] for i in picked]
 
 
-def sample_candidates(model_name: str, prompts: list[PromptText], k: int, sampling: SamplingConfig, seed: int,
-                      progress: bool) -> list[list[str]]:
+def sample_candidates(
+    model_name: str, prompts: list[PromptText], k: int, sampling: SamplingConfig, seed: int, progress: bool
+) -> list[list[str]]:
     """K sampled responses per prompt from `model_name`, with a progress bar over responses."""
     loaded = load_model(model_name, dtype="auto")
     bar = tqdm(total=len(prompts) * k, desc="candidates", unit="resp", disable=not progress, dynamic_ncols=True)
@@ -87,15 +95,22 @@ def distinct(responses: list[str]) -> list[str]:
     return out
 
 
-def candidate_items(prompts: list[PromptText], candidates: list[list[str]], round_index: int, model: str,
-                    k: int) -> list[NewItem]:
+def candidate_items(
+    prompts: list[PromptText], candidates: list[list[str]], round_index: int, model: str, k: int
+) -> list[NewItem]:
     """One item per prompt with at least 2 distinct candidates (at most `k`)."""
     items = []
     for i, (prompt, responses) in enumerate(zip(prompts, candidates, strict=True)):
         unique = distinct(responses)[:k]
         if len(unique) >= 2:
-            items.append(NewItem(prompt=prompt, responses=tuple(unique), external_id=f"r{round_index:02d}-{i:04d}",
-                                 models=(model,) * len(unique)))
+            items.append(
+                NewItem(
+                    prompt=prompt,
+                    responses=tuple(unique),
+                    external_id=f"r{round_index:02d}-{i:04d}",
+                    models=(model,) * len(unique),
+                )
+            )
     return items
 
 
@@ -104,8 +119,9 @@ def _gold_answer(task_type: str, order: list[int]) -> dict[str, Any]:
     return {"choice": order[0]} if task_type == "pairwise" else {"ranking": order}
 
 
-def gold_items(items: list[NewItem], gold: GoldScorer, n: int, round_index: int, task_type: str,
-               seed: int) -> list[NewItem]:
+def gold_items(
+    items: list[NewItem], gold: GoldScorer, n: int, round_index: int, task_type: str, seed: int
+) -> list[NewItem]:
     """Up to `n` gold items: copies of candidate sets whose gold scores are all `GOLD_GAP` apart."""
     scored: list[tuple[NewItem, list[int]]] = []
     for item in items:
@@ -116,19 +132,39 @@ def gold_items(items: list[NewItem], gold: GoldScorer, n: int, round_index: int,
             scored.append((item, order))
     random.Random(seed * 31 + round_index).shuffle(scored)
     return [
-        NewItem(prompt=item.prompt, responses=item.responses, gold=_gold_answer(task_type, order),
-                external_id=f"r{round_index:02d}-gold-{i:03d}", models=item.models)
+        NewItem(
+            prompt=item.prompt,
+            responses=item.responses,
+            gold=_gold_answer(task_type, order),
+            external_id=f"r{round_index:02d}-gold-{i:03d}",
+            models=item.models,
+        )
         for i, (item, order) in enumerate(scored[:n])
     ]
 
 
 def items_to_json(items: list[NewItem]) -> list[dict[str, Any]]:
     """Items as JSON rows (the round's ``candidates.jsonl``)."""
-    return [{"id": it.external_id, "prompt": it.prompt, "responses": list(it.responses), "models": list(it.models),
-             **({"gold": it.gold} if it.gold is not None else {})} for it in items]
+    return [
+        {
+            "id": it.external_id,
+            "prompt": it.prompt,
+            "responses": list(it.responses),
+            "models": list(it.models),
+            **({"gold": it.gold} if it.gold is not None else {}),
+        }
+        for it in items
+    ]
 
 
 def items_from_json(rows: list[dict[str, Any]]) -> list[NewItem]:
-    return [NewItem(prompt=r["prompt"], responses=tuple(r["responses"]), external_id=r["id"],
-                    models=tuple(r.get("models", ())), gold=r.get("gold")) for r in rows]
-
+    return [
+        NewItem(
+            prompt=r["prompt"],
+            responses=tuple(r["responses"]),
+            external_id=r["id"],
+            models=tuple(r.get("models", ())),
+            gold=r.get("gold"),
+        )
+        for r in rows
+    ]

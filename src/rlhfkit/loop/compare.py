@@ -22,8 +22,14 @@ from rlhfkit.files import write_json_atomic
 def _create(store: FeedbackStore, project: str, cfg: CompareConfig) -> int:
     """Sample both models and create the comparison project (the policy at position 0)."""
     prompts, policy, baseline = sample_both(cfg)
-    return create_comparison_project(store, project, prompts, Side("policy", cfg.policy, policy),
-                                     Side("baseline", cfg.baseline, baseline), overlap=cfg.overlap)
+    return create_comparison_project(
+        store,
+        project,
+        prompts,
+        Side("policy", cfg.policy, policy),
+        Side("baseline", cfg.baseline, baseline),
+        overlap=cfg.overlap,
+    )
 
 
 def judge_app(cfg: CompareConfig, spec: str) -> dict[str, Any]:

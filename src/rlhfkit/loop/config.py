@@ -21,7 +21,7 @@ from rlhfkit.config import VARIANTS, Config, require
 from rlhfkit.rollout.generate import SamplingConfig
 from rlhfkit.train.dpo.config import DPOSettings
 from rlhfkit.train.ppo.config import PPOSettings
-from rlhfkit.train.reward.trainer import RewardSettings
+from rlhfkit.train.reward.config import RewardSettings
 
 
 @dataclass(frozen=True)
@@ -88,8 +88,10 @@ class FeedbackConfig(Config):
         super().__post_init__()
         require(bool(self.project), "feedback.project must not be empty")
         require(1 <= self.overlap <= 100, f"feedback.overlap must be in [1, 100], got {self.overlap}")
-        require(0 <= self.panel_judgments < max(2, self.overlap),
-                "feedback.panel_judgments must be < overlap (people need at least one slot)")
+        require(
+            0 <= self.panel_judgments < max(2, self.overlap),
+            "feedback.panel_judgments must be < overlap (people need at least one slot)",
+        )
         require(self.source != "both" or self.overlap >= 2, "feedback.source=both needs overlap >= 2")
         require(self.gold_items >= 0 and 0.0 <= self.gold_rate <= 1.0, "feedback.gold_items >= 0, gold_rate in [0, 1]")
         require(self.poll_seconds > 0 and self.wait_timeout >= 0, "feedback.poll_seconds > 0, wait_timeout >= 0")
@@ -113,7 +115,9 @@ class CandidatesConfig(Config):
         super().__post_init__()
         require(self.per_prompt >= 2, f"candidates.per_prompt must be >= 2, got {self.per_prompt}")
         require(self.prompts_per_round >= 0, "candidates.prompts_per_round must be >= 0")
-        require(self.sampling.temperature > 0, "candidates.sampling.temperature must be > 0 (greedy gives one candidate)")
+        require(
+            self.sampling.temperature > 0, "candidates.sampling.temperature must be > 0 (greedy gives one candidate)"
+        )
 
 
 @dataclass(frozen=True)
@@ -157,9 +161,20 @@ LOOP_SAMPLING = SamplingConfig(max_new_tokens=32, temperature=0.7, batch_size=32
 (the KL on held-out prompts is measured at this temperature)."""
 
 REWARD_STAGE = RewardStage(
-    max_steps=300, lr=3e-3, batch_size=16, n_heads=3, pooling="mean", freeze_layers=-1, max_length=128,
-    weight_decay=0.01, normalize_prompts=16, normalize_sampling=LOOP_SAMPLING, eval_fraction=0.1,
-    save_every=20, log_every=10, eval_every=0,
+    max_steps=300,
+    lr=3e-3,
+    batch_size=16,
+    n_heads=3,
+    pooling="mean",
+    freeze_layers=-1,
+    max_length=128,
+    weight_decay=0.01,
+    normalize_prompts=16,
+    normalize_sampling=LOOP_SAMPLING,
+    eval_fraction=0.1,
+    save_every=20,
+    log_every=10,
+    eval_every=0,
 )
 """The loop's reward model: heads only (a frozen trunk with cached features, seconds on a CPU) on mean-
 pooled features, three bootstrap heads whose disagreement is a reward-hacking signal, a checkpoint every
@@ -167,9 +182,23 @@ pooled features, three bootstrap heads whose disagreement is a reward-hacking si
 gold score against 0.37 for the last token's state (bench/results/demo.md)."""
 
 PPO_STAGE = PPOStage(
-    max_steps=20, lr=5e-4, batch_size=8, grad_accum=1, rollout_batch_size=32, ppo_epochs=2,
-    kl_controller="pi", init_kl_coef=0.1, kl_target=3.5, kl_horizon=256, min_kl_coef=0.02,
-    sampling=LOOP_SAMPLING, samples_per_log=32, log_every=1, save_every=4, warmup_steps=0, schedule="constant",
+    max_steps=20,
+    lr=5e-4,
+    batch_size=8,
+    grad_accum=1,
+    rollout_batch_size=32,
+    ppo_epochs=2,
+    kl_controller="pi",
+    init_kl_coef=0.1,
+    kl_target=3.5,
+    kl_horizon=256,
+    min_kl_coef=0.02,
+    sampling=LOOP_SAMPLING,
+    samples_per_log=32,
+    log_every=1,
+    save_every=4,
+    warmup_steps=0,
+    schedule="constant",
 )
 """The loop's PPO: 20 steps of 32 rollouts (on a CPU, decoding reads every weight once per token whatever
 the batch, so 20 x 32 samples the 640 responses 15% faster than 40 x 16), two epochs, and the PI KL
@@ -177,8 +206,17 @@ controller, which keeps the KL near its 3.5-nat target within a short round (kl_
 the numbers behind these choices are in bench/results/demo.md)."""
 
 DPO_STAGE = DPOStage(
-    max_steps=20, lr=5e-4, batch_size=8, beta=0.1, max_length=160, max_prompt_length=128,
-    kl_max_new_tokens=LOOP_SAMPLING.max_new_tokens, eval_fraction=0.1, log_every=1, save_every=4, warmup_steps=0,
+    max_steps=20,
+    lr=5e-4,
+    batch_size=8,
+    beta=0.1,
+    max_length=160,
+    max_prompt_length=128,
+    kl_max_new_tokens=LOOP_SAMPLING.max_new_tokens,
+    eval_fraction=0.1,
+    log_every=1,
+    save_every=4,
+    warmup_steps=0,
 )
 """The loop's DPO: as many steps as PPO, on prompts and responses as long as the reward model reads."""
 
@@ -254,10 +292,14 @@ class LoopSettings(Config):
         require(bool(self.gold) or self.feedback.source == "app", "a simulated panel judges by a gold scorer: set gold")
         require(bool(self.gold) or self.feedback.gold_items == 0, "feedback.gold_items needs a gold scorer")
         fb = self.feedback
-        require(fb.source != "panel" or fb.panel.members >= fb.overlap,
-                f"a panel of {fb.panel.members} cannot give {fb.overlap} judgments per item: raise feedback.panel.members")
-        require(self.feedback.task_type != "pairwise" or self.candidates.per_prompt == 2,
-                "feedback.task_type=pairwise needs candidates.per_prompt=2 (use ranking for K > 2)")
+        require(
+            fb.source != "panel" or fb.panel.members >= fb.overlap,
+            f"a panel of {fb.panel.members} cannot give {fb.overlap} judgments per item: raise feedback.panel.members",
+        )
+        require(
+            self.feedback.task_type != "pairwise" or self.candidates.per_prompt == 2,
+            "feedback.task_type=pairwise needs candidates.per_prompt=2 (use ranking for K > 2)",
+        )
         if self.gold:
             from rlhfkit.eval.gold import resolve_gold
 

@@ -57,8 +57,17 @@ HUMAN_ACCOUNT = "annotator"
 """The account `--serve` opens for people (its random password is printed at each start)."""
 
 
-DEMO_SFT = SFTSettings(max_steps=8, lr=5e-4, batch_size=4, max_length=128, lora=LoRAConfig(r=8, alpha=16.0),
-                       warmup_steps=1, eval_fraction=0.1, eval_batches=2, save_every=0)
+DEMO_SFT = SFTSettings(
+    max_steps=8,
+    lr=5e-4,
+    batch_size=4,
+    max_length=128,
+    lora=LoRAConfig(r=8, alpha=16.0),
+    warmup_steps=1,
+    eval_fraction=0.1,
+    eval_batches=2,
+    save_every=0,
+)
 """The demo's short SFT: a few LoRA steps, enough to put the bundled model on the task's format."""
 
 
@@ -95,8 +104,15 @@ class DemoConfig(Config):
 
 
 def sft_stage(cfg: DemoConfig, out: Path) -> dict[str, Any]:
-    sc = complete(SFTConfig, cfg.sft, model=cfg.model, data=cfg.demos or str(fixture_path("demos_small.jsonl")),
-                  output=out, seed=cfg.loop.seed, progress=cfg.loop.progress)
+    sc = complete(
+        SFTConfig,
+        cfg.sft,
+        model=cfg.model,
+        data=cfg.demos or str(fixture_path("demos_small.jsonl")),
+        output=out,
+        seed=cfg.loop.seed,
+        progress=cfg.loop.progress,
+    )
     return {"path": str(write_report(sft(sc), title=sc.title()).parent)}
 
 
@@ -106,12 +122,24 @@ def loop_config(cfg: DemoConfig, policy: str) -> LoopConfig:
     if cfg.serve:
         settings = replace(
             settings,
-            feedback=replace(settings.feedback, source="app", serve=True, host=cfg.host, port=cfg.port, overlap=1,
-                             gold_items=0, project="demo-people"),
+            feedback=replace(
+                settings.feedback,
+                source="app",
+                serve=True,
+                host=cfg.host,
+                port=cfg.port,
+                overlap=1,
+                gold_items=0,
+                project="demo-people",
+            ),
             candidates=replace(settings.candidates, prompts_per_round=cfg.serve_prompts),
         )
-    return LoopConfig(**{f: getattr(settings, f) for f in settings.__dataclass_fields__}, output=Path(cfg.output),
-                      policy_model=policy, prompts=cfg.prompts or str(fixture_path("sentiment_prompts.jsonl")))
+    return LoopConfig(
+        **{f: getattr(settings, f) for f in settings.__dataclass_fields__},
+        output=Path(cfg.output),
+        policy_model=policy,
+        prompts=cfg.prompts or str(fixture_path("sentiment_prompts.jsonl")),
+    )
 
 
 def open_human_account(loop_cfg: LoopConfig) -> None:
@@ -125,8 +153,11 @@ def open_human_account(loop_cfg: LoopConfig) -> None:
     finally:
         store.close()
     fb = loop_cfg.feedback
-    print(f"\nfeedback app: http://{fb.host}:{fb.port}  log in as {HUMAN_ACCOUNT!r} with password {password}\n"
-          f"(more accounts: rlhfkit admin create-user NAME --role annotator --db {loop_cfg.db_url()})\n", flush=True)
+    print(
+        f"\nfeedback app: http://{fb.host}:{fb.port}  log in as {HUMAN_ACCOUNT!r} with password {password}\n"
+        f"(more accounts: rlhfkit admin create-user NAME --role annotator --db {loop_cfg.db_url()})\n",
+        flush=True,
+    )
 
 
 def final_numbers(loop_dir: Path) -> dict[str, Any]:
@@ -136,8 +167,15 @@ def final_numbers(loop_dir: Path) -> dict[str, Any]:
     wr = last["win_rate"].get("gold") or last["win_rate"].get("proxy") or {}
     judge = "gold" if "gold" in last["win_rate"] else "proxy"
     met = bool(wr) and wr["win_rate"] >= TARGET_WIN_RATE and (last["kl"] or 0.0) <= TARGET_KL
-    return {"judge": judge, "win_rate": wr.get("win_rate"), "ci_low": wr.get("ci_low"), "ci_high": wr.get("ci_high"),
-            "n": wr.get("n"), "kl": last["kl"], "target_met": met}
+    return {
+        "judge": judge,
+        "win_rate": wr.get("win_rate"),
+        "ci_low": wr.get("ci_low"),
+        "ci_high": wr.get("ci_high"),
+        "n": wr.get("n"),
+        "kl": last["kl"],
+        "target_met": met,
+    }
 
 
 def demo(cfg: DemoConfig) -> Path:
@@ -154,14 +192,21 @@ def demo(cfg: DemoConfig) -> Path:
         open_human_account(loop_cfg)
     loop_dir = run_loop(loop_cfg, stages=stages)
     numbers = final_numbers(loop_dir)
-    timings = {"total_s": round(stages.total(), 1), "stages_s": {k: round(v, 1) for k, v in stages.durations.items()},
-               "stages_cpu_s": {k: round(v, 1) for k, v in stages.cpu.items()}}
+    timings = {
+        "total_s": round(stages.total(), 1),
+        "stages_s": {k: round(v, 1) for k, v in stages.durations.items()},
+        "stages_cpu_s": {k: round(v, 1) for k, v in stages.cpu.items()},
+    }
     write_json_atomic(out / "demo_result.json", {**numbers, **timings})
     verdict = "target met" if numbers["target_met"] else "target NOT met"
-    title = (f"rlhfkit demo: {numbers['judge']} win rate {numbers['win_rate']:.0%} against SFT "
-             f"(95% CI {numbers['ci_low']:.0%}-{numbers['ci_high']:.0%}, n={numbers['n']}) at KL {numbers['kl']:.2f} nats "
-             f"({verdict}: >= {TARGET_WIN_RATE:.0%} at <= {TARGET_KL:g} nats)")
+    title = (
+        f"rlhfkit demo: {numbers['judge']} win rate {numbers['win_rate']:.0%} against SFT "
+        f"(95% CI {numbers['ci_low']:.0%}-{numbers['ci_high']:.0%}, n={numbers['n']}) at KL {numbers['kl']:.2f} nats "
+        f"({verdict}: >= {TARGET_WIN_RATE:.0%} at <= {TARGET_KL:g} nats)"
+    )
     report = write_report(loop_dir, title=title)
-    stages.say(f"\n{title}\nwall time {stages.total() / 60:.1f} min in this process; per stage (s): "
-               + ", ".join(f"{k} {v:.0f}" for k, v in stages.durations.items()))
+    stages.say(
+        f"\n{title}\nwall time {stages.total() / 60:.1f} min in this process; per stage (s): "
+        + ", ".join(f"{k} {v:.0f}" for k, v in stages.durations.items())
+    )
     return report

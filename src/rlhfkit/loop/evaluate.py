@@ -39,8 +39,15 @@ SUMMARY_FILE = "summary.json"
 
 
 @torch.no_grad()
-def sample_with_kl(policy: str, reference: str | None, prompts: list[PromptText], sampling: SamplingConfig, n: int,
-                   seed: int, progress: bool) -> tuple[list[PromptText], list[str], list[float]]:
+def sample_with_kl(
+    policy: str,
+    reference: str | None,
+    prompts: list[PromptText],
+    sampling: SamplingConfig,
+    n: int,
+    seed: int,
+    progress: bool,
+) -> tuple[list[PromptText], list[str], list[float]]:
     """`n` samples per prompt from `policy` and their KL estimates against `reference` (None: zeros).
 
     Returns (prompt of each sample, response texts, per-sample KL in nats); rows are prompt-major:
@@ -71,7 +78,9 @@ def sample_with_kl(policy: str, reference: str | None, prompts: list[PromptText]
     return rows, texts, kls
 
 
-def proxy_scores(reward_model: Any, prompts: list[PromptText], responses: list[str]) -> tuple[list[float], list[float] | None]:
+def proxy_scores(
+    reward_model: Any, prompts: list[PromptText], responses: list[str]
+) -> tuple[list[float], list[float] | None]:
     """Normalized reward-model scores (mean over heads) and the heads' std (None for one head)."""
     scores = reward_model.score(list(prompts), list(responses), batch_size=16)
     std = None if scores.std is None else scores.std.tolist()
@@ -86,9 +95,55 @@ def read_samples(eval_dir: Path) -> list[dict[str, Any]]:
     return [json.loads(line) for line in (eval_dir / SAMPLES_FILE).read_text(encoding="utf-8").splitlines() if line]
 
 
-def evaluate_policy(*, round_index: int, policy: str, initial_policy: str, reward_dir: Path | None,
-                    prompts: list[PromptText], gold: GoldScorer | None, sampling: SamplingConfig, n: int, seed: int,
-                    out_dir: Path, baseline_dir: Path | None, progress: bool) -> dict[str, Any]:
+SUMMARY_SCORES = {
+    "gold": "gold",
+    "proxy": "proxy",
+    "ensemble_std": "proxy_std",
+    "baseline_proxy": "baseline_proxy",
+    "baseline_ensemble_std": "baseline_proxy_std",
+}
+"""Summary key -> the per-sample score it averages."""
+
+
+def _sample_rows(
+    rows: list[PromptText],
+    texts: list[str],
+    kls: list[float],
+    stats: list[dict[str, Any]],
+    scores: dict[str, list[float] | None],
+    n: int,
+) -> list[dict[str, Any]]:
+    """One row per sample: prompt, response, its KL, length and distinct-2, and every score it has."""
+    out = []
+    for i, (p, t) in enumerate(zip(rows, texts, strict=True)):
+        row: dict[str, Any] = {
+            "prompt": p,
+            "sample": i % n,
+            "response": t,
+            "kl": kls[i],
+            "length": stats[i]["n_tokens"],
+            "distinct2": stats[i]["distinct2"],
+        }
+        row.update({key: values[i] for key, values in scores.items() if values is not None})
+        out.append(row)
+    return out
+
+
+def evaluate_policy(
+    *,
+    round_index: int,
+    policy: str,
+    initial_policy: str,
+    reward_dir: Path | None,
+    prompts: list[PromptText],
+    gold: GoldScorer | None,
+    sampling: SamplingConfig,
+    n: int,
+    seed: int,
+    out_dir: Path,
+    baseline_dir: Path | None,
+    progress: bool,
+) -> dict[str, Any]:
     """Evaluate `policy` (round `round_index`) and write its samples and summary into `out_dir`.
 
     `baseline_dir` is the round-0 evaluation directory (None when this *is* round 0): win rates
@@ -106,23 +161,25 @@ def evaluate_policy(*, round_index: int, policy: str, initial_policy: str, rewar
         proxy, proxy_std = proxy_scores(reward_model, rows, texts)
         if baseline is not None:
             baseline_proxy, baseline_std = proxy_scores(
-                reward_model, [b["prompt"] for b in baseline], [b["response"] for b in baseline])
+                reward_model, [b["prompt"] for b in baseline], [b["response"] for b in baseline]
+            )
     stats = [repetition_stats(t) for t in texts]
-    samples = []
-    for i, (p, t) in enumerate(zip(rows, texts, strict=True)):
-        row: dict[str, Any] = {"prompt": p, "sample": i % n, "response": t, "kl": kls[i],
-                               "length": stats[i]["n_tokens"], "distinct2": stats[i]["distinct2"]}
-        for key, values in (("gold", golds), ("proxy", proxy), ("proxy_std", proxy_std),
-                            ("baseline_proxy", baseline_proxy), ("baseline_proxy_std", baseline_std)):
-            if values is not None:
-                row[key] = values[i]
-        samples.append(row)
-    write_jsonl(out_dir / SAMPLES_FILE, samples)
+    scores = {
+        "gold": golds,
+        "proxy": proxy,
+        "proxy_std": proxy_std,
+        "baseline_proxy": baseline_proxy,
+        "baseline_proxy_std": baseline_std,
+    }
+    write_jsonl(out_dir / SAMPLES_FILE, _sample_rows(rows, texts, kls, stats, scores, n))
     summary: dict[str, Any] = {
-        "round": round_index, "policy": policy, "n": len(texts), "kl": _mean(kls), "gold": _mean(golds),
-        "proxy": _mean(proxy), "ensemble_std": _mean(proxy_std), "baseline_proxy": _mean(baseline_proxy),
-        "baseline_ensemble_std": _mean(baseline_std),
-        "length": _mean([s["n_tokens"] for s in stats]), "distinct2": _mean([s["distinct2"] for s in stats]),
+        "round": round_index,
+        "policy": policy,
+        "n": len(texts),
+        "kl": _mean(kls),
+        **{key: _mean(scores[name]) for key, name in SUMMARY_SCORES.items()},
+        "length": _mean([s["n_tokens"] for s in stats]),
+        "distinct2": _mean([s["distinct2"] for s in stats]),
         "win_rate": {},
     }
     if baseline is not None and golds is not None:

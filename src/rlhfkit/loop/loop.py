@@ -58,8 +58,15 @@ log = logging.getLogger("rlhfkit")
 LOOP_ACCOUNT = "rlhfkit-loop"
 """Admin account (random password) under which the loop creates projects and items (audit log)."""
 
-RESUMABLE_FIELDS = {"rounds", "progress", "feedback.serve", "feedback.host", "feedback.port",
-                    "feedback.poll_seconds", "feedback.wait_timeout"}
+RESUMABLE_FIELDS = {
+    "rounds",
+    "progress",
+    "feedback.serve",
+    "feedback.host",
+    "feedback.port",
+    "feedback.poll_seconds",
+    "feedback.wait_timeout",
+}
 """Config fields a restarted loop may change (more rounds, another port ...); any other change is refused."""
 
 ROUND_STAGES = ("candidates", "items", "feedback", "reward", "policy", "eval")
@@ -84,8 +91,9 @@ def check_config(cfg: LoopConfig, loop_dir: Path) -> None:
         new = _flat(to_dict(cfg))
         diff = sorted(k for k in set(old) | set(new) if k not in RESUMABLE_FIELDS and old.get(k) != new.get(k))
         if diff:
-            raise ConfigError(f"{loop_dir} holds a loop started with another config ({', '.join(diff)}); "
-                              f"use another output directory")
+            raise ConfigError(
+                f"{loop_dir} holds a loop started with another config ({', '.join(diff)}); use another output directory"
+            )
     save_config(cfg, path)
 
 
@@ -114,13 +122,22 @@ def expected_seconds(cfg: LoopConfig) -> dict[str, float]:
 def plan_stages(cfg: LoopConfig) -> list[PlannedStage]:
     """Every stage of the run, for the progress headers."""
     cost = expected_seconds(cfg)
-    plan = [PlannedStage("round-00/prompts", "split prompts into training and held-out", cost["prompts"]),
-            PlannedStage("round-00/eval", "round 0: evaluate the initial policy", cost["eval0"])]
-    titles = {"candidates": "policy writes candidates", "items": "candidates become app items",
-              "feedback": "feedback through the app", "reward": "reward model on all feedback so far",
-              "policy": f"policy update ({cfg.policy.method.upper()})", "eval": "evaluation and hacking signals"}
+    plan = [
+        PlannedStage("round-00/prompts", "split prompts into training and held-out", cost["prompts"]),
+        PlannedStage("round-00/eval", "round 0: evaluate the initial policy", cost["eval0"]),
+    ]
+    titles = {
+        "candidates": "policy writes candidates",
+        "items": "candidates become app items",
+        "feedback": "feedback through the app",
+        "reward": "reward model on all feedback so far",
+        "policy": f"policy update ({cfg.policy.method.upper()})",
+        "eval": "evaluation and hacking signals",
+    }
     for r in range(1, cfg.rounds + 1):
-        plan += [PlannedStage(f"round-{r:02d}/{s}", f"round {r}/{cfg.rounds}: {titles[s]}", cost[s]) for s in ROUND_STAGES]
+        plan += [
+            PlannedStage(f"round-{r:02d}/{s}", f"round {r}/{cfg.rounds}: {titles[s]}", cost[s]) for s in ROUND_STAGES
+        ]
     return plan
 
 
@@ -147,22 +164,42 @@ class LoopRun:
     def evaluate(self, r: int, policy: str, reward_dir: Path | None) -> dict[str, Any]:
         cfg = self.cfg
         return evaluate_policy(
-            round_index=r, policy=policy, initial_policy=cfg.policy_model, reward_dir=reward_dir,
-            prompts=self.prompts("eval"), gold=self.gold, sampling=cfg.eval.sampling, n=cfg.eval.samples_per_prompt,
-            seed=cfg.seed * 100_003 + 7, out_dir=round_dir(self.loop_dir, r) / "eval",
-            baseline_dir=None if r == 0 else round_dir(self.loop_dir, 0) / "eval", progress=cfg.progress)
+            round_index=r,
+            policy=policy,
+            initial_policy=cfg.policy_model,
+            reward_dir=reward_dir,
+            prompts=self.prompts("eval"),
+            gold=self.gold,
+            sampling=cfg.eval.sampling,
+            n=cfg.eval.samples_per_prompt,
+            seed=cfg.seed * 100_003 + 7,
+            out_dir=round_dir(self.loop_dir, r) / "eval",
+            baseline_dir=None if r == 0 else round_dir(self.loop_dir, 0) / "eval",
+            progress=cfg.progress,
+        )
 
 
 def stage_candidates(run: LoopRun, r: int, policy: str) -> dict[str, Any]:
     cfg = run.cfg
     prompts = round_prompts(run.prompts("train"), r, cfg.candidates.prompts_per_round, cfg.seed)
-    texts = sample_candidates(policy, prompts, cfg.candidates.per_prompt, cfg.candidates.sampling,
-                              seed=cfg.seed * 1_000_003 + r * 10_007, progress=cfg.progress)
+    texts = sample_candidates(
+        policy,
+        prompts,
+        cfg.candidates.per_prompt,
+        cfg.candidates.sampling,
+        seed=cfg.seed * 1_000_003 + r * 10_007,
+        progress=cfg.progress,
+    )
     items = candidate_items(prompts, texts, r, policy, cfg.candidates.per_prompt)
-    gold = gold_items(items, run.gold, cfg.feedback.gold_items, r, cfg.feedback.task_type, cfg.seed) \
-        if run.gold is not None and cfg.feedback.gold_items else []
+    gold = (
+        gold_items(items, run.gold, cfg.feedback.gold_items, r, cfg.feedback.task_type, cfg.seed)
+        if run.gold is not None and cfg.feedback.gold_items
+        else []
+    )
     if not items:
-        raise ValueError(f"round {r}: the policy gave no prompt two distinct candidates; raise candidates.sampling.temperature")
+        raise ValueError(
+            f"round {r}: the policy gave no prompt two distinct candidates; raise candidates.sampling.temperature"
+        )
     path = round_dir(run.loop_dir, r) / "candidates.jsonl"
     write_jsonl(path, items_to_json(items + gold))
     return {"items": len(items), "gold_items": len(gold), "file": str(path)}
@@ -173,14 +210,23 @@ def ensure_project(run: LoopRun) -> int:
     fb = run.cfg.feedback
     admin_id, _ = ensure_account(run.store, LOOP_ACCOUNT, role="admin")
     try:
-        run.store.create_project(ProjectSpec(name=fb.project, task_type=fb.task_type, overlap=fb.overlap,
-                                             gold_rate=fb.gold_rate if fb.gold_items else 0.0,
-                                             title=f"rlhfkit loop: {fb.project}"), by_user=admin_id)
+        run.store.create_project(
+            ProjectSpec(
+                name=fb.project,
+                task_type=fb.task_type,
+                overlap=fb.overlap,
+                gold_rate=fb.gold_rate if fb.gold_items else 0.0,
+                title=f"rlhfkit loop: {fb.project}",
+            ),
+            by_user=admin_id,
+        )
     except Conflict:
         existing = run.store.project(fb.project)
         if (existing.task_type, existing.overlap) != (fb.task_type, fb.overlap):
-            raise ConfigError(f"project {fb.project!r} exists with task_type={existing.task_type}, "
-                              f"overlap={existing.overlap}; the loop needs {fb.task_type}, {fb.overlap}") from None
+            raise ConfigError(
+                f"project {fb.project!r} exists with task_type={existing.task_type}, "
+                f"overlap={existing.overlap}; the loop needs {fb.task_type}, {fb.overlap}"
+            ) from None
     return admin_id
 
 
@@ -204,8 +250,14 @@ def stage_feedback(run: LoopRun, r: int) -> dict[str, Any]:
     info: dict[str, Any] = {}
     if fb.source in ("panel", "both"):
         assert run.gold is not None  # LoopConfig requires a gold scorer for a simulated panel
-        panel = make_panel(run.gold, n_members=fb.panel.members, careless_share=fb.panel.careless_share,
-                           bias_std=fb.panel.bias_std, temperature=fb.panel.temperature, seed=fb.panel.seed)
+        panel = make_panel(
+            run.gold,
+            n_members=fb.panel.members,
+            careless_share=fb.panel.careless_share,
+            bias_std=fb.panel.bias_std,
+            temperature=fb.panel.temperature,
+            seed=fb.panel.seed,
+        )
         http = None
         if fb.panel.transport == "rest":
             import httpx
@@ -213,19 +265,29 @@ def stage_feedback(run: LoopRun, r: int) -> dict[str, Any]:
             assert run.server is not None
             http = httpx.Client(base_url=run.server.url, timeout=30)
         limit = (fb.panel_judgments or fb.overlap - 1) if fb.source == "both" else 0
-        result = run_panel(run.store, fb.project, panel, transport=fb.panel.transport, http=http,
-                           max_panel_judgments=limit, seed=cfg.seed + r)
+        result = run_panel(
+            run.store,
+            fb.project,
+            panel,
+            transport=fb.panel.transport,
+            http=http,
+            max_panel_judgments=limit,
+            seed=cfg.seed + r,
+        )
         info |= {"panel_judgments": result.submitted, "panel_skips": result.skipped}
     if fb.source in ("app", "both"):
         url = run.server.url if run.server is not None else ""
         where = url or f"the app serving {cfg.db_url()} (rlhfkit serve --db {cfg.db_url()})"
         run.stages.say(f"   waiting for people to judge the items of project {fb.project!r}: open {where}")
-        info["judgments"] = wait_for_judgments(run.store, fb.project, poll_seconds=fb.poll_seconds,
-                                               timeout=fb.wait_timeout, progress=cfg.progress, url=url)
+        info["judgments"] = wait_for_judgments(
+            run.store, fb.project, poll_seconds=fb.poll_seconds, timeout=fb.wait_timeout, progress=cfg.progress, url=url
+        )
     state = run.store.progress(fb.project)
     if state.complete_items < state.items:
-        raise RuntimeError(f"round {r}: {state.items - state.complete_items} items of {fb.project!r} lack judgments "
-                           f"(a panel of {fb.panel.members} cannot give {fb.overlap} per item)")
+        raise RuntimeError(
+            f"round {r}: {state.items - state.complete_items} items of {fb.project!r} lack judgments "
+            f"(a panel of {fb.panel.members} cannot give {fb.overlap} per item)"
+        )
     return info | {"total_judgments": state.judgments, "items": state.items}
 
 
@@ -238,8 +300,12 @@ def run_round(run: LoopRun, r: int, policy: str) -> str:
     run.stages.run(rdir, "feedback", key + "feedback", lambda: stage_feedback(run, r))
     run.stages.run(rdir, "reward", key + "reward", lambda: {"path": str(train_reward(cfg, rdir / "reward", policy))})
     train = str(run.loop_dir / "prompts-train.jsonl")
-    run.stages.run(rdir, "policy", key + "policy",
-                   lambda: {"path": str(train_policy(cfg, rdir / "policy", policy, rdir / "reward", train))})
+    run.stages.run(
+        rdir,
+        "policy",
+        key + "policy",
+        lambda: {"path": str(train_policy(cfg, rdir / "policy", policy, rdir / "reward", train))},
+    )
     run.stages.run(rdir, "eval", key + "eval", lambda: run.evaluate(r, str(rdir / "policy"), rdir / "reward"))
     return str(rdir / "policy")
 
@@ -250,15 +316,24 @@ def run_loop(cfg: LoopConfig, *, stages: StageProgress | None = None) -> Path:
     loop_dir.mkdir(parents=True, exist_ok=True)
     check_config(cfg, loop_dir)
     store = FeedbackStore(cfg.db_url())
-    run = LoopRun(cfg, loop_dir, store, resolve_gold(cfg.gold) if cfg.gold else None,
-                  stages or StageProgress(plan_stages(cfg), enabled=cfg.progress))
+    run = LoopRun(
+        cfg,
+        loop_dir,
+        store,
+        resolve_gold(cfg.gold) if cfg.gold else None,
+        stages or StageProgress(plan_stages(cfg), enabled=cfg.progress),
+    )
     try:
         if cfg.feedback.serve:
             run.server = AppServer(store, cfg.feedback.host, cfg.feedback.port).start()
             run.stages.say(f"feedback app: {run.server.url}  (database {cfg.db_url()})")
         r0 = round_dir(loop_dir, 0)
-        run.stages.run(r0, "prompts", "round-00/prompts", lambda: split_loop_prompts(
-            loop_dir, cfg.prompts, cfg.eval.prompts, cfg.eval.fraction, cfg.seed))
+        run.stages.run(
+            r0,
+            "prompts",
+            "round-00/prompts",
+            lambda: split_loop_prompts(loop_dir, cfg.prompts, cfg.eval.prompts, cfg.eval.fraction, cfg.seed),
+        )
         run.stages.run(r0, "eval", "round-00/eval", lambda: run.evaluate(0, cfg.policy_model, None))
         policy, steps = cfg.policy_model, {0: 0}
         for r in range(1, cfg.rounds + 1):

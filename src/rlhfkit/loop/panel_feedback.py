@@ -92,10 +92,14 @@ class StoreClient:
 
 def _task_from_json(data: dict[str, Any]) -> TaskView:
     return TaskView(
-        assignment_id=int(data["assignment_id"]), item_id=int(data["item_id"]), project=data["project"],
-        task_type=data["task_type"], prompt=data["prompt"],
+        assignment_id=int(data["assignment_id"]),
+        item_id=int(data["item_id"]),
+        project=data["project"],
+        task_type=data["task_type"],
+        prompt=data["prompt"],
         responses=tuple(ResponseView(id=int(r["id"]), label=r["label"], text=r["text"]) for r in data["responses"]),
-        aspects=tuple(data.get("aspects", ())), expires_at=float(data["expires_at"]),
+        aspects=tuple(data.get("aspects", ())),
+        expires_at=float(data["expires_at"]),
     )
 
 
@@ -134,7 +138,9 @@ class RestClient:
 # ------------------------------------------------------------------ accounts
 
 
-def ensure_account(store: FeedbackStore, name: str, role: str = "annotator", *, new_password: bool = False) -> tuple[int, str | None]:
+def ensure_account(
+    store: FeedbackStore, name: str, role: str = "annotator", *, new_password: bool = False
+) -> tuple[int, str | None]:
     """The account `name` (created with a random password if missing): (user id, password or None).
 
     The password is returned only when it was just set: at creation, or when `new_password` asks to
@@ -152,8 +158,9 @@ def ensure_account(store: FeedbackStore, name: str, role: str = "annotator", *, 
     return user.id, password
 
 
-def panel_clients(store: FeedbackStore, panel: SimulatedPanel, *, transport: str = "store",
-                  http: Any = None) -> dict[str, AnnotatorClient]:
+def panel_clients(
+    store: FeedbackStore, panel: SimulatedPanel, *, transport: str = "store", http: Any = None
+) -> dict[str, AnnotatorClient]:
     """One client per member (accounts created as needed). ``transport='rest'`` needs `http`."""
     if transport not in TRANSPORTS:
         raise ValueError(f"transport must be one of {', '.join(TRANSPORTS)}, got {transport!r}")
@@ -196,8 +203,17 @@ class PanelRun:
     """Answers per member."""
 
 
-def run_panel(store: FeedbackStore, project: str, panel: SimulatedPanel, *, transport: str = "store", http: Any = None,
-              max_panel_judgments: int = 0, seed: int = 0, on_answer: Callable[[], None] | None = None) -> PanelRun:
+def run_panel(
+    store: FeedbackStore,
+    project: str,
+    panel: SimulatedPanel,
+    *,
+    transport: str = "store",
+    http: Any = None,
+    max_panel_judgments: int = 0,
+    seed: int = 0,
+    on_answer: Callable[[], None] | None = None,
+) -> PanelRun:
     """Let every member take and answer tasks in `project` until none of them gets one.
 
     Args:

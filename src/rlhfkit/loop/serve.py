@@ -46,8 +46,9 @@ class AppServer:
 
         from rlhfkit.feedback.web.app import create_app
 
-        config = uvicorn.Config(create_app(store=self.store), host=self.host, port=self.port,
-                                log_level="warning", access_log=False)
+        config = uvicorn.Config(
+            create_app(store=self.store), host=self.host, port=self.port, log_level="warning", access_log=False
+        )
         self._server = uvicorn.Server(config)
         self._thread = threading.Thread(target=self._server.run, name="rlhfkit-feedback-app", daemon=True)
         self._thread.start()
@@ -71,8 +72,15 @@ class AppServer:
         self.stop()
 
 
-def wait_for_judgments(store: FeedbackStore, project: str, *, poll_seconds: float, timeout: float = 0.0,
-                       progress: bool = True, url: str = "") -> int:
+def wait_for_judgments(
+    store: FeedbackStore,
+    project: str,
+    *,
+    poll_seconds: float,
+    timeout: float = 0.0,
+    progress: bool = True,
+    url: str = "",
+) -> int:
     """Block until every (non-gold) item of `project` has all its judgments; returns the judgment count.
 
     Raises TimeoutError after `timeout` seconds (0 = wait for ever); the items stay in the app, and
@@ -83,8 +91,14 @@ def wait_for_judgments(store: FeedbackStore, project: str, *, poll_seconds: floa
         return state.judgments
     if url:
         log.info("waiting for judgments in project %r: open %s and log in as an annotator", project, url)
-    bar = tqdm(total=state.required_judgments, initial=state.judgments, desc=f"judgments ({project})",
-               unit="judgment", disable=not progress, dynamic_ncols=True)
+    bar = tqdm(
+        total=state.required_judgments,
+        initial=state.judgments,
+        desc=f"judgments ({project})",
+        unit="judgment",
+        disable=not progress,
+        dynamic_ncols=True,
+    )
     start = time.monotonic()
     try:
         while state.complete_items < state.items:

@@ -50,7 +50,9 @@ def _mean(values: list[float]) -> float | None:
     return float(np.mean(values)) if values else None
 
 
-def ppo_points(policy_dir: Path, gold: GoldScorer | None, step_offset: int, kl_offset: float) -> tuple[list[EvalPoint], list[dict[str, Any]]]:
+def ppo_points(
+    policy_dir: Path, gold: GoldScorer | None, step_offset: int, kl_offset: float
+) -> tuple[list[EvalPoint], list[dict[str, Any]]]:
     """Per-step points and metric rows of a PPO run: proxy and KL from its metrics, gold, length and
     distinct-2 of the rollout it logged at that step."""
     metrics_path, samples_path = policy_dir / "metrics.jsonl", policy_dir / "samples.jsonl"
@@ -69,14 +71,29 @@ def ppo_points(policy_dir: Path, gold: GoldScorer | None, step_offset: int, kl_o
         step = int(m["step"])
         texts = by_step.get(step, [])
         stats = [repetition_stats(t) for t in texts]
-        gold_mean = _mean([float(gold(p, t)) for p, t in zip(prompts[step], texts, strict=True)]) if gold and texts else None
-        point = EvalPoint(step=step_offset + step, kl=float(m["ppo/kl"]) + kl_offset, proxy=float(m["ppo/score"]),
-                          gold=gold_mean, ensemble_std=m.get("ppo/reward_std"),
-                          length=_mean([s["n_tokens"] for s in stats]), distinct2=_mean([s["distinct2"] for s in stats]))
+        gold_mean = (
+            _mean([float(gold(p, t)) for p, t in zip(prompts[step], texts, strict=True)]) if gold and texts else None
+        )
+        point = EvalPoint(
+            step=step_offset + step,
+            kl=float(m["ppo/kl"]) + kl_offset,
+            proxy=float(m["ppo/score"]),
+            gold=gold_mean,
+            ensemble_std=m.get("ppo/reward_std"),
+            length=_mean([s["n_tokens"] for s in stats]),
+            distinct2=_mean([s["distinct2"] for s in stats]),
+        )
         points.append(point)
         row = {"step": point.step, "ppo/score": point.proxy, "ppo/kl": point.kl}
-        row |= {key: value for key, value in (("gold/score", point.gold), ("ppo/reward_std", point.ensemble_std),
-                                               ("ppo/beta", m.get("ppo/beta"))) if value is not None}
+        row |= {
+            key: value
+            for key, value in (
+                ("gold/score", point.gold),
+                ("ppo/reward_std", point.ensemble_std),
+                ("ppo/beta", m.get("ppo/beta")),
+            )
+            if value is not None
+        }
         rows.append(row)
     return points, rows
 
@@ -87,8 +104,15 @@ def round_point(summary: dict[str, Any], step: int, next_summary: dict[str, Any]
     proxy, std = summary.get("proxy"), summary.get("ensemble_std")
     if summary["round"] == 0 and next_summary is not None:
         proxy, std = next_summary.get("baseline_proxy"), next_summary.get("baseline_ensemble_std")
-    return EvalPoint(step=step, kl=float(summary.get("kl") or 0.0), proxy=float(proxy or 0.0), gold=summary.get("gold"),
-                     ensemble_std=std, length=summary.get("length"), distinct2=summary.get("distinct2"))
+    return EvalPoint(
+        step=step,
+        kl=float(summary.get("kl") or 0.0),
+        proxy=float(proxy or 0.0),
+        gold=summary.get("gold"),
+        ensemble_std=std,
+        length=summary.get("length"),
+        distinct2=summary.get("distinct2"),
+    )
 
 
 def round_battles(samples: dict[int, list[dict[str, Any]]]) -> list[Battle]:
@@ -114,8 +138,10 @@ def agreement(store: Any, project: str) -> dict[str, Any] | None:
     if not qc.annotators:
         return None
     alpha = next((a.alpha for a in qc.alphas if a.alpha is not None), None)
-    return {"alpha": alpha, "per_annotator": {a.name: {"majority": a.agreement, "gold": a.gold_accuracy}
-                                              for a in qc.annotators}}
+    return {
+        "alpha": alpha,
+        "per_annotator": {a.name: {"majority": a.agreement, "gold": a.gold_accuracy} for a in qc.annotators},
+    }
 
 
 def _example_row(step: int, sample: dict[str, Any], score: float | None) -> dict[str, Any]:
@@ -140,28 +166,49 @@ def _examples(loop_dir: Path, last: int, last_step: int, limit: int) -> list[dic
     return rows
 
 
-def write_loop_outputs(cfg: LoopConfig, loop_dir: Path, store: Any, rounds_done: int, gold: GoldScorer | None,
-                       steps: dict[int, int]) -> dict[str, Any]:
+def _ppo_curves(
+    cfg: LoopConfig,
+    loop_dir: Path,
+    gold: GoldScorer | None,
+    rounds_done: int,
+    steps: dict[int, int],
+    summaries: dict[int, dict[str, Any]],
+) -> tuple[list[EvalPoint], list[dict[str, Any]]]:
+    """Every PPO step of every round as a point of the proxy-vs-gold curve and a metrics row (none for
+    DPO, which samples nothing while it trains)."""
+    points: list[EvalPoint] = []
+    rows: list[dict[str, Any]] = []
+    if cfg.policy.method != "ppo":
+        return points, rows
+    for r in range(1, rounds_done + 1):
+        kl_offset = float(summaries[r - 1].get("kl") or 0.0)
+        p, more = ppo_points(round_dir(loop_dir, r) / "policy", gold, steps[r - 1], kl_offset)
+        points, rows = points + p, rows + more
+    return points, rows
+
+
+def _round_row(point: EvalPoint, summary: dict[str, Any]) -> dict[str, Any]:
+    """A round's evaluation as a metrics row at its global step."""
+    row = {"step": point.step, "eval/kl": point.kl, "eval/proxy_score": point.proxy}
+    if point.gold is not None:
+        row["eval/gold_score"] = point.gold
+    row.update({f"eval/{judge}_win_rate": wr["win_rate"] for judge, wr in summary.get("win_rate", {}).items()})
+    return row
+
+
+def write_loop_outputs(
+    cfg: LoopConfig, loop_dir: Path, store: Any, rounds_done: int, gold: GoldScorer | None, steps: dict[int, int]
+) -> dict[str, Any]:
     """(Re)write metrics.jsonl, samples.jsonl, eval.json, best.json and report.html of the loop.
 
     `steps` maps every evaluated round to its global step (round 0 -> 0). Returns eval.json's content.
     """
-    summaries = {r: json.loads((round_dir(loop_dir, r) / "eval" / SUMMARY_FILE).read_text()) for r in range(rounds_done + 1)}
-    points, metric_rows = [], []
-    for r in range(1, rounds_done + 1):
-        policy_dir = round_dir(loop_dir, r) / "policy"
-        kl_offset = float(summaries[r - 1].get("kl") or 0.0)
-        p, rows = ppo_points(policy_dir, gold, steps[r - 1], kl_offset) if cfg.policy.method == "ppo" else ([], [])
-        points += p
-        metric_rows += rows
+    summaries = {
+        r: json.loads((round_dir(loop_dir, r) / "eval" / SUMMARY_FILE).read_text()) for r in range(rounds_done + 1)
+    }
+    points, metric_rows = _ppo_curves(cfg, loop_dir, gold, rounds_done, steps, summaries)
     rounds = [round_point(summaries[r], steps[r], summaries.get(1)) for r in range(rounds_done + 1)]
-    for r, point in enumerate(rounds):
-        row = {"step": point.step, "eval/kl": point.kl, "eval/proxy_score": point.proxy}
-        if point.gold is not None:
-            row["eval/gold_score"] = point.gold
-        for judge, wr in summaries[r].get("win_rate", {}).items():
-            row[f"eval/{judge}_win_rate"] = wr["win_rate"]
-        metric_rows.append(row)
+    metric_rows += [_round_row(point, summaries[r]) for r, point in enumerate(rounds)]
     metric_rows.sort(key=lambda row: row["step"])
     write_jsonl(loop_dir / "metrics.jsonl", metric_rows)
     write_jsonl(loop_dir / "samples.jsonl", _examples(loop_dir, rounds_done, steps[rounds_done], cfg.eval.examples))
@@ -169,18 +216,30 @@ def write_loop_outputs(cfg: LoopConfig, loop_dir: Path, store: Any, rounds_done:
     criterion = auto_selection(rounds) if cfg.eval.select_by == "auto" else cfg.eval.select_by
     best = best_checkpoint(rounds, criterion, k=cfg.eval.conservative_k)
     best_round = next(r for r, p in enumerate(rounds) if p.step == best.step)
-    best_info = {"round": best_round, "policy": summaries[best_round]["policy"], "by": criterion,
-                 "gold": best.gold, "proxy": best.proxy, "kl": best.kl}
+    best_info = {
+        "round": best_round,
+        "policy": summaries[best_round]["policy"],
+        "by": criterion,
+        "gold": best.gold,
+        "proxy": best.proxy,
+        "kl": best.kl,
+    }
     detector_points = points or rounds
-    hacking = hacking_summary(detector_points, window=cfg.eval.window, tolerance=cfg.eval.tolerance,
-                              std_tolerance=cfg.eval.std_tolerance)
+    hacking = hacking_summary(
+        detector_points, window=cfg.eval.window, tolerance=cfg.eval.tolerance, std_tolerance=cfg.eval.std_tolerance
+    )
     hacking["best"] = {"step": best.step, "by": criterion, "round": best_round}
-    win_rates = [{"label": f"round {r} vs round 0 ({judge})", **wr}
-                 for r in range(1, rounds_done + 1) for judge, wr in summaries[r].get("win_rate", {}).items()]
+    win_rates = [
+        {"label": f"round {r} vs round 0 ({judge})", **wr}
+        for r in range(1, rounds_done + 1)
+        for judge, wr in summaries[r].get("win_rate", {}).items()
+    ]
     battles = round_battles({r: read_samples(round_dir(loop_dir, r) / "eval") for r in range(rounds_done + 1)})
     evaluation = {
         "win_rate": win_rates,
-        "leaderboard": [row.to_dict() for row in leaderboard(battles, n_boot=cfg.eval.bootstrap, seed=cfg.seed)] if battles else [],
+        "leaderboard": [row.to_dict() for row in leaderboard(battles, n_boot=cfg.eval.bootstrap, seed=cfg.seed)]
+        if battles
+        else [],
         "hacking": hacking,
         "agreement": agreement(store, cfg.feedback.project),
         "rounds": [summaries[r] for r in range(rounds_done + 1)],

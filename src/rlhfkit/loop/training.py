@@ -68,9 +68,17 @@ def build_truncated_trunk(model: str, layers: int, out: Path) -> Path:
 def reward_config(cfg: LoopConfig, output: Path, policy: str) -> RewardConfig:
     """The RewardConfig of a round: the reward stage's settings on the whole project, with trunk
     `trunk_dir` and the normalization on samples of `policy`."""
-    return complete(RewardConfig, cfg.reward, output=output, model=trunk_dir(cfg), data=(data_spec(cfg),),
-                    kind=REWARD_KIND[cfg.feedback.task_type], normalize_policy=policy, seed=cfg.seed,
-                    progress=cfg.progress)
+    return complete(
+        RewardConfig,
+        cfg.reward,
+        output=output,
+        model=trunk_dir(cfg),
+        data=(data_spec(cfg),),
+        kind=REWARD_KIND[cfg.feedback.task_type],
+        normalize_policy=policy,
+        seed=cfg.seed,
+        progress=cfg.progress,
+    )
 
 
 def train_reward(cfg: LoopConfig, output: Path, policy: str) -> Path:
@@ -86,16 +94,33 @@ def ppo_config(cfg: LoopConfig, output: Path, policy: str, reward_dir: Path, tra
     stage = cfg.policy
     if not isinstance(stage, PPOStage):
         raise TypeError(f"policy.method is {stage.method!r}, not 'ppo'")
-    return complete(PPOConfig, stage, output=output, policy=policy, reward=str(reward_dir), prompts=train_prompts,
-                    samples_per_log=stage.rollout_batch_size, seed=cfg.seed, progress=cfg.progress)
+    return complete(
+        PPOConfig,
+        stage,
+        output=output,
+        policy=policy,
+        reward=str(reward_dir),
+        prompts=train_prompts,
+        samples_per_log=stage.rollout_batch_size,
+        seed=cfg.seed,
+        progress=cfg.progress,
+    )
 
 
 def dpo_config(cfg: LoopConfig, output: Path, policy: str, reward_dir: Path, train_prompts: str) -> DPOConfig:
     """The DPOConfig of a round: from `policy` on every pair the project has exported so far."""
     if not isinstance(cfg.policy, DPOStage):
         raise TypeError(f"policy.method is {cfg.policy.method!r}, not 'dpo'")
-    return complete(DPOConfig, cfg.policy, output=output, model=policy, data=data_spec(cfg), kind="pairs",
-                    seed=cfg.seed, progress=cfg.progress)
+    return complete(
+        DPOConfig,
+        cfg.policy,
+        output=output,
+        model=policy,
+        data=data_spec(cfg),
+        kind="pairs",
+        seed=cfg.seed,
+        progress=cfg.progress,
+    )
 
 
 def _run_ppo(cfg: LoopConfig, output: Path, policy: str, reward_dir: Path, train_prompts: str) -> Path:

@@ -65,9 +65,17 @@ class ActorCritic(nn.Module):
     the model across devices, and neither has trainable parameters, so checkpoints skip them.
     """
 
-    def __init__(self, policy: nn.Module, value_head: ValueHead, mode: str, *, value_trunk_grad: bool = True,
-                 reference_model: nn.Module | None = None, reference_layers: nn.ModuleList | None = None,
-                 frozen_blocks: int = 0) -> None:
+    def __init__(
+        self,
+        policy: nn.Module,
+        value_head: ValueHead,
+        mode: str,
+        *,
+        value_trunk_grad: bool = True,
+        reference_model: nn.Module | None = None,
+        reference_layers: nn.ModuleList | None = None,
+        frozen_blocks: int = 0,
+    ) -> None:
         super().__init__()
         self.policy = policy
         self.value_head = value_head
@@ -88,8 +96,16 @@ class ActorCritic(nn.Module):
     def _prefix(self, trunk: Tensor | None) -> Prefix | None:
         return None if trunk is None else Prefix(self.frozen_blocks, trunk)
 
-    def forward(self, input_ids: Tensor, attention_mask: Tensor, response_start: int, *,
-                temperature: float = 1.0, with_entropy: bool = False, trunk: Tensor | None = None) -> PolicyOutput:
+    def forward(
+        self,
+        input_ids: Tensor,
+        attention_mask: Tensor,
+        response_start: int,
+        *,
+        temperature: float = 1.0,
+        with_entropy: bool = False,
+        trunk: Tensor | None = None,
+    ) -> PolicyOutput:
         """Log-probs, values (and entropy) of the response positions from ONE pass of the trunk.
 
         ``input_ids``/``attention_mask`` are ``(B, P + R)`` with responses starting at column
@@ -107,12 +123,25 @@ class ActorCritic(nn.Module):
         return PolicyOutput(logps, values, entropy)
 
     @torch.no_grad()
-    def reference_logps(self, input_ids: Tensor, attention_mask: Tensor, response_start: int, *,
-                        temperature: float = 1.0, trunk: Tensor | None = None) -> Tensor:
+    def reference_logps(
+        self,
+        input_ids: Tensor,
+        attention_mask: Tensor,
+        response_start: int,
+        *,
+        temperature: float = 1.0,
+        trunk: Tensor | None = None,
+    ) -> Tensor:
         """(B, R) log-probs of the response tokens under the frozen reference policy."""
         with REFERENCE_VIEWS[self.mode](self) as reference:
-            logps, _ = response_logprobs(reference, input_ids, attention_mask, response_start, temperature=temperature,
-                                         prefix=self._prefix(trunk))
+            logps, _ = response_logprobs(
+                reference,
+                input_ids,
+                attention_mask,
+                response_start,
+                temperature=temperature,
+                prefix=self._prefix(trunk),
+            )
         return logps
 
 
@@ -163,14 +192,16 @@ def _frozen(module: nn.Module) -> nn.Module:
     return module.eval()
 
 
-def _build_lora(model: nn.Module, value_head: ValueHead, *, lora: LoRAConfig, value_trunk_grad: bool,
-                **_: object) -> ActorCritic:
+def _build_lora(
+    model: nn.Module, value_head: ValueHead, *, lora: LoRAConfig, value_trunk_grad: bool, **_: object
+) -> ActorCritic:
     policy = apply_lora(model, lora)
     return ActorCritic(policy, value_head, "lora", value_trunk_grad=value_trunk_grad)
 
 
-def _build_top_layers(model: nn.Module, value_head: ValueHead, *, train_layers: int, value_trunk_grad: bool,
-                      **_: object) -> ActorCritic:
+def _build_top_layers(
+    model: nn.Module, value_head: ValueHead, *, train_layers: int, value_trunk_grad: bool, **_: object
+) -> ActorCritic:
     layers = decoder_layers(model)
     if not 0 < train_layers <= len(layers):
         raise ValueError(f"train_layers must be in [1, {len(layers)}] for this model, got {train_layers}")
@@ -199,8 +230,16 @@ POLICY_MODES: dict[str, Callable[..., ActorCritic]] = {
 """Policy mode -> builder ``fn(base_model, value_head, lora=, train_layers=, value_trunk_grad=)``."""
 
 
-def build_actor_critic(model: nn.Module, value_head: ValueHead, mode: str, *, lora: LoRAConfig,
-                       train_layers: int, value_trunk_grad: bool, cache_frozen_trunk: bool = False) -> ActorCritic:
+def build_actor_critic(
+    model: nn.Module,
+    value_head: ValueHead,
+    mode: str,
+    *,
+    lora: LoRAConfig,
+    train_layers: int,
+    value_trunk_grad: bool,
+    cache_frozen_trunk: bool = False,
+) -> ActorCritic:
     """Policy + reference + value on the base `model` (see the module docstring). Dropout stays off:
     the model is put in eval mode for good, so log-probs at rollout and update time agree
     (Huang et al. 2024, detail 13). With `cache_frozen_trunk`, `frozen_blocks` is set to the number
@@ -215,6 +254,8 @@ def build_actor_critic(model: nn.Module, value_head: ValueHead, mode: str, *, lo
     if blocks and prefix_is_exact(ac.policy, blocks):
         ac.frozen_blocks = blocks
     elif blocks:
-        log.warning("cache_frozen_trunk: this model's decoder cannot resume from cached block outputs; "
-                    "every pass runs all blocks")
+        log.warning(
+            "cache_frozen_trunk: this model's decoder cannot resume from cached block outputs; "
+            "every pass runs all blocks"
+        )
     return ac

@@ -55,8 +55,14 @@ def apply_lora(model: nn.Module, cfg: LoRAConfig) -> nn.Module:
     top: list[int] | None = None  # peft's default: every block
     if 0 < cfg.layers < depth:
         if targets == "all-linear":  # peft takes layers_to_transform only with named modules
-            targets = sorted({n.rsplit(".", 1)[-1] for layer in decoder_layers(model)
-                              for n, m in layer.named_modules() if isinstance(m, nn.Linear)})
+            targets = sorted(
+                {
+                    n.rsplit(".", 1)[-1]
+                    for layer in decoder_layers(model)
+                    for n, m in layer.named_modules()
+                    if isinstance(m, nn.Linear)
+                }
+            )
         top = list(range(depth - cfg.layers, depth))
     peft_cfg = LoraConfig(
         r=cfg.r,

@@ -86,8 +86,9 @@ def hidden_states(
         out = decoder(input_ids=input_ids, attention_mask=attention_mask, position_ids=position_ids, use_cache=False)
         return out.last_hidden_state
     with decoder_slice(decoder, prefix.blocks, None, final_norm=True):
-        out = decoder(inputs_embeds=prefix.states, attention_mask=attention_mask, position_ids=position_ids,
-                      use_cache=False)
+        out = decoder(
+            inputs_embeds=prefix.states, attention_mask=attention_mask, position_ids=position_ids, use_cache=False
+        )
     return out.last_hidden_state
 
 

@@ -181,8 +181,13 @@ class RewardModel(nn.Module):
     norm_bias: Tensor
     """(K,) buffer, see `norm_gain`."""
 
-    def __init__(self, backbone: PreTrainedModel | nn.Module, tokenizer: PreTrainedTokenizerBase,
-                 head: RewardHead, meta: RewardMeta) -> None:
+    def __init__(
+        self,
+        backbone: PreTrainedModel | nn.Module,
+        tokenizer: PreTrainedTokenizerBase,
+        head: RewardHead,
+        meta: RewardMeta,
+    ) -> None:
         super().__init__()
         self.backbone = backbone
         self.head = head
@@ -215,8 +220,15 @@ class RewardModel(nn.Module):
         """(R, T) -> (R, T, H) final hidden states of the trunk (no LM head)."""
         return hidden_states(self.backbone, input_ids, attention_mask, position_ids=position_ids)
 
-    def features(self, input_ids: Tensor, attention_mask: Tensor, *, position_ids: Tensor | None = None,
-                 row: Tensor | None = None, seq_mask: Tensor | None = None) -> Tensor:
+    def features(
+        self,
+        input_ids: Tensor,
+        attention_mask: Tensor,
+        *,
+        position_ids: Tensor | None = None,
+        row: Tensor | None = None,
+        seq_mask: Tensor | None = None,
+    ) -> Tensor:
         """The head's input (`meta.pooling` of the trunk's states), (B, H). With a frozen trunk these can
         be computed once and cached.
 
@@ -231,10 +243,19 @@ class RewardModel(nn.Module):
             raise ValueError("packed rows need seq_mask (the columns each sequence owns) along with row")
         return POOLINGS[self.meta.pooling](hidden[row], seq_mask)
 
-    def forward(self, input_ids: Tensor, attention_mask: Tensor, *, position_ids: Tensor | None = None,
-                row: Tensor | None = None, seq_mask: Tensor | None = None) -> Tensor:
+    def forward(
+        self,
+        input_ids: Tensor,
+        attention_mask: Tensor,
+        *,
+        position_ids: Tensor | None = None,
+        row: Tensor | None = None,
+        seq_mask: Tensor | None = None,
+    ) -> Tensor:
         """(B, K) raw head outputs on the pooled features of the B sequences (layouts as in `features`)."""
-        return self.head(self.features(input_ids, attention_mask, position_ids=position_ids, row=row, seq_mask=seq_mask))
+        return self.head(
+            self.features(input_ids, attention_mask, position_ids=position_ids, row=row, seq_mask=seq_mask)
+        )
 
     def normalize(self, raw: Tensor) -> Tensor:
         """(B, K) raw -> (B, K) normalized rewards."""
@@ -250,8 +271,10 @@ class RewardModel(nn.Module):
         """Token ids of each (prompt, response + EOS) with the model's own chat template and length limit."""
         if len(prompts) != len(responses):
             raise ValueError(f"{len(prompts)} prompts but {len(responses)} responses")
-        return [encode_pair(self.tokenizer, p, r, max_length=self.meta.max_length).input_ids
-                for p, r in zip(prompts, responses, strict=True)]
+        return [
+            encode_pair(self.tokenizer, p, r, max_length=self.meta.max_length).input_ids
+            for p, r in zip(prompts, responses, strict=True)
+        ]
 
     @torch.no_grad()
     def batched_features(self, ids: list[list[int]], batch_size: int = 16) -> Tensor:
@@ -283,17 +306,31 @@ class RewardModel(nn.Module):
         return scores_from_heads(self.normalize(raw))
 
 
-def build_reward_model(model_name: str, *, n_heads: int = 1, loss: str = "", max_length: int = 512,
-                       device: str | torch.device = "cpu", seed: int = 0, pooling: str = "last") -> RewardModel:
+def build_reward_model(
+    model_name: str,
+    *,
+    n_heads: int = 1,
+    loss: str = "",
+    max_length: int = 512,
+    device: str | torch.device = "cpu",
+    seed: int = 0,
+    pooling: str = "last",
+) -> RewardModel:
     """A fresh reward model on MODEL's trunk with K newly initialized heads (seeded)."""
     if pooling not in POOLINGS:
         raise ValueError(f"unknown pooling {pooling!r}; choose from {', '.join(POOLINGS)}")
     loaded = load_model(model_name, dtype="fp32", device=device)
     hidden = int(loaded.model.config.hidden_size)
     head = RewardHead(hidden, n_heads, torch.Generator().manual_seed(seed)).to(device)
-    meta = RewardMeta(n_heads=n_heads, hidden_size=hidden, loss=loss, base_model=str(model_name),
-                      max_length=max_length, normalization=Normalization((1.0,) * n_heads, (0.0,) * n_heads),
-                      pooling=pooling)
+    meta = RewardMeta(
+        n_heads=n_heads,
+        hidden_size=hidden,
+        loss=loss,
+        base_model=str(model_name),
+        max_length=max_length,
+        normalization=Normalization((1.0,) * n_heads, (0.0,) * n_heads),
+        pooling=pooling,
+    )
     return RewardModel(loaded.model, loaded.tokenizer, head, meta)
 
 
@@ -301,8 +338,10 @@ def save_reward_model(model: RewardModel, out_dir: str | Path) -> Path:
     """Write the trunk (a normal model dir), ``reward_head.safetensors`` and ``reward.json`` into `out_dir`."""
     out = Path(out_dir)
     save_model_dir(model.backbone, model.tokenizer, out)
-    tensors = {"weight": model.head.weight.detach().float().cpu().contiguous(),
-               "bias": model.head.bias.detach().float().cpu().contiguous()}
+    tensors = {
+        "weight": model.head.weight.detach().float().cpu().contiguous(),
+        "bias": model.head.bias.detach().float().cpu().contiguous(),
+    }
     write_atomic(out / HEAD_FILE, lambda p: save_file(tensors, str(p)))
     meta = json.dumps(model.meta.to_json(), indent=2)
     # reward.json last: its presence marks a complete reward-model directory.
@@ -326,8 +365,10 @@ def load_reward_model(path: str | Path, device: str | torch.device = "cpu") -> R
     loaded = load_model(where, dtype="fp32", device=device)
     tensors = load_file(str(where / HEAD_FILE))
     if tuple(tensors["weight"].shape) != (meta.n_heads, meta.hidden_size):
-        raise ModelLoadError(f"{where / HEAD_FILE}: weight has shape {tuple(tensors['weight'].shape)}, "
-                             f"expected ({meta.n_heads}, {meta.hidden_size}) from {META_FILE}")
+        raise ModelLoadError(
+            f"{where / HEAD_FILE}: weight has shape {tuple(tensors['weight'].shape)}, "
+            f"expected ({meta.n_heads}, {meta.hidden_size}) from {META_FILE}"
+        )
     head = RewardHead(meta.hidden_size, meta.n_heads)
     with torch.no_grad():
         head.weight.copy_(tensors["weight"])

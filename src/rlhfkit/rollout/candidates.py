@@ -52,7 +52,9 @@ def generate(cfg: GenerateConfig) -> Path:
     prompts = [r.prompt for r in load_records(cfg.prompts, "prompts", limit=cfg.limit or None).records]
     loaded = load_model(cfg.model, dtype=cfg.dtype)
     bar = tqdm(total=len(prompts) * cfg.n, desc="generate", unit="resp", disable=not cfg.progress)
-    outs = sample_texts(loaded.model, loaded.tokenizer, prompts, cfg.sampling, n=cfg.n, seed=cfg.seed, on_batch=bar.update)
+    outs = sample_texts(
+        loaded.model, loaded.tokenizer, prompts, cfg.sampling, n=cfg.n, seed=cfg.seed, on_batch=bar.update
+    )
     bar.close()
     out = Path(cfg.output)
     out.parent.mkdir(parents=True, exist_ok=True)

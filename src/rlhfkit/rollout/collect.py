@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Callable
+from typing import NamedTuple
 
 import torch
 from torch import Tensor
@@ -27,35 +28,106 @@ Autocast = Callable[[], contextlib.AbstractContextManager]
 """A context-manager factory for mixed precision (``engine.autocast``); `contextlib.nullcontext` for none."""
 
 
-def sample_rollout(policy: torch.nn.Module, tokenizer, prompts: list[PromptText], sampling: SamplingConfig, *,
-                   seed: int, autocast: Autocast = contextlib.nullcontext) -> Samples:
+def sample_rollout(
+    policy: torch.nn.Module,
+    tokenizer,
+    prompts: list[PromptText],
+    sampling: SamplingConfig,
+    *,
+    seed: int,
+    autocast: Autocast = contextlib.nullcontext,
+) -> Samples:
     """One response per prompt, `sampling.batch_size` prompts per call; call i draws with seed
     ``seed + i``, so a resumed run samples exactly what an uninterrupted one would."""
     parts = []
     for i, start in enumerate(range(0, len(prompts), sampling.batch_size)):
         with autocast():  # bf16 KV cache where bf16 is the faster dtype, else fp32
-            parts.append(sample(policy, tokenizer, prompts[start : start + sampling.batch_size], sampling,
-                                generator_seed=seed + i))
+            parts.append(
+                sample(
+                    policy, tokenizer, prompts[start : start + sampling.batch_size], sampling, generator_seed=seed + i
+                )
+            )
     return concat_samples(parts, tokenizer.pad_token_id)
 
 
 @torch.no_grad()
-def collect_rollout(ac: ActorCritic, samples: Samples, raw_scores: Tensor, scores: Tensor, *, beta: float,
-                    kl_estimator: str = "k1", gamma: float = 1.0, lam: float = 0.95, whiten_rewards: bool = False,
-                    whiten_advantages: bool = True, temperature: float = 1.0, batch_size: int = 8,
-                    autocast: Autocast = contextlib.nullcontext) -> tuple[Rollout, Tensor]:
+def collect_rollout(
+    ac: ActorCritic,
+    samples: Samples,
+    raw_scores: Tensor,
+    scores: Tensor,
+    *,
+    beta: float,
+    kl_estimator: str = "k1",
+    gamma: float = 1.0,
+    lam: float = 0.95,
+    whiten_rewards: bool = False,
+    whiten_advantages: bool = True,
+    temperature: float = 1.0,
+    batch_size: int = 8,
+    autocast: Autocast = contextlib.nullcontext,
+) -> tuple[Rollout, Tensor]:
     """Old log-probs and values (one trunk pass), reference log-probs, per-token KL and rewards, GAE
     advantages and returns of `samples`, `batch_size` rows per pass. `scores` are the shaped (B,)
     scores credited at each response's last token, `raw_scores` what the reward source said.
     Returns the rollout and the (B, R) policy entropy."""
     ids = torch.cat([samples.prompt_ids, samples.response_ids], dim=1)
     mask = torch.cat([samples.prompt_mask, samples.response_mask], dim=1)
-    start, rmask = samples.prompt_ids.shape[1], samples.response_mask
+    rmask = samples.response_mask
+    passes = policy_passes(ac, ids, mask, samples.prompt_ids.shape[1], temperature, batch_size, autocast)
+    value = passes.values * rmask
+    kl = KL_ESTIMATORS[kl_estimator](passes.logps, passes.ref_logps) * rmask
+    rewards = ppo_token_rewards(scores.to(kl.device), kl, rmask, beta)
+    if whiten_rewards:
+        rewards = masked_whiten(rewards, rmask, shift_mean=False)
+    advantages, returns = gae(rewards, value, rmask, gamma, lam)
+    if whiten_advantages:
+        advantages = masked_whiten(advantages, rmask)
+    rollout = Rollout(
+        ids,
+        mask,
+        rmask,
+        passes.logps,
+        passes.ref_logps,
+        value,
+        kl,
+        scores.to(kl.device),
+        raw_scores.to(kl.device),
+        rewards,
+        advantages,
+        returns,
+        samples.ended,
+        passes.trunk,
+    )
+    return rollout, passes.entropy
+
+
+class PolicyPasses(NamedTuple):
+    """What one pass of the policy (with its value head) and one of the reference give over a rollout."""
+
+    logps: Tensor
+    """(B, R) log-probs of the sampled tokens under the policy at the sampling temperature."""
+    ref_logps: Tensor
+    """(B, R) the same under the reference."""
+    values: Tensor
+    """(B, R) the value head's estimates (not yet masked)."""
+    entropy: Tensor
+    """(B, R) the policy's entropy at each response position."""
+    trunk: Tensor | None
+    """(B, P + R, H) the frozen bottom blocks' output, reused by every PPO epoch (None: nothing frozen)."""
+
+
+@torch.no_grad()
+def policy_passes(
+    ac: ActorCritic, ids: Tensor, mask: Tensor, start: int, temperature: float, batch_size: int, autocast: Autocast
+) -> PolicyPasses:
+    """The policy and the reference over `ids`, `batch_size` rows per pass; the frozen bottom blocks
+    run once for both."""
     logps, values, ref_logps, entropy = [], [], [], []
     trunks: list[Tensor] = []  # stays empty when no block is frozen (ac.trunk gives None for every batch)
     for rows in torch.arange(ids.shape[0], device=ids.device).split(batch_size):
         with autocast():
-            trunk = ac.trunk(ids[rows], mask[rows])  # the frozen bottom blocks, once for policy, reference, epochs
+            trunk = ac.trunk(ids[rows], mask[rows])
             out = ac(ids[rows], mask[rows], start, temperature=temperature, with_entropy=True, trunk=trunk)
             ref_logps.append(ac.reference_logps(ids[rows], mask[rows], start, temperature=temperature, trunk=trunk))
         logps.append(out.logps)
@@ -63,15 +135,10 @@ def collect_rollout(ac: ActorCritic, samples: Samples, raw_scores: Tensor, score
         entropy.append(out.entropy)
         if trunk is not None:
             trunks.append(trunk)
-    logp, ref_logp, value = torch.cat(logps), torch.cat(ref_logps), torch.cat(values) * rmask
-    trunk = torch.cat(trunks) if trunks else None
-    kl = KL_ESTIMATORS[kl_estimator](logp, ref_logp) * rmask
-    rewards = ppo_token_rewards(scores.to(kl.device), kl, rmask, beta)
-    if whiten_rewards:
-        rewards = masked_whiten(rewards, rmask, shift_mean=False)
-    advantages, returns = gae(rewards, value, rmask, gamma, lam)
-    if whiten_advantages:
-        advantages = masked_whiten(advantages, rmask)
-    rollout = Rollout(ids, mask, rmask, logp, ref_logp, value, kl, scores.to(kl.device), raw_scores.to(kl.device),
-                      rewards, advantages, returns, samples.ended, trunk)
-    return rollout, torch.cat(entropy)
+    return PolicyPasses(
+        torch.cat(logps),
+        torch.cat(ref_logps),
+        torch.cat(values),
+        torch.cat(entropy),
+        torch.cat(trunks) if trunks else None,
+    )

@@ -106,7 +106,9 @@ def stop_ids(tokenizer: PreTrainedTokenizerBase, model: nn.Module) -> list[int]:
     return sorted(i for i in ids if i is not None)
 
 
-def truncate_at_stop(response_ids: torch.Tensor, stops: list[int], pad_id: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+def truncate_at_stop(
+    response_ids: torch.Tensor, stops: list[int], pad_id: int
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Cut each row after its first stop token: (ids, mask, ended); everything after is padding."""
     is_stop = torch.isin(response_ids, torch.tensor(stops, device=response_ids.device))
     ended = is_stop.any(dim=1)

@@ -190,7 +190,9 @@ class HTTPReward:
                 last_error = f"HTTP {answer.status_code}"
                 continue
             if answer.status_code >= 400:
-                raise RewardError(f"reward endpoint {self.url} refused the request: HTTP {answer.status_code} {answer.text[:200]}")
+                raise RewardError(
+                    f"reward endpoint {self.url} refused the request: HTTP {answer.status_code} {answer.text[:200]}"
+                )
             try:
                 body = answer.json()
             except ValueError:
@@ -207,7 +209,9 @@ class HTTPReward:
         body = self._post({"prompts": list(prompts), "responses": list(responses)})
         scores = _as_scores(body["scores"], len(responses), f"reward endpoint {self.url}")
         std = body.get("std")
-        return RewardOutput(scores, None if std is None else _as_scores(std, len(responses), f"reward endpoint {self.url}"))
+        return RewardOutput(
+            scores, None if std is None else _as_scores(std, len(responses), f"reward endpoint {self.url}")
+        )
 
 
 # --- Reward models and ensembles --------------------------------------------------------------
@@ -261,7 +265,9 @@ def _python_source(spec: str, **_: Any) -> RewardSource:
     return PythonReward(import_function(ref), name=spec)
 
 
-def _http_source(spec: str, *, http_timeout: float = 30.0, http_retries: int = 3, http_backoff: float = 0.5, **_: Any) -> RewardSource:
+def _http_source(
+    spec: str, *, http_timeout: float = 30.0, http_retries: int = 3, http_backoff: float = 0.5, **_: Any
+) -> RewardSource:
     return HTTPReward(spec, timeout=http_timeout, retries=http_retries, backoff=http_backoff)
 
 
@@ -272,7 +278,9 @@ def _model_source(spec: str, *, device: str | torch.device = "cpu", batch_size: 
             f"reward {spec!r} is not a reward-model directory, a python:MODULE:FUNCTION or an http(s):// URL"
         )
     if not (path / "reward_head.safetensors").exists():
-        raise ValueError(f"{path} is not a reward-model directory (no reward_head.safetensors); train one with `rlhfkit reward train`")
+        raise ValueError(
+            f"{path} is not a reward-model directory (no reward_head.safetensors); train one with `rlhfkit reward train`"
+        )
     from rlhfkit.models.reward import load_reward_model
 
     return ModelReward(load_reward_model(path, device), batch_size=batch_size)
@@ -317,8 +325,13 @@ def resolve_reward(
         raise ValueError("reward is required: a reward-model directory, python:MODULE:FUNCTION or an http(s):// URL")
     if ensemble_k < 0 or not math.isfinite(ensemble_k):
         raise ValueError(f"ensemble_k must be a finite number >= 0, got {ensemble_k}")
-    options = {"device": device, "batch_size": batch_size, "http_timeout": http_timeout,
-               "http_retries": http_retries, "http_backoff": http_backoff}
+    options = {
+        "device": device,
+        "batch_size": batch_size,
+        "http_timeout": http_timeout,
+        "http_retries": http_retries,
+        "http_backoff": http_backoff,
+    }
     parts = [p.strip() for p in spec.split(",") if p.strip()]
     source: RewardSource
     if len(parts) > 1:

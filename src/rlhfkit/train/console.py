@@ -38,8 +38,15 @@ class Console:
         self._header_done = False
         self._unshown: int | None = None  # a step whose numbers changed after its row was printed
         # disable=None: tqdm draws the line only on a terminal; a log file gets the table rows alone.
-        self.bar = tqdm(total=total, initial=initial, desc=name, disable=None if live else True, dynamic_ncols=True,
-                        unit="step", file=sys.stderr)
+        self.bar = tqdm(
+            total=total,
+            initial=initial,
+            desc=name,
+            disable=None if live else True,
+            dynamic_ncols=True,
+            unit="step",
+            file=sys.stderr,
+        )
 
     def update(self, step: int, metrics: Mapping[str, Any]) -> None:
         """Take a finished step's metrics: refresh the line, and print a table row when one is due."""
@@ -63,7 +70,10 @@ class Console:
     def _row(self, step: int) -> None:
         widths = [max(10, len(label)) for _, label in self.headline]
         if not self._header_done:
-            self.write(f"{'step':>7}  " + "  ".join(f"{label:>{w}}" for (_, label), w in zip(self.headline, widths, strict=True)))
+            self.write(
+                f"{'step':>7}  "
+                + "  ".join(f"{label:>{w}}" for (_, label), w in zip(self.headline, widths, strict=True))
+            )
             self._header_done = True
         cells = [_fmt(self.latest[key]) if key in self.latest else "-" for key, _ in self.headline]
         self.write(f"{step:>7}  " + "  ".join(f"{c:>{w}}" for c, w in zip(cells, widths, strict=True)))

@@ -75,7 +75,9 @@ class Engine:
             return 0.0
         if max_norm > 0:
             return float(self.accelerator.clip_grad_norm_(params, max_norm))
-        norms = [p.grad.detach().norm() for p in params if p.grad is not None]  # every p has one; the test narrows the type
+        norms = [
+            p.grad.detach().norm() for p in params if p.grad is not None
+        ]  # every p has one; the test narrows the type
         return float(torch.linalg.vector_norm(torch.stack(norms)))
 
     def to_device(self, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:

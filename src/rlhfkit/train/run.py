@@ -51,8 +51,9 @@ from rlhfkit.train.optim import load_scheduler_state, make_optimizer, scheduler_
 
 log = logging.getLogger("rlhfkit")
 
-RESUMABLE_FIELDS = frozenset({"max_steps", "resume", "progress", "report_to", "save_every", "log_every",
-                              "eval_every", "console_every"})
+RESUMABLE_FIELDS = frozenset(
+    {"max_steps", "resume", "progress", "report_to", "save_every", "log_every", "eval_every", "console_every"}
+)
 """Config fields a resumed run may change (run longer, log differently); any other change is refused."""
 
 
@@ -121,9 +122,16 @@ class Run:
     def resumed(self) -> bool:
         return self.start_step > 0
 
-    def setup(self, model: nn.Module, params: list[nn.Parameter], *, modules: Mapping[str, Parameterized],
-              state: Mapping[str, Stateful | None] | None = None, files: Mapping[str, FileState | None] | None = None,
-              on: str = "") -> tuple[Any, Any, Any]:
+    def setup(
+        self,
+        model: nn.Module,
+        params: list[nn.Parameter],
+        *,
+        modules: Mapping[str, Parameterized],
+        state: Mapping[str, Stateful | None] | None = None,
+        files: Mapping[str, FileState | None] | None = None,
+        on: str = "",
+    ) -> tuple[Any, Any, Any]:
         """AdamW over `params`, the resume, the engine; returns ``(model, optimizer, scheduler)``.
 
         `modules` are what checkpoints hold (their trainable parameters, by name); `state` the loop
@@ -133,7 +141,9 @@ class Run:
         log line that counts the parameters.
         """
         trainable, total = count_parameters(model)
-        log.info("%s: training %s of %s parameters%s", self.name, f"{trainable:,}", f"{total:,}", f" on {on}" if on else "")
+        log.info(
+            "%s: training %s of %s parameters%s", self.name, f"{trainable:,}", f"{total:,}", f" on {on}" if on else ""
+        )
         optimizer, self.scheduler = make_optimizer(params, self.cfg)
         self._optimizer = optimizer
         self._modules = modules
@@ -142,8 +152,14 @@ class Run:
         self._restore()
         self.logger = MetricsLogger(self.dir, self.cfg.report_to, config=self.cfg, resume_step=self.start_step)
         truncate_jsonl_after(self.dir / "samples.jsonl", self.start_step)
-        self.console = Console(self.name, self.headline, total=self.cfg.max_steps, initial=self.start_step,
-                               every=self.cfg.console_every, live=self.cfg.progress)
+        self.console = Console(
+            self.name,
+            self.headline,
+            total=self.cfg.max_steps,
+            initial=self.start_step,
+            every=self.cfg.console_every,
+            live=self.cfg.progress,
+        )
         model, self.optimizer = self.engine.prepare(model, optimizer)
         self._loop_start = time.perf_counter()
         return model, self.optimizer, self.scheduler
@@ -200,16 +216,20 @@ class Run:
         """Write metrics of `step` (outside `end_step`: e.g. an evaluation after training)."""
         self.console.note(step, self.logger.log(step, dict(metrics)))
 
-    def end_step(self, step: int, metrics: dict[str, Any], *,
-                 evaluate: Callable[[int], dict[str, float]] | None = None) -> None:
+    def end_step(
+        self, step: int, metrics: dict[str, Any], *, evaluate: Callable[[int], dict[str, float]] | None = None
+    ) -> None:
         """After an optimizer step: stop on NaN/inf; on log steps add the learning rate, throughput,
         peak memory and, when due, `evaluate(step)`, and write the metrics; checkpoint when due; show
         progress."""
         check_finite(step, metrics, self.dir)
         metrics = {**metrics, "train/lr": self.scheduler.get_last_lr()[0]}
         if self.is_log_step(step):
-            metrics = {**metrics, **{f"perf/{k}_per_s": v.rate() for k, v in self._speed.items()},
-                       "perf/peak_mem_mb": peak_memory_mb(self.device)}
+            metrics = {
+                **metrics,
+                **{f"perf/{k}_per_s": v.rate() for k, v in self._speed.items()},
+                "perf/peak_mem_mb": peak_memory_mb(self.device),
+            }
             if evaluate is not None and self.is_eval_step(step):
                 metrics.update(evaluate(step))
             self.logger.log(step, metrics)
@@ -221,8 +241,14 @@ class Run:
         for name, kept in self._files.items():
             kept.save(self.dir / name)
         state = {"scheduler": scheduler_state(self.scheduler), **{k: v.state_dict() for k, v in self._state.items()}}
-        save_checkpoint(self.dir / "checkpoints", step, modules=self._modules, optimizer=self._optimizer,
-                        state=state, keep=self.cfg.keep_checkpoints)
+        save_checkpoint(
+            self.dir / "checkpoints",
+            step,
+            modules=self._modules,
+            optimizer=self._optimizer,
+            state=state,
+            keep=self.cfg.keep_checkpoints,
+        )
 
     def append_samples(self, rows: list[dict[str, Any]]) -> None:
         """Append generations to ``samples.jsonl`` (a resumed run drops those past its checkpoint)."""

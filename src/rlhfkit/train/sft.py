@@ -7,6 +7,7 @@ step's gradient is the same however the batch is split.
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal, NamedTuple, cast
@@ -16,7 +17,7 @@ import torch
 from rlhfkit.config import require
 from rlhfkit.data.chat import encode_pair
 from rlhfkit.data.collate import collate_lm
-from rlhfkit.data.records import Demonstration
+from rlhfkit.data.records import Demonstration, Record
 from rlhfkit.data.sampler import BatchStream
 from rlhfkit.models.adapters import (
     LoRAConfig,
@@ -68,8 +69,10 @@ class SFTSettings(TrainSettings):
         require(0.0 <= self.eval_fraction < 1.0, "eval_fraction must be in [0, 1)")
         require(self.max_length >= 8, "max_length must be at least 8")
         require(self.freeze_layers >= 0, "freeze_layers must be >= 0")
-        require(not (self.lora is not None and self.freeze_layers),
-                "lora and freeze_layers both choose what trains; set one of them")
+        require(
+            not (self.lora is not None and self.freeze_layers),
+            "lora and freeze_layers both choose what trains; set one of them",
+        )
 
 
 @dataclass(frozen=True)
@@ -113,14 +116,17 @@ class Demos(NamedTuple):
     """At most `eval_batches` collated batches of held-out demonstrations."""
 
 
-def encode_demos(tokenizer, train: list[Demonstration], held: list[Demonstration], cfg: SFTConfig) -> Demos:
-    """Tokenize every demonstration once (prompts cut from the left to fit `max_length`)."""
-    ids, labels, cut = _encode(tokenizer, train, cfg.max_length)
-    eval_ids, eval_labels, _ = _encode(tokenizer, held, cfg.max_length)
+def encode_demos(tokenizer, train: list[Record], held: list[Record], cfg: SFTConfig) -> Demos:
+    """Tokenize every demonstration once (prompts cut from the left to fit `max_length`). The records
+    were loaded as kind "demos", so every one is a `Demonstration`."""
+    ids, labels, cut = _encode(tokenizer, cast(list[Demonstration], train), cfg.max_length)
+    eval_ids, eval_labels, _ = _encode(tokenizer, cast(list[Demonstration], held), cfg.max_length)
     if cut:
         log.info("%d prompts were longer than the limit and were cut from the left", cut)
     pad, size = tokenizer.pad_token_id, cfg.batch_size
-    batches = [collate_lm(eval_ids[i : i + size], eval_labels[i : i + size], pad) for i in range(0, len(eval_ids), size)]
+    batches = [
+        collate_lm(eval_ids[i : i + size], eval_labels[i : i + size], pad) for i in range(0, len(eval_ids), size)
+    ]
     return Demos(ids, labels, batches[: cfg.eval_batches])
 
 
@@ -137,6 +143,11 @@ def evaluate(engine: Engine, model, batches: list[dict[str, torch.Tensor]]) -> f
     return float(total / count.clamp(min=1))
 
 
+def held_out_loss(engine: Engine, model, batches: list[dict[str, torch.Tensor]], step: int) -> dict[str, float]:
+    """The evaluation of any step: the mean token NLL of the held-out responses."""
+    return {"eval/loss": evaluate(engine, model, batches)}
+
+
 def _master_weights(cfg: SFTConfig, engine: Engine, model) -> MasterWeights | None:
     """bf16 weights with fp32 masters when computing in bf16 on one process (see train/precision.py)."""
     if engine.compute_dtype != torch.bfloat16 or cfg.weights == "fp32":
@@ -151,12 +162,10 @@ def sft(cfg: SFTConfig) -> Path:
     run = Run(cfg, "sft", HEADLINE)
 
     # 1. Data: load, hold out, tokenize once.
-    train_recs, eval_recs = load_train_eval(cfg.data, cfg.eval_data, cfg.eval_fraction, cfg.seed, "demos",
-                                            cfg.skip_invalid)
+    train_recs, eval_recs = load_train_eval(cfg, "demos")
     loaded = load_model(cfg.model, dtype="fp32", device=run.device)
     tokenizer, pad = loaded.tokenizer, loaded.tokenizer.pad_token_id
-    # Loaded as "demos", every record is a Demonstration.
-    demos = encode_demos(tokenizer, cast(list[Demonstration], train_recs), cast(list[Demonstration], eval_recs), cfg)
+    demos = encode_demos(tokenizer, train_recs, eval_recs, cfg)
     stream = BatchStream([len(x) for x in demos.ids], cfg.batch_size, cfg.seed, cfg.group_by_length)
 
     # 2. Model: what trains (all, LoRA, or the top layers); bf16 weights keep fp32 masters.
@@ -166,14 +175,15 @@ def sft(cfg: SFTConfig) -> Path:
 
     # 3. Optimizer, resume from the newest checkpoint, engine.
     params = masters.parameters() if masters else trainable_parameters(model)
-    model, _, _ = run.setup(model, params, modules={"model": trained}, state={"data": stream},
-                                    on=f"{len(demos.ids)} demonstrations")
+    model, _, _ = run.setup(
+        model, params, modules={"model": trained}, state={"data": stream}, on=f"{len(demos.ids)} demonstrations"
+    )
     if masters and run.resumed:
         masters.masters_to_model()
     if cfg.compile:
         for layer in decoder_layers(model):
             layer.compile(dynamic=True)
-    held_out = (lambda _step: {"eval/loss": evaluate(run.engine, model, demos.eval_batches)}) if demos.eval_batches else None
+    held_out = functools.partial(held_out_loss, run.engine, model, demos.eval_batches) if demos.eval_batches else None
     run.log_initial(held_out)
 
     for step in run.steps():

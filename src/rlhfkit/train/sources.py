@@ -7,6 +7,8 @@ project's judgments are aggregated per item and used exactly as an exported file
 
 from __future__ import annotations
 
+from typing import Protocol
+
 from rlhfkit.data.loaders import load_records, split_records
 from rlhfkit.data.projects import parse_project_ref, read_project_records
 from rlhfkit.data.records import Record, RecordKind
@@ -35,11 +37,29 @@ def load_training_records(spec: str, kind: RecordKind, *, skip_invalid: bool = F
     return records
 
 
-def load_train_eval(spec: str, eval_spec: str, fraction: float, seed: int, kind: RecordKind,
-                    skip_invalid: bool) -> tuple[list[Record], list[Record]]:
-    """(train, held-out) records of `spec` (`load_training_records`, then `split_holdout`)."""
-    records = load_training_records(spec, kind, skip_invalid=skip_invalid)
-    return split_holdout(records, eval_spec, fraction, seed, kind, skip_invalid)
+class DataSettings(Protocol):
+    """What a trainer's config says about its data (SFT's and DPO's have these fields)."""
+
+    @property
+    def data(self) -> str: ...
+
+    @property
+    def eval_data(self) -> str: ...
+
+    @property
+    def eval_fraction(self) -> float: ...
+
+    @property
+    def seed(self) -> int: ...
+
+    @property
+    def skip_invalid(self) -> bool: ...
+
+
+def load_train_eval(cfg: DataSettings, kind: RecordKind) -> tuple[list[Record], list[Record]]:
+    """(train, held-out) records of `cfg.data` (`load_training_records`, then `split_holdout`)."""
+    records = load_training_records(cfg.data, kind, skip_invalid=cfg.skip_invalid)
+    return split_holdout(records, cfg.eval_data, cfg.eval_fraction, cfg.seed, kind, cfg.skip_invalid)
 
 
 def split_holdout(

@@ -25,7 +25,14 @@ from rlhfkit.feedback.aggregate import Aggregator
 from rlhfkit.feedback.errors import Invalid, TooLarge
 
 HARM_LABELS = (
-    "violence", "self_harm", "sexual", "hate", "harassment", "illegal", "privacy", "misinformation",
+    "violence",
+    "self_harm",
+    "sexual",
+    "hate",
+    "harassment",
+    "illegal",
+    "privacy",
+    "misinformation",
 )
 """Harm flags an annotator can raise on any response, whatever the task type."""
 

@@ -50,6 +50,11 @@ def remap(payload: dict[str, Any], mapping: Mapping[int, int]) -> dict[str, Any]
 
 
 CRITIQUE = TaskType(
-    name="critique", title="Critique", normalize=normalize, read_form=read_form,
-    template="task_critique.html", shortcuts_template="_shortcuts_critique.html", remap=remap,
+    name="critique",
+    title="Critique",
+    normalize=normalize,
+    read_form=read_form,
+    template="task_critique.html",
+    shortcuts_template="_shortcuts_critique.html",
+    remap=remap,
 )

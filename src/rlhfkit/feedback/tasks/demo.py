@@ -32,7 +32,12 @@ def read_form(form: FormData, _task: ShownTask) -> dict[str, Any]:
 
 
 DEMO = TaskType(
-    name="demo", title="Demonstration", normalize=normalize, read_form=read_form,
-    template="task_demo.html", shortcuts_template="_shortcuts_demo.html",
-    min_responses=0, builders={"demos": texts_as_demos},
+    name="demo",
+    title="Demonstration",
+    normalize=normalize,
+    read_form=read_form,
+    template="task_demo.html",
+    shortcuts_template="_shortcuts_demo.html",
+    min_responses=0,
+    builders={"demos": texts_as_demos},
 )

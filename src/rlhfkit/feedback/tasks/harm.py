@@ -33,14 +33,18 @@ def read_form(_form: FormData, _task: ShownTask) -> dict[str, Any]:
 def units(payload: dict[str, Any], refs: tuple[int, ...]) -> dict[str, Any]:
     """Binary unit per (response, label); `refs` says which responses were shown but not flagged."""
     flags = payload.get("flags", {})
-    return {
-        f"{ref}:{label}": int(label in flags.get(str(ref), []))
-        for ref in refs for label in HARM_LABELS
-    }
+    return {f"{ref}:{label}": int(label in flags.get(str(ref), [])) for ref in refs for label in HARM_LABELS}
 
 
 HARM = TaskType(
-    name="harm", title="Harm flags", normalize=normalize, read_form=read_form,
-    template="task_harm.html", shortcuts_template="_shortcuts_harm.html",
-    agreement_units=units, alpha_units=units, alpha_metrics=("nominal",), flags_panel=False,
+    name="harm",
+    title="Harm flags",
+    normalize=normalize,
+    read_form=read_form,
+    template="task_harm.html",
+    shortcuts_template="_shortcuts_harm.html",
+    agreement_units=units,
+    alpha_units=units,
+    alpha_metrics=("nominal",),
+    flags_panel=False,
 )

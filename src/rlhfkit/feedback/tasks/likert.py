@@ -70,8 +70,9 @@ def normalize(payload: Any, ctx: TaskContext) -> dict[str, Any]:
     if not isinstance(ratings, dict):
         raise Invalid("ratings must be an object {response: {scale: 1..7}}")
     scales = ("overall", *ctx.aspects)
-    out = {str(response_ref(key, ctx, "ratings")): _scales(key, per_scale, scales)
-           for key, per_scale in ratings.items()}
+    out = {
+        str(response_ref(key, ctx, "ratings")): _scales(key, per_scale, scales) for key, per_scale in ratings.items()
+    }
     missing_refs = [r for r in ctx.response_ids if str(r) not in out]
     if missing_refs:
         raise Invalid(f"every response needs a rating; missing {missing_refs}")
@@ -93,7 +94,8 @@ def units(payload: dict[str, Any], _refs: tuple[int, ...]) -> dict[str, Any]:
     """One unit per (response, scale): the rating as a number."""
     return {
         f"{ref}:{scale}": float(value)
-        for ref, per_scale in payload["ratings"].items() for scale, value in per_scale.items()
+        for ref, per_scale in payload["ratings"].items()
+        for scale, value in per_scale.items()
     }
 
 
@@ -106,7 +108,7 @@ def pairs(item: ItemAnswers, agg: Aggregator) -> list[Record]:
     overall = {ref: scales["overall"] for ref, scales in agg.likert(item.payloads(), item.refs).items()}
     out: list[Record] = []
     for a, ref_a in enumerate(item.refs):
-        for ref_b in item.refs[a + 1:]:
+        for ref_b in item.refs[a + 1 :]:
             gap = overall[ref_a] - overall[ref_b]
             if gap == 0:
                 continue
@@ -118,11 +120,17 @@ def pairs(item: ItemAnswers, agg: Aggregator) -> list[Record]:
 def ratings(item: ItemAnswers, agg: Aggregator) -> list[Record]:
     """One rating per response (canonical order): overall, with the aspects beside it."""
     out: list[Record] = []
-    for ref, scales in sorted(agg.likert(item.payloads(), item.refs).items(),
-                              key=lambda kv: item.refs.index(kv[0])):
+    for ref, scales in sorted(agg.likert(item.payloads(), item.refs).items(), key=lambda kv: item.refs.index(kv[0])):
         aspects = {s: v for s, v in scales.items() if s != "overall"} or None
-        out.append(Rating(item.prompt, item.texts[ref], scales["overall"],
-                          scale=(float(LIKERT_SCALE[0]), float(LIKERT_SCALE[1])), aspects=aspects))
+        out.append(
+            Rating(
+                item.prompt,
+                item.texts[ref],
+                scales["overall"],
+                scale=(float(LIKERT_SCALE[0]), float(LIKERT_SCALE[1])),
+                aspects=aspects,
+            )
+        )
     return out
 
 
@@ -136,9 +144,17 @@ def simulate(annotator: SimulatedAnnotator, task: ShownTask, who: str) -> dict[s
 
 
 LIKERT = TaskType(
-    name="likert", title="Likert rating", normalize=normalize, read_form=read_form,
-    template="task_likert.html", shortcuts_template="_shortcuts_likert.html",
-    builders={"pairs": pairs, "ratings": ratings}, simulate=simulate,
-    agreement_units=units, agreement_tolerance=1.0, alpha_units=units, alpha_metrics=("ordinal", "interval"),
+    name="likert",
+    title="Likert rating",
+    normalize=normalize,
+    read_form=read_form,
+    template="task_likert.html",
+    shortcuts_template="_shortcuts_likert.html",
+    builders={"pairs": pairs, "ratings": ratings},
+    simulate=simulate,
+    agreement_units=units,
+    agreement_tolerance=1.0,
+    alpha_units=units,
+    alpha_metrics=("ordinal", "interval"),
     remap=remap,
 )

@@ -72,8 +72,9 @@ def pairs(item: ItemAnswers, agg: Aggregator) -> list[Record]:
 
 def rankings(item: ItemAnswers, agg: Aggregator) -> list[Record]:
     """The winning pair as a 2-way ranking (ties name no order and are left out)."""
-    return [Ranking(c.prompt, (c.chosen, c.rejected))
-            for c in pairs(item, agg) if isinstance(c, Comparison) and not c.tie]
+    return [
+        Ranking(c.prompt, (c.chosen, c.rejected)) for c in pairs(item, agg) if isinstance(c, Comparison) and not c.tie
+    ]
 
 
 def simulate(annotator: SimulatedAnnotator, task: ShownTask, who: str) -> dict[str, Any]:
@@ -84,8 +85,18 @@ def simulate(annotator: SimulatedAnnotator, task: ShownTask, who: str) -> dict[s
 
 
 PAIRWISE = TaskType(
-    name="pairwise", title="Pairwise A/B", normalize=normalize, read_form=read_form,
-    template="task_pairwise.html", shortcuts_template="_shortcuts_pairwise.html",
-    min_responses=2, max_responses=2, builders={"pairs": pairs, "rankings": rankings}, simulate=simulate,
-    agreement_units=units, alpha_units=units, alpha_metrics=("nominal",), remap=remap,
+    name="pairwise",
+    title="Pairwise A/B",
+    normalize=normalize,
+    read_form=read_form,
+    template="task_pairwise.html",
+    shortcuts_template="_shortcuts_pairwise.html",
+    min_responses=2,
+    max_responses=2,
+    builders={"pairs": pairs, "rankings": rankings},
+    simulate=simulate,
+    agreement_units=units,
+    alpha_units=units,
+    alpha_metrics=("nominal",),
+    remap=remap,
 )

@@ -59,10 +59,7 @@ def order_units(payload: dict[str, Any], _refs: tuple[int, ...]) -> dict[str, An
     """For each pair (a < b by id): 1 when a is ranked above b -- agreement is counted per pair."""
     position = {ref: i for i, ref in enumerate(payload["ranking"])}
     refs = sorted(position)
-    return {
-        f"pair:{a}:{b}": int(position[a] < position[b])
-        for i, a in enumerate(refs) for b in refs[i + 1:]
-    }
+    return {f"pair:{a}:{b}": int(position[a] < position[b]) for i, a in enumerate(refs) for b in refs[i + 1 :]}
 
 
 def remap(payload: dict[str, Any], mapping: Mapping[int, int]) -> dict[str, Any]:
@@ -74,7 +71,7 @@ def pairs(item: ItemAnswers, agg: Aggregator) -> list[Record]:
     outcome = agg.ranking(item.payloads(), item.refs)
     out: list[Record] = []
     for a, better in enumerate(outcome.order):
-        for worse in outcome.order[a + 1:]:
+        for worse in outcome.order[a + 1 :]:
             margin = None if outcome.scores is None else outcome.scores[better] - outcome.scores[worse]
             out.append(Comparison(item.prompt, item.texts[better], item.texts[worse], margin=margin))
     return out
@@ -93,9 +90,17 @@ def simulate(annotator: SimulatedAnnotator, task: ShownTask, who: str) -> dict[s
 
 
 RANKING = TaskType(
-    name="ranking", title="Ranking", normalize=normalize, read_form=read_form,
-    template="task_ranking.html", shortcuts_template="_shortcuts_ranking.html",
-    min_responses=2, builders={"pairs": pairs, "rankings": rankings}, simulate=simulate,
-    agreement_units=order_units, alpha_units=position_units, alpha_metrics=("ordinal", "interval"),
+    name="ranking",
+    title="Ranking",
+    normalize=normalize,
+    read_form=read_form,
+    template="task_ranking.html",
+    shortcuts_template="_shortcuts_ranking.html",
+    min_responses=2,
+    builders={"pairs": pairs, "rankings": rankings},
+    simulate=simulate,
+    agreement_units=order_units,
+    alpha_units=position_units,
+    alpha_metrics=("ordinal", "interval"),
     remap=remap,
 )

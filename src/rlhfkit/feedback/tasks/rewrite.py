@@ -48,12 +48,18 @@ def pairs(item: ItemAnswers, _agg: Aggregator) -> list[Record]:
     """Each rewrite preferred to the response it rewrote (a rewrite that changed nothing says nothing)."""
     return [
         Comparison(item.prompt, p["text"], item.texts[p["response_id"]])
-        for p in item.payloads() if p["text"].strip() != item.texts[p["response_id"]].strip()
+        for p in item.payloads()
+        if p["text"].strip() != item.texts[p["response_id"]].strip()
     ]
 
 
 REWRITE = TaskType(
-    name="rewrite", title="Rewrite", normalize=normalize, read_form=read_form,
-    template="task_rewrite.html", shortcuts_template="_shortcuts_rewrite.html",
-    builders={"pairs": pairs, "demos": texts_as_demos}, remap=remap,
+    name="rewrite",
+    title="Rewrite",
+    normalize=normalize,
+    read_form=read_form,
+    template="task_rewrite.html",
+    shortcuts_template="_shortcuts_rewrite.html",
+    builders={"pairs": pairs, "demos": texts_as_demos},
+    remap=remap,
 )

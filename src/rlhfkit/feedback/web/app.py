@@ -91,8 +91,7 @@ class SecurityHeadersMiddleware:
         async def send_with_headers(message: Message) -> None:
             if message["type"] == "http.response.start":
                 present = {name.lower() for name, _ in message.get("headers", [])}
-                extra = [(k.encode(), v.encode()) for k, v in SECURITY_HEADERS.items()
-                         if k.encode() not in present]
+                extra = [(k.encode(), v.encode()) for k, v in SECURITY_HEADERS.items() if k.encode() not in present]
                 message = {**message, "headers": [*message.get("headers", []), *extra]}
             await send(message)
 
@@ -111,8 +110,7 @@ class BodyLimitMiddleware:
             await self.app(scope, receive, send)
             return
         path: str = scope["path"]
-        limit = (self.config.max_upload_bytes if path.endswith(UPLOAD_SUFFIXES)
-                 else self.config.max_body_bytes)
+        limit = self.config.max_upload_bytes if path.endswith(UPLOAD_SUFFIXES) else self.config.max_body_bytes
         declared = dict(scope["headers"]).get(b"content-length")
         if declared is not None and declared.isdigit() and int(declared) > limit:
             await _too_large(path, limit)(scope, receive, send)
@@ -169,7 +167,9 @@ def _error_response(request: Request, status: int, message: str) -> Response:
     except FeedbackError:
         session = None
     return templates.TemplateResponse(
-        request, "error.html", {"status": status, "message": message, "session": session},
+        request,
+        "error.html",
+        {"status": status, "message": message, "session": session},
         status_code=status,
     )
 
@@ -189,9 +189,7 @@ def _install_error_handlers(app: FastAPI) -> None:
     async def _validation(request: Request, exc: RequestValidationError) -> Response:
         if _wants_json(request):
             return JSONResponse({"detail": _jsonable_errors(exc)}, status_code=422)
-        details = "; ".join(
-            f"{'.'.join(str(p) for p in e.get('loc', ()))}: {e.get('msg', '')}" for e in exc.errors()
-        )
+        details = "; ".join(f"{'.'.join(str(p) for p in e.get('loc', ()))}: {e.get('msg', '')}" for e in exc.errors())
         return _error_response(request, 422, f"invalid input ({details})")
 
     @app.exception_handler(StarletteHTTPException)
@@ -206,12 +204,14 @@ def _install_error_handlers(app: FastAPI) -> None:
 
 def _jsonable_errors(exc: RequestValidationError) -> list[dict[str, Any]]:
     # Pydantic errors may carry the offending input (possibly huge or non-JSON): keep it short.
-    return [{"loc": list(e.get("loc", ())), "msg": str(e.get("msg", "")), "type": e.get("type", "")}
-            for e in exc.errors()]
+    return [
+        {"loc": list(e.get("loc", ())), "msg": str(e.get("msg", "")), "type": e.get("type", "")} for e in exc.errors()
+    ]
 
 
-def create_app(db_url: str | None = None, *, store: FeedbackStore | None = None,
-               config: AppConfig | None = None) -> FastAPI:
+def create_app(
+    db_url: str | None = None, *, store: FeedbackStore | None = None, config: AppConfig | None = None
+) -> FastAPI:
     """The web app over a database URL (migrated at startup) or an existing store."""
     from rlhfkit.feedback.web import routes_admin, routes_api, routes_auth, routes_pages
 
@@ -232,7 +232,7 @@ def create_app(db_url: str | None = None, *, store: FeedbackStore | None = None,
         title="rlhfkit feedback",
         version=__version__,
         description="Collect human feedback (pairwise, ranking, Likert, critique, rewrite, "
-                    "demonstration, harm flags) for reward models and DPO.",
+        "demonstration, harm flags) for reward models and DPO.",
     )
     app.state.store = store
     app.state.config = config

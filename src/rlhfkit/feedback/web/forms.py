@@ -25,8 +25,7 @@ from rlhfkit.feedback.tasks.base import form_text
 
 def common_fields(form: FormData, task: TaskView) -> dict[str, Any]:
     """Harm flags and the comment, accepted on every task type."""
-    flags = {str(r.id): [v for v in form.getlist(f"flag-{r.id}") if isinstance(v, str)]
-             for r in task.responses}
+    flags = {str(r.id): [v for v in form.getlist(f"flag-{r.id}") if isinstance(v, str)] for r in task.responses}
     out: dict[str, Any] = {"flags": {k: v for k, v in flags.items() if v}}
     comment = form_text(form, "comment")
     if comment.strip():

@@ -26,9 +26,7 @@ router = APIRouter(prefix="/admin", include_in_schema=False)
 
 
 def _page(request: Request, template: str, session: SessionView, **context: Any) -> Response:
-    return request.app.state.templates.TemplateResponse(
-        request, template, {"session": session, **context}
-    )
+    return request.app.state.templates.TemplateResponse(request, template, {"session": session, **context})
 
 
 async def _read_upload(upload: UploadFile | None) -> str:
@@ -45,8 +43,7 @@ async def _read_upload(upload: UploadFile | None) -> str:
 def projects_page(request: Request, session: SessionView = Depends(require_admin)) -> Response:
     store = get_store(request)
     rows = [(p, store.progress(p.name)) for p in store.list_projects()]
-    return _page(request, "admin_projects.html", session, rows=rows, task_types=TASK_TYPES,
-                 aspects=DEFAULT_ASPECTS)
+    return _page(request, "admin_projects.html", session, rows=rows, task_types=TASK_TYPES, aspects=DEFAULT_ASPECTS)
 
 
 @router.post("/projects")
@@ -62,28 +59,46 @@ def create_project(
     aspects: list[str] = Form(default=[]),
     session: SessionView = Depends(require_admin),
 ) -> Response:
-    spec = ProjectSpec(name=name, task_type=task_type, title=title, guidelines=guidelines,
-                       overlap=overlap, aspects=tuple(aspects), lock_ttl_s=int(lock_ttl_min * 60),
-                       gold_rate=gold_rate)
+    spec = ProjectSpec(
+        name=name,
+        task_type=task_type,
+        title=title,
+        guidelines=guidelines,
+        overlap=overlap,
+        aspects=tuple(aspects),
+        lock_ttl_s=int(lock_ttl_min * 60),
+        gold_rate=gold_rate,
+    )
     get_store(request).create_project(spec, by_user=session.user.id)
     return RedirectResponse(f"/admin/projects/{name}", status_code=303)
 
 
 @router.get("/projects/{name}")
-def project_page(request: Request, name: str, notice: str = "",
-                 session: SessionView = Depends(require_admin)) -> Response:
+def project_page(
+    request: Request, name: str, notice: str = "", session: SessionView = Depends(require_admin)
+) -> Response:
     store = get_store(request)
     project = store.project(name)
-    return _page(request, "admin_project.html", session, project=project,
-                 progress=store.progress(name), jobs=list_jobs(store, name),
-                 events=store.audit(name, limit=30), notice=notice[:300],
-                 aspects=DEFAULT_ASPECTS, task_types=TASK_TYPES, kinds=EXPORT_KINDS,
-                 aggregations=AGGREGATIONS)
+    return _page(
+        request,
+        "admin_project.html",
+        session,
+        project=project,
+        progress=store.progress(name),
+        jobs=list_jobs(store, name),
+        events=store.audit(name, limit=30),
+        notice=notice[:300],
+        aspects=DEFAULT_ASPECTS,
+        task_types=TASK_TYPES,
+        kinds=EXPORT_KINDS,
+        aggregations=AGGREGATIONS,
+    )
 
 
 @router.post("/projects/{name}/settings")
 def update_settings(
-    request: Request, name: str,
+    request: Request,
+    name: str,
     title: str = Form(default="", max_length=200),
     guidelines: str = Form(default="", max_length=200_000),
     lock_ttl_min: float = Form(default=30.0),
@@ -91,15 +106,22 @@ def update_settings(
     aspects: list[str] = Form(default=[]),
     session: SessionView = Depends(require_admin),
 ) -> Response:
-    get_store(request).update_project(name, session.user.id, title=title, guidelines=guidelines,
-                                      lock_ttl_s=int(lock_ttl_min * 60), gold_rate=gold_rate,
-                                      aspects=tuple(aspects))
+    get_store(request).update_project(
+        name,
+        session.user.id,
+        title=title,
+        guidelines=guidelines,
+        lock_ttl_s=int(lock_ttl_min * 60),
+        gold_rate=gold_rate,
+        aspects=tuple(aspects),
+    )
     return RedirectResponse(f"/admin/projects/{name}?notice=Settings+saved", status_code=303)
 
 
 @router.post("/projects/{name}/import")
-async def import_items(request: Request, name: str, file: UploadFile,
-                       session: SessionView = Depends(require_admin)) -> Response:
+async def import_items(
+    request: Request, name: str, file: UploadFile, session: SessionView = Depends(require_admin)
+) -> Response:
     text = await _read_upload(file)
     count = await run_in_threadpool(get_store(request).import_jsonl, name, text, session.user.id)
     return RedirectResponse(f"/admin/projects/{name}?notice=Imported+{count}+items", status_code=303)
@@ -124,9 +146,11 @@ async def generate(request: Request, name: str, session: SessionView = Depends(r
 
     model = form.get("model", "")
     params = GenerationParams(
-        model=model if isinstance(model, str) else "", n=number("n", "2", int),
+        model=model if isinstance(model, str) else "",
+        n=number("n", "2", int),
         max_new_tokens=number("max_new_tokens", "256", int),
-        temperature=number("temperature", "1.0", float), top_p=number("top_p", "1.0", float),
+        temperature=number("temperature", "1.0", float),
+        top_p=number("top_p", "1.0", float),
         seed=number("seed", "0", int),
     )
     await run_in_threadpool(start_generation, store, name, prompts, params, session.user.id)
@@ -136,22 +160,19 @@ async def generate(request: Request, name: str, session: SessionView = Depends(r
 @router.get("/projects/{name}/jobs")
 def jobs_fragment(request: Request, name: str, session: SessionView = Depends(require_admin)) -> Response:
     store = get_store(request)
-    return _page(request, "_jobs.html", session, project=store.project(name),
-                 jobs=list_jobs(store, name))
+    return _page(request, "_jobs.html", session, project=store.project(name), jobs=list_jobs(store, name))
 
 
 @router.get("/projects/{name}/dashboard")
 def dashboard(request: Request, name: str, session: SessionView = Depends(require_admin)) -> Response:
     store = get_store(request)
-    return _page(request, "dashboard.html", session, project=store.project(name),
-                 report=store.qc_report(name))
+    return _page(request, "dashboard.html", session, project=store.project(name), report=store.qc_report(name))
 
 
 @router.get("/projects/{name}/dashboard/stats")
 def dashboard_stats(request: Request, name: str, session: SessionView = Depends(require_admin)) -> Response:
     store = get_store(request)
-    return _page(request, "_stats.html", session, project=store.project(name),
-                 report=store.qc_report(name))
+    return _page(request, "_stats.html", session, project=store.project(name), report=store.qc_report(name))
 
 
 def _zip_dir(folder: Path) -> bytes:
@@ -164,41 +185,55 @@ def _zip_dir(folder: Path) -> bytes:
 
 
 @router.get("/projects/{name}/export")
-def export(request: Request, name: str, format: str = "pairs", aggregate: str = "majority",
-           container: str = "jsonl", session: SessionView = Depends(require_admin)) -> Response:
+def export(
+    request: Request,
+    name: str,
+    format: str = "pairs",
+    aggregate: str = "majority",
+    container: str = "jsonl",
+    session: SessionView = Depends(require_admin),
+) -> Response:
     store = get_store(request)
     rows = [r.to_json() for r in store.export_rows(name, format, aggregate)]  # type: ignore[arg-type]
     store.record_export(name, format, aggregate, len(rows), session.user.id)
     stem = f"{name}-{format}-{aggregate}"
     if container == "jsonl":
         body = "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows)
-        return Response(body, media_type="application/jsonl; charset=utf-8",
-                        headers={"content-disposition": f'attachment; filename="{stem}.jsonl"'})
+        return Response(
+            body,
+            media_type="application/jsonl; charset=utf-8",
+            headers={"content-disposition": f'attachment; filename="{stem}.jsonl"'},
+        )
     if container != "hf":
         raise Invalid("container must be jsonl or hf")
     with tempfile.TemporaryDirectory(prefix="rlhfkit-export-") as workdir:
         write_hf_dataset(rows, Path(workdir) / stem)
         data = _zip_dir(Path(workdir) / stem)
-    return Response(data, media_type="application/zip",
-                    headers={"content-disposition": f'attachment; filename="{stem}-hf.zip"'})
+    return Response(
+        data, media_type="application/zip", headers={"content-disposition": f'attachment; filename="{stem}-hf.zip"'}
+    )
 
 
 @router.get("/users")
 def users_page(request: Request, notice: str = "", session: SessionView = Depends(require_admin)) -> Response:
-    return _page(request, "admin_users.html", session, users=get_store(request).list_users(),
-                 notice=notice[:300])
+    return _page(request, "admin_users.html", session, users=get_store(request).list_users(), notice=notice[:300])
 
 
 @router.post("/users")
-def create_user(request: Request, name: str = Form(max_length=64), role: str = Form(max_length=16),
-                password: str = Form(max_length=1024),
-                session: SessionView = Depends(require_admin)) -> Response:
+def create_user(
+    request: Request,
+    name: str = Form(max_length=64),
+    role: str = Form(max_length=16),
+    password: str = Form(max_length=1024),
+    session: SessionView = Depends(require_admin),
+) -> Response:
     get_store(request).create_user(name, role, password, by_user=session.user.id)
     return RedirectResponse(f"/admin/users?notice=Created+{name}", status_code=303)
 
 
 @router.post("/users/{user_id}/active")
-def set_active(request: Request, user_id: int, active: bool = Form(),
-               session: SessionView = Depends(require_admin)) -> Response:
+def set_active(
+    request: Request, user_id: int, active: bool = Form(), session: SessionView = Depends(require_admin)
+) -> Response:
     user = get_store(request).set_user_active(user_id, active, by_user=session.user.id)
     return _page(request, "_user_row.html", session, user=user)

@@ -69,24 +69,32 @@ async def next_task(request: Request, name: str, session: SessionView = Depends(
 @router.get("/tasks/{assignment_id}", tags=["annotation"])
 def get_task(request: Request, assignment_id: int, session: SessionView = Depends(require_user)) -> dict[str, Any]:
     store = get_store(request)
-    return {**task_json(store.task(assignment_id, session.user.id)),
-            "status": store.assignment_status(assignment_id, session.user.id)}
+    return {
+        **task_json(store.task(assignment_id, session.user.id)),
+        "status": store.assignment_status(assignment_id, session.user.id),
+    }
 
 
 @router.post("/tasks/{assignment_id}/submit", response_model=SubmitReply, tags=["annotation"])
-async def submit(request: Request, assignment_id: int, body: SubmitBody,
-                 session: SessionView = Depends(require_user)) -> dict[str, Any]:
+async def submit(
+    request: Request, assignment_id: int, body: SubmitBody, session: SessionView = Depends(require_user)
+) -> dict[str, Any]:
     """Store your answer. Resubmitting the identical answer is safe (``duplicate: true``)."""
     result = await run_in_threadpool(
-        get_store(request).submit, assignment_id, session.user.id, body.answer,
-        duration_ms=body.duration_ms, source="api",
+        get_store(request).submit,
+        assignment_id,
+        session.user.id,
+        body.answer,
+        duration_ms=body.duration_ms,
+        source="api",
     )
     return asdict(result)
 
 
 @router.post("/tasks/{assignment_id}/skip", tags=["annotation"])
-async def skip(request: Request, assignment_id: int, body: SkipBody,
-               session: SessionView = Depends(require_user)) -> dict[str, bool]:
+async def skip(
+    request: Request, assignment_id: int, body: SkipBody, session: SessionView = Depends(require_user)
+) -> dict[str, bool]:
     await run_in_threadpool(get_store(request).skip, assignment_id, session.user.id, body.reason)
     return {"ok": True}
 
@@ -136,8 +144,9 @@ def create_user(request: Request, body: UserBody, session: SessionView = Depends
 
 
 @router.post("/users/{user_id}/active", tags=["users"])
-def set_active(request: Request, user_id: int, body: ActiveBody,
-               session: SessionView = Depends(require_admin)) -> dict[str, Any]:
+def set_active(
+    request: Request, user_id: int, body: ActiveBody, session: SessionView = Depends(require_admin)
+) -> dict[str, Any]:
     return asdict(get_store(request).set_user_active(user_id, body.active, session.user.id))
 
 
@@ -150,8 +159,9 @@ def projects(request: Request, session: SessionView = Depends(require_user)) -> 
 
 
 @router.post("/projects", status_code=201, tags=["projects"])
-def create_project(request: Request, body: ProjectBody,
-                   session: SessionView = Depends(require_admin)) -> dict[str, Any]:
+def create_project(
+    request: Request, body: ProjectBody, session: SessionView = Depends(require_admin)
+) -> dict[str, Any]:
     spec = ProjectSpec(**{**body.model_dump(), "aspects": tuple(body.aspects)})
     return asdict(get_store(request).create_project(spec, session.user.id))
 
@@ -162,15 +172,17 @@ def project(request: Request, name: str, session: SessionView = Depends(require_
 
 
 @router.patch("/projects/{name}", tags=["projects"])
-def patch_project(request: Request, name: str, body: ProjectPatch,
-                  session: SessionView = Depends(require_admin)) -> dict[str, Any]:
+def patch_project(
+    request: Request, name: str, body: ProjectPatch, session: SessionView = Depends(require_admin)
+) -> dict[str, Any]:
     changes = {k: v for k, v in body.model_dump().items() if v is not None}
     return asdict(get_store(request).update_project(name, session.user.id, **changes))
 
 
 @router.post("/projects/{name}/items", status_code=201, tags=["projects"])
-def add_items(request: Request, name: str, body: ItemsBody,
-              session: SessionView = Depends(require_admin)) -> dict[str, Any]:
+def add_items(
+    request: Request, name: str, body: ItemsBody, session: SessionView = Depends(require_admin)
+) -> dict[str, Any]:
     store = get_store(request)
     errors, items = [], []
     for number, obj in enumerate(body.items, start=1):
@@ -184,8 +196,9 @@ def add_items(request: Request, name: str, body: ItemsBody,
 
 
 @router.post("/projects/{name}/import", status_code=201, tags=["projects"])
-async def import_items(request: Request, name: str, file: UploadFile,
-                       session: SessionView = Depends(require_admin)) -> dict[str, int]:
+async def import_items(
+    request: Request, name: str, file: UploadFile, session: SessionView = Depends(require_admin)
+) -> dict[str, int]:
     """Upload a JSONL file (multipart field ``file``); see the import format in the docs."""
     try:
         text = (await file.read()).decode("utf-8")
@@ -201,8 +214,9 @@ def item(request: Request, item_id: int, session: SessionView = Depends(require_
 
 
 @router.post("/projects/{name}/generate", status_code=202, tags=["projects"])
-def generate(request: Request, name: str, body: GenerateBody,
-             session: SessionView = Depends(require_admin)) -> dict[str, Any]:
+def generate(
+    request: Request, name: str, body: GenerateBody, session: SessionView = Depends(require_admin)
+) -> dict[str, Any]:
     """Start generating K candidates per prompt in the background; poll /jobs/{id}."""
     store = get_store(request)
     prompts = [check_prompt(p, store.config.limits) for p in body.prompts]
@@ -235,14 +249,20 @@ def judgments(request: Request, name: str, session: SessionView = Depends(requir
 
 
 @router.get("/audit", tags=["quality"])
-def audit(request: Request, project: str | None = None, limit: int = 200,
-          session: SessionView = Depends(require_admin)) -> list[dict[str, Any]]:
+def audit(
+    request: Request, project: str | None = None, limit: int = 200, session: SessionView = Depends(require_admin)
+) -> list[dict[str, Any]]:
     return get_store(request).audit(project, max(1, min(limit, 10_000)))
 
 
 @router.get("/projects/{name}/export", tags=["export"])
-def export(request: Request, name: str, format: str = "pairs", aggregate: str = "majority",
-           session: SessionView = Depends(require_admin)) -> StreamingResponse:
+def export(
+    request: Request,
+    name: str,
+    format: str = "pairs",
+    aggregate: str = "majority",
+    session: SessionView = Depends(require_admin),
+) -> StreamingResponse:
     """JSONL of rlhfkit/TRL records: format pairs|rankings|ratings|demos, aggregate
     majority|bradley-terry|raw (raw rows carry "annotator")."""
     store = get_store(request)

@@ -36,17 +36,29 @@ def _safe_next(target: str | None) -> str:
 def login_page(request: Request, next: str = "/") -> Response:
     token = new_token()
     response = request.app.state.templates.TemplateResponse(
-        request, "login.html",
+        request,
+        "login.html",
         {"session": None, "login_csrf": token, "next": _safe_next(next), "error": None},
     )
-    response.set_cookie(LOGIN_CSRF_COOKIE, token, httponly=True, samesite="strict",
-                        secure=request.app.state.config.secure_cookies, max_age=3600)
+    response.set_cookie(
+        LOGIN_CSRF_COOKIE,
+        token,
+        httponly=True,
+        samesite="strict",
+        secure=request.app.state.config.secure_cookies,
+        max_age=3600,
+    )
     return response
 
 
 @router.post("/login")
-def login_submit(request: Request, name: str = Form(max_length=64), password: str = Form(max_length=1024),
-                 csrf_token: str = Form(default="", max_length=128), next: str = Form(default="/", max_length=2000)) -> Response:
+def login_submit(
+    request: Request,
+    name: str = Form(max_length=64),
+    password: str = Form(max_length=1024),
+    csrf_token: str = Form(default="", max_length=128),
+    next: str = Form(default="/", max_length=2000),
+) -> Response:
     if not tokens_match(request.cookies.get(LOGIN_CSRF_COOKIE, "\0"), csrf_token):
         raise Forbidden("missing or wrong CSRF token: reload the login page and try again")
     throttle(request).check(name)
@@ -56,19 +68,30 @@ def login_submit(request: Request, name: str = Form(max_length=64), password: st
         throttle(request).failed(name)
         fresh = new_token()
         response = request.app.state.templates.TemplateResponse(
-            request, "login.html",
-            {"session": None, "login_csrf": fresh, "next": _safe_next(next),
-             "error": "Wrong user name or password."},
+            request,
+            "login.html",
+            {"session": None, "login_csrf": fresh, "next": _safe_next(next), "error": "Wrong user name or password."},
             status_code=401,
         )
-        response.set_cookie(LOGIN_CSRF_COOKIE, fresh, httponly=True, samesite="strict",
-                            secure=request.app.state.config.secure_cookies, max_age=3600)
+        response.set_cookie(
+            LOGIN_CSRF_COOKIE,
+            fresh,
+            httponly=True,
+            samesite="strict",
+            secure=request.app.state.config.secure_cookies,
+            max_age=3600,
+        )
         return response
     throttle(request).succeeded(name)
     response = RedirectResponse(_safe_next(next), status_code=303)
-    response.set_cookie(SESSION_COOKIE, token, httponly=True, samesite="lax",
-                        secure=request.app.state.config.secure_cookies,
-                        max_age=int(get_store(request).config.session_ttl_s))
+    response.set_cookie(
+        SESSION_COOKIE,
+        token,
+        httponly=True,
+        samesite="lax",
+        secure=request.app.state.config.secure_cookies,
+        max_age=int(get_store(request).config.session_ttl_s),
+    )
     response.delete_cookie(LOGIN_CSRF_COOKIE)
     return response
 

@@ -28,16 +28,30 @@ SKIP_REASONS = (
 """Reasons offered in the skip dialog (free text is accepted too)."""
 
 
-def _render_task(request: Request, session: SessionView, task: TaskView, project: Any,
-                 error: str | None = None, status_code: int = 200) -> Response:
+def _render_task(
+    request: Request,
+    session: SessionView,
+    task: TaskView,
+    project: Any,
+    error: str | None = None,
+    status_code: int = 200,
+) -> Response:
     kind = task_type(task.task_type)
     return request.app.state.templates.TemplateResponse(
-        request, "task.html",
-        {"session": session, "task": task, "project": project, "error": error,
-         "kind": kind, "harm_labels": HARM_LABELS,
-         "likert": list(range(LIKERT_SCALE[0], LIKERT_SCALE[1] + 1)),
-         "scales": ("overall", *task.aspects), "skip_reasons": SKIP_REASONS,
-         "progress": task.progress},
+        request,
+        "task.html",
+        {
+            "session": session,
+            "task": task,
+            "project": project,
+            "error": error,
+            "kind": kind,
+            "harm_labels": HARM_LABELS,
+            "likert": list(range(LIKERT_SCALE[0], LIKERT_SCALE[1] + 1)),
+            "scales": ("overall", *task.aspects),
+            "skip_reasons": SKIP_REASONS,
+            "progress": task.progress,
+        },
         status_code=status_code,
     )
 
@@ -47,7 +61,9 @@ def queue(request: Request, session: SessionView = Depends(require_user)) -> Res
     store = get_store(request)
     rows = [(p, store.progress(p.name, session.user.id)) for p in store.list_projects()]
     return request.app.state.templates.TemplateResponse(
-        request, "queue.html", {"session": session, "rows": rows, "task_types": TASK_TYPES},
+        request,
+        "queue.html",
+        {"session": session, "rows": rows, "task_types": TASK_TYPES},
     )
 
 
@@ -58,9 +74,9 @@ def task_page(request: Request, name: str, session: SessionView = Depends(requir
     task = store.next_task(name, session.user.id, with_progress=True)
     if task is None:
         return request.app.state.templates.TemplateResponse(
-            request, "done.html",
-            {"session": session, "project": project,
-             "progress": store.progress(name, session.user.id)},
+            request,
+            "done.html",
+            {"session": session, "project": project, "progress": store.progress(name, session.user.id)},
         )
     return _render_task(request, session, task, project)
 
@@ -73,19 +89,24 @@ def _own_task(request: Request, name: str, assignment_id: int, session: SessionV
 
 
 @router.post("/projects/{name}/tasks/{assignment_id}")
-async def submit_task(request: Request, name: str, assignment_id: int,
-                      session: SessionView = Depends(require_user)) -> Response:
+async def submit_task(
+    request: Request, name: str, assignment_id: int, session: SessionView = Depends(require_user)
+) -> Response:
     form = await request.form()
     return await run_in_threadpool(_submit_form, request, name, assignment_id, session, form)
 
 
-def _submit_form(request: Request, name: str, assignment_id: int, session: SessionView,
-                 form: FormData) -> Response:
+def _submit_form(request: Request, name: str, assignment_id: int, session: SessionView, form: FormData) -> Response:
     store = get_store(request)
     task = _own_task(request, name, assignment_id, session)
     try:
-        store.submit(assignment_id, session.user.id, payload_from_form(form, task),
-                     duration_ms=duration_from_form(form), source="web")
+        store.submit(
+            assignment_id,
+            session.user.id,
+            payload_from_form(form, task),
+            duration_ms=duration_from_form(form),
+            source="web",
+        )
     except (Invalid, TooLarge) as exc:
         # Show the same task again with the problem, rather than losing the annotator's place.
         progress = store.progress(name, session.user.id)
@@ -95,8 +116,9 @@ def _submit_form(request: Request, name: str, assignment_id: int, session: Sessi
 
 
 @router.post("/projects/{name}/tasks/{assignment_id}/skip")
-async def skip_task(request: Request, name: str, assignment_id: int,
-                    session: SessionView = Depends(require_user)) -> Response:
+async def skip_task(
+    request: Request, name: str, assignment_id: int, session: SessionView = Depends(require_user)
+) -> Response:
     form = await request.form()
     choice = form.get("reason", "")
     detail = form.get("reason_text", "")

@@ -54,9 +54,10 @@ class ProjectPatch(Strict):
 
 class ItemsBody(Strict):
     items: list[dict[str, Any]] = Field(
-        min_length=1, max_length=10_000,
+        min_length=1,
+        max_length=10_000,
         description='Objects shaped like JSONL import lines: {"prompt", "responses"|"chosen"/"rejected", '
-                    '"task_type"?, "gold"?, "id"?, "models"?}',
+        '"task_type"?, "gold"?, "id"?, "models"?}',
     )
 
 
@@ -89,14 +90,18 @@ class NextReply(BaseModel):
     task: dict[str, Any] | None = Field(description="None when nothing is open for you right now")
     remaining: int | None = Field(
         description="When task is None: open items you have not seen yet. Items held by "
-                    "others may come back when their locks expire, so poll while this is > 0.",
+        "others may come back when their locks expire, so poll while this is > 0.",
     )
 
 
 def task_json(task: TaskView) -> dict[str, Any]:
     return {
-        "assignment_id": task.assignment_id, "item_id": task.item_id, "project": task.project,
-        "task_type": task.task_type, "prompt": task.prompt, "aspects": list(task.aspects),
+        "assignment_id": task.assignment_id,
+        "item_id": task.item_id,
+        "project": task.project,
+        "task_type": task.task_type,
+        "prompt": task.prompt,
+        "aspects": list(task.aspects),
         "responses": [{"id": r.id, "label": r.label, "text": r.text} for r in task.responses],
         "expires_at": task.expires_at,
     }
@@ -104,7 +109,10 @@ def task_json(task: TaskView) -> dict[str, Any]:
 
 def progress_json(progress: Progress) -> dict[str, Any]:
     return {
-        "items": progress.items, "complete_items": progress.complete_items,
-        "judgments": progress.judgments, "required_judgments": progress.required_judgments,
-        "user_done": progress.user_done, "user_remaining": progress.user_remaining,
+        "items": progress.items,
+        "complete_items": progress.complete_items,
+        "judgments": progress.judgments,
+        "required_judgments": progress.required_judgments,
+        "user_done": progress.user_done,
+        "user_remaining": progress.user_remaining,
     }

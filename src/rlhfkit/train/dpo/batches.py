@@ -144,8 +144,15 @@ class PreferenceBatch:
 
     def to(self, device: torch.device) -> PreferenceBatch:
         position_ids = None if self.position_ids is None else self.position_ids.to(device)
-        return PreferenceBatch(self.input_ids.to(device), self.attention_mask.to(device), position_ids,
-                               self.source.to(device), self.target.to(device), self.response.to(device), self.sizes)
+        return PreferenceBatch(
+            self.input_ids.to(device),
+            self.attention_mask.to(device),
+            position_ids,
+            self.source.to(device),
+            self.target.to(device),
+            self.response.to(device),
+            self.sizes,
+        )
 
 
 def _scored(row: int, width: int, start: int, prev: int, tokens: Sequence[int]) -> list[int]:
@@ -171,8 +178,15 @@ def collate_rows(groups: Sequence[PreferenceGroup], pad_id: int) -> PreferenceBa
         source += _scored(i, width, len(prompt), len(prompt) - 1, resp)
         target += resp
         response += [i] * len(resp)
-    return PreferenceBatch(ids, mask, None, torch.tensor(source), torch.tensor(target), torch.tensor(response),
-                           [len(g.responses) for g in groups])
+    return PreferenceBatch(
+        ids,
+        mask,
+        None,
+        torch.tensor(source),
+        torch.tensor(target),
+        torch.tensor(response),
+        [len(g.responses) for g in groups],
+    )
 
 
 def collate_packed(groups: Sequence[PreferenceGroup], pad_id: int) -> PreferenceBatch:
@@ -189,8 +203,15 @@ def collate_packed(groups: Sequence[PreferenceGroup], pad_id: int) -> Preference
             target += resp
             response += [flat] * len(resp)
             flat += 1
-    return PreferenceBatch(packed.input_ids, packed.attention_mask, packed.position_ids, torch.tensor(source),
-                           torch.tensor(target), torch.tensor(response), [len(g.responses) for g in groups])
+    return PreferenceBatch(
+        packed.input_ids,
+        packed.attention_mask,
+        packed.position_ids,
+        torch.tensor(source),
+        torch.tensor(target),
+        torch.tensor(response),
+        [len(g.responses) for g in groups],
+    )
 
 
 Layout = Literal["packed", "rows"]

@@ -75,24 +75,32 @@ class DPOSettings(TrainSettings):
         require(self.beta > 0, f"beta must be positive, got {self.beta}")
         accepted = loss_hyperparameters(self.loss)
         for name in sorted(LOSS_HYPERPARAMETERS):
-            require(getattr(self, name) is None or name in accepted,
-                    f"{name} does not apply to loss={self.loss}; it is a parameter of "
-                    f"{', '.join(n for n in DPO_LOSSES if name in loss_hyperparameters(n))}")
+            require(
+                getattr(self, name) is None or name in accepted,
+                f"{name} does not apply to loss={self.loss}; it is a parameter of "
+                f"{', '.join(n for n in DPO_LOSSES if name in loss_hyperparameters(n))}",
+            )
         if self.label_smoothing is not None:
             require(0.0 <= self.label_smoothing < 0.5, "label_smoothing must be in [0, 0.5)")
         if self.gamma is not None:
             require(math.isfinite(self.gamma), "gamma must be a finite number")
         if self.sft_weight is not None:
             require(self.sft_weight >= 0, "sft_weight must be >= 0")
-        require(self.rankings_as == "pairs" or self.kind == "rankings",
-                "rankings_as applies to kind=rankings; pairs always train as pairs")
-        require(self.rankings_as != "plackett_luce" or self.loss == "sigmoid",
-                "rankings_as=plackett_luce is the K-way form of the sigmoid (DPO) loss; set loss=sigmoid")
+        require(
+            self.rankings_as == "pairs" or self.kind == "rankings",
+            "rankings_as applies to kind=rankings; pairs always train as pairs",
+        )
+        require(
+            self.rankings_as != "plackett_luce" or self.loss == "sigmoid",
+            "rankings_as=plackett_luce is the K-way form of the sigmoid (DPO) loss; set loss=sigmoid",
+        )
         require(self.max_length >= 8, "max_length must be at least 8")
         require(0 < self.max_prompt_length < self.max_length, "max_prompt_length must be in (0, max_length)")
         require(self.freeze_layers >= 0, "freeze_layers must be >= 0")
-        require(not (self.lora is not None and self.freeze_layers),
-                "lora and freeze_layers both choose what trains; set one of them")
+        require(
+            not (self.lora is not None and self.freeze_layers),
+            "lora and freeze_layers both choose what trains; set one of them",
+        )
         require(self.ref_batch_size > 0 and self.eval_batches > 0, "ref_batch_size and eval_batches must be positive")
         require(self.kl_prompts >= 0 and self.kl_max_new_tokens > 0, "kl_prompts >= 0 and kl_max_new_tokens > 0")
 
@@ -116,7 +124,6 @@ class DPOConfig(DPOSettings, TrainConfig):
     def __post_init__(self) -> None:
         super().__post_init__()
         require(bool(self.data), "data is required (a preference pairs or rankings file)")
-
 
     def title(self) -> str:
         """What the run is, in a few words (the report's title)."""

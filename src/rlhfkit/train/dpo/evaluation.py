@@ -49,8 +49,15 @@ def reference_model(cfg: DPOConfig, model: nn.Module, engine: Engine) -> Iterato
 
 
 @torch.no_grad()
-def evaluate(cfg: DPOConfig, engine: Engine, model: nn.Module, groups: list[PreferenceGroup],
-             batches: list[list[int]], ref: Tensor | None, pad: int) -> dict[str, float]:
+def evaluate(
+    cfg: DPOConfig,
+    engine: Engine,
+    model: nn.Module,
+    groups: list[PreferenceGroup],
+    batches: list[list[int]],
+    ref: Tensor | None,
+    pad: int,
+) -> dict[str, float]:
     """Loss, reward accuracy and margin, rewards and log-probs on held-out preferences."""
     model.eval()
     offsets = response_offsets(groups)
@@ -65,8 +72,9 @@ def evaluate(cfg: DPOConfig, engine: Engine, model: nn.Module, groups: list[Pref
 
 
 @torch.no_grad()
-def sampled_kl(cfg: DPOConfig, engine: Engine, model: nn.Module, tokenizer, prompts: list[PromptText],
-               seed: int) -> tuple[float, list[str]]:
+def sampled_kl(
+    cfg: DPOConfig, engine: Engine, model: nn.Module, tokenizer, prompts: list[PromptText], seed: int
+) -> tuple[float, list[str]]:
     """Mean over sampled responses of the summed per-token KL(policy || reference) estimate.
 
     Responses are sampled from the policy at temperature 1 with no truncation, so they come from the
@@ -74,8 +82,12 @@ def sampled_kl(cfg: DPOConfig, engine: Engine, model: nn.Module, tokenizer, prom
     """
     policy = engine.unwrap(model)
     policy.eval()
-    scfg = SamplingConfig(max_new_tokens=cfg.kl_max_new_tokens, temperature=1.0,
-                          max_prompt_length=cfg.max_prompt_length, batch_size=len(prompts))
+    scfg = SamplingConfig(
+        max_new_tokens=cfg.kl_max_new_tokens,
+        temperature=1.0,
+        max_prompt_length=cfg.max_prompt_length,
+        batch_size=len(prompts),
+    )
     out = sample(policy, tokenizer, prompts, scfg, generator_seed=seed)
     ids = torch.cat([out.prompt_ids, out.response_ids], dim=1)
     mask = torch.cat([out.prompt_mask, out.response_mask], dim=1)

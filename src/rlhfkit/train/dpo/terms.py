@@ -31,8 +31,9 @@ class PreferenceTerms(NamedTuple):
     """(P,) detached summed policy log-prob of the worse response."""
 
 
-def pairwise_terms(logps: Tensor, lengths: Tensor, ref: Tensor | None, sizes: Sequence[int],
-                   cfg: DPOSettings) -> PreferenceTerms:
+def pairwise_terms(
+    logps: Tensor, lengths: Tensor, ref: Tensor | None, sizes: Sequence[int], cfg: DPOSettings
+) -> PreferenceTerms:
     """`cfg.loss` on every better/worse pair of each group; logps, lengths, ref are (n_responses,)."""
     better, worse = (i.to(logps.device) for i in pair_indices(sizes))
     token_counts = lengths.to(logps.dtype).clamp(min=1)
@@ -46,12 +47,14 @@ def pairwise_terms(logps: Tensor, lengths: Tensor, ref: Tensor | None, sizes: Se
         chosen_nll=-logps[better] / token_counts[better],  # mean token NLL (ORPO's and SimPO's SFT term)
     )
     out = DPO_LOSSES[cfg.loss](batch, cfg.beta, **cfg.hyperparameters())
-    return PreferenceTerms(out.losses, out.chosen_rewards, out.rejected_rewards,
-                           logps[better].detach(), logps[worse].detach())
+    return PreferenceTerms(
+        out.losses, out.chosen_rewards, out.rejected_rewards, logps[better].detach(), logps[worse].detach()
+    )
 
 
-def plackett_luce_terms(logps: Tensor, lengths: Tensor, ref: Tensor | None, sizes: Sequence[int],
-                        cfg: DPOSettings) -> PreferenceTerms:
+def plackett_luce_terms(
+    logps: Tensor, lengths: Tensor, ref: Tensor | None, sizes: Sequence[int], cfg: DPOSettings
+) -> PreferenceTerms:
     """The Plackett-Luce DPO loss of each whole ranking; rewards are logged pair by pair."""
     if ref is None:
         raise ValueError("plackett_luce needs reference log-probs")
@@ -93,9 +96,14 @@ class MetricSums:
         self.units += terms.losses.numel()
         self.pairs += terms.chosen_rewards.numel()
         margin = terms.chosen_rewards - terms.rejected_rewards
-        for name, value in (("chosen_reward", terms.chosen_rewards), ("rejected_reward", terms.rejected_rewards),
-                            ("reward_margin", margin), ("reward_accuracy", (margin > 0).float()),
-                            ("chosen_logp", terms.chosen_logps), ("rejected_logp", terms.rejected_logps)):
+        for name, value in (
+            ("chosen_reward", terms.chosen_rewards),
+            ("rejected_reward", terms.rejected_rewards),
+            ("reward_margin", margin),
+            ("reward_accuracy", (margin > 0).float()),
+            ("chosen_logp", terms.chosen_logps),
+            ("rejected_logp", terms.rejected_logps),
+        ):
             self.sums[name] = self.sums.get(name, 0.0) + float(value.float().sum())
 
     def means(self, prefix: str) -> dict[str, float]:

@@ -11,8 +11,9 @@ the whole optimizer step, however it is split into micro-batches.
 
 from __future__ import annotations
 
+import functools
 from pathlib import Path
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 from torch import Tensor, nn
 
@@ -48,8 +49,12 @@ from rlhfkit.train.sources import load_train_eval
 REFERENCE_CACHE = "reference_logps.safetensors"
 """File in the run directory holding the reference log-probs of every train and eval response."""
 
-HEADLINE = (("train/loss", "loss"), ("train/reward_accuracy", "accuracy"), ("train/reward_margin", "margin"),
-            ("eval/kl", "eval KL"))
+HEADLINE = (
+    ("train/loss", "loss"),
+    ("train/reward_accuracy", "accuracy"),
+    ("train/reward_margin", "margin"),
+    ("eval/kl", "eval KL"),
+)
 """What the console shows of a DPO run."""
 
 
@@ -57,8 +62,10 @@ def _encode(tokenizer, records: list, cfg: DPOConfig) -> tuple[list[PreferenceGr
     texts, ties = record_texts(records)
     if ties:
         log.info("dropped %d ties: a tie names no better response", ties)
-    groups = [encode_group(tokenizer, p, r, max_length=cfg.max_length, max_prompt_length=cfg.max_prompt_length)
-              for p, r in texts]
+    groups = [
+        encode_group(tokenizer, p, r, max_length=cfg.max_length, max_prompt_length=cfg.max_prompt_length)
+        for p, r in texts
+    ]
     cut = sum(g.prompt_truncated for g in groups)
     if cut:
         log.info("%d prompts were longer than the limit and were cut from the left", cut)
@@ -90,8 +97,9 @@ def encode_preferences(tokenizer, train_recs: list, eval_recs: list, cfg: DPOCon
     return Preferences(train, held, batches, kl_prompts)
 
 
-def reference_logps(cfg: DPOConfig, model: nn.Module, engine: Engine, run_dir: Path,
-                    splits: dict[str, list[PreferenceGroup]], pad: int) -> dict[str, Tensor] | None:
+def reference_logps(
+    cfg: DPOConfig, model: nn.Module, engine: Engine, run_dir: Path, splits: dict[str, list[PreferenceGroup]], pad: int
+) -> dict[str, Tensor] | None:
     """Reference log-probs of every response, from the cache or from one pass over the data."""
     if cfg.loss in REFERENCE_FREE_LOSSES:
         return None
@@ -102,14 +110,45 @@ def reference_logps(cfg: DPOConfig, model: nn.Module, engine: Engine, run_dir: P
         log.info("reference log-probs read from %s", path)
         return cached
     with as_reference(model):
-        out = {name: compute_reference_logps(model, groups, layout=cfg.layout, pad_id=pad,
-                                             batch_size=cfg.ref_batch_size, device=engine.device,
-                                             autocast=engine.autocast)
-               for name, groups in splits.items()}
+        out = {
+            name: compute_reference_logps(
+                model,
+                groups,
+                layout=cfg.layout,
+                pad_id=pad,
+                batch_size=cfg.ref_batch_size,
+                device=engine.device,
+                autocast=engine.autocast,
+            )
+            for name, groups in splits.items()
+        }
     save_reference_cache(path, key, out)
-    log.info("reference log-probs of %d responses computed once and cached in %s",
-             sum(v.numel() for v in out.values()), path)
+    log.info(
+        "reference log-probs of %d responses computed once and cached in %s", sum(v.numel() for v in out.values()), path
+    )
     return out
+
+
+def held_out_metrics(
+    run: Run,
+    cfg: DPOConfig,
+    model: nn.Module,
+    tokenizer: Any,
+    data: Preferences,
+    eval_ref: Tensor | None,
+    pad: int,
+    step: int,
+) -> dict[str, float]:
+    """Step `step`'s evaluation: loss and reward statistics of the held-out preferences, and the KL
+    of fresh samples of held-out prompts (whose texts go to samples.jsonl)."""
+    metrics = evaluate(cfg, run.engine, model, data.held, data.eval_batches, eval_ref, pad) if data.eval_batches else {}
+    if data.kl_prompts:
+        metrics["eval/kl"], texts = sampled_kl(cfg, run.engine, model, tokenizer, data.kl_prompts, cfg.seed + step)
+        rows = [
+            {"step": step, "prompt": prompt_text(p), "response": t} for p, t in zip(data.kl_prompts, texts, strict=True)
+        ]
+        run.append_samples(rows)
+    return metrics
 
 
 def dpo(cfg: DPOConfig) -> Path:
@@ -117,11 +156,11 @@ def dpo(cfg: DPOConfig) -> Path:
     run = Run(cfg, "dpo", HEADLINE)
 
     # 1. Data: load, hold out by prompt, tokenize once.
-    train_recs, eval_recs = load_train_eval(cfg.data, cfg.eval_data, cfg.eval_fraction, cfg.seed, cfg.kind,
-                                            cfg.skip_invalid)
+    train_recs, eval_recs = load_train_eval(cfg, cfg.kind)
     loaded = load_model(cfg.model, dtype="fp32", device=run.device)
     tokenizer, pad = loaded.tokenizer, loaded.tokenizer.pad_token_id
-    train, held, eval_batches, kl_prompts = encode_preferences(tokenizer, train_recs, eval_recs, cfg)
+    data = encode_preferences(tokenizer, train_recs, eval_recs, cfg)
+    train = data.train
     stream = BatchStream([g.packed_length for g in train], cfg.batch_size, cfg.seed, cfg.group_by_length)
     offsets = response_offsets(train)
 
@@ -129,23 +168,20 @@ def dpo(cfg: DPOConfig) -> Path:
     model = choose_trainable(loaded.model, cfg.lora, cfg.freeze_layers)
 
     # 3. Reference log-probs, once, from the weights before any update (and before a checkpoint loads).
-    reference = reference_logps(cfg, model, run.engine, run.dir, {"train": train, "eval": held}, pad)
+    reference = reference_logps(cfg, model, run.engine, run.dir, {"train": train, "eval": data.held}, pad)
     train_ref, eval_ref = (reference["train"], reference["eval"]) if reference else (None, None)
 
     # 4. Optimizer, resume from the newest checkpoint, engine.
-    model, _, _ = run.setup(model, trainable_parameters(model), modules={"model": model},
-                                    state={"data": stream}, on=f"{len(train)} preference groups ({cfg.loss} loss)")
+    model, _, _ = run.setup(
+        model,
+        trainable_parameters(model),
+        modules={"model": model},
+        state={"data": stream},
+        on=f"{len(train)} preference groups ({cfg.loss} loss)",
+    )
     mode = RANKING_MODES[cfg.rankings_as]
-
-    def held_out(step: int) -> dict[str, float]:
-        metrics = evaluate(cfg, run.engine, model, held, eval_batches, eval_ref, pad) if eval_batches else {}
-        if kl_prompts:
-            metrics["eval/kl"], texts = sampled_kl(cfg, run.engine, model, tokenizer, kl_prompts, cfg.seed + step)
-            run.append_samples([{"step": step, "prompt": prompt_text(p), "response": t}
-                                for p, t in zip(kl_prompts, texts, strict=True)])
-        return metrics
-
-    run.log_initial(held_out if eval_batches or kl_prompts else None)
+    held_out = functools.partial(held_out_metrics, run, cfg, model, tokenizer, data, eval_ref, pad)
+    run.log_initial(held_out if data.eval_batches or data.kl_prompts else None)
 
     for step in run.steps():
         # 5. One optimizer step: every response of the micro-batch's groups in one forward pass,

@@ -109,20 +109,33 @@ class PPOSettings(KLControlSettings, TrainSettings):
     def __post_init__(self) -> None:
         super().__post_init__()
         require(self.train_layers > 0, f"train_layers must be positive, got {self.train_layers}")
-        require(self.sampling.temperature > 0, "sampling.temperature must be > 0 for PPO (greedy decoding has no log-probs to ratio)")
-        require(self.sampling.top_p == 1.0 and self.sampling.top_k == 0,
-                "sampling.top_p must be 1 and sampling.top_k 0 for PPO: the ratio needs the sampled distribution's log-probs")
+        require(
+            self.sampling.temperature > 0,
+            "sampling.temperature must be > 0 for PPO (greedy decoding has no log-probs to ratio)",
+        )
+        require(
+            self.sampling.top_p == 1.0 and self.sampling.top_k == 0,
+            "sampling.top_p must be 1 and sampling.top_k 0 for PPO: the ratio needs the sampled distribution's log-probs",
+        )
         minibatch = self.batch_size * self.grad_accum
-        require(self.rollout_batch_size > 0 and self.rollout_batch_size % minibatch == 0,
-                f"rollout_batch_size ({self.rollout_batch_size}) must be a positive multiple of batch_size * grad_accum ({minibatch})")
+        require(
+            self.rollout_batch_size > 0 and self.rollout_batch_size % minibatch == 0,
+            f"rollout_batch_size ({self.rollout_batch_size}) must be a positive multiple of batch_size * grad_accum ({minibatch})",
+        )
         require(self.ppo_epochs > 0, f"ppo_epochs must be positive, got {self.ppo_epochs}")
         require(0.0 <= self.gamma <= 1.0 and 0.0 <= self.lam <= 1.0, "gamma and lam must be in [0, 1]")
         require(self.clip_range > 0 and self.value_clip_range > 0, "clip_range and value_clip_range must be positive")
         require(self.vf_coef >= 0 and self.entropy_coef >= 0, "vf_coef and entropy_coef must be >= 0")
         require(self.score_clip >= 0 and self.no_eos_penalty >= 0, "score_clip and no_eos_penalty must be >= 0")
-        require(not (self.no_eos_score is not None and self.no_eos_penalty), "set no_eos_score (replace) or no_eos_penalty (subtract), not both")
+        require(
+            not (self.no_eos_score is not None and self.no_eos_penalty),
+            "set no_eos_score (replace) or no_eos_penalty (subtract), not both",
+        )
         require(self.ensemble_k >= 0, "ensemble_k must be >= 0")
-        require(self.reward_batch_size > 0 and self.reward_timeout > 0, "reward_batch_size and reward_timeout must be positive")
+        require(
+            self.reward_batch_size > 0 and self.reward_timeout > 0,
+            "reward_batch_size and reward_timeout must be positive",
+        )
         require(self.reward_retries >= 0 and self.reward_backoff >= 0, "reward_retries and reward_backoff must be >= 0")
         require(self.samples_per_log >= 0, "samples_per_log must be >= 0")
 
@@ -141,11 +154,15 @@ class PPOConfig(PPOSettings, TrainConfig):
 
     def __post_init__(self) -> None:
         super().__post_init__()
-        require(bool(self.reward.strip()), "reward is required: a reward-model directory, python:MODULE:FUNCTION or an http(s):// URL")
+        require(
+            bool(self.reward.strip()),
+            "reward is required: a reward-model directory, python:MODULE:FUNCTION or an http(s):// URL",
+        )
         require(bool(self.prompts), "prompts is required (a prompts file)")
-        require(self.value_init != "reward" or ("," not in self.reward and not self.reward.startswith(("python:", "http"))),
-                "value_init=reward needs `reward` to be one reward-model directory")
-
+        require(
+            self.value_init != "reward" or ("," not in self.reward and not self.reward.startswith(("python:", "http"))),
+            "value_init=reward needs `reward` to be one reward-model directory",
+        )
 
     def title(self) -> str:
         """What the run is, in a few words (the report's title)."""

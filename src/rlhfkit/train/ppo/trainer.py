@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import time
 from pathlib import Path
-from typing import cast
+from typing import Any, cast
 
 import torch
 from safetensors.torch import save_file
@@ -46,27 +46,56 @@ HEADLINE = (("ppo/score", "score"), ("ppo/kl", "KL"), ("ppo/beta", "beta"), ("pe
 def actor_critic(base: PreTrainedModel, cfg: PPOConfig) -> ActorCritic:
     """Policy, reference and value head on one base model, as `policy_mode` says."""
     value_head = make_value_head(cfg.value_init, int(base.config.hidden_size), cfg.reward)
-    return build_actor_critic(base, value_head, cfg.policy_mode, lora=cfg.lora, train_layers=cfg.train_layers,
-                              value_trunk_grad=cfg.value_trunk_grad, cache_frozen_trunk=cfg.cache_frozen_trunk)
+    return build_actor_critic(
+        base,
+        value_head,
+        cfg.policy_mode,
+        lora=cfg.lora,
+        train_layers=cfg.train_layers,
+        value_trunk_grad=cfg.value_trunk_grad,
+        cache_frozen_trunk=cfg.cache_frozen_trunk,
+    )
 
 
-def generate(ac: ActorCritic, tokenizer, prompts: list[PromptText], cfg: PPOSettings, step: int,
-             engine: Engine) -> Samples:
+def generate(
+    ac: ActorCritic, tokenizer, prompts: list[PromptText], cfg: PPOSettings, step: int, engine: Engine
+) -> Samples:
     """Step 1 with this config: one response per prompt, with a per-step seed."""
-    return sample_rollout(ac.policy, tokenizer, prompts, cfg.sampling, seed=cfg.seed * 1_000_003 + step * 1_009,
-                          autocast=engine.autocast)
+    return sample_rollout(
+        ac.policy, tokenizer, prompts, cfg.sampling, seed=cfg.seed * 1_000_003 + step * 1_009, autocast=engine.autocast
+    )
 
 
-def collect(ac: ActorCritic, samples: Samples, raw: torch.Tensor, scores: torch.Tensor, beta: float, cfg: PPOSettings,
-            engine: Engine) -> tuple[Rollout, torch.Tensor]:
+def collect(
+    ac: ActorCritic,
+    samples: Samples,
+    raw: torch.Tensor,
+    scores: torch.Tensor,
+    beta: float,
+    cfg: PPOSettings,
+    engine: Engine,
+) -> tuple[Rollout, torch.Tensor]:
     """Steps 3-4 with this config (`rlhfkit.rollout.collect.collect_rollout`)."""
-    return collect_rollout(ac, samples, raw, scores, beta=beta, kl_estimator=cfg.kl_estimator, gamma=cfg.gamma,
-                           lam=cfg.lam, whiten_rewards=cfg.whiten_rewards, whiten_advantages=cfg.whiten_advantages,
-                           temperature=cfg.sampling.temperature, batch_size=cfg.batch_size, autocast=engine.autocast)
+    return collect_rollout(
+        ac,
+        samples,
+        raw,
+        scores,
+        beta=beta,
+        kl_estimator=cfg.kl_estimator,
+        gamma=cfg.gamma,
+        lam=cfg.lam,
+        whiten_rewards=cfg.whiten_rewards,
+        whiten_advantages=cfg.whiten_advantages,
+        temperature=cfg.sampling.temperature,
+        batch_size=cfg.batch_size,
+        autocast=engine.autocast,
+    )
 
 
-def score_responses(reward: RewardSource, prompts: list[PromptText], samples: Samples, cfg: PPOConfig, step: int,
-                    run_dir: Path) -> tuple[torch.Tensor, torch.Tensor | None]:
+def score_responses(
+    reward: RewardSource, prompts: list[PromptText], samples: Samples, cfg: PPOConfig, step: int, run_dir: Path
+) -> tuple[torch.Tensor, torch.Tensor | None]:
     """Step 2: raw (B,) scores (and the ensemble std, if any); NaN/inf stops the run, naming the reward."""
     out = reward(prompts, samples.texts)
     bad = ~torch.isfinite(out.scores)
@@ -79,15 +108,20 @@ def score_responses(reward: RewardSource, prompts: list[PromptText], samples: Sa
     return out.scores, out.std
 
 
-def step_metrics(rollout: Rollout, entropy: torch.Tensor, samples: Samples, beta: float,
-                 reward_std: torch.Tensor | None) -> dict[str, float | torch.Tensor]:
+def step_metrics(
+    rollout: Rollout, entropy: torch.Tensor, samples: Samples, beta: float, reward_std: torch.Tensor | None
+) -> dict[str, float | torch.Tensor]:
     """What a PPO step logs about its rollout (the update adds its own statistics)."""
     rmask, raw = rollout.response_mask, rollout.raw_scores
     metrics: dict[str, float | torch.Tensor] = {
-        "ppo/score": raw.mean(), "ppo/score_std": raw.std() if raw.numel() > 1 else 0.0,
-        "ppo/score_shaped": rollout.scores.mean(), "ppo/kl": masked_sum(rollout.kl, rmask, dim=1).mean(),
-        "ppo/beta": beta, "ppo/entropy": masked_mean(entropy, rmask),
-        "ppo/response_len": rmask.sum(dim=1).float().mean(), "ppo/no_eos_frac": (~samples.ended).float().mean(),
+        "ppo/score": raw.mean(),
+        "ppo/score_std": raw.std() if raw.numel() > 1 else 0.0,
+        "ppo/score_shaped": rollout.scores.mean(),
+        "ppo/kl": masked_sum(rollout.kl, rmask, dim=1).mean(),
+        "ppo/beta": beta,
+        "ppo/entropy": masked_mean(entropy, rmask),
+        "ppo/response_len": rmask.sum(dim=1).float().mean(),
+        "ppo/no_eos_frac": (~samples.ended).float().mean(),
         "ppo/prompts_truncated": samples.prompts_truncated,
     }
     if reward_std is not None:
@@ -107,14 +141,17 @@ def ppo(cfg: PPOConfig) -> Path:
     loaded = load_model(cfg.policy, dtype="fp32", device=run.device)
     tokenizer = loaded.tokenizer
     model = actor_critic(loaded.model, cfg).to(run.device)
-    reward = resolve_reward(cfg.reward, ensemble_k=cfg.ensemble_k, device=run.device, batch_size=cfg.reward_batch_size,
-                            http_timeout=cfg.reward_timeout, http_retries=cfg.reward_retries, http_backoff=cfg.reward_backoff)
+    reward = reward_source(cfg, run.device)
     stream = BatchStream([1] * len(prompts), cfg.rollout_batch_size, cfg.seed)
     kl_ctl = cfg.make_kl_controller()
     moments = RunningMoments() if cfg.normalize_scores else None
-    ac, optimizer, scheduler = run.setup(model, trainable_parameters(model), modules={"actor_critic": model},
-                                         state={"data": stream, "kl_controller": kl_ctl, "score_moments": moments},
-                                         on=f"{len(prompts)} prompts ({cfg.policy_mode})")
+    ac, optimizer, scheduler = run.setup(
+        model,
+        trainable_parameters(model),
+        modules={"actor_critic": model},
+        state={"data": stream, "kl_controller": kl_ctl, "score_moments": moments},
+        on=f"{len(prompts)} prompts ({cfg.policy_mode})",
+    )
     model = cast(ActorCritic, run.engine.unwrap(ac))  # the ActorCritic that run.setup wrapped
 
     for step in run.steps():
@@ -126,8 +163,7 @@ def ppo(cfg: PPOConfig) -> Path:
 
         # 2. Score, then shape: running normalization, the no-EOS rule, clipping.
         raw, reward_std = score_responses(reward, batch_prompts, samples, cfg, step, run.dir)
-        scores = shape_scores(raw, samples.ended.cpu(), moments, no_eos_score=cfg.no_eos_score,
-                              no_eos_penalty=cfg.no_eos_penalty, clip=cfg.score_clip)
+        scores = shaped(raw, samples, moments, cfg)
         t2 = time.perf_counter()
 
         # 3-4. Old log-probs and values, reference log-probs, KL, per-token rewards, GAE advantages.
@@ -146,13 +182,50 @@ def ppo(cfg: PPOConfig) -> Path:
         run.count("samples", len(batch_prompts))
         metrics |= {**stats, "perf/generate_s": t1 - t0, "perf/score_s": t2 - t1, "perf/update_s": t3 - t2}
         if run.is_log_step(step):
-            run.append_samples([{"step": step, "prompt": p, "response": t, "score": float(r)}
-                                for p, t, r in list(zip(batch_prompts, samples.texts, raw, strict=True))[: cfg.samples_per_log]])
+            run.append_samples(sample_rows(step, batch_prompts, samples, raw)[: cfg.samples_per_log])
         run.end_step(step, metrics)
     run.close()
 
     # The run directory becomes the policy's model directory (LoRA merged; adapter/ kept), plus its value head.
-    save_model_dir(model.policy, tokenizer, run.dir)
-    head = {k: v.detach().cpu().contiguous() for k, v in model.value_head.state_dict().items()}
-    write_atomic(run.dir / "value_head.safetensors", lambda tmp: save_file(head, str(tmp)))
+    save_policy(model, tokenizer, run.dir)
     return run.dir
+
+
+def reward_source(cfg: PPOConfig, device: torch.device) -> RewardSource:
+    """`cfg.reward` as a source of scores (a reward model, a function, a URL, or an ensemble of them)."""
+    return resolve_reward(
+        cfg.reward,
+        ensemble_k=cfg.ensemble_k,
+        device=device,
+        batch_size=cfg.reward_batch_size,
+        http_timeout=cfg.reward_timeout,
+        http_retries=cfg.reward_retries,
+        http_backoff=cfg.reward_backoff,
+    )
+
+
+def shaped(raw: torch.Tensor, samples: Samples, moments: RunningMoments | None, cfg: PPOSettings) -> torch.Tensor:
+    """Step 2's shaping of raw scores: running normalization, the no-EOS rule, clipping."""
+    return shape_scores(
+        raw,
+        samples.ended.cpu(),
+        moments,
+        no_eos_score=cfg.no_eos_score,
+        no_eos_penalty=cfg.no_eos_penalty,
+        clip=cfg.score_clip,
+    )
+
+
+def sample_rows(step: int, prompts: list[PromptText], samples: Samples, raw: torch.Tensor) -> list[dict[str, Any]]:
+    """The step's responses, with their prompts and raw scores, as rows of samples.jsonl."""
+    return [
+        {"step": step, "prompt": p, "response": t, "score": float(r)}
+        for p, t, r in zip(prompts, samples.texts, raw, strict=True)
+    ]
+
+
+def save_policy(model: ActorCritic, tokenizer: Any, out: Path) -> None:
+    """The trained policy as a model directory, and its value head beside it."""
+    save_model_dir(model.policy, tokenizer, out)
+    head = {k: v.detach().cpu().contiguous() for k, v in model.value_head.state_dict().items()}
+    write_atomic(out / "value_head.safetensors", lambda tmp: save_file(head, str(tmp)))

@@ -16,8 +16,15 @@ from rlhfkit.train.metrics import check_finite
 from rlhfkit.train.ppo.config import PPOSettings
 
 
-def ppo_update(ac: ActorCritic, optimizer: torch.optim.Optimizer, rollout: Rollout, cfg: PPOSettings, step: int,
-               engine: Engine, run_dir: Path) -> dict[str, float]:
+def ppo_update(
+    ac: ActorCritic,
+    optimizer: torch.optim.Optimizer,
+    rollout: Rollout,
+    cfg: PPOSettings,
+    step: int,
+    engine: Engine,
+    run_dir: Path,
+) -> dict[str, float]:
     """`ppo_epochs` passes over the rollout in shuffled minibatches of ``batch_size * grad_accum``
     samples, one optimizer step per minibatch. Each micro-batch's token-mean loss is weighted by its
     share of the minibatch's tokens, so the step's loss is the token-mean over the minibatch however
@@ -42,8 +49,9 @@ def ppo_update(ac: ActorCritic, optimizer: torch.optim.Optimizer, rollout: Rollo
     return {k: v / minibatches for k, v in sums.items()}
 
 
-def _minibatch(ac: ActorCritic, rollout: Rollout, mb_rows: torch.Tensor, cfg: PPOSettings,
-               engine: Engine) -> dict[str, float]:
+def _minibatch(
+    ac: ActorCritic, rollout: Rollout, mb_rows: torch.Tensor, cfg: PPOSettings, engine: Engine
+) -> dict[str, float]:
     """Accumulate the gradient of one minibatch (in micro-batches of `batch_size` rows); returns its
     token-weighted statistics."""
     micro = mb_rows.split(cfg.batch_size)
@@ -53,15 +61,26 @@ def _minibatch(ac: ActorCritic, rollout: Rollout, mb_rows: torch.Tensor, cfg: PP
         part = rollout.select(rows)
         weight = float(part.response_mask.sum()) / mb_tokens
         with engine.sync(ac, last=i == len(micro) - 1), engine.autocast():
-            out = ac(part.input_ids, part.attention_mask, part.response_start,
-                     temperature=cfg.sampling.temperature, with_entropy=cfg.entropy_coef > 0, trunk=part.trunk)
+            out = ac(
+                part.input_ids,
+                part.attention_mask,
+                part.response_start,
+                temperature=cfg.sampling.temperature,
+                with_entropy=cfg.entropy_coef > 0,
+                trunk=part.trunk,
+            )
             pg = policy_loss_clipped(out.logps, part.logps, part.advantages, part.response_mask, cfg.clip_range)
             vf = value_loss_clipped(out.values, part.values, part.returns, part.response_mask, cfg.value_clip_range)
             loss = pg.loss + cfg.vf_coef * vf.loss
             if out.entropy is not None:
                 loss = loss - cfg.entropy_coef * masked_mean(out.entropy, part.response_mask)
             engine.backward(loss * weight)
-        for key, value in (("ppo/policy_loss", pg.loss), ("ppo/value_loss", vf.loss), ("ppo/clip_frac", pg.clip_frac),
-                           ("ppo/approx_kl", pg.approx_kl), ("ppo/value_clip_frac", vf.clip_frac)):
+        for key, value in (
+            ("ppo/policy_loss", pg.loss),
+            ("ppo/value_loss", vf.loss),
+            ("ppo/clip_frac", pg.clip_frac),
+            ("ppo/approx_kl", pg.approx_kl),
+            ("ppo/value_clip_frac", vf.clip_frac),
+        ):
             stats[key] += weight * float(value.detach())
     return stats

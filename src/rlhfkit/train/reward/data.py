@@ -161,9 +161,17 @@ class RewardBatch:
         """The batch on `device` (``seq_ids`` stay on the CPU: they index the CPU feature cache)."""
         move = lambda t: None if t is None else t.to(device)  # noqa: E731
         groups = {kind: {k: v.to(device) for k, v in t.items()} for kind, t in self.groups.items()}
-        return RewardBatch(self.seq_ids, self.input_ids.to(device), self.attention_mask.to(device),
-                           self.example_ids, groups, move(self.position_ids), move(self.row),
-                           move(self.seq_mask), self.n_tokens)
+        return RewardBatch(
+            self.seq_ids,
+            self.input_ids.to(device),
+            self.attention_mask.to(device),
+            self.example_ids,
+            groups,
+            move(self.position_ids),
+            move(self.row),
+            move(self.seq_mask),
+            self.n_tokens,
+        )
 
     def trunk_inputs(self) -> dict[str, Tensor | None]:
         """Keyword arguments of `RewardModel.forward` / `features` for this batch's layout."""
@@ -188,8 +196,9 @@ def pack_rows(seqs: list[list[int]], partition: list[list[int]], pad_id: int) ->
     it differently): 28% of a pair's tokens at max_length 128, 37% at 512.
     """
     shared = [common_prefix([seqs[i] for i in part]) if len(part) > 1 else 0 for part in partition]
-    packed = pack_shared_prefix([(seqs[part[0]][:p], [seqs[i][p:] for i in part])
-                                 for part, p in zip(partition, shared, strict=True)], pad_id)
+    packed = pack_shared_prefix(
+        [(seqs[part[0]][:p], [seqs[i][p:] for i in part]) for part, p in zip(partition, shared, strict=True)], pad_id
+    )
     row_of = torch.zeros(len(seqs), dtype=torch.long)  # the row and segment of each sequence
     seg_of = torch.zeros(len(seqs), dtype=torch.long)
     for r, part in enumerate(partition):
@@ -197,14 +206,22 @@ def pack_rows(seqs: list[list[int]], partition: list[list[int]], pad_id: int) ->
             row_of[i], seg_of[i] = r, j
     own = packed.segment[row_of]  # (S, T) segments of each sequence's row
     seq_mask = ((own == 0) | (own == seg_of[:, None])).long()
-    return {"input_ids": packed.input_ids, "attention_mask": packed.attention_mask,
-            "position_ids": packed.position_ids, "row": row_of, "seq_mask": seq_mask,
-            "n_tokens": int((packed.segment != -1).sum())}
+    return {
+        "input_ids": packed.input_ids,
+        "attention_mask": packed.attention_mask,
+        "position_ids": packed.position_ids,
+        "row": row_of,
+        "seq_mask": seq_mask,
+        "n_tokens": int((packed.segment != -1).sum()),
+    }
 
 
 def _rows_layout(seqs: list[list[int]], partition: list[list[int]], pad_id: int) -> dict:
-    return {"input_ids": pad_right(seqs, pad_id), "attention_mask": pad_right([[1] * len(s) for s in seqs], 0),
-            "n_tokens": sum(len(s) for s in seqs)}
+    return {
+        "input_ids": pad_right(seqs, pad_id),
+        "attention_mask": pad_right([[1] * len(s) for s in seqs], 0),
+        "n_tokens": sum(len(s) for s in seqs),
+    }
 
 
 Layout = Literal["packed", "rows"]
@@ -218,9 +235,11 @@ LAYOUTS: dict[str, Callable[[list[list[int]], list[list[int]], int], dict]] = {
 
 
 def _pair_targets(exs: list[RewardExample], pos: dict[int, int]) -> dict[str, Tensor]:
-    return {"rows": torch.tensor([[pos[e.seqs[0]], pos[e.seqs[1]]] for e in exs]),
-            "margin": torch.tensor([e.margin for e in exs], dtype=torch.float32),
-            "tie": torch.tensor([e.tie for e in exs])}
+    return {
+        "rows": torch.tensor([[pos[e.seqs[0]], pos[e.seqs[1]]] for e in exs]),
+        "margin": torch.tensor([e.margin for e in exs], dtype=torch.float32),
+        "tie": torch.tensor([e.tie for e in exs]),
+    }
 
 
 def _ranking_targets(exs: list[RewardExample], pos: dict[int, int]) -> dict[str, Tensor]:
@@ -230,10 +249,12 @@ def _ranking_targets(exs: list[RewardExample], pos: dict[int, int]) -> dict[str,
 
 
 def _rating_targets(exs: list[RewardExample], pos: dict[int, int]) -> dict[str, Tensor]:
-    return {"rows": torch.tensor([pos[e.seqs[0]] for e in exs]),
-            "rating": torch.tensor([e.rating for e in exs], dtype=torch.float64),
-            "low": torch.tensor([e.scale[0] for e in exs], dtype=torch.float64),
-            "high": torch.tensor([e.scale[1] for e in exs], dtype=torch.float64)}
+    return {
+        "rows": torch.tensor([pos[e.seqs[0]] for e in exs]),
+        "rating": torch.tensor([e.rating for e in exs], dtype=torch.float64),
+        "low": torch.tensor([e.scale[0] for e in exs], dtype=torch.float64),
+        "high": torch.tensor([e.scale[1] for e in exs], dtype=torch.float64),
+    }
 
 
 TARGETS: dict[RecordKind, Callable[[list[RewardExample], dict[int, int]], dict[str, Tensor]]] = {
@@ -279,8 +300,10 @@ def bootstrap_weights(n_examples: int, n_heads: int, seed: int, enabled: bool = 
     if n_heads == 1 or not enabled:
         return torch.ones(n_examples, n_heads)
     g = torch.Generator().manual_seed(seed * 7919 + 17)
-    cols = [torch.bincount(torch.randint(0, n_examples, (n_examples,), generator=g), minlength=n_examples)
-            for _ in range(n_heads)]
+    cols = [
+        torch.bincount(torch.randint(0, n_examples, (n_examples,), generator=g), minlength=n_examples)
+        for _ in range(n_heads)
+    ]
     return torch.stack(cols, dim=1).float()
 
 
@@ -293,8 +316,14 @@ def detect_kind(spec: str) -> RecordKind:
         if fmt is not None and fmt.kinds and fmt.kinds[0] in TRAINABLE_KINDS:
             return fmt.kinds[0]
         kinds = ", ".join(fmt.kinds) if fmt is not None else "no known format"
-        raise DataError(spec, 0, "<source>", f"rows look like {fmt.name if fmt else kinds}, which cannot "
-                        "train a reward model; expected pairs, rankings or ratings", reason="wrong kind")
+        raise DataError(
+            spec,
+            0,
+            "<source>",
+            f"rows look like {fmt.name if fmt else kinds}, which cannot "
+            "train a reward model; expected pairs, rankings or ratings",
+            reason="wrong kind",
+        )
     raise DataError(spec, 0, "<source>", "no readable rows", reason="empty source")
 
 

@@ -126,7 +126,8 @@ def pair_metrics(raw: Tensor, normalized: Tensor, pairs: list[EvalPair], respons
     bucket = torch.bucketize(longer, torch.tensor(LENGTH_EDGES[1:]), right=True)
     by_length = {
         _bucket_name(i): {"n": int((bucket == i).sum()), "accuracy": _accuracy(delta[bucket == i])}
-        for i in range(len(LENGTH_EDGES)) if bool((bucket == i).any())
+        for i in range(len(LENGTH_EDGES))
+        if bool((bucket == i).any())
     }
     out: dict[str, Any] = {
         "accuracy": _accuracy(delta),
@@ -172,8 +173,9 @@ class RewardEvalConfig(Config):
         require(self.batch_size >= 1, "batch_size must be at least 1")
 
 
-def evaluate_source(model: RewardModel, data: str, kind: str = "auto", skip_invalid: bool = False,
-                    batch_size: int = 16) -> dict[str, Any]:
+def evaluate_source(
+    model: RewardModel, data: str, kind: str = "auto", skip_invalid: bool = False, batch_size: int = 16
+) -> dict[str, Any]:
     """`rlhfkit reward eval`: metrics of a reward model on every judgment of a data source."""
     records = load_reward_records(data, kind, skip_invalid)
     encoded = encode_records(model.tokenizer, records, model.meta.max_length)
@@ -182,11 +184,13 @@ def evaluate_source(model: RewardModel, data: str, kind: str = "auto", skip_inva
 
 def format_metrics(metrics: dict[str, Any]) -> str:
     """A plain-text table of `pair_metrics` output."""
-    lines = [f"{'pairs':<14}{metrics['n']} ({metrics['ties']} ties excluded)",
-             f"{'accuracy':<14}{metrics['accuracy']:.4f}",
-             f"{'mean margin':<14}{metrics['mean_margin']:.4f}",
-             f"{'ECE':<14}{metrics['ece']:.4f}",
-             f"{'BT loss':<14}{metrics['bt_loss']:.4f}"]
+    lines = [
+        f"{'pairs':<14}{metrics['n']} ({metrics['ties']} ties excluded)",
+        f"{'accuracy':<14}{metrics['accuracy']:.4f}",
+        f"{'mean margin':<14}{metrics['mean_margin']:.4f}",
+        f"{'ECE':<14}{metrics['ece']:.4f}",
+        f"{'BT loss':<14}{metrics['bt_loss']:.4f}",
+    ]
     if "mean_head_std" in metrics:
         lines.append(f"{'head std':<14}{metrics['mean_head_std']:.4f}")
     lines.append("accuracy by response length (tokens of the longer response):")
@@ -219,9 +223,10 @@ ScoreWriter = Callable[[RewardScores, list[int]], dict[str, Any]]
 ROW_SCORERS: dict[type, tuple[Callable[[Any], list[str]], ScoreWriter]] = {
     Demonstration: (lambda r: [r.response], lambda s, rows: _score_fields("score", s, rows[0])),
     Rating: (lambda r: [r.response], lambda s, rows: _score_fields("score", s, rows[0])),
-    Comparison: (lambda r: [r.chosen, r.rejected],
-                 lambda s, rows: {**_score_fields("chosen_score", s, rows[0]),
-                                  **_score_fields("rejected_score", s, rows[1])}),
+    Comparison: (
+        lambda r: [r.chosen, r.rejected],
+        lambda s, rows: {**_score_fields("chosen_score", s, rows[0]), **_score_fields("rejected_score", s, rows[1])},
+    ),
     Ranking: (lambda r: list(r.responses), lambda s, rows: _list_fields("scores", s, rows)),
 }
 """Record type -> (its responses to score, the fields added to its row from their scores)."""
@@ -232,8 +237,11 @@ def _parse_scorable(row: dict[str, Any], path: Path, line: int) -> Record:
     fmt = detect_format(row)
     kind = fmt.kinds[0] if fmt is not None and fmt.kinds else None
     if kind not in ("demos", "ratings", "pairs", "rankings"):
-        raise ctx.error("response", "nothing to score: expected prompt + response (or chosen/rejected, "
-                        "or responses)", "missing field")
+        raise ctx.error(
+            "response",
+            "nothing to score: expected prompt + response (or chosen/rejected, or responses)",
+            "missing field",
+        )
     return parse_row(row, kind, ctx)
 
 
@@ -280,7 +288,9 @@ def score_file(model: RewardModel, data: str | Path, output: str | Path, batch_s
     if not rows:
         raise DataError(str(path), 0, "<source>", "no rows to score", reason="empty source")
     scores = model.score(prompts, responses, batch_size=batch_size)
-    out = [{**row, **ROW_SCORERS[type(rec)][1](scores, span)} for row, rec, span in zip(rows, records, spans, strict=True)]
+    out = [
+        {**row, **ROW_SCORERS[type(rec)][1](scores, span)} for row, rec, span in zip(rows, records, spans, strict=True)
+    ]
     return write_jsonl(output, out)
 
 

@@ -101,8 +101,9 @@ def ordinal_classes(data: RewardData) -> int:
         raise ValueError(f"rating_loss=ordinal needs an integer scale, got [{low:g}, {high:g}]")
     off_step = [ex.rating for ex in ratings if ex.rating != round(ex.rating)]
     if off_step:
-        raise ValueError(f"rating_loss=ordinal needs whole-number ratings, got e.g. {off_step[0]:g}; "
-                         "use rating_loss=regression")
+        raise ValueError(
+            f"rating_loss=ordinal needs whole-number ratings, got e.g. {off_step[0]:g}; use rating_loss=regression"
+        )
     return rating_classes(low, high)
 
 
@@ -116,8 +117,10 @@ def _rating_loss(rewards: Tensor, t: dict[str, Tensor], params: LossParams, spec
     if params.thresholds_raw is None:
         raise ValueError("rating_loss=ordinal needs LossParams built with n_classes >= 2 (the ordinal cut points)")
     index = (t["rating"] - low).round().long()
-    cols = [RATING_LOSSES["ordinal"](pred[:, k], index, increasing_thresholds(params.thresholds_raw[k]))
-            for k in range(pred.shape[1])]
+    cols = [
+        RATING_LOSSES["ordinal"](pred[:, k], index, increasing_thresholds(params.thresholds_raw[k]))
+        for k in range(pred.shape[1])
+    ]
     return torch.stack(cols, dim=1)
 
 
@@ -149,8 +152,9 @@ def centering_penalty(rewards: Tensor, batch: RewardBatch, coef: float) -> Tenso
     return torch.stack(terms).mean()
 
 
-def objective(rewards: Tensor, batch: RewardBatch, weights: Tensor, params: LossParams,
-              spec: ObjectiveSpec) -> tuple[Tensor, dict[str, float]]:
+def objective(
+    rewards: Tensor, batch: RewardBatch, weights: Tensor, params: LossParams, spec: ObjectiveSpec
+) -> tuple[Tensor, dict[str, float]]:
     """Scalar training loss and batch metrics.
 
     ``loss = mean_k mean_i w[i, k] * l[i, k] (+ centering)``: each head's bootstrap-weighted mean loss

@@ -16,23 +16,16 @@ from __future__ import annotations
 
 import json
 import random
-from dataclasses import dataclass, replace
+from collections import Counter
+from dataclasses import replace
 from pathlib import Path
-from typing import Literal
 
 import torch
 
-from rlhfkit.algorithms.reward_losses import (
-    PairwiseLossName,
-    RankingLossName,
-    RatingLossName,
-)
-from rlhfkit.config import require
 from rlhfkit.data.records import Comparison, Record
 from rlhfkit.data.sampler import BatchStream
 from rlhfkit.files import write_text_atomic
 from rlhfkit.models.adapters import (
-    LoRAConfig,
     apply_lora,
     freeze_bottom_layers,
     trainable_parameters,
@@ -40,16 +33,14 @@ from rlhfkit.models.adapters import (
 from rlhfkit.models.lm import base_model
 from rlhfkit.models.loading import load_model
 from rlhfkit.models.reward import (
-    Pooling,
     RewardModel,
     build_reward_model,
     normalization_from_raw,
     save_reward_model,
 )
-from rlhfkit.rollout.generate import SamplingConfig, sample_texts
-from rlhfkit.train.config import TrainConfig, TrainSettings
+from rlhfkit.rollout.generate import sample_texts
+from rlhfkit.train.reward.config import RewardConfig
 from rlhfkit.train.reward.data import (
-    Layout,
     RewardBatch,
     RewardData,
     bootstrap_weights,
@@ -78,94 +69,13 @@ from rlhfkit.train.sources import hold_out
 FEATURES_FILE = "features.safetensors"
 EVAL_FILE = "reward_eval.json"
 
-HEADLINE = (("train/loss", "loss"), ("train/accuracy", "accuracy"), ("eval/accuracy", "eval accuracy"),
-            ("perf/examples_per_s", "examples/s"))
+HEADLINE = (
+    ("train/loss", "loss"),
+    ("train/accuracy", "accuracy"),
+    ("eval/accuracy", "eval accuracy"),
+    ("perf/examples_per_s", "examples/s"),
+)
 """What the console shows of a reward-model run."""
-
-
-@dataclass(frozen=True)
-class RewardSettings(TrainSettings):
-    """Every knob of reward-model training but the run's trunk, data and output."""
-
-    kind: Literal["auto", "pairs", "rankings", "ratings"] = "auto"
-    """What the sources hold: 'pairs', 'rankings', 'ratings', or 'auto' (detected per source)."""
-    eval_fraction: float = 0.1
-    """Share of `data` held out for evaluation when `eval_data` is empty."""
-    skip_invalid: bool = False
-    """Skip (and report) invalid rows, e.g. pairs with identical chosen and rejected, instead of failing."""
-    max_length: int = 512
-    """Longest prompt + response in tokens; prompts are cut from the left, then responses from the right."""
-    group_by_length: bool = True
-    """Batch examples of similar length together to cut padding (the order stays seeded)."""
-    layout: Layout = "packed"
-    """How a batch meets the trunk: 'packed' (the responses of one judgment share a row and their common
-    prompt is encoded once: the same rewards from 28-37% fewer tokens on HH-RLHF) or 'rows' (one row per
-    response, as TRL). A fully frozen trunk with cached features always uses 'rows'."""
-    pairwise_loss: PairwiseLossName = "bradley_terry"
-    """Loss of pairs: 'bradley_terry' (ties are dropped), 'ties_half' or 'davidson' (ties train too)."""
-    ranking_loss: RankingLossName = "all_pairs"
-    """Loss of K-way rankings: 'all_pairs' (InstructGPT, all K(K-1)/2 pairs in one batch) or 'plackett_luce'."""
-    rating_loss: RatingLossName = "regression"
-    """Loss of ratings: 'regression' (rating rescaled to [0, 1]) or 'ordinal' (learned thresholds)."""
-    use_margins: bool = True
-    """Use the margins of pairs that have one in the Bradley-Terry losses (Llama 2 style)."""
-    center_coef: float = 0.0
-    """Reward-centering penalty weight (Eisenstein et al. 2023 use 0.01); 0 turns it off."""
-    pooling: Pooling = "last"
-    """What the heads read: 'last' (the final token's state, the standard reward model) or 'mean' (the mean
-    state over all tokens; the better linear probe of a frozen trunk, see rlhfkit.models.reward.POOLINGS)."""
-    n_heads: int = 1
-    """Heads of the ensemble; with more than one, `score` also reports their disagreement (std)."""
-    bootstrap: bool = True
-    """Train each head of an ensemble on its own bootstrap resample of the examples."""
-    lora: LoRAConfig | None = None
-    """Train LoRA adapters on the trunk (e.g. lora.r=16) instead of its weights."""
-    freeze_layers: int = 0
-    """Freeze the embeddings and this many bottom layers; -1 freezes the whole trunk (only the heads train)."""
-    cache_features: bool = True
-    """With the whole trunk frozen, compute each sequence's features once and reuse them every epoch."""
-    normalize: bool = True
-    """After training, set gain and bias so a reference policy's samples score mean 0, std 1."""
-    normalize_prompts: int = 32
-    """Training prompts the reference policy answers for the normalization (one sample each)."""
-    normalize_sampling: SamplingConfig = SamplingConfig(max_new_tokens=48, temperature=0.7)
-    """How the reference samples are drawn."""
-    eval_batch_size: int = 16
-    """Sequences per forward pass when evaluating and normalizing."""
-
-    def __post_init__(self) -> None:
-        super().__post_init__()
-        require(0.0 <= self.eval_fraction < 1.0, "eval_fraction must be in [0, 1)")
-        require(self.max_length >= 8, "max_length must be at least 8")
-        require(self.center_coef >= 0, "center_coef must be >= 0")
-        require(self.n_heads >= 1, "n_heads must be at least 1")
-        require(self.freeze_layers >= -1, "freeze_layers must be >= 0, or -1 to freeze the whole trunk")
-        require(not (self.lora is not None and self.freeze_layers),
-                "lora and freeze_layers both choose what trains; set one of them")
-        require(not self.normalize or self.normalize_prompts >= 2, "normalize_prompts must be at least 2")
-        require(self.eval_batch_size > 0, "eval_batch_size must be positive")
-
-
-@dataclass(frozen=True)
-class RewardConfig(RewardSettings, TrainConfig):
-    """`rlhfkit reward train`: train a reward model on pairs, rankings and/or ratings."""
-
-    model: str = "smollm2"
-    """MODEL whose trunk the reward model starts from: 'smollm2', a model directory, an SFT run, a hub id."""
-    data: tuple[str, ...] = ()
-    """Judgments: one or more sources (comma-separated): JSONL/CSV/JSON files, datasets, DBURL#PROJECT."""
-    eval_data: tuple[str, ...] = ()
-    """Held-out judgments; when empty, `eval_fraction` of each source is held out (whole prompts)."""
-    normalize_policy: str = ""
-    """Reference policy for the normalization ('' = `model`)."""
-
-    def __post_init__(self) -> None:
-        super().__post_init__()
-        require(len(self.data) > 0, "data is required (a file of pairs, rankings or ratings)")
-
-    def title(self) -> str:
-        """What the run is, in a few words (the report's title)."""
-        return f"Reward model on {self.model}"
 
 
 def _load_split(cfg: RewardConfig) -> tuple[list[Record], list[Record]]:
@@ -187,8 +97,10 @@ def _drop_ties(records: list[Record], pairwise_loss: str) -> list[Record]:
         return records
     kept = [r for r in records if not (isinstance(r, Comparison) and r.tie)]
     if len(kept) < len(records):
-        log.warning("dropped %d tied pairs: pairwise_loss=bradley_terry cannot learn from ties "
-                    "(use ties_half or davidson)", len(records) - len(kept))
+        log.warning(
+            "dropped %d tied pairs: pairwise_loss=bradley_terry cannot learn from ties (use ties_half or davidson)",
+            len(records) - len(kept),
+        )
     return kept
 
 
@@ -212,8 +124,9 @@ def _select_trainable(model: RewardModel, cfg: RewardConfig) -> bool:
     return not any(p.requires_grad for p in model.backbone.parameters())
 
 
-def _rewards(model: torch.nn.Module, core: RewardModel, batch: RewardBatch, cache: FeatureCache | None,
-             frozen: bool) -> torch.Tensor:
+def _rewards(
+    model: torch.nn.Module, core: RewardModel, batch: RewardBatch, cache: FeatureCache | None, frozen: bool
+) -> torch.Tensor:
     """(S, K) raw rewards of the batch rows: from cached features, a no-grad trunk, or a full forward."""
     if cache is not None:
         return core.head(cache.lookup(batch, core.features).to(core.device))
@@ -225,14 +138,19 @@ def _rewards(model: torch.nn.Module, core: RewardModel, batch: RewardBatch, cach
 
 
 class HeldOut:
-    """Held-out evaluation; with a frozen trunk the features are computed once and reused."""
+    """Held-out evaluation of `model`; with a frozen trunk the features are computed once and reused."""
 
-    def __init__(self, data: RewardData, batch_size: int, reuse_features: bool) -> None:
+    def __init__(self, model: RewardModel, data: RewardData, batch_size: int, reuse_features: bool) -> None:
+        self.model = model
         self.data = data
         self.pairs = eval_pairs(data)
         self.batch_size = batch_size
         self.reuse = reuse_features
         self._features: torch.Tensor | None = None
+
+    def __call__(self, step: int) -> dict[str, float]:
+        """The scale-free metrics of any step, for metrics.jsonl (`_eval_metrics`)."""
+        return _eval_metrics(self.metrics(self.model))
 
     def metrics(self, model: RewardModel) -> dict:
         if not self.reuse:
@@ -244,8 +162,9 @@ class HeldOut:
         return pair_metrics(raw, model.normalize(raw), self.pairs, self.data.response_lengths)
 
 
-def reference_samples(model: RewardModel, cfg: RewardConfig, records: list[Record],
-                      frozen: bool) -> tuple[list, list[str]]:
+def reference_samples(
+    model: RewardModel, cfg: RewardConfig, records: list[Record], frozen: bool
+) -> tuple[list, list[str]]:
     """(prompts, responses): one sample of the reference policy for each of `normalize_prompts`
     distinct training prompts (seeded choice and sampling, so the same call gives the same samples)."""
     prompts = list({json.dumps(r.prompt, sort_keys=True): r.prompt for r in records}.values())
@@ -268,8 +187,13 @@ def fit_normalization(model: RewardModel, cfg: RewardConfig, records: list[Recor
     policy_name = cfg.normalize_policy or cfg.model
     model.set_normalization(normalization_from_raw(raw, policy_name))
     norm = model.meta.normalization
-    log.info("normalized on %d samples of %s: gain %s, bias %s", len(prompts), policy_name,
-             [round(g, 4) for g in norm.gain], [round(b, 4) for b in norm.bias])
+    log.info(
+        "normalized on %d samples of %s: gain %s, bias %s",
+        len(prompts),
+        policy_name,
+        [round(g, 4) for g in norm.gain],
+        [round(b, 4) for b in norm.bias],
+    )
 
 
 def train_reward_model(cfg: RewardConfig) -> Path:
@@ -279,12 +203,12 @@ def train_reward_model(cfg: RewardConfig) -> Path:
     # 1. Data: load, hold out whole prompts, tokenize every distinct sequence once.
     train_recs, eval_recs = _load_split(cfg)
     train_recs = _drop_ties(train_recs, cfg.pairwise_loss)
-    core = build_reward_model(cfg.model, n_heads=cfg.n_heads, max_length=cfg.max_length, device=run.device,
-                              seed=cfg.seed, pooling=cfg.pooling)
+    core = build_reward_model(
+        cfg.model, n_heads=cfg.n_heads, max_length=cfg.max_length, device=run.device, seed=cfg.seed, pooling=cfg.pooling
+    )
     data, held = _encode(core, cfg, train_recs, eval_recs)
     stream = BatchStream(data.example_lengths(), cfg.batch_size, cfg.seed, cfg.group_by_length)
     weights = bootstrap_weights(len(data.examples), cfg.n_heads, cfg.seed, cfg.bootstrap)
-    pad = core.tokenizer.pad_token_id
 
     # 2. What trains: the heads (and the loss's own parameters) always; the trunk fully, through LoRA,
     # its top layers, or not at all (then its features are computed once and cached).
@@ -295,26 +219,29 @@ def train_reward_model(cfg: RewardConfig) -> Path:
     modules: dict[str, torch.nn.Module] = {"model": core, **({"loss": params} if list(params.parameters()) else {})}
 
     # 3. Optimizer, resume (the feature cache is kept beside the checkpoints), engine.
-    model, _, _ = run.setup(core, trainable_parameters(core) + list(params.parameters()), modules=modules,
-                            state={"data": stream}, files={FEATURES_FILE: cache},
-                            on=f"{len(data.examples)} judgments ({len(data.sequences)} distinct sequences, {core.meta.loss})")
-    evaluator = HeldOut(held, cfg.eval_batch_size, reuse_features=frozen) if held.examples else None
-    held_out = (lambda _step: _eval_metrics(evaluator.metrics(core))) if evaluator is not None else None
+    model, _, _ = run.setup(
+        core,
+        trainable_parameters(core) + list(params.parameters()),
+        modules=modules,
+        state={"data": stream},
+        files={FEATURES_FILE: cache},
+        on=f"{len(data.examples)} judgments ({len(data.sequences)} distinct sequences, {core.meta.loss})",
+    )
+    held_out = HeldOut(core, held, cfg.eval_batch_size, reuse_features=frozen) if held.examples else None
     run.log_initial(held_out if cfg.eval_every else None)
 
     for step in run.steps():
         # 4. One optimizer step over grad_accum micro-batches of examples.
         model.train()
-        sums: dict[str, float] = {}
+        sums: Counter[str] = Counter()
         for i in range(cfg.grad_accum):
-            batch = collate(data, stream.next_batch(), pad, layout).to(run.device)
+            batch = collate(data, stream.next_batch(), core.tokenizer.pad_token_id, layout).to(run.device)
             with run.engine.sync(model, last=i == cfg.grad_accum - 1), run.engine.autocast():
                 rewards = _rewards(model, core, batch, cache, frozen).float()
                 w = weights[batch.example_ids].to(run.device)
                 loss, batch_metrics = objective(rewards, batch, w, params, spec)
                 run.engine.backward(loss / cfg.grad_accum)
-            for key, value in batch_metrics.items():
-                sums[key] = sums.get(key, 0.0) + value / cfg.grad_accum
+            sums.update({key: value / cfg.grad_accum for key, value in batch_metrics.items()})
             run.count("examples", len(batch.example_ids))
         grad_norm = run.optimizer_step(model)
 
@@ -325,16 +252,29 @@ def train_reward_model(cfg: RewardConfig) -> Path:
         run.end_step(step, metrics, evaluate=held_out if cfg.eval_every and step < cfg.max_steps else None)
 
     # 6. Normalize on the reference policy, save the reward model, evaluate it.
-    if cfg.normalize:
-        fit_normalization(core, cfg, train_recs, frozen)
-    save_reward_model(core, run.dir)
-    if evaluator is not None:
-        _final_evaluation(run, evaluator.metrics(core))
-    run.close()
+    _finish(run, core, cfg, train_recs, frozen, held_out)
     return run.dir
 
 
-def _encode(core: RewardModel, cfg: RewardConfig, train: list[Record], held: list[Record]) -> tuple[RewardData, RewardData]:
+def _finish(
+    run: Run, core: RewardModel, cfg: RewardConfig, train: list[Record], frozen: bool, held_out: HeldOut | None
+) -> None:
+    """Normalize the scores on the reference policy, save the reward model, and log and save its
+    held-out metrics (the run's last evaluation: after normalizing, so margins are in its units)."""
+    if cfg.normalize:
+        fit_normalization(core, cfg, train, frozen)
+    save_reward_model(core, run.dir)
+    if held_out is not None:
+        final = held_out.metrics(core)
+        run.log(run.cfg.max_steps, _eval_metrics(final))
+        write_text_atomic(run.dir / EVAL_FILE, metrics_json(final) + "\n")
+        log.info("held-out evaluation:\n%s", format_metrics(final))
+    run.close()
+
+
+def _encode(
+    core: RewardModel, cfg: RewardConfig, train: list[Record], held: list[Record]
+) -> tuple[RewardData, RewardData]:
     """Every distinct sequence tokenized once; the model's metadata names the loss it trains with."""
     data = encode_records(core.tokenizer, train, cfg.max_length)
     if data.truncated:
@@ -352,14 +292,9 @@ def _loss(cfg: RewardConfig, data: RewardData, device: torch.device) -> tuple[Lo
 
 def _feature_cache(cfg: RewardConfig, core: RewardModel, data: RewardData) -> FeatureCache:
     """A cache of the frozen trunk's features, keyed by what they depend on (trunk, pooling, tokens)."""
-    return FeatureCache(len(data.sequences), core.meta.hidden_size, data_fingerprint(f"{cfg.model}|{cfg.pooling}", data))
-
-
-def _final_evaluation(run: Run, final: dict) -> None:
-    """The normalized model's held-out metrics: logged at the last step, saved as reward_eval.json."""
-    run.log(run.cfg.max_steps, _eval_metrics(final))
-    write_text_atomic(run.dir / EVAL_FILE, metrics_json(final) + "\n")
-    log.info("held-out evaluation:\n%s", format_metrics(final))
+    return FeatureCache(
+        len(data.sequences), core.meta.hidden_size, data_fingerprint(f"{cfg.model}|{cfg.pooling}", data)
+    )
 
 
 def _eval_metrics(m: dict) -> dict[str, float]:

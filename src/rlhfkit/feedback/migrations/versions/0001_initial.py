@@ -28,8 +28,7 @@ _POSTGRES_TRIGGERS = [
     "BEGIN RAISE EXCEPTION '% is append-only', TG_TABLE_NAME; END $$ LANGUAGE plpgsql",
     "CREATE TRIGGER audit_events_append_only BEFORE UPDATE OR DELETE ON audit_events "
     "FOR EACH ROW EXECUTE FUNCTION rlhfkit_append_only()",
-    "CREATE TRIGGER judgments_immutable BEFORE UPDATE ON judgments "
-    "FOR EACH ROW EXECUTE FUNCTION rlhfkit_append_only()",
+    "CREATE TRIGGER judgments_immutable BEFORE UPDATE ON judgments FOR EACH ROW EXECUTE FUNCTION rlhfkit_append_only()",
 ]
 TRIGGERS = {"sqlite": _SQLITE_TRIGGERS, "postgresql": _POSTGRES_TRIGGERS}
 """Dialect -> statements that make the audit log append-only and judgments immutable."""
@@ -160,8 +159,15 @@ def upgrade() -> None:
 
 def downgrade() -> None:
     for table in (
-        "jobs", "audit_events", "judgments", "assignments", "responses", "items",
-        "projects", "sessions", "users",
+        "jobs",
+        "audit_events",
+        "judgments",
+        "assignments",
+        "responses",
+        "items",
+        "projects",
+        "sessions",
+        "users",
     ):
         op.drop_table(table)
     if op.get_bind().dialect.name == "postgresql":
