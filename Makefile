@@ -1,6 +1,6 @@
 # The two commands of the README:
 #   make demo   installs everything into .venv and runs the main job (`rlhfkit demo`)
-#   make test   installs the test tools as well and runs the whole test suite
+#   make test   installs the test tools as well, runs the lint, type and import checks, then the whole test suite
 VENV ?= .venv
 PY := $(VENV)/bin/python
 PIP := $(VENV)/bin/pip
@@ -28,6 +28,7 @@ demo: install
 	$(VENV)/bin/rlhfkit demo
 
 test: install-dev
+	bash scripts/lint.sh
 	bash scripts/test.sh
 
 clean:
