@@ -43,10 +43,6 @@ def _choices(tp: Any) -> tuple[str, ...] | None:
     return next((c for c in map(_choices, typing.get_args(tp)) if c), None)
 
 
-def _first_sentence(doc: str) -> str:
-    return doc.split(". ")[0].rstrip(".")
-
-
 def _value(parser: argparse.ArgumentParser, flag: Flag, tp: Any, help_text: str) -> None:
     choices = _choices(tp)
     parser.add_argument(

@@ -233,7 +233,7 @@ class RewardModel(nn.Module):
         be computed once and cached.
 
         Plain right-padded rows: ``(B, T)`` ids and mask, one sequence per row. Packed rows (several
-        sequences per row, see `rlhfkit.train.reward_data.pack_rows`): a (R, 1, T, T) mask, the rows'
+        sequences per row, see `rlhfkit.train.reward.data.pack_rows`): a (R, 1, T, T) mask, the rows'
         `position_ids`, and for each of the B sequences its `row` (B,) and the columns it owns, `seq_mask` (B, T).
         """
         hidden = self.trunk_hidden(input_ids, attention_mask, position_ids)

@@ -3,7 +3,7 @@
 Every loss comes from the name tables of `rlhfkit.algorithms.reward_losses`; the small adapters here
 only gather each kind's rewards from the batch rows and pass the arguments that loss takes. All
 losses run on (n, K) tensors, one column per head, so an ensemble of K heads costs one trunk pass.
-Head k's per-example losses are weighted by its bootstrap counts (`reward_data.bootstrap_weights`).
+Head k's per-example losses are weighted by its bootstrap counts (`rlhfkit.train.reward.data.bootstrap_weights`).
 
 Also here: `FeatureCache`, the trunk features of a frozen trunk computed once per sequence.
 """

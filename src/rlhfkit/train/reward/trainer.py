@@ -2,7 +2,7 @@
 
 Ouyang et al. 2022 (InstructGPT), sec. 3.5: a language-model trunk with a scalar head, trained so
 preferred responses score higher. Each kind of judgment trains with a loss chosen by name (see
-`reward_objective`); K heads on bootstrap resamples make an ensemble whose disagreement flags
+`objective`); K heads on bootstrap resamples make an ensemble whose disagreement flags
 responses the reward model knows little about. After training the scores are normalized on samples
 of a reference policy (Ziegler et al. 2019) and the run directory becomes a reward-model directory
 (`rlhfkit.models.reward`).
