@@ -68,11 +68,10 @@ def test_export_command(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> N
     assert "no project named 'nope'" in capsys.readouterr().err
 
 
-@pytest.mark.parametrize("module", ["rlhfkit.cli"])
-def test_module_entry_point_creates_a_user(module: str, tmp_path: Path) -> None:
+def test_module_entry_point_creates_a_user(tmp_path: Path) -> None:
     url = f"sqlite:///{tmp_path / 'f.db'}"
     done = subprocess.run(
-        [sys.executable, "-m", module, "admin", "create-user", "first", "--role", "admin", "--db", url],
+        [sys.executable, "-m", "rlhfkit.cli", "admin", "create-user", "first", "--role", "admin", "--db", url],
         input="a-long-password\n",
         capture_output=True,
         text=True,
