@@ -40,11 +40,28 @@ def literal_fields(cls: type) -> dict[str, tuple[Any, ...]]:
     return out
 
 
+@functools.cache
+def literal_sequence_fields(cls: type) -> dict[str, tuple[Any, ...]]:
+    """``{field: options}`` of the fields of `cls` typed ``tuple[Literal[...], ...]`` (a set of choices)."""
+    out: dict[str, tuple[Any, ...]] = {}
+    for name, tp in type_hints(cls).items():
+        args = typing.get_args(tp)
+        if (
+            typing.get_origin(tp) is tuple
+            and len(args) == 2
+            and args[1] is Ellipsis
+            and typing.get_origin(args[0]) is Literal
+        ):
+            out[name] = typing.get_args(args[0])
+    return out
+
+
 class Config:
     """Base of rlhfkit's typed configs (frozen dataclasses).
 
     On construction, however it happens (a YAML file, ``key=value``, or Python code), every field
-    typed ``Literal[...]`` must hold one of its options, and the error lists them. A subclass's
+    typed ``Literal[...]`` must hold one of its options (each item, for ``tuple[Literal[...], ...]``),
+    and the error lists them. A subclass's
     ``__post_init__`` calls ``super().__post_init__()`` first and then checks the relations between its
     own fields; configs that combine by inheritance (``PPOConfig(PPOSettings, TrainConfig)``) thereby
     run every base's checks exactly once.
@@ -55,8 +72,11 @@ class Config:
         if parent is not None:
             parent()
         cls: type = type(self)  # not type[Config]: mypy takes that for unhashable (python/mypy#11470)
-        for name, options in literal_fields(cls).items():
-            value = getattr(self, name)
+        chosen = [(name, getattr(self, name), options) for name, options in literal_fields(cls).items()]
+        chosen += [
+            (name, v, options) for name, options in literal_sequence_fields(cls).items() for v in getattr(self, name)
+        ]
+        for name, value, options in chosen:
             if value not in options:
                 raise ConfigError(f"{name} must be one of {format_choices(options)}, got {value!r}")
 

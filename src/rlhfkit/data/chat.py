@@ -26,7 +26,7 @@ def as_messages(prompt: PromptText) -> list[dict[str, str]]:
 def render_prompt(tokenizer: PreTrainedTokenizerBase, prompt: PromptText) -> str:
     """The prompt as the model sees it, ending where the assistant's reply begins."""
     if getattr(tokenizer, "chat_template", None):
-        # tokenize=False: the rendered text (the stub's return type covers every mode).
+        # tokenize=False returns the rendered text; the annotated return type covers every mode.
         return cast(str, tokenizer.apply_chat_template(as_messages(prompt), add_generation_prompt=True, tokenize=False))
     # A base model without a chat template: a plain dialogue transcript in the HH-RLHF style.
     turns = "".join(

@@ -75,8 +75,6 @@ class TrainSettings(Config):
         require(self.dtype in ("auto", "bf16", "fp32"), f"dtype must be auto, bf16 or fp32, got {self.dtype!r}")
         require(self.log_every > 0 and self.console_every >= 0, "log_every must be positive, console_every >= 0")
         require(self.save_every >= 0 and self.eval_every >= 0, "save_every and eval_every must be >= 0")
-        unknown = set(self.report_to) - {"tensorboard", "wandb"}
-        require(not unknown, f"report_to: unknown sink(s) {sorted(unknown)}; use tensorboard, wandb")
 
 
 @dataclass(frozen=True)

@@ -51,7 +51,7 @@ class Console:
     def update(self, step: int, metrics: Mapping[str, Any]) -> None:
         """Take a finished step's metrics: refresh the line, and print a table row when one is due."""
         self.note(step, metrics)
-        self.bar.set_postfix_str(self._cells(" "), refresh=False)
+        self.bar.set_postfix_str(self._postfix(), refresh=False)
         self.bar.update(1)
         if step % self.every == 0 or step == self.total:
             self._row(step)
@@ -64,8 +64,8 @@ class Console:
                 self.latest[key] = float(value.item() if torch.is_tensor(value) else value)
                 self._unshown = step
 
-    def _cells(self, sep: str) -> str:
-        return "  ".join(f"{label}{sep}{_fmt(self.latest[key])}" for key, label in self.headline if key in self.latest)
+    def _postfix(self) -> str:
+        return "  ".join(f"{label} {_fmt(self.latest[key])}" for key, label in self.headline if key in self.latest)
 
     def _row(self, step: int) -> None:
         widths = [max(10, len(label)) for _, label in self.headline]

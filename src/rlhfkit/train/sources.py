@@ -15,11 +15,6 @@ from rlhfkit.data.records import Record, RecordKind
 from rlhfkit.train.run import log
 
 
-def is_db_source(spec: str) -> bool:
-    """Whether `spec` names a feedback project (``DBURL#PROJECT``) rather than a file or dataset."""
-    return parse_project_ref(spec) is not None
-
-
 def load_training_records(spec: str, kind: RecordKind, *, skip_invalid: bool = False) -> list[Record]:
     """Records of `kind` from `spec`; skipped rows (only with `skip_invalid`) are reported, never silent."""
     ref = parse_project_ref(spec)

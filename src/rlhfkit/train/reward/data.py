@@ -23,6 +23,7 @@ from rlhfkit.data.chat import encode_pair
 from rlhfkit.data.collate import pack_shared_prefix, pad_right
 from rlhfkit.data.errors import DataError
 from rlhfkit.data.formats import detect_format
+from rlhfkit.data.projects import parse_project_ref
 from rlhfkit.data.records import (
     Comparison,
     PromptText,
@@ -32,7 +33,7 @@ from rlhfkit.data.records import (
     RecordKind,
 )
 from rlhfkit.data.sources import open_rows
-from rlhfkit.train.sources import is_db_source, load_training_records
+from rlhfkit.train.sources import load_training_records
 
 TRAINABLE_KINDS: tuple[RecordKind, ...] = ("pairs", "rankings", "ratings")
 """Record kinds a reward model trains on."""
@@ -331,7 +332,7 @@ def load_reward_records(spec: str, kind: str, skip_invalid: bool) -> list[Record
     """Records of one source; `kind` 'auto' detects it (for a feedback project: the first kind it has)."""
     if kind != "auto":
         return load_training_records(spec, kind, skip_invalid=skip_invalid)  # type: ignore[arg-type]
-    if not is_db_source(spec):
+    if parse_project_ref(spec) is None:  # a file or dataset: its rows say their kind
         return load_training_records(spec, detect_kind(spec), skip_invalid=skip_invalid)
     errors = []
     for candidate in TRAINABLE_KINDS:

@@ -150,9 +150,11 @@ class HeldOut:
 
     def __call__(self, step: int) -> dict[str, float]:
         """The scale-free metrics of any step, for metrics.jsonl (`_eval_metrics`)."""
-        return _eval_metrics(self.metrics(self.model))
+        return _eval_metrics(self.metrics())
 
-    def metrics(self, model: RewardModel) -> dict:
+    def metrics(self) -> dict:
+        """Accuracy, margins, calibration and accuracy by length of the model as it is now."""
+        model = self.model
         if not self.reuse:
             return evaluate_reward_model(model, self.data, self.batch_size)
         if self._features is None:
@@ -265,7 +267,7 @@ def _finish(
         fit_normalization(core, cfg, train, frozen)
     save_reward_model(core, run.dir)
     if held_out is not None:
-        final = held_out.metrics(core)
+        final = held_out.metrics()
         run.log(run.cfg.max_steps, _eval_metrics(final))
         write_text_atomic(run.dir / EVAL_FILE, metrics_json(final) + "\n")
         log.info("held-out evaluation:\n%s", format_metrics(final))
