@@ -7,7 +7,7 @@ import typing
 
 import pytest
 
-from rlhfkit.algorithms import dpo_losses, kl, reward_losses
+from rlhfkit.algorithms import advantages, dpo_losses, kl, policy_gradient, reward_losses
 from rlhfkit.eval import hacking
 from rlhfkit.loop.config import EvalConfig
 from rlhfkit.models import actor_critic, reward, value
@@ -19,6 +19,9 @@ from rlhfkit.train.dpo import terms as dpo_terms
 from rlhfkit.train.reward import data as reward_data
 
 PAIRS = [
+    (advantages.AdvantageName, advantages.ADVANTAGE_ESTIMATORS),
+    (policy_gradient.LossAggregation, policy_gradient.LOSS_AGGREGATIONS),
+    (policy_gradient.RatioLevel, policy_gradient.RATIOS),
     (kl.KLEstimatorName, kl.KL_ESTIMATORS),
     (kl.KLControllerName, kl.KL_CONTROLLERS),
     (dpo_losses.DPOLossName, dpo_losses.DPO_LOSSES),
