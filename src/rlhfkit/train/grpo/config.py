@@ -163,9 +163,9 @@ class GRPOConfig(GRPOSettings, TrainConfig):
 
 
 @dataclass(frozen=True)
-class RLOOConfig(GRPOConfig):
-    """`rlhfkit rloo`: REINFORCE with the leave-one-out baseline and a KL penalty in the reward
-    (Ahmadian et al. 2024); the same trainer as `rlhfkit grpo` with RLOO's defaults."""
+class RLOOSettings(GRPOSettings):
+    """RLOO's defaults of the critic-free trainer: REINFORCE with the leave-one-out baseline and a KL
+    penalty in the reward (Ahmadian et al. 2024)."""
 
     advantage: AdvantageName = "rloo"
     """Advantage estimator (see `rlhfkit grpo`); RLOO's is the leave-one-out mean of the group."""
@@ -179,3 +179,9 @@ class RLOOConfig(GRPOConfig):
     """Put the KL in the 'reward' (RLOO) or in the 'loss' (GRPO)."""
     kl_estimator: KLEstimatorName = "k1"
     """Per-token KL estimator: 'k1' (the log ratio, RLOO's reward penalty), 'k2' or 'k3'."""
+
+
+@dataclass(frozen=True)
+class RLOOConfig(RLOOSettings, GRPOConfig):
+    """`rlhfkit rloo`: REINFORCE with the leave-one-out baseline and a KL penalty in the reward
+    (Ahmadian et al. 2024); the same trainer as `rlhfkit grpo` with RLOO's defaults."""

@@ -69,7 +69,7 @@ def grpo(cfg: GRPOConfig) -> Path:
         t1 = time.perf_counter()
 
         # 2. Score.
-        scores, _ = checked_scores(reward, cfg.reward, batch_prompts, samples.texts, step, run.dir)
+        scores, ensemble_std = checked_scores(reward, cfg.reward, batch_prompts, samples.texts, step, run.dir)
         t2 = time.perf_counter()
 
         # 3. Reference (and old) log-probs, per-token rewards, advantages, the loss mask.
@@ -84,6 +84,8 @@ def grpo(cfg: GRPOConfig) -> Path:
         run.count("tokens", int(rollout.response_mask.sum()))
         run.count("samples", len(batch_prompts))
         metrics = {**step_metrics(rollout, samples, scores, cfg), **stats}
+        if ensemble_std is not None:
+            metrics["rl/ensemble_std"] = ensemble_std.mean()
         metrics |= {"perf/generate_s": t1 - t0, "perf/score_s": t2 - t1, "perf/update_s": t3 - t2}
         if run.is_log_step(step):
             run.append_samples(sample_rows(step, batch_prompts, samples, scores)[: cfg.samples_per_log])
