@@ -53,3 +53,14 @@ def test_every_loss_hyperparameter_is_a_dpo_config_field() -> None:
 
     fields = {f.name for f in dataclasses.fields(dpo_config.DPOSettings)}
     assert fields >= dpo_losses.LOSS_HYPERPARAMETERS
+
+
+def test_every_advantage_hyperparameter_is_a_grpo_config_field() -> None:
+    import dataclasses
+
+    from rlhfkit.train.grpo.config import GRPOSettings
+
+    fields = {f.name for f in dataclasses.fields(GRPOSettings)}
+    for name in advantages.ADVANTAGE_ESTIMATORS:
+        if name != "gae":  # PPO's, with its own gamma and lam
+            assert advantages.estimator_hyperparameters(name) - {"eps"} <= fields, name

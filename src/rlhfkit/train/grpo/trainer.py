@@ -107,17 +107,14 @@ def generate(
 
 def collect(model: ActorCritic, samples: Samples, scores: torch.Tensor, cfg: GRPOSettings, run: Run) -> GroupRollout:
     """Step 3 with this config (`rlhfkit.rollout.group.collect_group_rollout`)."""
-    hyper = {
-        "scale_rewards": cfg.scale_rewards,
-        "gamma": cfg.gamma,
-    }
     return collect_group_rollout(
         model,
         samples,
         scores,
         group_size=cfg.group_size,
         advantage=cfg.advantage,
-        hyper={k: v for k, v in hyper.items() if k in estimator_hyperparameters(cfg.advantage)},
+        # an estimator's hyper-parameter is the config field of the same name (eps keeps its default)
+        hyper={k: getattr(cfg, k) for k in estimator_hyperparameters(cfg.advantage) if hasattr(cfg, k)},
         beta=cfg.beta,
         kl_in=cfg.kl_in,
         kl_estimator=cfg.kl_estimator,
