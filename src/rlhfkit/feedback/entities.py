@@ -14,8 +14,9 @@ from rlhfkit.feedback.errors import Invalid
 from rlhfkit.feedback.tasks import TASK_TYPES
 from rlhfkit.feedback.tasks.likert import DEFAULT_ASPECTS
 
-NAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
-"""User and project names: 1-64 characters, letters, digits, ``_ . -``, not starting with a symbol."""
+NAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}\Z")
+"""User and project names: 1-64 characters, letters, digits, ``_ . -``, not starting with a symbol
+(``\\Z``, not ``$``: a trailing newline is not a name)."""
 
 
 def check_name(name: str, what: str) -> str:

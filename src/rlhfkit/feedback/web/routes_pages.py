@@ -16,6 +16,7 @@ from rlhfkit.feedback.tasks.base import HARM_LABELS
 from rlhfkit.feedback.tasks.likert import LIKERT_SCALE
 from rlhfkit.feedback.web.deps import get_store, require_user
 from rlhfkit.feedback.web.forms import duration_from_form, payload_from_form
+from rlhfkit.feedback.web.schemas import ProjectName, RowId
 
 router = APIRouter(include_in_schema=False)
 
@@ -68,7 +69,7 @@ def queue(request: Request, session: SessionView = Depends(require_user)) -> Res
 
 
 @router.get("/projects/{name}/task")
-def task_page(request: Request, name: str, session: SessionView = Depends(require_user)) -> Response:
+def task_page(request: Request, name: ProjectName, session: SessionView = Depends(require_user)) -> Response:
     store = get_store(request)
     project = store.project(name)
     task = store.next_task(name, session.user.id, with_progress=True)
@@ -90,7 +91,7 @@ def _own_task(request: Request, name: str, assignment_id: int, session: SessionV
 
 @router.post("/projects/{name}/tasks/{assignment_id}")
 async def submit_task(
-    request: Request, name: str, assignment_id: int, session: SessionView = Depends(require_user)
+    request: Request, name: ProjectName, assignment_id: RowId, session: SessionView = Depends(require_user)
 ) -> Response:
     form = await request.form()
     return await run_in_threadpool(_submit_form, request, name, assignment_id, session, form)
@@ -117,7 +118,7 @@ def _submit_form(request: Request, name: str, assignment_id: int, session: Sessi
 
 @router.post("/projects/{name}/tasks/{assignment_id}/skip")
 async def skip_task(
-    request: Request, name: str, assignment_id: int, session: SessionView = Depends(require_user)
+    request: Request, name: ProjectName, assignment_id: RowId, session: SessionView = Depends(require_user)
 ) -> Response:
     form = await request.form()
     choice = form.get("reason", "")
