@@ -31,7 +31,7 @@ from sqlalchemy import Connection, select
 
 from rlhfkit.data.projects import Aggregation
 from rlhfkit.data.records import RecordKind
-from rlhfkit.feedback import accounts, assignment, projects
+from rlhfkit.feedback import accounts, assignment, projects, throttle
 from rlhfkit.feedback.audit import list_events, record_event
 from rlhfkit.feedback.db import Database
 from rlhfkit.feedback.entities import (
@@ -45,7 +45,7 @@ from rlhfkit.feedback.entities import (
     TaskView,
     UserView,
 )
-from rlhfkit.feedback.errors import NotFound
+from rlhfkit.feedback.errors import NotFound, Unauthorized
 from rlhfkit.feedback.export import ExportRow, build_rows, load_answers
 from rlhfkit.feedback.importing import TextLimits, parse_items_jsonl
 from rlhfkit.feedback.qc import QCReport, compute_qc
@@ -67,12 +67,18 @@ class StoreConfig:
     """Longest free text in an answer (critique, rewrite, demonstration, comment)."""
     session_ttl_s: float = 7 * 24 * 3600
     """Lifetime of a login (cookie or API token)."""
+    session_idle_s: float = 8 * 3600
+    """A login unused for this long ends (idle timeout; OWASP suggests hours for low-risk apps)."""
+    login_backoff: throttle.LoginBackoff = field(default_factory=throttle.LoginBackoff)
+    """How failed logins slow down further tries of one (client address, name) pair."""
 
     def __post_init__(self) -> None:
         if self.max_answer_chars < 1:
             raise ValueError(f"max_answer_chars must be >= 1, got {self.max_answer_chars}")
-        if self.session_ttl_s <= 0:
-            raise ValueError(f"session_ttl_s must be > 0, got {self.session_ttl_s}")
+        if self.session_ttl_s <= 0 or self.session_idle_s <= 0:
+            raise ValueError(
+                f"session_ttl_s and session_idle_s must be > 0, got {self.session_ttl_s}, {self.session_idle_s}"
+            )
 
 
 def _labels(count: int) -> list[str]:
@@ -129,16 +135,33 @@ class FeedbackStore:
         with self.db.write() as s:
             accounts.set_password(s, user_id, password_hash, self.clock(), by_user)
 
-    def login(self, name: str, password: str, kind: str = "api") -> tuple[str, SessionView]:
-        """Check credentials and open a session: (secret token, session)."""
+    def login(self, name: str, password: str, kind: str = "api", client: str | None = None) -> tuple[str, SessionView]:
+        """Check credentials and open a session: (secret token, session).
+
+        `client` is the caller's address: failures back off per (client, name) (`rlhfkit.feedback.throttle`)."""
+        key = throttle.client_key(client)
         with self.db.read() as s:
-            user = accounts.check_credentials(s, name, password)
+            throttle.check_allowed(s, key, name, self.clock())
+        try:
+            with self.db.read() as s:
+                user = accounts.check_credentials(s, name, password)
+        except Unauthorized:
+            with self.db.write() as s:
+                throttle.record_failure(s, key, name, self.clock(), self.config.login_backoff)
+            raise
         with self.db.write() as s:
+            throttle.clear_failures(s, key, name)
             return accounts.open_session(s, user, kind, self.clock(), self.config.session_ttl_s)
 
     def session(self, token: str) -> SessionView | None:
+        """The live session of a token (None when unknown, expired or idle too long)."""
+        now = self.clock()
         with self.db.read_conn() as conn:
-            return accounts.session_for_token(conn, token, self.clock())
+            view, stale = accounts.session_for_token(conn, token, now, self.config.session_idle_s)
+        if stale:
+            with self.db.write() as s:
+                accounts.touch_session(s, token, now)
+        return view
 
     def logout(self, token: str) -> None:
         with self.db.write() as s:

@@ -29,8 +29,8 @@ from rlhfkit.feedback.errors import FeedbackError
 from rlhfkit.feedback.generation import mark_interrupted
 from rlhfkit.feedback.markdown_render import render_markdown
 from rlhfkit.feedback.store import FeedbackStore, StoreConfig
+from rlhfkit.feedback.throttle import TooManyAttempts
 from rlhfkit.feedback.web.deps import LoginRequired, optional_session
-from rlhfkit.feedback.web.throttle import LoginThrottle
 
 PACKAGE_DIR = Path(__file__).resolve().parent.parent
 """The feedback package (templates/ and static/ live there)."""
@@ -183,7 +183,10 @@ def _install_error_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(FeedbackError)
     async def _feedback(request: Request, exc: FeedbackError) -> Response:
-        return _error_response(request, exc.status, exc.message)
+        response = _error_response(request, exc.status, exc.message)
+        if isinstance(exc, TooManyAttempts):
+            response.headers["retry-after"] = str(exc.retry_after_s)
+        return response
 
     @app.exception_handler(RequestValidationError)
     async def _validation(request: Request, exc: RequestValidationError) -> Response:
@@ -237,7 +240,6 @@ def create_app(
     app.state.store = store
     app.state.config = config
     app.state.templates = _templates()
-    app.state.throttle = LoginThrottle()
     app.mount("/static", StaticFiles(directory=str(PACKAGE_DIR / "static")), name="static")
     # The API first: routes are matched in order, and annotation calls are the bulk of traffic.
     for module in (routes_api, routes_auth, routes_pages, routes_admin):

@@ -22,11 +22,11 @@ from fastapi.responses import StreamingResponse
 from starlette.concurrency import run_in_threadpool
 
 from rlhfkit.feedback.entities import ProjectSpec, SessionView
-from rlhfkit.feedback.errors import Invalid, Unauthorized
+from rlhfkit.feedback.errors import Invalid
 from rlhfkit.feedback.generation import GenerationParams, get_job, list_jobs, start_generation
 from rlhfkit.feedback.importing import check_prompt, item_from_json
 from rlhfkit.feedback.web.deps import get_store, require_admin, require_user
-from rlhfkit.feedback.web.routes_auth import throttle
+from rlhfkit.feedback.web.routes_auth import client_address
 from rlhfkit.feedback.web.schemas import (
     NAME_REGEX,
     ActiveBody,
@@ -115,13 +115,7 @@ def progress(request: Request, name: ProjectName, session: SessionView = Depends
 @router.post("/auth/login", response_model=LoginReply, tags=["auth"])
 def api_login(request: Request, body: LoginBody) -> dict[str, Any]:
     """Exchange a name and password for a bearer token (no cookie, no CSRF token needed)."""
-    throttle(request).check(body.name)
-    try:
-        token, session = get_store(request).login(body.name, body.password, kind="api")
-    except Unauthorized:
-        throttle(request).failed(body.name)
-        raise
-    throttle(request).succeeded(body.name)
+    token, session = get_store(request).login(body.name, body.password, kind="api", client=client_address(request))
     return {"token": token, "user": asdict(session.user)}
 
 
