@@ -2,10 +2,16 @@
 
 from __future__ import annotations
 
+import re
+
 import pytest
+from fastapi.testclient import TestClient
 
 from rlhfkit.feedback.accounts import TOUCH_EVERY_S
+from rlhfkit.feedback.commands import ServeConfig
+from rlhfkit.feedback.errors import Invalid
 from rlhfkit.feedback.store import FeedbackStore, StoreConfig
+from rlhfkit.feedback.web.app import create_app
 
 PASSWORD = "correct horse battery"
 
@@ -40,3 +46,71 @@ def test_session_reads_write_at_most_once_a_minute(store, clock) -> None:
 def test_idle_limit_must_be_positive(ttl: float) -> None:
     with pytest.raises(ValueError, match="session_idle_s"):
         StoreConfig(session_idle_s=ttl)
+
+
+@pytest.mark.parametrize(
+    ("password", "message"),
+    [
+        (" " * 12, "all whitespace"),
+        ("\t\n  \t\n  ", "all whitespace"),
+        ("Password123", "most common"),
+        ("  qwerty123 ", "most common"),
+        ("annotator-7", "account name"),
+    ],
+)
+def test_password_rules(store, password: str, message: str) -> None:
+    with pytest.raises(Invalid, match=message):
+        store.create_user("annotator-7", "annotator", password)
+
+
+def test_password_rules_over_the_api_are_a_422(app, store, bearer) -> None:
+    store.create_user("boss", "admin", PASSWORD)
+    client = TestClient(app)
+    reply = client.post(
+        "/api/v1/users",
+        headers=bearer(client, "boss"),
+        json={"name": "x", "role": "annotator", "password": "password1"},
+    )
+    assert reply.status_code == 422 and "common" in reply.json()["detail"]
+
+
+def _served(store: FeedbackStore, *flags: str) -> TestClient:
+    config = ServeConfig(db="sqlite://", **dict.fromkeys(flags, True)).app_config()  # type: ignore[arg-type]
+    return TestClient(create_app(store=store, config=config), base_url="https://testserver")
+
+
+def test_https_marks_cookies_secure_and_sends_hsts(store) -> None:
+    store.create_user("ann", "annotator", PASSWORD)
+    plain, https = _served(store), _served(store, "https")
+    assert "strict-transport-security" not in plain.get("/login").headers
+    page = https.get("/login")
+    assert page.headers["strict-transport-security"] == "max-age=31536000"
+    assert "secure" in page.headers["set-cookie"].lower()
+    csrf = re.search(r'name="csrf_token" value="([^"]+)"', page.text).group(1)  # type: ignore[union-attr]
+    reply = https.post("/login", data={"name": "ann", "password": PASSWORD, "csrf_token": csrf}, follow_redirects=False)
+    session_cookie = next(c for c in reply.headers.get_list("set-cookie") if c.startswith("rlhfkit_session="))
+    assert "secure" in session_cookie.lower() and "httponly" in session_cookie.lower()
+
+
+def test_api_docs_are_off_by_default_and_load_no_script(store) -> None:
+    assert _served(store).get("/docs").status_code == 404
+    assert _served(store).get("/redoc").status_code == 404
+    docs = _served(store, "docs").get("/docs")
+    assert docs.status_code == 200 and "POST /api/v1/auth/login" in docs.text
+    scripts = re.findall(r"<script[^>]*>", docs.text)
+    assert all('src="/static/' in tag for tag in scripts), scripts  # only the app's own files
+    assert "cdn" not in docs.text.lower() and "content-security-policy" in docs.headers
+
+
+def test_a_get_never_takes_a_task(app, store, make_project, web_login) -> None:
+    store.create_user("ann", "annotator", PASSWORD)
+    make_project()
+    client = TestClient(app)
+    csrf = web_login(client, "ann")
+    for _ in range(3):
+        page = client.get("/projects/proj/task")
+        assert "Take a task" in page.text and "data-assignment" not in page.text
+    assert store.progress("proj").judgments == 0 and not [e for e in store.audit() if e["action"] == "assign"]
+    taken = client.post("/projects/proj/task", data={"csrf_token": csrf})
+    assert "data-assignment" in taken.text
+    assert "data-assignment" in client.get("/projects/proj/task").text  # the held task shows on a GET

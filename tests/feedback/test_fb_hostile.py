@@ -103,7 +103,7 @@ def test_hostile_form_numbers_are_a_4xx(browser, path: str, fields: dict[str, st
 def test_form_fields_are_validated_before_parsing(browser, store, caplog: pytest.LogCaptureFixture) -> None:  # type: ignore[no-untyped-def]
     """A superscript duration and a superscript response id: digits to isdigit(), not to int()."""
     client, csrf = browser
-    page = client.get("/projects/proj/task")
+    page = client.post("/projects/proj/task", data={"csrf_token": csrf})
     aid = int(page.text.split("/projects/proj/tasks/")[1].split('"')[0])
     with caplog.at_level(logging.ERROR):
         reply = client.post(f"/projects/proj/tasks/{aid}", data={"choice": "²", "duration_ms": "²", "csrf_token": csrf})

@@ -25,6 +25,9 @@ def client(app) -> TestClient:  # type: ignore[no-untyped-def]
 
 def _task_page(client: TestClient, project: str) -> tuple[str, str]:
     page = client.get(f"/projects/{project}/task")
+    if "data-assignment" not in page.text:  # a GET never takes a task: press "Take a task"
+        csrf = re.search(r'name="csrf_token" value="([^"]+)"', page.text).group(1)  # type: ignore[union-attr]
+        page = client.post(f"/projects/{project}/task", data={"csrf_token": csrf})
     assert page.status_code == 200, page.text
     aid = re.search(r'data-assignment="(\d+)"', page.text).group(1)
     return page.text, aid

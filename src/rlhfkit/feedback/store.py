@@ -108,8 +108,8 @@ class FeedbackStore:
     # ------------------------------------------------------------------ accounts
 
     def create_user(self, name: str, role: str, password: str, by_user: int | None = None) -> UserView:
-        """Create an account (password >= 8 characters, hashed with Argon2id)."""
-        check_password_strength(password)
+        """Create an account (password >= 8 characters, not common, hashed with Argon2id)."""
+        check_password_strength(password, name)
         password_hash = hash_password(password)  # slow: outside the write transaction
         with self.db.write() as s:
             return accounts.create_user(s, name, role, password_hash, self.clock(), by_user)
@@ -258,6 +258,14 @@ class FeedbackStore:
         if task is not None and with_progress:
             return replace(task, progress=self.progress(project, user_id))
         return task
+
+    def current_task(self, project: str, user_id: int) -> TaskView | None:
+        """The task the user holds in the project now, without taking or renewing a lock."""
+        with self.db.read_conn() as conn:
+            row = assignment.project_row(conn, project)
+            held = assignment.live_lock(conn, row, user_id, self.clock())
+            task = None if held is None else self._task_view(conn, held, row)
+        return None if task is None else replace(task, progress=self.progress(project, user_id))
 
     def task(self, assignment_id: int, user_id: int) -> TaskView:
         """An assignment of this user (for re-displaying it)."""

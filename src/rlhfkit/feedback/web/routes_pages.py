@@ -70,9 +70,11 @@ def queue(request: Request, session: SessionView = Depends(require_user)) -> Res
 
 @router.get("/projects/{name}/task")
 def task_page(request: Request, name: ProjectName, session: SessionView = Depends(require_user)) -> Response:
+    """The task you hold, or a button that takes one: a GET never takes a lock (prefetchers, link
+    previews and crawlers follow GETs)."""
     store = get_store(request)
     project = store.project(name)
-    task = store.next_task(name, session.user.id, with_progress=True)
+    task = store.current_task(name, session.user.id)
     if task is None:
         return request.app.state.templates.TemplateResponse(
             request,
@@ -80,6 +82,13 @@ def task_page(request: Request, name: ProjectName, session: SessionView = Depend
             {"session": session, "project": project, "progress": store.progress(name, session.user.id)},
         )
     return _render_task(request, session, task, project)
+
+
+@router.post("/projects/{name}/task")
+def take_task(request: Request, name: ProjectName, session: SessionView = Depends(require_user)) -> Response:
+    """Take (lock) your next task, then show it."""
+    get_store(request).next_task(name, session.user.id)
+    return RedirectResponse(f"/projects/{name}/task", status_code=303)
 
 
 def _own_task(request: Request, name: str, assignment_id: int, session: SessionView) -> TaskView:
@@ -113,6 +122,7 @@ def _submit_form(request: Request, name: str, assignment_id: int, session: Sessi
         progress = store.progress(name, session.user.id)
         task = TaskView(**{**task.__dict__, "progress": progress})
         return _render_task(request, session, task, store.project(name), exc.message, exc.status)
+    store.next_task(name, session.user.id)  # this POST also takes the next task
     return RedirectResponse(f"/projects/{name}/task", status_code=303)
 
 
@@ -128,6 +138,7 @@ async def skip_task(
     def skip() -> None:
         _own_task(request, name, assignment_id, session)
         get_store(request).skip(assignment_id, session.user.id, ": ".join(parts))
+        get_store(request).next_task(name, session.user.id)  # this POST also takes the next task
 
     await run_in_threadpool(skip)
     return RedirectResponse(f"/projects/{name}/task", status_code=303)
