@@ -114,3 +114,58 @@ def test_a_get_never_takes_a_task(app, store, make_project, web_login) -> None:
     taken = client.post("/projects/proj/task", data={"csrf_token": csrf})
     assert "data-assignment" in taken.text
     assert "data-assignment" in client.get("/projects/proj/task").text  # the held task shows on a GET
+
+
+@pytest.fixture
+def team(store, make_project):  # type: ignore[no-untyped-def]
+    store.create_user("boss", "admin", PASSWORD)
+    ids = {name: store.create_user(name, "annotator", PASSWORD).id for name in ("ann", "bea")}
+    make_project("secret", members_only=True)
+    make_project("open")
+    return ids
+
+
+def test_members_only_project_is_invisible_to_others(app, store, team, bearer) -> None:
+    client = TestClient(app)
+    admin, ann, bea = (bearer(client, n) for n in ("boss", "ann", "bea"))
+    assert client.put(f"/api/v1/projects/secret/members/{team['ann']}", headers=admin).status_code == 200
+    assert [m["name"] for m in client.get("/api/v1/projects/secret/members", headers=admin).json()] == ["ann"]
+    names = lambda h: [p["name"] for p in client.get("/api/v1/projects", headers=h).json()]  # noqa: E731
+    assert names(ann) == ["open", "secret"] and names(bea) == ["open"] and names(admin) == ["open", "secret"]
+    unknown = client.get("/api/v1/projects/no-such-project", headers=bea)
+    for method, path in [
+        ("GET", "/api/v1/projects/secret"),
+        ("GET", "/api/v1/projects/secret/progress"),
+        ("POST", "/api/v1/projects/secret/next"),
+    ]:
+        reply = client.request(method, path, headers=bea)
+        assert reply.status_code == unknown.status_code == 404, path
+        assert reply.json()["detail"] == "no project named 'secret'"  # worded as for a missing project
+    assert client.post("/api/v1/projects/secret/next", headers=ann).json()["task"] is not None
+    assert client.delete(f"/api/v1/projects/secret/members/{team['ann']}", headers=admin).status_code == 200
+    assert client.post("/api/v1/projects/secret/next", headers=ann).status_code == 404
+    assert client.put(f"/api/v1/projects/secret/members/{team['ann']}", headers=ann).status_code == 403
+    # Opening the project to everyone again is one PATCH.
+    assert client.patch("/api/v1/projects/secret", json={"members_only": False}, headers=admin).status_code == 200
+    assert names(bea) == ["open", "secret"]
+
+
+def test_members_page_and_queue(app, store, team, web_login) -> None:
+    admin = TestClient(app)
+    csrf = web_login(admin, "boss")
+    page = admin.get("/admin/projects/secret")
+    assert "Only the annotators ticked below" in page.text and 'name="member"' in page.text
+    form = {"csrf_token": csrf, "members_only": "true", "member": [str(team["bea"])]}
+    assert admin.post("/admin/projects/secret/members", data=form, follow_redirects=False).status_code == 303
+    assert [m.name for m in store.members("secret")] == ["bea"] and store.project("secret").members_only
+    ann, bea = TestClient(app), TestClient(app)
+    web_login(ann, "ann")
+    web_login(bea, "bea")
+    assert "secret" not in ann.get("/queue").text and "/projects/secret/task" in bea.get("/queue").text
+    assert ann.get("/projects/secret/task").status_code == 404
+
+
+def test_admins_cannot_be_members(store, team) -> None:
+    boss = store.user("boss").id
+    with pytest.raises(Invalid, match="admins see every project"):
+        store.set_member("secret", boss, True, boss)

@@ -76,6 +76,8 @@ class ProjectSpec:
     """Seconds an annotator holds an item before it returns to the pool."""
     gold_rate: float = 0.0
     """Fraction of an annotator's tasks drawn from gold items (when gold items exist)."""
+    members_only: bool = False
+    """Only the annotators an admin made members see the project (`rlhfkit.feedback.members`)."""
 
     def __post_init__(self) -> None:
         check_name(self.name, "project name")
@@ -120,6 +122,8 @@ class ProjectView:
     """Lock lifetime in seconds."""
     gold_rate: float
     """Share of gold tasks."""
+    members_only: bool = False
+    """Visible only to its members (and admins)."""
 
 
 @dataclass(frozen=True)

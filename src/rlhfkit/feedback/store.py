@@ -31,7 +31,7 @@ from sqlalchemy import Connection, select
 
 from rlhfkit.data.projects import Aggregation
 from rlhfkit.data.records import RecordKind
-from rlhfkit.feedback import accounts, assignment, projects, throttle
+from rlhfkit.feedback import accounts, assignment, members, projects, throttle
 from rlhfkit.feedback.audit import list_events, record_event
 from rlhfkit.feedback.db import Database
 from rlhfkit.feedback.entities import (
@@ -173,13 +173,25 @@ class FeedbackStore:
         with self.db.write() as s:
             return projects.create_project(s, spec, self.clock(), by_user)
 
-    def project(self, name: str) -> ProjectView:
+    def project(self, name: str, viewer: int | None = None) -> ProjectView:
+        """A project; with `viewer`, NotFound unless that user may see it (`rlhfkit.feedback.members`)."""
         with self.db.read() as s:
-            return projects.project_view(projects.get_project(s, name))
+            row = projects.get_project(s, name)
+            members.check_visible(s.connection(), row, viewer)
+            return projects.project_view(row)
 
-    def list_projects(self) -> list[ProjectView]:
+    def list_projects(self, viewer: int | None = None) -> list[ProjectView]:
+        """Every project, or those `viewer` may see."""
         with self.db.read() as s:
-            return projects.list_projects(s)
+            return members.visible(s.connection(), projects.list_projects(s), viewer)
+
+    def set_member(self, project: str, user_id: int, member: bool, by_user: int) -> None:
+        with self.db.write() as s:
+            members.set_member(s, project, user_id, member, self.clock(), by_user)
+
+    def members(self, project: str) -> list[UserView]:
+        with self.db.read() as s:
+            return members.member_list(s, project)
 
     def update_project(self, name: str, by_user: int, **changes: Any) -> ProjectView:
         with self.db.write() as s:
@@ -206,6 +218,7 @@ class FeedbackStore:
         """Project counts, plus this user's done/remaining when `user_id` is given."""
         with self.db.read() as s:
             row = projects.get_project(s, project)
+            members.check_visible(s.connection(), row, user_id)
             base = projects.project_progress(s, row.id)
             if user_id is None:
                 return base
@@ -246,6 +259,7 @@ class FeedbackStore:
             try:
                 with self.db.write_conn() as conn:
                     row = assignment.project_row(conn, project)
+                    members.check_visible(conn, row, user_id)
                     assignment.check_active(conn, user_id)
                     picked = assignment.next_assignment(conn, row, user_id, self.clock())
                     task = None if picked is None else self._task_view(conn, picked, row)
@@ -263,6 +277,7 @@ class FeedbackStore:
         """The task the user holds in the project now, without taking or renewing a lock."""
         with self.db.read_conn() as conn:
             row = assignment.project_row(conn, project)
+            members.check_visible(conn, row, user_id)
             held = assignment.live_lock(conn, row, user_id, self.clock())
             task = None if held is None else self._task_view(conn, held, row)
         return None if task is None else replace(task, progress=self.progress(project, user_id))

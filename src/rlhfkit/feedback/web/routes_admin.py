@@ -90,6 +90,8 @@ def project_page(
         jobs=list_jobs(store, name),
         events=store.audit(name, limit=30),
         notice=notice[:300],
+        annotators=[u for u in store.list_users() if u.role == "annotator"],
+        member_ids={u.id for u in store.members(name)},
         aspects=DEFAULT_ASPECTS,
         task_types=TASK_TYPES,
         kinds=EXPORT_KINDS,
@@ -118,6 +120,26 @@ def update_settings(
         aspects=tuple(aspects),
     )
     return RedirectResponse(f"/admin/projects/{name}?notice=Settings+saved", status_code=303)
+
+
+@router.post("/projects/{name}/members")
+async def update_members(
+    request: Request, name: ProjectName, session: SessionView = Depends(require_admin)
+) -> Response:
+    """The members card: the members-only switch and the ticked annotators, as one form."""
+    form = await request.form()
+    wanted = {v for v in form.getlist("member") if isinstance(v, str)}
+
+    def save() -> None:
+        store = get_store(request)
+        store.update_project(name, session.user.id, members_only=form.get("members_only") == "true")
+        current = {m.id for m in store.members(name)}
+        for user in store.list_users():
+            if user.role == "annotator" and (str(user.id) in wanted) != (user.id in current):
+                store.set_member(name, user.id, str(user.id) in wanted, session.user.id)
+
+    await run_in_threadpool(save)
+    return RedirectResponse(f"/admin/projects/{name}?notice=Members+saved", status_code=303)
 
 
 @router.post("/projects/{name}/import")

@@ -154,7 +154,7 @@ def set_active(
 
 @router.get("/projects", tags=["projects"])
 def projects(request: Request, session: SessionView = Depends(require_user)) -> list[dict[str, Any]]:
-    return [asdict(p) for p in get_store(request).list_projects()]
+    return [asdict(p) for p in get_store(request).list_projects(session.user.id)]
 
 
 @router.post("/projects", status_code=201, tags=["projects"])
@@ -167,7 +167,7 @@ def create_project(
 
 @router.get("/projects/{name}", tags=["projects"])
 def project(request: Request, name: ProjectName, session: SessionView = Depends(require_user)) -> dict[str, Any]:
-    return asdict(get_store(request).project(name))
+    return asdict(get_store(request).project(name, session.user.id))
 
 
 @router.patch("/projects/{name}", tags=["projects"])
@@ -176,6 +176,28 @@ def patch_project(
 ) -> dict[str, Any]:
     changes = {k: v for k, v in body.model_dump().items() if v is not None}
     return asdict(get_store(request).update_project(name, session.user.id, **changes))
+
+
+@router.get("/projects/{name}/members", tags=["projects"])
+def members(request: Request, name: ProjectName, session: SessionView = Depends(require_admin)) -> list[dict[str, Any]]:
+    """Annotators who see the project when it is members-only (PATCH ``members_only``)."""
+    return [asdict(u) for u in get_store(request).members(name)]
+
+
+@router.put("/projects/{name}/members/{user_id}", tags=["projects"])
+def add_member(
+    request: Request, name: ProjectName, user_id: RowId, session: SessionView = Depends(require_admin)
+) -> dict[str, bool]:
+    get_store(request).set_member(name, user_id, True, session.user.id)
+    return {"ok": True}
+
+
+@router.delete("/projects/{name}/members/{user_id}", tags=["projects"])
+def remove_member(
+    request: Request, name: ProjectName, user_id: RowId, session: SessionView = Depends(require_admin)
+) -> dict[str, bool]:
+    get_store(request).set_member(name, user_id, False, session.user.id)
+    return {"ok": True}
 
 
 @router.post("/projects/{name}/items", status_code=201, tags=["projects"])

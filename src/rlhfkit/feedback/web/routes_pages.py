@@ -60,7 +60,7 @@ def _render_task(
 @router.get("/queue")
 def queue(request: Request, session: SessionView = Depends(require_user)) -> Response:
     store = get_store(request)
-    rows = [(p, store.progress(p.name, session.user.id)) for p in store.list_projects()]
+    rows = [(p, store.progress(p.name, session.user.id)) for p in store.list_projects(session.user.id)]
     return request.app.state.templates.TemplateResponse(
         request,
         "queue.html",
@@ -73,7 +73,7 @@ def task_page(request: Request, name: ProjectName, session: SessionView = Depend
     """The task you hold, or a button that takes one: a GET never takes a lock (prefetchers, link
     previews and crawlers follow GETs)."""
     store = get_store(request)
-    project = store.project(name)
+    project = store.project(name, session.user.id)
     task = store.current_task(name, session.user.id)
     if task is None:
         return request.app.state.templates.TemplateResponse(

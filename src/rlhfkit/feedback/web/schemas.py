@@ -74,6 +74,7 @@ class ProjectBody(Strict):
     aspects: list[str] = Field(default_factory=list, max_length=8)
     lock_ttl_s: int = Field(default=1800, ge=10, le=7 * 24 * 3600)
     gold_rate: float = Field(default=0.0, ge=0.0, le=1.0)
+    members_only: bool = Field(default=False, description="Only members (PUT .../members/{user_id}) see it")
 
 
 class ProjectPatch(Strict):
@@ -82,6 +83,7 @@ class ProjectPatch(Strict):
     aspects: list[str] | None = Field(default=None, max_length=8)
     lock_ttl_s: int | None = Field(default=None, ge=10, le=7 * 24 * 3600)
     gold_rate: float | None = Field(default=None, ge=0.0, le=1.0)
+    members_only: bool | None = None
 
 
 class ItemsBody(Strict):
