@@ -24,10 +24,11 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from hypothesis.errors import Unsatisfiable
 
-from conftest import PASSWORD, pair_items
-from rlhfkit.feedback.entities import ProjectSpec
+from rlhfkit.feedback.entities import NewItem, ProjectSpec
 from rlhfkit.feedback.store import FeedbackStore
 from rlhfkit.feedback.web.app import create_app
+
+PASSWORD = "correct horse battery"
 
 API_EXAMPLES = 20
 """Examples per API operation (about 30 operations)."""
@@ -55,7 +56,7 @@ def _seeded_store(path: Path) -> FeedbackStore:
     store.create_user("boss", "admin", PASSWORD)
     store.create_user("ann", "annotator", PASSWORD)
     store.create_project(ProjectSpec(name="proj", overlap=2))
-    store.add_items("proj", pair_items(4))
+    store.add_items("proj", [NewItem(prompt=f"q{i}", responses=(f"good {i}", f"bad {i}")) for i in range(4)])
     return store
 
 

@@ -75,3 +75,20 @@ def test_api_answers_429_with_retry_after(app, store) -> None:
         assert client.post("/api/v1/auth/login", json={"name": "bea", "password": "wrong-one"}).status_code == 401
     reply = client.post("/api/v1/auth/login", json={"name": "bea", "password": PASSWORD})
     assert reply.status_code == 429 and int(reply.headers["retry-after"]) >= 1
+
+
+@pytest.mark.postgres
+def test_backoff_and_membership_on_postgres(pg_url: str) -> None:
+    """The upsert's PostgreSQL dialect and the 0002 migration on a real server."""
+    store = FeedbackStore(pg_url)
+    try:
+        store.create_user("boss", "admin", PASSWORD)
+        for _ in range(6):
+            _fail(store, "6.6.6.6")
+        with pytest.raises(TooManyAttempts):
+            store.login("boss", PASSWORD, client="6.6.6.6")
+        store.login("boss", PASSWORD, client="10.0.0.1")
+        with store.db.read() as s:
+            assert [(r.client, r.failures) for r in s.query(LoginFailure)] == [("6.6.6.6", 6)]
+    finally:
+        store.close()
