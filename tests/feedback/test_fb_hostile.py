@@ -33,6 +33,7 @@ def _json(client: TestClient, headers: dict[str, str], method: str, path: str, b
 API_CASES = [
     ("id beyond 64 bits", "GET", "/api/v1/tasks/99999999999999999999", None, 422),
     ("id beyond 64 bits", "POST", "/api/v1/users/99999999999999999999/active", '{"active": true}', 422),
+    ("id beyond 32 bits (PostgreSQL INTEGER)", "GET", "/api/v1/tasks/2147483648", None, 422),
     ("unicode digit id", "GET", "/api/v1/tasks/²", None, 422),
     ("unicode digit in a body", "POST", "/api/v1/tasks/{aid}/submit", '{"answer": {"choice": "²"}}', 422),
     (
@@ -109,3 +110,24 @@ def test_form_fields_are_validated_before_parsing(browser, store, caplog: pytest
         reply = client.post(f"/projects/proj/tasks/{aid}", data={"choice": "²", "duration_ms": "²", "csrf_token": csrf})
     assert reply.status_code == 422 and "not a response of this task" in reply.text
     assert not [r for r in caplog.records if r.levelno >= logging.ERROR]
+
+
+@pytest.mark.postgres
+def test_nul_characters_are_a_4xx_on_postgres(pg_url: str) -> None:
+    """PostgreSQL refuses NUL in text (SQLite stores it): the refusal is the client's 422, not a 500."""
+    from rlhfkit.feedback.store import FeedbackStore
+    from rlhfkit.feedback.web.app import create_app
+
+    store = FeedbackStore(pg_url)
+    try:
+        store.create_user("boss", "admin", PASSWORD)
+        client = TestClient(create_app(store=store), raise_server_exceptions=False)
+        assert client.post("/api/v1/auth/login", json={"name": "bo\x00ss", "password": "x" * 10}).status_code == 422
+        token = client.post("/api/v1/auth/login", json={"name": "boss", "password": PASSWORD}).json()["token"]
+        headers = {"Authorization": f"Bearer {token}"}
+        assert (
+            client.post("/api/v1/projects", json={"name": "p", "title": "a\x00b"}, headers=headers).status_code == 422
+        )
+        assert client.get("/api/v1/tasks/2147483648", headers=headers).status_code == 422
+    finally:
+        store.close()

@@ -10,11 +10,11 @@ from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 from rlhfkit.data.safejson import check_depth
 from rlhfkit.feedback.entities import Progress, TaskView
 
-MAX_ROW_ID = 2**63 - 1
-"""Largest database id: SQLite and PostgreSQL keys are signed 64-bit, and a larger int in a query
-overflows the driver (a 500 before this bound)."""
+MAX_ROW_ID = 2**31 - 1
+"""Largest database id: the id columns are SQL INTEGER, 32-bit on PostgreSQL (SQLite's are 64-bit);
+a larger int in a query overflows the driver or the server (a 500 before this bound)."""
 
-RowId = Annotated[int, Path(ge=1, le=MAX_ROW_ID, description="A database id (1 to 2**63-1)")]
+RowId = Annotated[int, Path(ge=1, le=MAX_ROW_ID, description="A database id (1 to 2**31-1)")]
 """A database id in a path. Pydantic parses only ASCII digits, so '²' or '١' is a 422, never
 `int()`'s Unicode-digit surprise."""
 
