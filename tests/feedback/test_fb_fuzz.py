@@ -178,6 +178,9 @@ FORMS: list[tuple[str, tuple[str, ...]]] = [
     ("/projects/proj/tasks/{id}", ("choice", "duration_ms", "comment", "overall", "flag-1")),
     ("/projects/proj/tasks/{id}/skip", ("reason", "reason_text")),
     ("/login", ("name", "password", "next")),
+    ("/projects/proj/task", ("unexpected",)),
+    ("/admin/projects/proj/members", ("members_only", "member")),
+    ("/logout", ("unexpected",)),
 ]
 """Every HTML form that changes state, with its fields."""
 
@@ -194,5 +197,29 @@ def test_forms_never_answer_5xx(admin_browser: tuple[TestClient, str], path: str
     def fuzz(values: dict[str, str], ident: str) -> None:
         reply = client.post(path.replace("{id}", ident), data={**values, "csrf_token": csrf}, follow_redirects=False)
         assert reply.status_code < 500, f"POST {path} {values}: {reply.status_code} {reply.text[:300]}"
+
+    fuzz()
+
+
+PAGES: list[tuple[str, tuple[str, ...]]] = [
+    ("/login", ("next",)),
+    ("/admin/projects/proj", ("notice",)),
+    ("/admin/projects/proj/export", ("format", "aggregate", "container")),
+    ("/admin/users", ("notice",)),
+    ("/projects/proj/task", ("unexpected",)),
+    ("/queue", ("unexpected",)),
+]
+"""Pages that read query parameters (GETs are not in the OpenAPI document either)."""
+
+
+@pytest.mark.parametrize(("path", "fields"), PAGES, ids=[p for p, _ in PAGES])
+def test_pages_never_answer_5xx(admin_browser: tuple[TestClient, str], path: str, fields: tuple[str, ...]) -> None:
+    client, _ = admin_browser
+
+    @settings(max_examples=FORM_EXAMPLES // 2, deadline=None, derandomize=True, suppress_health_check=list(HealthCheck))
+    @given(values=st.fixed_dictionaries({}, optional=dict.fromkeys(fields, HOSTILE_TEXT)))
+    def fuzz(values: dict[str, str]) -> None:
+        reply = client.get(path, params=values, follow_redirects=False)
+        assert reply.status_code < 500, f"GET {path} {values}: {reply.status_code} {reply.text[:300]}"
 
     fuzz()
