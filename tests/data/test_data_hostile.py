@@ -49,3 +49,12 @@ def test_safejson_depth_is_counted_without_recursion() -> None:
     for _ in range(10_000):  # deeper than Python's recursion limit: the walk must not recurse
         nested = [nested]
     assert safejson.depth(nested) > safejson.MAX_DEPTH
+
+
+def test_csv_json_cells_outside_the_limits_are_row_errors(tmp_path) -> None:
+    deep = "[" * 70 + "]" * 70  # deeper than MAX_DEPTH (a CSV cell cannot hold 100k characters anyway)
+    path = tmp_path / "rank.csv"
+    path.write_text(f'prompt,responses\np,"[""a"", ""b""]"\np,{deep}\np,[{"9" * 5000}]\n')
+    result = load_records(path, "rankings", skip_invalid=True)
+    assert len(result.records) == 1 and [s.line for s in result.skipped] == [3, 4]
+    assert all(s.field == "responses" for s in result.skipped)

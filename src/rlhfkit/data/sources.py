@@ -134,8 +134,8 @@ def _skip(text: str, pos: int, chars: str) -> int:
 
 def _json_cell(cell: str) -> Any:
     try:
-        return json.loads(cell)
-    except json.JSONDecodeError:
+        return safejson.loads(cell)
+    except (json.JSONDecodeError, safejson.JsonLimitError):
         return cell  # left as text: the field's validation names the wrong type
 
 
