@@ -141,9 +141,10 @@ def test_members_only_project_is_invisible_to_others(app, store, team, bearer) -
         reply = client.request(method, path, headers=bea)
         assert reply.status_code == unknown.status_code == 404, path
         assert reply.json()["detail"] == "no project named 'secret'"  # worded as for a missing project
-    assert client.post("/api/v1/projects/secret/next", headers=ann).json()["task"] is not None
+    held = client.post("/api/v1/projects/secret/next", headers=ann).json()["task"]
     assert client.delete(f"/api/v1/projects/secret/members/{team['ann']}", headers=admin).status_code == 200
     assert client.post("/api/v1/projects/secret/next", headers=ann).status_code == 404
+    assert client.get(f"/api/v1/tasks/{held['assignment_id']}", headers=ann).status_code == 404
     assert client.put(f"/api/v1/projects/secret/members/{team['ann']}", headers=ann).status_code == 403
     # Opening the project to everyone again is one PATCH.
     assert client.patch("/api/v1/projects/secret", json={"members_only": False}, headers=admin).status_code == 200

@@ -288,6 +288,7 @@ class FeedbackStore:
             conn = s.connection()
             row = assignment.get_assignment(conn, assignment_id, user_id)
             project = conn.execute(select(Project).where(Project.id == row.project_id)).one()
+            members.check_visible(conn, project, user_id)
             return self._task_view(conn, assignment.held(row), project)
 
     def assignment_status(self, assignment_id: int, user_id: int) -> str:
