@@ -20,6 +20,7 @@ CONFIG_CLASSES = {
     "reward": "rlhfkit.train.reward:RewardConfig",
     "dpo": "rlhfkit.train.dpo:DPOConfig",
     "ppo": "rlhfkit.train.ppo:PPOConfig",
+    "grpo": "rlhfkit.train.grpo:GRPOConfig",
     "loop": "rlhfkit.loop.config:LoopConfig",
     "generate": "rlhfkit.rollout.candidates:GenerateConfig",
 }
@@ -165,7 +166,7 @@ def test_a_union_of_configs_is_chosen_by_its_tag_and_lands_on_that_variants_defa
     dpo = build_config(LoopConfig, values=base, overrides=["policy.method=dpo", "policy.beta=0.3"])
     assert isinstance(dpo.policy, DPOStage) and dpo.policy.beta == 0.3
     assert dpo.policy.max_length == DPO_STAGE.max_length
-    with pytest.raises(ConfigError, match="policy.method must be one of ppo, dpo, got 'rlhf'"):
+    with pytest.raises(ConfigError, match="policy.method must be one of ppo, dpo, grpo, rloo, got 'rlhf'"):
         build_config(LoopConfig, values=base, overrides=["policy.method=rlhf"])
     with pytest.raises(ConfigError, match="unknown config key policy.rollout_batch_size"):
         build_config(LoopConfig, values=base, overrides=["policy.method=dpo", "policy.rollout_batch_size=8"])

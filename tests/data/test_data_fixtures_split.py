@@ -9,6 +9,8 @@ from rlhfkit.data.fixtures import fixture_names, fixture_path
 
 FIXTURES = {
     "sentiment_prompts.jsonl": ("prompts", 64),
+    "arithmetic_train.jsonl": ("prompts", 522),
+    "arithmetic_test.jsonl": ("prompts", 150),
     "demos_small.jsonl": ("demos", 64),
     "pairs_small.jsonl": ("pairs", 32),
     "rankings_small.jsonl": ("rankings", 16),
