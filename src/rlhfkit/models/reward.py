@@ -8,7 +8,8 @@ mean of the final hidden states over all real tokens instead (see `POOLINGS`).
 
 Saved directory (a normal model directory plus two files)::
 
-    config.json, model.safetensors, tokenizer*   the trunk as a causal LM (LoRA merged into it)
+    config.json, model.safetensors, tokenizer*   the trunk as a causal LM (LoRA merged into it), plus
+                              a transformers ``score`` head: it loads as a sequence classifier (`reward_hf`)
     reward_head.safetensors   "weight" (K, H) and "bias" (K,): raw_k = weight[k] . h + bias[k]
     reward.json               {"n_heads", "hidden_size", "loss", "base_model", "max_length",
                                "normalization": {"gain": [K], "bias": [K], "reference", "samples"}}
@@ -38,6 +39,7 @@ from rlhfkit.data.records import PromptText
 from rlhfkit.files import write_atomic, write_text_atomic
 from rlhfkit.models.lm import hidden_states
 from rlhfkit.models.loading import ModelLoadError, load_model
+from rlhfkit.models.reward_hf import tokenizer_for_saving, write_sequence_classifier
 from rlhfkit.models.saving import save_model_dir
 
 HEAD_FILE = "reward_head.safetensors"
@@ -335,9 +337,15 @@ def build_reward_model(
 
 
 def save_reward_model(model: RewardModel, out_dir: str | Path) -> Path:
-    """Write the trunk (a normal model dir), ``reward_head.safetensors`` and ``reward.json`` into `out_dir`."""
+    """Write the trunk with a transformers ``score`` head (see `reward_hf`), ``reward_head.safetensors`` and
+    ``reward.json`` into `out_dir`."""
     out = Path(out_dir)
-    save_model_dir(model.backbone, model.tokenizer, out)
+    tokenizer = tokenizer_for_saving(model.tokenizer)  # pad != EOS, so transformers pools the EOS rlhfkit reads
+    save_model_dir(model.backbone, tokenizer, out)
+    head = model.head
+    write_sequence_classifier(
+        out, head.weight, head.bias, model.norm_gain, model.norm_bias, model.meta.pooling, tokenizer.pad_token_id
+    )
     tensors = {
         "weight": model.head.weight.detach().float().cpu().contiguous(),
         "bias": model.head.bias.detach().float().cpu().contiguous(),
