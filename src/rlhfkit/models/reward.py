@@ -33,7 +33,7 @@ from safetensors.torch import load_file, save_file
 from torch import Tensor, nn
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
-from rlhfkit.data.chat import encode_pair
+from rlhfkit.data.chat import ChatTemplate, encode_pair
 from rlhfkit.data.collate import pad_right
 from rlhfkit.data.records import PromptText
 from rlhfkit.files import write_atomic, write_text_atomic
@@ -95,6 +95,9 @@ class RewardMeta:
     """Gain and bias per head (empty tuples: identity)."""
     pooling: str = "last"
     """How the trunk's (B, T, H) states become the heads' (B, H) input: a name in `POOLINGS`."""
+    chat_template: ChatTemplate = "always"
+    """Which prompts went through the chat template in training, so scoring does the same (see
+    `rlhfkit.data.chat.TEMPLATE_RULES`; directories written before the choice existed read 'always')."""
 
     def to_json(self) -> dict:
         return {"format_version": 1, **asdict(self)}
@@ -115,6 +118,7 @@ class RewardMeta:
                 int(norm.get("samples", 0)),
             ),
             pooling=str(data.get("pooling", "last")),  # directories written before pooling existed read 'last'
+            chat_template=data.get("chat_template", "always"),
         )
 
 
@@ -274,7 +278,9 @@ class RewardModel(nn.Module):
         if len(prompts) != len(responses):
             raise ValueError(f"{len(prompts)} prompts but {len(responses)} responses")
         return [
-            encode_pair(self.tokenizer, p, r, max_length=self.meta.max_length).input_ids
+            encode_pair(
+                self.tokenizer, p, r, max_length=self.meta.max_length, chat_template=self.meta.chat_template
+            ).input_ids
             for p, r in zip(prompts, responses, strict=True)
         ]
 
@@ -317,6 +323,7 @@ def build_reward_model(
     device: str | torch.device = "cpu",
     seed: int = 0,
     pooling: str = "last",
+    chat_template: ChatTemplate = "always",
 ) -> RewardModel:
     """A fresh reward model on MODEL's trunk with K newly initialized heads (seeded)."""
     if pooling not in POOLINGS:
@@ -332,6 +339,7 @@ def build_reward_model(
         max_length=max_length,
         normalization=Normalization((1.0,) * n_heads, (0.0,) * n_heads),
         pooling=pooling,
+        chat_template=chat_template,
     )
     return RewardModel(loaded.model, loaded.tokenizer, head, meta)
 
