@@ -23,7 +23,7 @@ from rlhfkit.feedback.errors import Invalid
 DEFAULT_DB_URL = "sqlite:///rlhfkit-feedback.db"
 """Database used when neither --db nor $RLHFKIT_DB is given."""
 
-ExportFormat = Literal["pairs", "rankings", "ratings", "demos"]
+ExportFormat = Literal["pairs", "rankings", "ratings", "demos", "critiques", "harm"]
 """Record kinds a project exports (`rlhfkit.feedback.export.EXPORT_KINDS`)."""
 
 Aggregation = Literal["majority", "bradley-terry", "raw"]
@@ -124,7 +124,8 @@ class ExportConfig(Config):
     project: str = ""
     """Project name."""
     format: ExportFormat | None = None
-    """Record kind to export: pairs, rankings, ratings or demos."""
+    """What to export: training records (pairs, rankings, ratings, demos), critiques ({prompt, response,
+    critique} rows) or harm (per-response harm labels); the formats are in rlhfkit.feedback.export."""
     output: str = ""
     """FILE.jsonl (or .json), or a directory for a Hugging Face dataset."""
     aggregate: Aggregation = "majority"
@@ -139,7 +140,7 @@ class ExportConfig(Config):
     def __post_init__(self) -> None:
         super().__post_init__()
         require(bool(self.project), "project is required (a project name)")
-        require(self.format is not None, "format is required: pairs, rankings, ratings or demos")
+        require(self.format is not None, "format is required: pairs, rankings, ratings, demos, critiques or harm")
         require(bool(self.output), "output is required (FILE.jsonl or a dataset directory)")
         require(bool(self.db), "db is required (a database URL)")
 
@@ -168,6 +169,10 @@ def export_project(
     store = FeedbackStore(db_url, migrate=False)
     try:
         rows = [r.to_json() for r in store.export_rows(project, fmt, aggregate)]  # type: ignore[arg-type]
+        if not rows:
+            raise Invalid(
+                f"nothing to export as {fmt} from project {project!r}: {store.export_empty_reason(project, fmt)}"
+            )
         count = WRITERS[container](rows, output)
         store.record_export(project, fmt, aggregate, count, None)
         return count

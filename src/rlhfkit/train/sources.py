@@ -20,7 +20,7 @@ def load_training_records(spec: str, kind: RecordKind, *, skip_invalid: bool = F
     ref = parse_project_ref(spec)
     if ref is not None:
         records = read_project_records(ref, kind)
-        log.info("%d %s from project %r in %s", len(records), kind, ref.project, ref.url)
+        log.info("%d %s from project %r in %s (aggregate=%s)", len(records), kind, ref.project, ref.url, ref.aggregate)
     else:
         result = load_records(spec, kind, skip_invalid=skip_invalid)
         records = result.records
