@@ -54,6 +54,17 @@ class ProjectRef(NamedTuple):
     """How an item's judgments become records (``?aggregate=`` in the spec)."""
 
 
+def redact_url(url: str) -> str:
+    """`url` with its password replaced by ``***`` (``postgresql://u:***@host/db``): what may be printed or logged."""
+    from urllib.parse import urlsplit, urlunsplit
+
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    user, _, host = parts.netloc.rpartition("@")
+    return urlunsplit(parts._replace(netloc=f"{user.split(':', 1)[0]}:***@{host}"))
+
+
 def parse_project_ref(spec: str) -> ProjectRef | None:
     """The project `spec` names, or None when it is not a database source (a file, ``hf:NAME``...).
 

@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from typing import Literal, TextIO
 
 from rlhfkit.config import Config, require
+from rlhfkit.data.projects import redact_url
 from rlhfkit.feedback.errors import Invalid
 
 DEFAULT_DB_URL = "sqlite:///rlhfkit-feedback.db"
@@ -66,7 +67,7 @@ def serve(cfg: ServeConfig) -> None:
     # database threads for whole switch intervals, which dominates tail latency.
     sys.setswitchinterval(0.0005)
     app = create_app(cfg.db)
-    print(f"rlhfkit feedback on http://{cfg.host}:{cfg.port}  (database {cfg.db})", flush=True)
+    print(f"rlhfkit feedback on http://{cfg.host}:{cfg.port}  (database {redact_url(cfg.db)})", flush=True)
     uvicorn.run(app, host=cfg.host, port=cfg.port, log_level="info", access_log=False)
 
 
@@ -103,7 +104,7 @@ def create_user_command(cfg: CreateUserConfig) -> str:
     """Read the password (never a config value, so it stays out of files and logs), create the account."""
     assert cfg.role is not None  # __post_init__ requires it
     create_user(cfg.db, cfg.name, cfg.role, read_password())
-    return f"created {cfg.role} {cfg.name!r} in {cfg.db}"
+    return f"created {cfg.role} {cfg.name!r} in {redact_url(cfg.db)}"
 
 
 def read_password(stdin: TextIO | None = None) -> str:

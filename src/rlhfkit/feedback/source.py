@@ -8,7 +8,7 @@ layer reads projects without importing the app.
 from __future__ import annotations
 
 from rlhfkit.data.errors import DataError
-from rlhfkit.data.projects import Aggregation
+from rlhfkit.data.projects import Aggregation, redact_url
 from rlhfkit.data.records import Comparison, Record, RecordKind
 from rlhfkit.feedback.export import JudgmentRow
 from rlhfkit.feedback.store import FeedbackStore
@@ -28,7 +28,7 @@ def project_records(url: str, project: str, kind: RecordKind, aggregate: Aggrega
         store.close()
     if kind == "pairs" and records and all(isinstance(r, Comparison) and r.tie for r in records):
         raise DataError(
-            f"{url}#{project}",
+            f"{redact_url(url)}#{project}",
             0,
             "tie",
             f"every one of the project's {len(records)} pairs is a tie ({aggregate}): ties name no better "

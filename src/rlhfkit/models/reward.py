@@ -285,32 +285,38 @@ class RewardModel(nn.Module):
         ]
 
     @torch.no_grad()
-    def batched_features(self, ids: list[list[int]], batch_size: int = 16) -> Tensor:
-        """(N, H) features of tokenized rows, batched by length (less padding), in input order."""
+    def batched_features(self, ids: list[list[int]], batch_size: int = 16, progress: bool = False) -> Tensor:
+        """(N, H) features of tokenized rows, batched by length (less padding), in input order; with
+        `progress`, a bar on stderr counts the sequences (tqdm: it comes with transformers)."""
+        from tqdm.auto import tqdm
+
         out = torch.zeros(len(ids), self.meta.hidden_size)
         order = sorted(range(len(ids)), key=lambda i: -len(ids[i]))
         pad = self.tokenizer.pad_token_id
-        for start in range(0, len(order), batch_size):
-            chunk = order[start : start + batch_size]
-            rows = [ids[i] for i in chunk]
-            input_ids = pad_right(rows, pad).to(self.device)
-            mask = pad_right([[1] * len(r) for r in rows], 0).to(self.device)
-            out[chunk] = self.features(input_ids, mask).float().cpu()
+        with tqdm(total=len(ids), desc="scoring", unit="seq", disable=not progress) as bar:
+            for start in range(0, len(order), batch_size):
+                chunk = order[start : start + batch_size]
+                rows = [ids[i] for i in chunk]
+                mask = pad_right([[1] * len(r) for r in rows], 0).to(self.device)
+                out[chunk] = self.features(pad_right(rows, pad).to(self.device), mask).float().cpu()
+                bar.update(len(chunk))
         return out
 
     @torch.no_grad()
-    def raw_scores(self, ids: list[list[int]], batch_size: int = 16) -> Tensor:
+    def raw_scores(self, ids: list[list[int]], batch_size: int = 16, progress: bool = False) -> Tensor:
         """(N, K) raw head outputs of tokenized rows, in input order."""
         was_training = self.training
         self.eval()
-        raw = self.head(self.batched_features(ids, batch_size).to(self.device)).float().cpu()
+        raw = self.head(self.batched_features(ids, batch_size, progress).to(self.device)).float().cpu()
         self.train(was_training)
         return raw
 
     @torch.no_grad()
-    def score(self, prompts: list[PromptText], responses: list[str], batch_size: int = 16) -> RewardScores:
+    def score(
+        self, prompts: list[PromptText], responses: list[str], batch_size: int = 16, progress: bool = False
+    ) -> RewardScores:
         """Normalized rewards of (prompt, response) rows: mean (B,), std (B,) or None, per head (B, K)."""
-        raw = self.raw_scores(self.encode(prompts, responses), batch_size)
+        raw = self.raw_scores(self.encode(prompts, responses), batch_size, progress)
         return scores_from_heads(self.normalize(raw))
 
 

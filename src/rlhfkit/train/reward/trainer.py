@@ -19,6 +19,7 @@ import random
 from collections import Counter
 from dataclasses import replace
 from pathlib import Path
+from typing import Any
 
 import torch
 
@@ -199,6 +200,12 @@ def fit_normalization(model: RewardModel, cfg: RewardConfig, records: list[Recor
     )
 
 
+def _model_settings(cfg: RewardConfig) -> dict[str, Any]:
+    """The settings of `cfg` that shape the reward model itself (`build_reward_model`'s keywords)."""
+    keys = ("n_heads", "max_length", "seed", "pooling", "chat_template")
+    return {key: getattr(cfg, key) for key in keys}
+
+
 def train_reward_model(cfg: RewardConfig) -> Path:
     """Train; returns the run directory, which is also the reward model's directory."""
     run = Run(cfg, "reward", HEADLINE)
@@ -206,15 +213,7 @@ def train_reward_model(cfg: RewardConfig) -> Path:
     # 1. Data: load, hold out whole prompts, tokenize every distinct sequence once.
     train_recs, eval_recs = _load_split(cfg)
     train_recs = _drop_ties(train_recs, cfg.pairwise_loss)
-    core = build_reward_model(
-        cfg.model,
-        n_heads=cfg.n_heads,
-        max_length=cfg.max_length,
-        device=run.device,
-        seed=cfg.seed,
-        pooling=cfg.pooling,
-        chat_template=cfg.chat_template,
-    )
+    core = build_reward_model(cfg.model, device=run.device, **_model_settings(cfg))
     data, held = _encode(core, cfg, train_recs, eval_recs)
     stream = BatchStream(data.example_lengths(), cfg.batch_size, cfg.seed, cfg.group_by_length)
     weights = bootstrap_weights(len(data.examples), cfg.n_heads, cfg.seed, cfg.bootstrap)
