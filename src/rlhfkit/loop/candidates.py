@@ -114,6 +114,17 @@ def candidate_items(
     return items
 
 
+def gold_shortfall(asked: int, made: int, sets: int) -> str | None:
+    """Why a round has fewer gold items than `asked` (None when it has them all)."""
+    if made >= asked:
+        return None
+    return (
+        f"asked for {asked} gold items, made {made}: only {made} of {sets} candidate sets have every neighbouring "
+        f"pair at least GOLD_GAP={GOLD_GAP} apart in gold score (a gold item's known answer must be clear); "
+        "more candidates (candidates.per_prompt, candidates.prompts_per_round) give more chances"
+    )
+
+
 def _gold_answer(task_type: str, order: list[int]) -> dict[str, Any]:
     """The known answer in the task type's payload, responses named by position."""
     return {"choice": order[0]} if task_type == "pairwise" else {"ranking": order}
