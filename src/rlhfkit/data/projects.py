@@ -17,6 +17,7 @@ from collections.abc import Callable
 from importlib.metadata import entry_points
 from typing import Literal, NamedTuple, TypeAlias, get_args
 
+from rlhfkit.config.packages import require_database_driver
 from rlhfkit.data.records import Record, RecordKind
 
 DB_SCHEMES = ("sqlite:", "postgresql:", "postgresql+", "postgres:", "mysql:", "mysql+")
@@ -78,6 +79,7 @@ def parse_project_ref(spec: str) -> ProjectRef | None:
     project, _, query = rest.partition("?")
     if not project or "://" not in url:
         raise ValueError(_EXPECTED.format(spec=spec))
+    require_database_driver(url, f"the data source {redact_url(url)}#{project}")
     if not query:
         return ProjectRef(url, project)
     key, _, value = query.partition("=")

@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from typing import Literal, TextIO
 
 from rlhfkit.config import Config, require
+from rlhfkit.config.packages import require_database_driver
 from rlhfkit.data.projects import redact_url
 from rlhfkit.feedback.errors import Invalid
 
@@ -53,6 +54,7 @@ class ServeConfig(Config):
     def __post_init__(self) -> None:
         super().__post_init__()
         require(bool(self.db), "db is required (a database URL)")
+        require_database_driver(self.db, f"db={redact_url(self.db)}")
         require(bool(self.host), "host is required")
         require(0 < self.port < 65536, f"port must be in 1..65535, got {self.port}")
 
@@ -87,6 +89,7 @@ class CreateUserConfig(Config):
         require(bool(self.name), "name is required (a login name)")
         require(self.role is not None, "role is required: admin or annotator")
         require(bool(self.db), "db is required (a database URL)")
+        require_database_driver(self.db, f"db={redact_url(self.db)}")
 
 
 def create_user(db_url: str, name: str, role: str, password: str) -> None:
@@ -144,6 +147,7 @@ class ExportConfig(Config):
         require(self.format is not None, "format is required: pairs, rankings, ratings, demos, critiques or harm")
         require(bool(self.output), "output is required (FILE.jsonl or a dataset directory)")
         require(bool(self.db), "db is required (a database URL)")
+        require_database_driver(self.db, f"db={redact_url(self.db)}")
 
 
 def export_project(
