@@ -7,7 +7,7 @@ import typing
 
 import pytest
 
-from rlhfkit.algorithms import dpo_losses, kl, reward_losses
+from rlhfkit.algorithms import advantages, dpo_losses, kl, policy_gradient, reward_losses
 from rlhfkit.eval import hacking
 from rlhfkit.loop.config import EvalConfig
 from rlhfkit.models import actor_critic, reward, value
@@ -19,6 +19,9 @@ from rlhfkit.train.dpo import terms as dpo_terms
 from rlhfkit.train.reward import data as reward_data
 
 PAIRS = [
+    (advantages.AdvantageName, advantages.ADVANTAGE_ESTIMATORS),
+    (policy_gradient.LossAggregation, policy_gradient.LOSS_AGGREGATIONS),
+    (policy_gradient.RatioLevel, policy_gradient.RATIOS),
     (kl.KLEstimatorName, kl.KL_ESTIMATORS),
     (kl.KLControllerName, kl.KL_CONTROLLERS),
     (dpo_losses.DPOLossName, dpo_losses.DPO_LOSSES),
@@ -50,3 +53,14 @@ def test_every_loss_hyperparameter_is_a_dpo_config_field() -> None:
 
     fields = {f.name for f in dataclasses.fields(dpo_config.DPOSettings)}
     assert fields >= dpo_losses.LOSS_HYPERPARAMETERS
+
+
+def test_every_advantage_hyperparameter_is_a_grpo_config_field() -> None:
+    import dataclasses
+
+    from rlhfkit.train.grpo.config import GRPOSettings
+
+    fields = {f.name for f in dataclasses.fields(GRPOSettings)}
+    for name in advantages.ADVANTAGE_ESTIMATORS:
+        if name != "gae":  # PPO's, with its own gamma and lam
+            assert advantages.estimator_hyperparameters(name) - {"eps"} <= fields, name

@@ -25,6 +25,8 @@ EXPECTED = {
     "sft",
     "generate",
     "ppo",
+    "grpo",
+    "rloo",
     "dpo",
     "reward train",
     "reward eval",

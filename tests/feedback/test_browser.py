@@ -74,6 +74,13 @@ def _page(browser, base: str, problems: list[str]):  # type: ignore[no-untyped-d
     return page
 
 
+def _take(page, project: str) -> None:  # type: ignore[no-untyped-def]
+    """Open a project's task page and press "Take a task" (a GET never takes one)."""
+    page.goto(f"/projects/{project}/task")
+    with page.expect_navigation():
+        page.click("button:text-is('Take a task')")
+
+
 def _login(page, name: str) -> None:  # type: ignore[no-untyped-def]
     page.goto("/login")
     page.fill("input[name=name]", name)
@@ -128,8 +135,8 @@ def test_admin_setup_two_annotators_at_once_dashboard_and_export(store, live_ser
     keyboard, mouse = _page(browser, live_server, problems), _page(browser, live_server, problems)
     _login(keyboard, "ann1")
     _login(mouse, "ann2")
-    keyboard.goto("/projects/helpful/task")
-    mouse.goto("/projects/helpful/task")  # both hold a task at the same time
+    _take(keyboard, "helpful")
+    _take(mouse, "helpful")  # both hold a task at the same time
     assert "Prefer the" in keyboard.inner_text("#guidelines") and "<script>" in keyboard.inner_text("#guidelines")
     keyboard.screenshot(path=str(tmp_path / "pairwise-task.png"), full_page=True)
     keys = ["1", "ArrowLeft", "a"]
@@ -175,7 +182,7 @@ def test_ranking_likert_and_rewrite_with_mouse_and_keys(store, live_server, brow
     _login(page, "ann")
 
     # Ranking 1: the mouse. Dragging up lands before the target, dragging down after it.
-    page.goto("/projects/rank/task")
+    _take(page, "rank")
     before = _rank_order(page)
     page.locator(".rank-item").last.drag_to(page.locator(".rank-item").first)
     assert _rank_order(page) == [before[2], before[0], before[1]]  # the drag really moved it
@@ -201,7 +208,7 @@ def test_ranking_likert_and_rewrite_with_mouse_and_keys(store, live_server, brow
     assert "Nothing left for you" in page.inner_text("main")
 
     # Likert: j/k and digits, then one correction with the mouse.
-    page.goto("/projects/rate/task")
+    _take(page, "rate")
     texts = _response_texts(page)
     for text in texts:  # rows: overall, helpfulness per response, in display order
         page.keyboard.press("7" if text.startswith("great") else "2")
@@ -213,7 +220,7 @@ def test_ranking_likert_and_rewrite_with_mouse_and_keys(store, live_server, brow
         page.keyboard.press("Enter")
 
     # Rewrite: pick B with "2", edit with "e", submit with Ctrl+Enter.
-    page.goto("/projects/fix/task")
+    _take(page, "fix")
     chosen_text = _response_texts(page)[1]
     page.keyboard.press("2")
     page.keyboard.press("e")

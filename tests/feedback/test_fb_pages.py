@@ -12,7 +12,6 @@ from fastapi.testclient import TestClient
 from sqlalchemy import select
 
 from rlhfkit.feedback.entities import NewItem, ProjectSpec
-from rlhfkit.feedback.markdown_render import render_markdown
 from rlhfkit.feedback.tables import Judgment
 
 PASSWORD = "correct horse battery"
@@ -26,6 +25,9 @@ def client(app) -> TestClient:  # type: ignore[no-untyped-def]
 
 def _task_page(client: TestClient, project: str) -> tuple[str, str]:
     page = client.get(f"/projects/{project}/task")
+    if "data-assignment" not in page.text:  # a GET never takes a task: press "Take a task"
+        csrf = re.search(r'name="csrf_token" value="([^"]+)"', page.text).group(1)  # type: ignore[union-attr]
+        page = client.post(f"/projects/{project}/task", data={"csrf_token": csrf})
     assert page.status_code == 200, page.text
     aid = re.search(r'data-assignment="(\d+)"', page.text).group(1)
     return page.text, aid
@@ -200,17 +202,6 @@ def test_login_redirect_stays_on_site(store, client) -> None:
     token = re.search(r'name="csrf_token" value="([^"]+)"', wrong.text).group(1)
     bad = client.post("/login", data={"name": "ann", "password": "nope-nope", "csrf_token": token})
     assert bad.status_code == 401 and "Wrong user name or password" in bad.text
-
-
-def test_markdown_sanitizer() -> None:
-    html = str(
-        render_markdown(
-            "**b** <b onclick=x>raw</b>\n\n[ok](https://x.org) [no](JaVa\tScRiPt:alert(1)) "
-            "![i](data:text/html;base64,xx)"
-        )
-    )
-    assert "<strong>b</strong>" in html and "&lt;b onclick=x&gt;" in html
-    assert 'href="https://x.org"' in html and "alert" not in html and "data:" not in html
 
 
 def test_admin_pages_end_to_end(store, client, web_login) -> None:

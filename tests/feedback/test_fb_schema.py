@@ -21,7 +21,7 @@ def test_migrations_build_exactly_the_models(tmp_path: Path) -> None:
     db.migrate()  # idempotent
     with db.engine.connect() as conn:
         assert compare_metadata(MigrationContext.configure(conn), Base.metadata) == []
-        assert conn.execute(text("SELECT version_num FROM alembic_version")).scalar() == "0001_initial"
+        assert conn.execute(text("SELECT version_num FROM alembic_version")).scalar() == "0002_hardening"
     db.dispose()
 
 

@@ -161,3 +161,29 @@ def test_dpo_loop_two_rounds(tmp_path: Path) -> None:
     assert rm_cfg["data"] == [f"sqlite:///{(out / 'feedback.db').resolve()}#loop"] == [dpo_cfg["data"]]
     assert dpo_cfg["model"] == str(out / "round-01" / "policy")  # round 2 starts from round 1's policy
     assert len(evaluation["leaderboard"]) == 3
+
+
+@pytest.mark.parametrize("method", ["grpo", "rloo"])
+def test_critic_free_policy_stage(method: str, tmp_path: Path) -> None:
+    out = run_loop(
+        _config(
+            tmp_path / method,
+            policy=[
+                f"policy.method={method}",
+                "policy.max_steps=2",
+                "policy.prompts_per_step=2",
+                "policy.group_size=4",
+                "policy.batch_size=4",
+                "policy.grad_accum=2",
+                "policy.sampling.max_new_tokens=10",
+            ],
+        )
+    )
+    import yaml
+
+    policy_cfg = yaml.safe_load((out / "round-01" / "policy" / "config.yaml").read_text())
+    assert policy_cfg["advantage"] == method and policy_cfg["samples_per_log"] == 8
+    evaluation = json.loads((out / "eval.json").read_text())
+    # The hacking points are the policy's per-step points (proxy, KL, gold of its logged rollouts) plus the rounds.
+    points = evaluation["hacking"]["points"]
+    assert len(points) >= 2 and all(p["gold"] is not None for p in points)

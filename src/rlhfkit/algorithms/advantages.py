@@ -1,15 +1,21 @@
-"""Per-token PPO rewards, Generalized Advantage Estimation and critic-free group advantages.
+"""Per-token rewards and the advantage estimators: GAE (PPO, with a critic) and the critic-free ones
+(GRPO, RLOO, REINFORCE++, REINFORCE++-baseline), all in one table, :data:`ADVANTAGE_ESTIMATORS`.
 
 Shapes: B = batch, T = response tokens. Masks are right-padded (each row's valid tokens come first);
 left padding also works for :func:`gae` and :func:`ppo_token_rewards`, holes inside a row do not.
+Critic-free estimators see a batch laid out as consecutive groups of ``group_size`` samples of one prompt.
 """
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Callable
+from typing import Literal, NamedTuple
 
 import torch
 from torch import Tensor
+
+from rlhfkit.algorithms.common import masked_whiten
 
 
 def _last_valid_index(mask: Tensor) -> tuple[Tensor, Tensor]:
@@ -107,27 +113,36 @@ def _groups(scores: Tensor, group_size: int) -> Tensor:
     return scores.view(-1, group_size)
 
 
-def grpo_advantages(scores: Tensor, group_size: int, eps: float = 1e-6, scale: bool = True) -> Tensor:
+RewardScale = Literal["group", "batch", "none"]
+"""What GRPO divides the centred rewards by: the group's std, the whole batch's std, or nothing (Dr. GRPO)."""
+
+
+def grpo_advantages(scores: Tensor, group_size: int, eps: float = 1e-6, scale: RewardScale = "group") -> Tensor:
     """Group-relative advantages (Shao et al. 2024, DeepSeekMath, eq. 3 / sec. 4.1.2).
 
     Within each group of ``group_size`` consecutive samples of one prompt:
-    ``A_i = (r_i - mean(r)) / (std(r) + eps)``. ``std`` is the unbiased sample standard deviation
-    (as in TRL's GRPOTrainer, ``torch.std``). ``scale=False`` drops the division (Dr. GRPO, Liu et
-    al. 2025, who argue it biases towards too-easy and too-hard prompts).
+    ``A_i = (r_i - mean(r)) / (std(r) + eps)``, ``std`` the sample standard deviation with Bessel's
+    correction (TRL's GRPOTrainer, ``torch.std``). ``scale="batch"`` divides by the std of the whole
+    batch instead (Hu et al. 2025 argue a group's std is too noisy with small groups); ``scale="none"``
+    only centres (Dr. GRPO, Liu et al. 2025: the group std favours too-easy and too-hard prompts).
 
     Args:
         scores: ``(B,)`` with ``B = n_prompts * group_size``.
         group_size: samples per prompt, >= 2.
-        eps: added to the std so that a group with identical rewards gives 0, not NaN.
-        scale: divide by the group std.
+        eps: added to the std, so a group with identical rewards gives 0, not NaN.
+        scale: 'group', 'batch' or 'none' (above).
 
     Returns:
-        ``(B,)`` advantages, one per sample (broadcast to every token by the trainer).
+        ``(B,)`` advantages, one per sample.
     """
     grouped = _groups(scores, group_size)
     centered = grouped - grouped.mean(dim=1, keepdim=True)
-    if scale:
+    if scale == "group":
         centered = centered / (grouped.std(dim=1, keepdim=True) + eps)
+    elif scale == "batch":
+        centered = centered / (scores.std() + eps)
+    elif scale != "none":
+        raise ValueError(f"scale must be 'group', 'batch' or 'none', got {scale!r}")
     return centered.reshape(-1)
 
 
@@ -150,8 +165,92 @@ def rloo_advantages(scores: Tensor, group_size: int) -> Tensor:
     return (grouped - others_mean).reshape(-1)
 
 
-ADVANTAGE_ESTIMATORS: dict[str, Callable[[Tensor, int], Tensor]] = {
-    "grpo": grpo_advantages,
-    "rloo": rloo_advantages,
+def returns_to_go(rewards: Tensor, mask: Tensor, gamma: float = 1.0) -> Tensor:
+    """``G_t = sum_{s >= t} gamma^(s - t) r_s`` over each row's valid tokens; 0 at padding."""
+    valid = mask.bool()
+    r = torch.where(valid, rewards, torch.zeros_like(rewards))
+    carry = rewards.new_zeros(rewards.shape[0])
+    columns: list[Tensor] = []
+    for t in reversed(range(rewards.shape[1])):
+        carry = r[:, t] + gamma * carry
+        columns.append(carry)
+    return torch.where(valid, torch.stack(columns[::-1], dim=1), torch.zeros_like(rewards))
+
+
+# --- the table -----------------------------------------------------------------------------------
+
+
+class AdvantageInputs(NamedTuple):
+    """What an estimator reads. ``token_rewards`` holds each response's score at its last valid token
+    (:func:`ppo_token_rewards`), plus ``-beta * kl_t`` at every token when the KL is in the reward."""
+
+    token_rewards: Tensor
+    """(B, T) per-token rewards."""
+    mask: Tensor
+    """(B, T) response-token mask."""
+    group_size: int
+    """Samples per prompt: the batch is ``B / group_size`` consecutive groups."""
+    values: Tensor | None = None
+    """(B, T) critic values (GAE only)."""
+
+
+def _per_token(sequence_advantages: Tensor, mask: Tensor) -> Tensor:
+    """A sequence's advantage at each of its valid tokens (the outcome-reward convention of GRPO/RLOO)."""
+    return sequence_advantages.unsqueeze(1) * mask.to(sequence_advantages.dtype)
+
+
+def estimate_grpo(x: AdvantageInputs, *, scale_rewards: RewardScale = "group", eps: float = 1e-6) -> Tensor:
+    """GRPO: a response's total reward centred by its group (:func:`grpo_advantages`), at every token."""
+    total = torch.where(x.mask.bool(), x.token_rewards, torch.zeros_like(x.token_rewards)).sum(dim=1)
+    return _per_token(grpo_advantages(total, x.group_size, eps=eps, scale=scale_rewards), x.mask)
+
+
+def estimate_rloo(x: AdvantageInputs) -> Tensor:
+    """RLOO: a response's total reward minus the mean of the others of its group, at every token."""
+    total = torch.where(x.mask.bool(), x.token_rewards, torch.zeros_like(x.token_rewards)).sum(dim=1)
+    return _per_token(rloo_advantages(total, x.group_size), x.mask)
+
+
+def estimate_reinforce_pp(x: AdvantageInputs, *, gamma: float = 1.0) -> Tensor:
+    """REINFORCE++ (Hu et al. 2025): each token's return-to-go (score plus the KL penalties still to
+    come), whitened over every valid token of the batch; no critic and no group baseline."""
+    return masked_whiten(returns_to_go(x.token_rewards, x.mask, gamma), x.mask)
+
+
+def estimate_reinforce_pp_baseline(x: AdvantageInputs, *, gamma: float = 1.0) -> Tensor:
+    """REINFORCE++-baseline (Hu et al. 2025, sec. 3.2): the group's mean total reward is subtracted at
+    each response's last token (a per-prompt baseline), then returns-to-go whitened over the batch."""
+    total = torch.where(x.mask.bool(), x.token_rewards, torch.zeros_like(x.token_rewards)).sum(dim=1)
+    baseline = _groups(total, x.group_size).mean(dim=1, keepdim=True).expand(-1, x.group_size).reshape(-1)
+    rewards = ppo_token_rewards(-baseline, torch.zeros_like(x.token_rewards), x.mask, 0.0) + x.token_rewards
+    return masked_whiten(returns_to_go(rewards, x.mask, gamma), x.mask)
+
+
+def estimate_gae(x: AdvantageInputs, *, gamma: float = 1.0, lam: float = 0.95) -> Tensor:
+    """GAE with the critic's values (PPO); :func:`gae` also gives the returns the critic regresses on."""
+    if x.values is None:
+        raise ValueError("the 'gae' estimator needs critic values")
+    return gae(x.token_rewards, x.values, x.mask, gamma, lam)[0]
+
+
+AdvantageName = Literal["grpo", "rloo", "reinforce_pp", "reinforce_pp_baseline", "gae"]
+"""The names in :data:`ADVANTAGE_ESTIMATORS`."""
+
+ADVANTAGE_ESTIMATORS: dict[str, Callable[..., Tensor]] = {
+    "grpo": estimate_grpo,
+    "rloo": estimate_rloo,
+    "reinforce_pp": estimate_reinforce_pp,
+    "reinforce_pp_baseline": estimate_reinforce_pp_baseline,
+    "gae": estimate_gae,
 }
-"""Critic-free group estimators by name; each is called ``fn(scores (B,), group_size) -> (B,)``."""
+"""Advantage estimators by name: ``fn(AdvantageInputs, **hyper) -> (B, T)`` advantages, 0 at padding.
+Hyper-parameters are keyword-only with defaults (read them with :func:`estimator_hyperparameters`)."""
+
+GROUP_ESTIMATORS = frozenset({"grpo", "rloo", "reinforce_pp_baseline"})
+"""Estimators whose baseline is the group, so they need ``group_size >= 2``."""
+
+
+def estimator_hyperparameters(name: str) -> frozenset[str]:
+    """The keyword-only hyper-parameters ``ADVANTAGE_ESTIMATORS[name]`` accepts (from its signature)."""
+    params = inspect.signature(ADVANTAGE_ESTIMATORS[name]).parameters.values()
+    return frozenset(p.name for p in params if p.kind is inspect.Parameter.KEYWORD_ONLY)

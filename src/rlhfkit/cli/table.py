@@ -94,6 +94,22 @@ COMMANDS: tuple[Command, ...] = (
         writes_report=True,
     ),
     Command(
+        ("grpo",),
+        "GRPO (or REINFORCE++: advantage=reinforce_pp) with groups of responses per prompt, no critic",
+        "rlhfkit.train.grpo:GRPOConfig",
+        "rlhfkit.train.grpo:grpo",
+        (Flag("policy"), *_required("reward", "prompts", "output")),
+        writes_report=True,
+    ),
+    Command(
+        ("rloo",),
+        "RLOO: REINFORCE with a leave-one-out baseline and the KL in the reward, no critic",
+        "rlhfkit.train.grpo:RLOOConfig",
+        "rlhfkit.train.grpo:grpo",
+        (Flag("policy"), *_required("reward", "prompts", "output")),
+        writes_report=True,
+    ),
+    Command(
         ("dpo",),
         "DPO and its variants (ipo, cdpo, robust, hinge, simpo, orpo) on preference pairs",
         "rlhfkit.train.dpo:DPOConfig",
@@ -147,7 +163,7 @@ COMMANDS: tuple[Command, ...] = (
         "run the human-feedback web app",
         "rlhfkit.feedback.commands:ServeConfig",
         "rlhfkit.feedback.commands:serve",
-        (Flag("db"), Flag("host"), Flag("port")),
+        (Flag("db"), Flag("host"), Flag("port"), Flag("https", "switch"), Flag("docs", "switch")),
     ),
     Command(
         ("admin", "create-user"),

@@ -15,9 +15,10 @@ import socket
 import threading
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, Any, cast
 from urllib.parse import urlsplit
 
+from rlhfkit.data import safejson
 from rlhfkit.data.errors import DataError
 from rlhfkit.data.records import Source
 
@@ -46,23 +47,42 @@ def _object(src: Source, value: Any) -> dict[str, Any] | DataError:
     return DataError(src.path, src.line, "<json>", message, reason="wrong type")
 
 
+def _open_bytes(path: Path) -> IO[bytes]:
+    if path.name.lower().endswith(".gz"):
+        return cast(IO[bytes], gzip.open(path, "rb"))
+    return open(path, "rb")
+
+
+def _json_line(src: Source, raw: bytes) -> dict[str, Any] | DataError | None:
+    """One JSONL line (bytes) as an object, the DataError naming this line, or None when blank."""
+    where = (src.path, src.line, "<json>")
+    try:
+        # Decoded line by line, not by a text stream: a stream decodes ahead in chunks, so a bad
+        # byte was reported on the wrong line and took the rest of the file with it.
+        text = raw.decode("utf-8-sig" if src.line == 1 else "utf-8")
+    except UnicodeDecodeError as err:
+        return DataError(*where, f"not UTF-8 text (byte {err.start + 1} of the line)", reason="not UTF-8")
+    if not text.strip():
+        return None
+    try:
+        return _object(src, safejson.loads(text))
+    except json.JSONDecodeError as err:
+        return DataError(*where, f"invalid JSON: {err.msg} (column {err.colno})", reason="invalid JSON")
+    except safejson.JsonLimitError as err:
+        return DataError(*where, f"JSON outside the limits: {err}", reason="JSON outside the limits")
+
+
 def jsonl_rows(path: Path) -> Iterator[RawRow]:
     """One row per non-blank line; line numbers are 1-based file lines."""
     number = 0
     try:
-        with _open_text(path) as handle:
+        with _open_bytes(path) as handle:
             for number, line in enumerate(handle, 1):
-                if not line.strip():
-                    continue
                 src = Source(str(path), number)
-                try:
-                    value = json.loads(line)
-                except json.JSONDecodeError as err:
-                    message = f"invalid JSON: {err.msg} (column {err.colno})"
-                    yield src, DataError(str(path), number, "<json>", message, reason="invalid JSON")
-                    continue
-                yield src, _object(src, value)
-    except (UnicodeDecodeError, OSError, EOFError) as err:
+                row = _json_line(src, line) if line.strip() else None
+                if row is not None:
+                    yield src, row
+    except (OSError, EOFError) as err:
         raise _source_error(str(path), f"cannot read the file: {err}", number + 1) from err
 
 
@@ -71,10 +91,14 @@ def json_rows(path: Path) -> Iterator[RawRow]:
     try:
         with _open_text(path) as handle:
             text = handle.read()
-        items = json.loads(text)
+        items = safejson.loads(text)
     except json.JSONDecodeError as err:
         message = f"invalid JSON: {err.msg}"
         raise DataError(str(path), err.lineno, "<json>", message, reason="invalid JSON") from err
+    except safejson.JsonLimitError as err:
+        raise DataError(
+            str(path), 0, "<json>", f"JSON outside the limits: {err}", reason="JSON outside the limits"
+        ) from err
     except (UnicodeDecodeError, OSError, EOFError) as err:
         raise _source_error(str(path), f"cannot read the file: {err}") from err
     if not isinstance(items, list):
@@ -110,8 +134,8 @@ def _skip(text: str, pos: int, chars: str) -> int:
 
 def _json_cell(cell: str) -> Any:
     try:
-        return json.loads(cell)
-    except json.JSONDecodeError:
+        return safejson.loads(cell)
+    except (json.JSONDecodeError, safejson.JsonLimitError):
         return cell  # left as text: the field's validation names the wrong type
 
 

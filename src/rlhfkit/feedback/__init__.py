@@ -12,7 +12,7 @@ Storage is SQLite by default (WAL, one file, zero setup) or PostgreSQL by URL
 Two equivalent ways to drive it -- a simulated-annotator panel or an AI judge can use either,
 and every answer is validated, deduplicated and audited exactly as a person's:
 
-1. **REST API** (``/api/v1``, OpenAPI at ``/openapi.json``, interactive page ``/docs``)::
+1. **REST API** (``/api/v1``, OpenAPI at ``/openapi.json``, a reference page at ``/docs`` with ``rlhfkit serve --docs``)::
 
        POST /api/v1/auth/login                {"name", "password"}        -> {"token"}
        POST /api/v1/projects/NAME/next        (Authorization: Bearer TOKEN) -> {"task", "remaining"}

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from sqlalchemy import Connection, bindparam, delete, select
+from sqlalchemy import Connection, bindparam, delete, select, update
 from sqlalchemy.orm import Session
 
 from rlhfkit.feedback.audit import record_event
@@ -97,6 +97,7 @@ def open_session(session: Session, user: UserView, kind: str, now: float, ttl_s:
             csrf_token=csrf,
             created_at=now,
             expires_at=now + ttl_s,
+            last_seen_at=now,
         )
     )
     record_event(session, now, user.id, "login", detail={"kind": kind})
@@ -110,6 +111,8 @@ _SESSION_BY_TOKEN = (
         _SESSIONS.c.kind,
         _SESSIONS.c.csrf_token,
         _SESSIONS.c.expires_at,
+        _SESSIONS.c.created_at,
+        _SESSIONS.c.last_seen_at,
         _USERS.c.id,
         _USERS.c.name,
         _USERS.c.role,
@@ -120,14 +123,28 @@ _SESSION_BY_TOKEN = (
 )
 
 
-def session_for_token(conn: Connection, token: str, now: float) -> SessionView | None:
-    """The live session a cookie or bearer token belongs to (None when unknown or expired)."""
+TOUCH_EVERY_S = 60.0
+"""How stale `last_seen_at` may get before a request writes it again: one write a minute per
+session at most, so the idle timeout does not turn every read into a write."""
+
+
+def session_for_token(conn: Connection, token: str, now: float, idle_s: float) -> tuple[SessionView | None, bool]:
+    """(the live session a cookie or bearer token belongs to, whether to `touch_session` it).
+
+    None when unknown, expired, idle for more than `idle_s`, or its account is inactive."""
     row = conn.execute(_SESSION_BY_TOKEN, {"token_hash": token_hash(token)}).first()
     if row is None or row.expires_at <= now or not row.active:
-        return None
-    return SessionView(
-        user=UserView(id=row.id, name=row.name, role=row.role, active=True), csrf_token=row.csrf_token, kind=row.kind
-    )
+        return None, False
+    last_seen = row.last_seen_at if row.last_seen_at is not None else row.created_at
+    if now - last_seen > idle_s:
+        return None, False
+    user = UserView(id=row.id, name=row.name, role=row.role, active=True)
+    return SessionView(user=user, csrf_token=row.csrf_token, kind=row.kind), now - last_seen > TOUCH_EVERY_S
+
+
+def touch_session(session: Session, token: str, now: float) -> None:
+    """Record activity on a session (keeps it inside the idle timeout)."""
+    session.execute(update(AuthSession).where(AuthSession.token_hash == token_hash(token)).values(last_seen_at=now))
 
 
 def logout(session: Session, token: str, now: float) -> None:

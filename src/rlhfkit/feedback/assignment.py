@@ -242,6 +242,14 @@ def _resume(conn: Connection, project: Row[Any], user_id: int, now: float) -> He
     return Held(current.id, current.item_id, project.id, tuple(current.display_order), expires)
 
 
+def live_lock(conn: Connection, project: Row[Any], user_id: int, now: float) -> Held | None:
+    """The user's unexpired lock in this project, read only (a GET shows it; only a POST takes one)."""
+    current = conn.execute(CURRENT_LOCK, {"user_id": user_id, "project_id": project.id}).first()
+    if current is None or current.expires_at <= now:
+        return None
+    return Held(current.id, current.item_id, project.id, tuple(current.display_order), current.expires_at)
+
+
 def _try_pick(conn: Connection, project: Row[Any], user_id: int, now: float, gold: bool) -> Held | None:
     tried: list[int] = []
     for _ in range(PICK_ATTEMPTS):

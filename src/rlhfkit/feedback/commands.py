@@ -15,12 +15,15 @@ import getpass
 import os
 import sys
 from dataclasses import dataclass, field
-from typing import Literal, TextIO
+from typing import TYPE_CHECKING, Literal, TextIO
 
 from rlhfkit.config import Config, require
 from rlhfkit.config.packages import require_database_driver
 from rlhfkit.data.projects import redact_url
 from rlhfkit.feedback.errors import Invalid
+
+if TYPE_CHECKING:
+    from rlhfkit.feedback.web.app import AppConfig
 
 DEFAULT_DB_URL = "sqlite:///rlhfkit-feedback.db"
 """Database used when neither --db nor $RLHFKIT_DB is given."""
@@ -50,6 +53,13 @@ class ServeConfig(Config):
     """Interface to listen on."""
     port: int = 8000
     """Port to listen on."""
+    https: bool = False
+    """The app is reached over HTTPS (directly or through a proxy): cookies are marked Secure and
+    responses carry Strict-Transport-Security, so browsers never send a session over plain HTTP."""
+    docs: bool = False
+    """Serve the API reference page at /docs (a plain page, no third-party scripts)."""
+    idle_timeout_min: float = 480.0
+    """Minutes without a request after which a login ends."""
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -57,6 +67,18 @@ class ServeConfig(Config):
         require_database_driver(self.db, f"db={redact_url(self.db)}")
         require(bool(self.host), "host is required")
         require(0 < self.port < 65536, f"port must be in 1..65535, got {self.port}")
+        require(
+            0 < self.idle_timeout_min <= 7 * 24 * 60,
+            f"idle_timeout_min must be in (0, 10080], got {self.idle_timeout_min}",
+        )
+
+    def app_config(self) -> AppConfig:
+        """The web app's settings these options ask for."""
+        from rlhfkit.feedback.store import StoreConfig
+        from rlhfkit.feedback.web.app import AppConfig
+
+        store = StoreConfig(session_idle_s=self.idle_timeout_min * 60)
+        return AppConfig(secure_cookies=self.https, hsts=self.https, docs=self.docs, store=store)
 
 
 def serve(cfg: ServeConfig) -> None:
@@ -68,7 +90,7 @@ def serve(cfg: ServeConfig) -> None:
     # Hand the GIL over every 0.5 ms instead of 5 ms: the event loop otherwise waits behind
     # database threads for whole switch intervals, which dominates tail latency.
     sys.setswitchinterval(0.0005)
-    app = create_app(cfg.db)
+    app = create_app(cfg.db, config=cfg.app_config())
     print(f"rlhfkit feedback on http://{cfg.host}:{cfg.port}  (database {redact_url(cfg.db)})", flush=True)
     uvicorn.run(app, host=cfg.host, port=cfg.port, log_level="info", access_log=False)
 

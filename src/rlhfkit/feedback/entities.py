@@ -14,8 +14,9 @@ from rlhfkit.feedback.errors import Invalid
 from rlhfkit.feedback.tasks import TASK_TYPES
 from rlhfkit.feedback.tasks.likert import DEFAULT_ASPECTS
 
-NAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
-"""User and project names: 1-64 characters, letters, digits, ``_ . -``, not starting with a symbol."""
+NAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}\Z")
+"""User and project names: 1-64 characters, letters, digits, ``_ . -``, not starting with a symbol
+(``\\Z``, not ``$``: a trailing newline is not a name)."""
 
 
 def check_name(name: str, what: str) -> str:
@@ -75,6 +76,8 @@ class ProjectSpec:
     """Seconds an annotator holds an item before it returns to the pool."""
     gold_rate: float = 0.0
     """Fraction of an annotator's tasks drawn from gold items (when gold items exist)."""
+    members_only: bool = False
+    """Only the annotators an admin made members see the project (`rlhfkit.feedback.members`)."""
 
     def __post_init__(self) -> None:
         check_name(self.name, "project name")
@@ -119,6 +122,8 @@ class ProjectView:
     """Lock lifetime in seconds."""
     gold_rate: float
     """Share of gold tasks."""
+    members_only: bool = False
+    """Visible only to its members (and admins)."""
 
 
 @dataclass(frozen=True)

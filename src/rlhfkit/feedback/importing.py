@@ -23,6 +23,7 @@ import json
 from dataclasses import dataclass
 from typing import Any
 
+from rlhfkit.data import safejson
 from rlhfkit.feedback.entities import NewItem
 from rlhfkit.feedback.errors import Invalid, TooLarge
 
@@ -143,15 +144,17 @@ def parse_items_jsonl(text: str, limits: TextLimits) -> list[NewItem]:
     items: list[NewItem] = []
     errors: list[str] = []
     too_large = False
-    for number, line in enumerate(text.splitlines(), start=1):
+    for number, line in enumerate(text.split("\n"), start=1):
         if not line.strip():
             continue
         if len(items) + len(errors) >= limits.max_items_per_upload:
             raise TooLarge(f"an upload may hold at most {limits.max_items_per_upload} items")
         try:
-            items.append(item_from_json(json.loads(line), limits))
+            items.append(item_from_json(safejson.loads(line), limits))
         except json.JSONDecodeError as exc:
             errors.append(f"line {number}: not valid JSON ({exc.msg})")
+        except safejson.JsonLimitError as exc:
+            errors.append(f"line {number}: JSON outside the limits ({exc})")
         except (Invalid, TooLarge) as exc:
             too_large = too_large or isinstance(exc, TooLarge)
             errors.append(f"line {number}: {exc.message}")
@@ -166,16 +169,18 @@ def parse_prompts(text: str, limits: TextLimits) -> list[Any]:
     """Prompts for generation: JSONL objects with "prompt", or else one plain-text prompt per line."""
     prompts: list[Any] = []
     errors: list[str] = []
-    for number, line in enumerate(text.splitlines(), start=1):
+    for number, line in enumerate(text.split("\n"), start=1):
         if not line.strip():
             continue
         try:
-            obj = json.loads(line) if line.lstrip().startswith("{") else {"prompt": line.strip()}
+            obj = safejson.loads(line) if line.lstrip().startswith("{") else {"prompt": line.strip()}
             if not isinstance(obj, dict) or "prompt" not in obj:
                 raise Invalid('a JSON line must be an object with "prompt"')
             prompts.append(check_prompt(obj["prompt"], limits))
         except json.JSONDecodeError as exc:
             errors.append(f"line {number}: not valid JSON ({exc.msg})")
+        except safejson.JsonLimitError as exc:
+            errors.append(f"line {number}: JSON outside the limits ({exc})")
         except (Invalid, TooLarge) as exc:
             errors.append(f"line {number}: {exc.message}")
     if errors:

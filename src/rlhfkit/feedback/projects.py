@@ -28,6 +28,7 @@ def project_view(p: Project) -> ProjectView:
         aspects=tuple(p.aspects),
         lock_ttl_s=p.lock_ttl_s,
         gold_rate=p.gold_rate,
+        members_only=p.members_only,
     )
 
 
@@ -50,6 +51,7 @@ def create_project(session: Session, spec: ProjectSpec, now: float, by_user: int
         aspects=list(spec.aspects),
         lock_ttl_s=spec.lock_ttl_s,
         gold_rate=spec.gold_rate,
+        members_only=spec.members_only,
         created_at=now,
     )
     session.add(project)
@@ -70,13 +72,13 @@ def list_projects(session: Session) -> list[ProjectView]:
 
 
 def update_project(session: Session, name: str, changes: dict[str, Any], now: float, by_user: int) -> ProjectView:
-    """Change title, guidelines, aspects, lock lifetime or gold rate (validated like a new spec).
+    """Change title, guidelines, aspects, lock lifetime, gold rate or members-only (validated like a new spec).
 
     The overlap N and the task type are fixed once a project exists: items already carry them and
     judgments already count against them.
     """
     project = get_project(session, name)
-    allowed = {"title", "guidelines", "aspects", "lock_ttl_s", "gold_rate"}
+    allowed = {"title", "guidelines", "aspects", "lock_ttl_s", "gold_rate", "members_only"}
     unknown = set(changes) - allowed
     if unknown:
         raise Invalid(f"cannot change {sorted(unknown)}; changeable: {sorted(allowed)}")
@@ -89,6 +91,7 @@ def update_project(session: Session, name: str, changes: dict[str, Any], now: fl
         aspects=tuple(project.aspects),
         lock_ttl_s=project.lock_ttl_s,
         gold_rate=project.gold_rate,
+        members_only=project.members_only,
     )
     if "aspects" in changes:
         changes = {**changes, "aspects": tuple(changes["aspects"])}
@@ -98,6 +101,7 @@ def update_project(session: Session, name: str, changes: dict[str, Any], now: fl
     project.aspects = list(spec.aspects)
     project.lock_ttl_s = spec.lock_ttl_s
     project.gold_rate = spec.gold_rate
+    project.members_only = spec.members_only
     record_event(
         session,
         now,

@@ -30,7 +30,7 @@ from typing import Any
 from sqlalchemy import Connection, select
 
 from rlhfkit.data.projects import Aggregation
-from rlhfkit.feedback import accounts, assignment, projects
+from rlhfkit.feedback import accounts, assignment, members, projects, throttle
 from rlhfkit.feedback.audit import list_events, record_event
 from rlhfkit.feedback.db import Database
 from rlhfkit.feedback.entities import (
@@ -44,7 +44,7 @@ from rlhfkit.feedback.entities import (
     TaskView,
     UserView,
 )
-from rlhfkit.feedback.errors import NotFound
+from rlhfkit.feedback.errors import NotFound, Unauthorized
 from rlhfkit.feedback.export import ExportRow, build_rows, load_answers, why_empty
 from rlhfkit.feedback.importing import TextLimits, parse_items_jsonl
 from rlhfkit.feedback.qc import QCReport, compute_qc
@@ -66,12 +66,18 @@ class StoreConfig:
     """Longest free text in an answer (critique, rewrite, demonstration, comment)."""
     session_ttl_s: float = 7 * 24 * 3600
     """Lifetime of a login (cookie or API token)."""
+    session_idle_s: float = 8 * 3600
+    """A login unused for this long ends (idle timeout; OWASP suggests hours for low-risk apps)."""
+    login_backoff: throttle.LoginBackoff = field(default_factory=throttle.LoginBackoff)
+    """How failed logins slow down further tries of one (client address, name) pair."""
 
     def __post_init__(self) -> None:
         if self.max_answer_chars < 1:
             raise ValueError(f"max_answer_chars must be >= 1, got {self.max_answer_chars}")
-        if self.session_ttl_s <= 0:
-            raise ValueError(f"session_ttl_s must be > 0, got {self.session_ttl_s}")
+        if self.session_ttl_s <= 0 or self.session_idle_s <= 0:
+            raise ValueError(
+                f"session_ttl_s and session_idle_s must be > 0, got {self.session_ttl_s}, {self.session_idle_s}"
+            )
 
 
 def _labels(count: int) -> list[str]:
@@ -101,8 +107,8 @@ class FeedbackStore:
     # ------------------------------------------------------------------ accounts
 
     def create_user(self, name: str, role: str, password: str, by_user: int | None = None) -> UserView:
-        """Create an account (password >= 8 characters, hashed with Argon2id)."""
-        check_password_strength(password)
+        """Create an account (password >= 8 characters, not common, hashed with Argon2id)."""
+        check_password_strength(password, name)
         password_hash = hash_password(password)  # slow: outside the write transaction
         with self.db.write() as s:
             return accounts.create_user(s, name, role, password_hash, self.clock(), by_user)
@@ -128,16 +134,33 @@ class FeedbackStore:
         with self.db.write() as s:
             accounts.set_password(s, user_id, password_hash, self.clock(), by_user)
 
-    def login(self, name: str, password: str, kind: str = "api") -> tuple[str, SessionView]:
-        """Check credentials and open a session: (secret token, session)."""
+    def login(self, name: str, password: str, kind: str = "api", client: str | None = None) -> tuple[str, SessionView]:
+        """Check credentials and open a session: (secret token, session).
+
+        `client` is the caller's address: failures back off per (client, name) (`rlhfkit.feedback.throttle`)."""
+        key = throttle.client_key(client)
         with self.db.read() as s:
-            user = accounts.check_credentials(s, name, password)
+            throttle.check_allowed(s, key, name, self.clock())
+        try:
+            with self.db.read() as s:
+                user = accounts.check_credentials(s, name, password)
+        except Unauthorized:
+            with self.db.write() as s:
+                throttle.record_failure(s, key, name, self.clock(), self.config.login_backoff)
+            raise
         with self.db.write() as s:
+            throttle.clear_failures(s, key, name)
             return accounts.open_session(s, user, kind, self.clock(), self.config.session_ttl_s)
 
     def session(self, token: str) -> SessionView | None:
+        """The live session of a token (None when unknown, expired or idle too long)."""
+        now = self.clock()
         with self.db.read_conn() as conn:
-            return accounts.session_for_token(conn, token, self.clock())
+            view, stale = accounts.session_for_token(conn, token, now, self.config.session_idle_s)
+        if stale:
+            with self.db.write() as s:
+                accounts.touch_session(s, token, now)
+        return view
 
     def logout(self, token: str) -> None:
         with self.db.write() as s:
@@ -149,13 +172,25 @@ class FeedbackStore:
         with self.db.write() as s:
             return projects.create_project(s, spec, self.clock(), by_user)
 
-    def project(self, name: str) -> ProjectView:
+    def project(self, name: str, viewer: int | None = None) -> ProjectView:
+        """A project; with `viewer`, NotFound unless that user may see it (`rlhfkit.feedback.members`)."""
         with self.db.read() as s:
-            return projects.project_view(projects.get_project(s, name))
+            row = projects.get_project(s, name)
+            members.check_visible(s.connection(), row, viewer)
+            return projects.project_view(row)
 
-    def list_projects(self) -> list[ProjectView]:
+    def list_projects(self, viewer: int | None = None) -> list[ProjectView]:
+        """Every project, or those `viewer` may see."""
         with self.db.read() as s:
-            return projects.list_projects(s)
+            return members.visible(s.connection(), projects.list_projects(s), viewer)
+
+    def set_member(self, project: str, user_id: int, member: bool, by_user: int) -> None:
+        with self.db.write() as s:
+            members.set_member(s, project, user_id, member, self.clock(), by_user)
+
+    def members(self, project: str) -> list[UserView]:
+        with self.db.read() as s:
+            return members.member_list(s, project)
 
     def update_project(self, name: str, by_user: int, **changes: Any) -> ProjectView:
         with self.db.write() as s:
@@ -182,6 +217,7 @@ class FeedbackStore:
         """Project counts, plus this user's done/remaining when `user_id` is given."""
         with self.db.read() as s:
             row = projects.get_project(s, project)
+            members.check_visible(s.connection(), row, user_id)
             base = projects.project_progress(s, row.id)
             if user_id is None:
                 return base
@@ -222,6 +258,7 @@ class FeedbackStore:
             try:
                 with self.db.write_conn() as conn:
                     row = assignment.project_row(conn, project)
+                    members.check_visible(conn, row, user_id)
                     assignment.check_active(conn, user_id)
                     picked = assignment.next_assignment(conn, row, user_id, self.clock())
                     task = None if picked is None else self._task_view(conn, picked, row)
@@ -235,12 +272,22 @@ class FeedbackStore:
             return replace(task, progress=self.progress(project, user_id))
         return task
 
+    def current_task(self, project: str, user_id: int) -> TaskView | None:
+        """The task the user holds in the project now, without taking or renewing a lock."""
+        with self.db.read_conn() as conn:
+            row = assignment.project_row(conn, project)
+            members.check_visible(conn, row, user_id)
+            held = assignment.live_lock(conn, row, user_id, self.clock())
+            task = None if held is None else self._task_view(conn, held, row)
+        return None if task is None else replace(task, progress=self.progress(project, user_id))
+
     def task(self, assignment_id: int, user_id: int) -> TaskView:
         """An assignment of this user (for re-displaying it)."""
         with self.db.read() as s:
             conn = s.connection()
             row = assignment.get_assignment(conn, assignment_id, user_id)
             project = conn.execute(select(Project).where(Project.id == row.project_id)).one()
+            members.check_visible(conn, project, user_id)
             return self._task_view(conn, assignment.held(row), project)
 
     def assignment_status(self, assignment_id: int, user_id: int) -> str:

@@ -62,6 +62,8 @@ class AuthSession(Base):
     csrf_token: Mapped[str] = mapped_column(String(64))
     created_at: Mapped[float] = mapped_column(Float)
     expires_at: Mapped[float] = mapped_column(Float)
+    last_seen_at: Mapped[float | None] = mapped_column(Float, nullable=True)
+    """Last request (for the idle timeout; NULL on sessions from before migration 0002)."""
 
 
 class Project(Base):
@@ -77,6 +79,30 @@ class Project(Base):
     lock_ttl_s: Mapped[int] = mapped_column(Integer)
     gold_rate: Mapped[float] = mapped_column(Float, default=0.0)
     created_at: Mapped[float] = mapped_column(Float)
+    members_only: Mapped[bool] = mapped_column(Boolean, default=False, server_default="0")
+    """Only the annotators in `ProjectMember` (and admins) see the project."""
+
+
+class ProjectMember(Base):
+    """An annotator an admin assigned to a members-only project."""
+
+    __tablename__ = "project_members"
+
+    project_id: Mapped[int] = mapped_column(ForeignKey("projects.id", ondelete="CASCADE"), primary_key=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), primary_key=True, index=True)
+
+
+class LoginFailure(Base):
+    """Failed logins of one (client address, account name) pair: the state of the login backoff,
+    in the database so every server process shares it."""
+
+    __tablename__ = "login_failures"
+
+    client: Mapped[str] = mapped_column(String(64), primary_key=True)
+    name: Mapped[str] = mapped_column(String(64), primary_key=True)
+    failures: Mapped[int] = mapped_column(Integer)
+    last_failure_at: Mapped[float] = mapped_column(Float, index=True)
+    blocked_until: Mapped[float] = mapped_column(Float)
 
 
 class Item(Base):

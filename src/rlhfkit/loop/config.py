@@ -21,6 +21,7 @@ from rlhfkit.config import VARIANTS, Config, require
 from rlhfkit.data.chat import ChatTemplate
 from rlhfkit.rollout.generate import SamplingConfig
 from rlhfkit.train.dpo.config import DPOSettings
+from rlhfkit.train.grpo.config import GRPOSettings, RLOOSettings
 from rlhfkit.train.ppo.config import PPOSettings
 from rlhfkit.train.reward.config import RewardSettings
 
@@ -163,6 +164,23 @@ class DPOStage(DPOSettings):
     prompts become one user turn), so its DPO pairs must read them the same way."""
 
 
+@dataclass(frozen=True)
+class GRPOStage(GRPOSettings):
+    """policy.method=grpo: GRPO against the round's reward model, from the current policy (also its KL
+    reference); every rollout is logged, as PPO's is, for the proxy-vs-gold curve."""
+
+    method: Literal["grpo"] = "grpo"
+    """How the policy is optimized each round: 'grpo' (Shao et al. 2024: group baselines, no critic)."""
+
+
+@dataclass(frozen=True)
+class RLOOStage(RLOOSettings):
+    """policy.method=rloo: RLOO against the round's reward model (leave-one-out baselines, the KL in the reward)."""
+
+    method: Literal["rloo"] = "rloo"
+    """How the policy is optimized each round: 'rloo' (Ahmadian et al. 2024)."""
+
+
 LOOP_SAMPLING = SamplingConfig(max_new_tokens=32, temperature=0.7, batch_size=32)
 """How the loop samples PPO rollouts, the reward model's normalization samples and every evaluation
 (the KL on held-out prompts is measured at this temperature)."""
@@ -227,6 +245,23 @@ DPO_STAGE = DPOStage(
 )
 """The loop's DPO: as many steps as PPO, on prompts and responses as long as the reward model reads."""
 
+_CRITIC_FREE = {
+    "max_steps": 20,
+    "lr": 5e-4,
+    "batch_size": 8,
+    "grad_accum": 4,
+    "prompts_per_step": 4,
+    "group_size": 8,
+    "sampling": LOOP_SAMPLING,
+    "samples_per_log": 32,
+    "log_every": 1,
+    "save_every": 4,
+}
+GRPO_STAGE = GRPOStage(**_CRITIC_FREE, beta=0.1)  # type: ignore[arg-type]  # the dict's values are typed per key
+"""The loop's GRPO: PPO's sample budget (20 steps x 4 prompts x 8 responses), one optimizer step per rollout."""
+RLOO_STAGE = RLOOStage(**_CRITIC_FREE, beta=0.1)  # type: ignore[arg-type]
+"""The loop's RLOO: the same budget, leave-one-out baselines of 8 responses, the KL in the reward."""
+
 
 @dataclass(frozen=True)
 class EvalConfig(Config):
@@ -286,9 +321,13 @@ class LoopSettings(Config):
     reward: RewardStage = REWARD_STAGE
     """The reward model: any `RewardSettings` field (reward.lr, reward.pairwise_loss ...), plus model and
     trunk_layers."""
-    policy: PPOStage | DPOStage = field(default=PPO_STAGE, metadata={VARIANTS: {"ppo": PPO_STAGE, "dpo": DPO_STAGE}})
-    """The policy update: policy.method=ppo (any `PPOSettings` field: policy.kl_target, policy.lora.r ...) or
-    policy.method=dpo (any `DPOSettings` field: policy.beta, policy.loss ...)."""
+    policy: PPOStage | DPOStage | GRPOStage | RLOOStage = field(
+        default=PPO_STAGE,
+        metadata={VARIANTS: {"ppo": PPO_STAGE, "dpo": DPO_STAGE, "grpo": GRPO_STAGE, "rloo": RLOO_STAGE}},
+    )
+    """The policy update: policy.method=ppo (any `PPOSettings` field: policy.kl_target, policy.lora.r ...),
+    policy.method=dpo (any `DPOSettings` field: policy.beta, policy.loss ...), or policy.method=grpo / rloo
+    (any `GRPOSettings` field: policy.group_size, policy.advantage, policy.beta ...)."""
     eval: EvalConfig = EvalConfig()
     """Evaluation and reward-hacking detection."""
 

@@ -2,7 +2,7 @@
 
 Written into the loop directory after every round (so a stopped loop still has a report):
 
-* ``metrics.jsonl``: one row per PPO step of every round on a global step axis (proxy = ``ppo/score``,
+* ``metrics.jsonl``: one row per PPO (or GRPO / RLOO) step of every round on a global step axis (proxy = ``ppo/score``,
   ``gold/score`` = mean gold of that step's rollout, ``ppo/kl``, ensemble std) and one row per round
   (``eval/*``: held-out gold, proxy, KL to the initial policy, gold win rate);
 * ``samples.jsonl``: held-out responses of the initial policy (step 0) and of the latest round;
@@ -46,6 +46,11 @@ TIE_EPS = 1e-9
 """Gold scores closer than this are a tie in leaderboard battles."""
 
 
+POINT_KEYS = (("ppo/score", "ppo/kl", "ppo/reward_std"), ("rl/reward", "rl/kl", "rl/ensemble_std"))
+"""(proxy, KL, ensemble std) metric names of a policy run's per-step points: PPO's, then the critic-free
+trainers' (GRPO, RLOO); the loop's record names them as PPO's."""
+
+
 def _mean(values: list[float]) -> float | None:
     return float(np.mean(values)) if values else None
 
@@ -66,8 +71,10 @@ def ppo_points(
             prompts[int(row["step"])].append(prompt_text(row["prompt"]))
     points, rows = [], []
     for m in read_jsonl(metrics_path):
-        if "ppo/score" not in m or "ppo/kl" not in m:
+        keys = next((k for k in POINT_KEYS if k[0] in m and k[1] in m), None)
+        if keys is None:
             continue
+        score_key, kl_key, std_key = keys
         step = int(m["step"])
         texts = by_step.get(step, [])
         stats = [repetition_stats(t) for t in texts]
@@ -76,10 +83,10 @@ def ppo_points(
         )
         point = EvalPoint(
             step=step_offset + step,
-            kl=float(m["ppo/kl"]) + kl_offset,
-            proxy=float(m["ppo/score"]),
+            kl=float(m[kl_key]) + kl_offset,
+            proxy=float(m[score_key]),
             gold=gold_mean,
-            ensemble_std=m.get("ppo/reward_std"),
+            ensemble_std=m.get(std_key),
             length=_mean([s["n_tokens"] for s in stats]),
             distinct2=_mean([s["distinct2"] for s in stats]),
         )

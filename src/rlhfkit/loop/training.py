@@ -3,8 +3,8 @@
 
 * reward model: `rlhfkit.train.reward` on the whole project (``DBURL#PROJECT``: every round's
   judgments so far, aggregated per item by majority), normalized on the current policy's samples;
-* policy: `rlhfkit.train.ppo` against that reward model, starting from the current policy (which is
-  also PPO's KL reference), or `rlhfkit.train.dpo` on the project's pairs.
+* policy: `rlhfkit.train.ppo` (or `rlhfkit.train.grpo`: GRPO, RLOO) against that reward model, starting
+  from the current policy (which is also the KL reference), or `rlhfkit.train.dpo` on the project's pairs.
 
 Each stage of the loop config holds its trainer's settings; a round completes them with its inputs
 and output (`rlhfkit.config.complete`). Each trainer writes its own run directory and resumes from its
@@ -19,8 +19,9 @@ from pathlib import Path
 
 from rlhfkit.config import complete
 from rlhfkit.eval.report import write_report
-from rlhfkit.loop.config import DPOStage, LoopConfig, PPOStage
+from rlhfkit.loop.config import DPOStage, GRPOStage, LoopConfig, PPOStage, RLOOStage
 from rlhfkit.train.dpo import DPOConfig, dpo
+from rlhfkit.train.grpo import GRPOConfig, RLOOConfig, grpo
 from rlhfkit.train.ppo import PPOConfig, ppo
 from rlhfkit.train.reward import RewardConfig, train_reward_model
 
@@ -123,6 +124,25 @@ def dpo_config(cfg: LoopConfig, output: Path, policy: str, reward_dir: Path, tra
     )
 
 
+def grpo_config(cfg: LoopConfig, output: Path, policy: str, reward_dir: Path, train_prompts: str) -> GRPOConfig:
+    """The GRPOConfig (or RLOOConfig) of a round: from `policy` (also the KL reference) against the
+    round's reward model, logging every rollout (see `GRPOStage`)."""
+    stage = cfg.policy
+    if not isinstance(stage, GRPOStage | RLOOStage):
+        raise TypeError(f"policy.method is {stage.method!r}, not 'grpo' or 'rloo'")
+    return complete(
+        RLOOConfig if isinstance(stage, RLOOStage) else GRPOConfig,
+        stage,
+        output=output,
+        policy=policy,
+        reward=str(reward_dir),
+        prompts=train_prompts,
+        samples_per_log=stage.rollout_size,
+        seed=cfg.seed,
+        progress=cfg.progress,
+    )
+
+
 def _run_ppo(cfg: LoopConfig, output: Path, policy: str, reward_dir: Path, train_prompts: str) -> Path:
     pc = ppo_config(cfg, output, policy, reward_dir, train_prompts)
     return write_report(ppo(pc), title=pc.title()).parent
@@ -133,7 +153,17 @@ def _run_dpo(cfg: LoopConfig, output: Path, policy: str, reward_dir: Path, train
     return write_report(dpo(dc), title=dc.title()).parent
 
 
-POLICY_TRAINERS: dict[str, Callable[[LoopConfig, Path, str, Path, str], Path]] = {"ppo": _run_ppo, "dpo": _run_dpo}
+def _run_grpo(cfg: LoopConfig, output: Path, policy: str, reward_dir: Path, train_prompts: str) -> Path:
+    gc = grpo_config(cfg, output, policy, reward_dir, train_prompts)
+    return write_report(grpo(gc), title=gc.title()).parent
+
+
+POLICY_TRAINERS: dict[str, Callable[[LoopConfig, Path, str, Path, str], Path]] = {
+    "ppo": _run_ppo,
+    "dpo": _run_dpo,
+    "grpo": _run_grpo,
+    "rloo": _run_grpo,
+}
 """policy.method -> ``fn(cfg, output, current policy, reward dir, training prompts file) -> model dir``."""
 
 

@@ -25,12 +25,14 @@ import contextlib
 import copy
 import logging
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from typing import Literal, NamedTuple
 
 import torch
 from torch import Tensor, nn
 
 from rlhfkit.algorithms.common import entropy_from_logits, logprobs_from_logits
+from rlhfkit.config import require
 from rlhfkit.models.adapters import LoRAConfig, apply_lora, decoder_layers
 from rlhfkit.models.lm import (
     Prefix,
@@ -51,8 +53,8 @@ class PolicyOutput(NamedTuple):
 
     logps: Tensor
     """(B, R) log-probs of the response tokens at the sampling temperature."""
-    values: Tensor
-    """(B, R) value of the state before each response token."""
+    values: Tensor | None
+    """(B, R) value of the state before each response token (None without a value head: GRPO, RLOO)."""
     entropy: Tensor | None
     """(B, R) entropy of the policy's next-token distribution, when asked for."""
 
@@ -68,7 +70,7 @@ class ActorCritic(nn.Module):
     def __init__(
         self,
         policy: nn.Module,
-        value_head: ValueHead,
+        value_head: ValueHead | None,
         mode: str,
         *,
         value_trunk_grad: bool = True,
@@ -118,7 +120,7 @@ class ActorCritic(nn.Module):
         h = h[:, response_start - 1 : -1]  # (B, R, H)
         logits = output_head(self.policy)(h).float() / temperature  # (B, R, V)
         logps = logprobs_from_logits(logits, input_ids[:, response_start:])
-        values = self.value_head(h if self.value_trunk_grad else h.detach())
+        values = None if self.value_head is None else self.value_head(h if self.value_trunk_grad else h.detach())
         entropy = entropy_from_logits(logits) if with_entropy else None
         return PolicyOutput(logps, values, entropy)
 
@@ -193,14 +195,14 @@ def _frozen(module: nn.Module) -> nn.Module:
 
 
 def _build_lora(
-    model: nn.Module, value_head: ValueHead, *, lora: LoRAConfig, value_trunk_grad: bool, **_: object
+    model: nn.Module, value_head: ValueHead | None, *, lora: LoRAConfig, value_trunk_grad: bool, **_: object
 ) -> ActorCritic:
     policy = apply_lora(model, lora)
     return ActorCritic(policy, value_head, "lora", value_trunk_grad=value_trunk_grad)
 
 
 def _build_top_layers(
-    model: nn.Module, value_head: ValueHead, *, train_layers: int, value_trunk_grad: bool, **_: object
+    model: nn.Module, value_head: ValueHead | None, *, train_layers: int, value_trunk_grad: bool, **_: object
 ) -> ActorCritic:
     layers = decoder_layers(model)
     if not 0 < train_layers <= len(layers):
@@ -213,7 +215,7 @@ def _build_top_layers(
     return ActorCritic(model, value_head, "top_layers", value_trunk_grad=value_trunk_grad, reference_layers=copies)
 
 
-def _build_full(model: nn.Module, value_head: ValueHead, *, value_trunk_grad: bool, **_: object) -> ActorCritic:
+def _build_full(model: nn.Module, value_head: ValueHead | None, *, value_trunk_grad: bool, **_: object) -> ActorCritic:
     reference = _frozen(copy.deepcopy(model))
     model.requires_grad_(True)
     return ActorCritic(model, value_head, "full", value_trunk_grad=value_trunk_grad, reference_model=reference)
@@ -232,7 +234,7 @@ POLICY_MODES: dict[str, Callable[..., ActorCritic]] = {
 
 def build_actor_critic(
     model: nn.Module,
-    value_head: ValueHead,
+    value_head: ValueHead | None,
     mode: str,
     *,
     lora: LoRAConfig,
@@ -259,3 +261,40 @@ def build_actor_critic(
             "every pass runs all blocks"
         )
     return ac
+
+
+@dataclass(frozen=True)
+class PolicyModeSettings:
+    """What of the policy trains and how the reference is kept, as config fields: a base of the settings
+    of every trainer built on `ActorCritic` (PPO, GRPO / RLOO)."""
+
+    policy_mode: PolicyMode = "lora"
+    """What trains: 'lora' (adapters; reference = adapters off), 'top_layers' (the top `train_layers`
+    blocks; reference = a frozen copy of just those blocks) or 'full' (everything; reference = a full copy)."""
+    lora: LoRAConfig = LoRAConfig(layers=8)
+    """Adapters for policy_mode=lora (lora.r=16, lora.alpha=32, ...). By default only the top 8 blocks get
+    adapters, so the update's backward pass and its saved activations stop there (lora.layers=0: every block)."""
+    train_layers: int = 2
+    """Top transformer blocks trained in policy_mode=top_layers."""
+    cache_frozen_trunk: bool = True
+    """Run the frozen bottom blocks (below lora.layers or train_layers) once per rollout and reuse their
+    output for the reference and every update pass: the same numbers for less compute, at the memory of
+    rollout x tokens x hidden floats (false: run every block in every pass)."""
+
+    def __post_init__(self) -> None:
+        parent = getattr(super(), "__post_init__", None)  # cooperative: a config mixes this in
+        if parent is not None:
+            parent()
+        require(self.train_layers > 0, f"train_layers must be positive, got {self.train_layers}")
+
+    def build(self, base: nn.Module, value_head: ValueHead | None, *, value_trunk_grad: bool = True) -> ActorCritic:
+        """Policy + reference (+ value head) on `base`, as these settings say (`build_actor_critic`)."""
+        return build_actor_critic(
+            base,
+            value_head,
+            self.policy_mode,
+            lora=self.lora,
+            train_layers=self.train_layers,
+            value_trunk_grad=value_trunk_grad,
+            cache_frozen_trunk=self.cache_frozen_trunk,
+        )

@@ -37,6 +37,18 @@ class ModelLoadError(RuntimeError):
     """The model could not be found or loaded; the message says what to do."""
 
 
+ALLOW_PICKLE_ENV = "RLHFKIT_ALLOW_PICKLE_WEIGHTS"
+"""Set to 1 to let `load_model` read pickle weights (``pytorch_model.bin``) from directories you trust."""
+
+
+def pickle_allowed(allow_pickle_weights: bool | None) -> bool:
+    """The explicit choice, else the environment's (default: safetensors only). Unpickling runs
+    whatever code the file names, so a downloaded ``.bin`` is a program, not data."""
+    if allow_pickle_weights is not None:
+        return allow_pickle_weights
+    return os.environ.get(ALLOW_PICKLE_ENV, "0").strip().lower() in ("1", "true", "yes")
+
+
 @dataclass(frozen=True)
 class Loaded:
     """A causal LM and its tokenizer, with where they came from."""
@@ -67,10 +79,11 @@ def _dequantize_gguf(gguf: Path, out_dir: Path) -> None:
     """Dequantize a GGUF checkpoint into a plain safetensors model directory (fp32 weights)."""
     from transformers import AutoModelForCausalLM, AutoTokenizer, GgufConfig
 
-    tokenizer = AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name)
+    tokenizer = AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name, trust_remote_code=False)
     model = AutoModelForCausalLM.from_pretrained(
         gguf.parent,
         gguf_file=gguf.name,
+        trust_remote_code=False,
         dtype=torch.float32,
         quantization_config=GgufConfig(gguf_file=gguf.name, dequantize=True),
     )
@@ -165,7 +178,9 @@ def load_tokenizer(name: str | Path) -> PreTrainedTokenizerBase:
         from rlhfkit.models.tiny import byte_tokenizer
 
         return byte_tokenizer()
-    tokenizer = AutoTokenizer.from_pretrained(where)
+    # Explicitly False: the default asks on a terminal (and then runs the repository's code) for
+    # models whose config names custom classes.
+    tokenizer = AutoTokenizer.from_pretrained(where, trust_remote_code=False)
     if tokenizer.pad_token is None:
         tokenizer.pad_token = tokenizer.eos_token
     return tokenizer
@@ -176,8 +191,13 @@ def load_model(
     *,
     dtype: str | torch.dtype = "auto",
     device: str | torch.device = "cpu",
+    allow_pickle_weights: bool | None = None,
 ) -> Loaded:
     """Load MODEL (bundled name, directory, hub id or ``tiny:SEED``) for training or inference.
+
+    Weights are read from safetensors only, and never with the model's own code
+    (``trust_remote_code=False``), unless `allow_pickle_weights` (default: ``$RLHFKIT_ALLOW_PICKLE_WEIGHTS``)
+    lets a trusted directory's ``pytorch_model.bin`` be unpickled.
 
     Dropout is switched off in the config: RLHF needs log-probs that do not change between the
     rollout and the update (Huang et al. 2024, detail 13), and SFT on small data does not need it.
@@ -193,8 +213,16 @@ def load_model(
         # PreTrainedModel.to is wrapped in functools.wraps, which typeshed types without binding self.
         model = tiny_model(seed=seed).to(dtype=torch_dtype, device=device)  # type: ignore[call-arg]
         return Loaded(model=model, tokenizer=load_tokenizer(where), source=where)
+    pickled = pickle_allowed(allow_pickle_weights)
+    if not pickled and not any(where.glob("*.safetensors")) and any(where.glob("*.bin")):
+        raise ModelLoadError(
+            f"{where} holds only pickle weights (*.bin), which can run code when loaded; convert them to "
+            f"safetensors, or if you trust the files set {ALLOW_PICKLE_ENV}=1"
+        )
     try:
-        model = AutoModelForCausalLM.from_pretrained(where, dtype=torch_dtype)
+        model = AutoModelForCausalLM.from_pretrained(
+            where, dtype=torch_dtype, use_safetensors=None if pickled else True, trust_remote_code=False
+        )
     except (OSError, ValueError) as e:
         raise ModelLoadError(f"could not load a causal LM from {where}: {e}") from e
     for attr in ("attention_dropout", "hidden_dropout", "resid_pdrop", "embd_pdrop", "attn_pdrop"):

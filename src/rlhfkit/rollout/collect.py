@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Callable
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 import torch
 from torch import Tensor
@@ -75,6 +75,8 @@ def collect_rollout(
     mask = torch.cat([samples.prompt_mask, samples.response_mask], dim=1)
     rmask = samples.response_mask
     passes = policy_passes(ac, ids, mask, samples.prompt_ids.shape[1], temperature, batch_size, autocast)
+    if passes.values is None:
+        raise ValueError("collect_rollout needs an ActorCritic with a value head (PPO)")
     value = passes.values * rmask
     kl = KL_ESTIMATORS[kl_estimator](passes.logps, passes.ref_logps) * rmask
     rewards = ppo_token_rewards(scores.to(kl.device), kl, rmask, beta)
@@ -109,8 +111,8 @@ class PolicyPasses(NamedTuple):
     """(B, R) log-probs of the sampled tokens under the policy at the sampling temperature."""
     ref_logps: Tensor
     """(B, R) the same under the reference."""
-    values: Tensor
-    """(B, R) the value head's estimates (not yet masked)."""
+    values: Tensor | None
+    """(B, R) the value head's estimates (not yet masked); None without a value head."""
     entropy: Tensor
     """(B, R) the policy's entropy at each response position."""
     trunk: Tensor | None
@@ -131,14 +133,23 @@ def policy_passes(
             out = ac(ids[rows], mask[rows], start, temperature=temperature, with_entropy=True, trunk=trunk)
             ref_logps.append(ac.reference_logps(ids[rows], mask[rows], start, temperature=temperature, trunk=trunk))
         logps.append(out.logps)
-        values.append(out.values)
+        if out.values is not None:
+            values.append(out.values)
         entropy.append(out.entropy)
         if trunk is not None:
             trunks.append(trunk)
     return PolicyPasses(
         torch.cat(logps),
         torch.cat(ref_logps),
-        torch.cat(values),
+        torch.cat(values) if values else None,
         torch.cat(entropy),
         torch.cat(trunks) if trunks else None,
     )
+
+
+def sample_rows(step: int, prompts: list[PromptText], samples: Samples, raw: torch.Tensor) -> list[dict[str, Any]]:
+    """The step's responses, with their prompts and raw scores, as rows of samples.jsonl."""
+    return [
+        {"step": step, "prompt": p, "response": t, "score": float(r)}
+        for p, t, r in zip(prompts, samples.texts, raw, strict=True)
+    ]

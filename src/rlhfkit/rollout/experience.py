@@ -17,8 +17,9 @@ Score shaping (Huang et al. 2024, "The N+ Implementation Details of RLHF with PP
 from __future__ import annotations
 
 import math
+from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import Any, NamedTuple
+from typing import Any, NamedTuple, Protocol, TypeVar
 
 import torch
 from torch import Tensor
@@ -70,7 +71,24 @@ class Rollout(NamedTuple):
         return compact(Rollout._make(None if field is None else field[rows] for field in self))
 
 
-def compact(rollout: Rollout) -> Rollout:
+class _Batch(Protocol):
+    """A batch of experience laid out like `Rollout` (input_ids, attention_mask, response_mask, trunk)."""
+
+    @property
+    def input_ids(self) -> Tensor: ...
+    @property
+    def attention_mask(self) -> Tensor: ...
+    @property
+    def response_mask(self) -> Tensor: ...
+    @property
+    def response_start(self) -> int: ...
+    def __iter__(self) -> Iterator[Any]: ...
+
+
+B_ = TypeVar("B_", bound=_Batch)
+
+
+def compact(rollout: B_) -> B_:
     """Drop the prompt columns that are padding in every row and the response columns past the
     longest response: a minibatch then costs only what its own rows need.
 
@@ -83,14 +101,14 @@ def compact(rollout: Rollout) -> Rollout:
     in_response = rollout.response_mask.bool().any(dim=0)
     width = int(in_response.nonzero().max()) + 1 if bool(in_response.any()) else 1
     fields: list[Tensor | None] = []
-    for name, value in zip(Rollout._fields, rollout, strict=True):
+    for name, value in zip(type(rollout)._fields, rollout, strict=True):  # type: ignore[attr-defined]
         if name in ("input_ids", "attention_mask", "trunk") and value is not None:
             fields.append(value[:, first : start + width])
         elif value is not None and value.dim() == 2:
             fields.append(value[:, :width])
         else:
             fields.append(value)
-    return Rollout._make(fields)
+    return type(rollout)._make(fields)  # type: ignore[attr-defined]  # every _Batch is a NamedTuple
 
 
 @dataclass

@@ -83,11 +83,27 @@ def peak_memory_mb(device: torch.device) -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux reports KiB
 
 
+def nan_advice(step: int, checkpoints: Path) -> str:
+    """Where to look after a NaN/inf at `step`.
+
+    At step 1 no update has happened yet, so the learning rate cannot be the cause: the loss was
+    computed from the loaded weights and the first batch, which is where to look. Later, the usual
+    cause is a step that was too large (Goodfellow et al. 2016, sec. 8.2.4, exploding gradients)."""
+    if step <= 1:
+        return (
+            "this is the first step, before any update, so the learning rate is not the cause. Look at "
+            "(1) the model: weights that are already NaN or inf (a broken or badly converted checkpoint); "
+            "(2) the precision: fp16/bf16 overflow in the forward pass (try dtype=fp32); "
+            "(3) the data: labels, ratings or margins that are inf; (4) for PPO, the reward's scores."
+        )
+    saved = sorted(p for p in checkpoints.glob("step-*") if p.is_dir()) if checkpoints.is_dir() else []
+    where = f"the last good checkpoint is {saved[-1]}" if saved else f"no checkpoint was saved yet in {checkpoints}"
+    return f"{where}; lower lr (or max_grad_norm) or check the data/reward, then resume."
+
+
 def check_finite(step: int, metrics: dict[str, Any], run_dir: Path) -> None:
-    """Stop the run on NaN or inf, naming the metric; the last good checkpoint stays in place."""
+    """Stop the run on NaN or inf, naming the metric and where to look (`nan_advice`)."""
     bad = [k for k, v in metrics.items() if not math.isfinite(float(v))]
     if bad:
-        raise FloatingPointError(
-            f"step {step}: {', '.join(bad)} became NaN or inf; stopping. The last good checkpoint is "
-            f"in {run_dir / 'checkpoints'}; lower lr or check the data/reward, then resume."
-        )
+        advice = nan_advice(step, run_dir / "checkpoints")
+        raise FloatingPointError(f"step {step}: {', '.join(bad)} became NaN or inf; stopping: {advice}")

@@ -14,6 +14,7 @@ the A/B order is randomized per annotator), and a dict keyed by response uses th
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal, Protocol, TypeAlias
@@ -159,7 +160,8 @@ def response_ref(value: Any, ctx: TaskContext, what: str) -> int:
     # JSON sends ids as numbers, HTML forms as text: accept 12 and "12", never True or 1.5.
     if isinstance(value, int) and not isinstance(value, bool):
         ref = value
-    elif isinstance(value, str) and value.strip().isdigit():
+    elif isinstance(value, str) and re.fullmatch(r"[0-9]{1,19}", value.strip()):
+        # ASCII digits only: '²'.isdigit() is True but int('²') raises (a 500 before).
         ref = int(value)
     else:
         raise Invalid(f"{what}: {value!r} is not a response of this task")

@@ -1,8 +1,8 @@
 """The FastAPI application: `create_app` wires the store, routes, limits and error pages.
 
 Everything a person can do in the pages has a JSON twin under ``/api/v1`` (OpenAPI schema at
-``/openapi.json``, interactive page at ``/docs``), so scripts and AI judges submit exactly as
-people do.
+``/openapi.json``; with ``AppConfig.docs`` a reference page at ``/docs``, rendered on the server
+without any script), so scripts and AI judges submit exactly as people do.
 """
 
 from __future__ import annotations
@@ -21,6 +21,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, RedirectResponse, Response
 from fastapi.staticfiles import StaticFiles
 from fastapi.templating import Jinja2Templates
+from sqlalchemy.exc import DataError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -29,8 +30,8 @@ from rlhfkit.feedback.errors import FeedbackError
 from rlhfkit.feedback.generation import mark_interrupted
 from rlhfkit.feedback.markdown_render import render_markdown
 from rlhfkit.feedback.store import FeedbackStore, StoreConfig
+from rlhfkit.feedback.throttle import TooManyAttempts
 from rlhfkit.feedback.web.deps import LoginRequired, optional_session
-from rlhfkit.feedback.web.throttle import LoginThrottle
 
 PACKAGE_DIR = Path(__file__).resolve().parent.parent
 """The feedback package (templates/ and static/ live there)."""
@@ -48,6 +49,10 @@ class AppConfig:
     """Largest JSONL upload (import, prompts for generation)."""
     secure_cookies: bool = False
     """Mark cookies Secure (set when served over HTTPS)."""
+    hsts: bool = False
+    """Send Strict-Transport-Security (only behind HTTPS: browsers then refuse plain HTTP for a year)."""
+    docs: bool = False
+    """Serve the API reference page at /docs (off by default: it lists every endpoint to anyone)."""
     worker_threads: int = 16
     """Threads running database work. More only adds GIL contention: SQLite has one writer and
     the work is CPU-bound Python; 16 still overlaps PostgreSQL round trips and fsyncs."""
@@ -74,24 +79,29 @@ SECURITY_HEADERS = {
     "x-frame-options": "DENY",
     "referrer-policy": "same-origin",
 }
-"""Headers added to every non-docs response."""
+"""Headers added to every response."""
+
+HSTS_HEADER = ("strict-transport-security", "max-age=31536000")
+"""One year, this host only (includeSubDomains could break other services on the domain)."""
 
 
 class SecurityHeadersMiddleware:
-    """Add `SECURITY_HEADERS` (a plain ASGI middleware: no per-request task overhead)."""
+    """Add `SECURITY_HEADERS` (and HSTS when asked; a plain ASGI middleware: no per-request task overhead)."""
 
-    def __init__(self, app: ASGIApp) -> None:
+    def __init__(self, app: ASGIApp, hsts: bool = False) -> None:
         self.app = app
+        headers = {**SECURITY_HEADERS, **dict([HSTS_HEADER] if hsts else [])}
+        self.headers = [(k.encode(), v.encode()) for k, v in headers.items()]
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http" or scope["path"].startswith(("/docs", "/redoc")):
+        if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
 
         async def send_with_headers(message: Message) -> None:
             if message["type"] == "http.response.start":
                 present = {name.lower() for name, _ in message.get("headers", [])}
-                extra = [(k.encode(), v.encode()) for k, v in SECURITY_HEADERS.items() if k.encode() not in present]
+                extra = [(k, v) for k, v in self.headers if k not in present]
                 message = {**message, "headers": [*message.get("headers", []), *extra]}
             await send(message)
 
@@ -183,7 +193,10 @@ def _install_error_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(FeedbackError)
     async def _feedback(request: Request, exc: FeedbackError) -> Response:
-        return _error_response(request, exc.status, exc.message)
+        response = _error_response(request, exc.status, exc.message)
+        if isinstance(exc, TooManyAttempts):
+            response.headers["retry-after"] = str(exc.retry_after_s)
+        return response
 
     @app.exception_handler(RequestValidationError)
     async def _validation(request: Request, exc: RequestValidationError) -> Response:
@@ -195,6 +208,13 @@ def _install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(StarletteHTTPException)
     async def _http(request: Request, exc: StarletteHTTPException) -> Response:
         return _error_response(request, exc.status_code, str(exc.detail))
+
+    @app.exception_handler(DataError)
+    async def _data(request: Request, exc: DataError) -> Response:
+        # The database refused a value the request carried (PostgreSQL: a NUL character in text, a
+        # number out of its column's range): the client's input, so a 4xx, not a 500.
+        log.info("database refused a value on %s %s: %s", request.method, request.url.path, exc.orig)
+        return _error_response(request, 422, "a value in the request cannot be stored (NUL characters are not allowed)")
 
     @app.exception_handler(Exception)
     async def _unexpected(request: Request, exc: Exception) -> Response:
@@ -213,7 +233,7 @@ def create_app(
     db_url: str | None = None, *, store: FeedbackStore | None = None, config: AppConfig | None = None
 ) -> FastAPI:
     """The web app over a database URL (migrated at startup) or an existing store."""
-    from rlhfkit.feedback.web import routes_admin, routes_api, routes_auth, routes_pages
+    from rlhfkit.feedback.web import routes_admin, routes_api, routes_auth, routes_docs, routes_pages
 
     config = config or AppConfig()
     if store is None:
@@ -229,6 +249,9 @@ def create_app(
 
     app = FastAPI(
         lifespan=lifespan,
+        # FastAPI's own /docs and /redoc load Swagger UI and ReDoc from a CDN: third-party scripts.
+        docs_url=None,
+        redoc_url=None,
         title="rlhfkit feedback",
         version=__version__,
         description="Collect human feedback (pairwise, ranking, Likert, critique, rewrite, "
@@ -237,13 +260,15 @@ def create_app(
     app.state.store = store
     app.state.config = config
     app.state.templates = _templates()
-    app.state.throttle = LoginThrottle()
+    app.state.templates.env.globals["docs_enabled"] = config.docs
     app.mount("/static", StaticFiles(directory=str(PACKAGE_DIR / "static")), name="static")
     # The API first: routes are matched in order, and annotation calls are the bulk of traffic.
     for module in (routes_api, routes_auth, routes_pages, routes_admin):
         app.include_router(module.router)
+    if config.docs:
+        app.include_router(routes_docs.router)
     _install_error_handlers(app)
 
-    app.add_middleware(SecurityHeadersMiddleware)
+    app.add_middleware(SecurityHeadersMiddleware, hsts=config.hsts)
     app.add_middleware(BodyLimitMiddleware, config=config)
     return app

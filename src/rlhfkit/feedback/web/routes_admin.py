@@ -21,6 +21,8 @@ from rlhfkit.feedback.importing import parse_prompts
 from rlhfkit.feedback.tasks import TASK_TYPES
 from rlhfkit.feedback.tasks.likert import DEFAULT_ASPECTS
 from rlhfkit.feedback.web.deps import get_store, require_admin
+from rlhfkit.feedback.web.forms import form_float, form_int
+from rlhfkit.feedback.web.schemas import GoldRate, LockTtlMinutes, Overlap, ProjectName, RowId
 
 router = APIRouter(prefix="/admin", include_in_schema=False)
 
@@ -53,9 +55,9 @@ def create_project(
     task_type: str = Form(max_length=16),
     title: str = Form(default="", max_length=200),
     guidelines: str = Form(default="", max_length=200_000),
-    overlap: int = Form(default=3),
-    lock_ttl_min: float = Form(default=30.0),
-    gold_rate: float = Form(default=0.0),
+    overlap: Overlap = 3,
+    lock_ttl_min: LockTtlMinutes = 30.0,
+    gold_rate: GoldRate = 0.0,
     aspects: list[str] = Form(default=[]),
     session: SessionView = Depends(require_admin),
 ) -> Response:
@@ -75,7 +77,7 @@ def create_project(
 
 @router.get("/projects/{name}")
 def project_page(
-    request: Request, name: str, notice: str = "", session: SessionView = Depends(require_admin)
+    request: Request, name: ProjectName, notice: str = "", session: SessionView = Depends(require_admin)
 ) -> Response:
     store = get_store(request)
     project = store.project(name)
@@ -88,6 +90,8 @@ def project_page(
         jobs=list_jobs(store, name),
         events=store.audit(name, limit=30),
         notice=notice[:300],
+        annotators=[u for u in store.list_users() if u.role == "annotator"],
+        member_ids={u.id for u in store.members(name)},
         aspects=DEFAULT_ASPECTS,
         task_types=TASK_TYPES,
         kinds=EXPORT_KINDS,
@@ -98,11 +102,11 @@ def project_page(
 @router.post("/projects/{name}/settings")
 def update_settings(
     request: Request,
-    name: str,
+    name: ProjectName,
     title: str = Form(default="", max_length=200),
     guidelines: str = Form(default="", max_length=200_000),
-    lock_ttl_min: float = Form(default=30.0),
-    gold_rate: float = Form(default=0.0),
+    lock_ttl_min: LockTtlMinutes = 30.0,
+    gold_rate: GoldRate = 0.0,
     aspects: list[str] = Form(default=[]),
     session: SessionView = Depends(require_admin),
 ) -> Response:
@@ -118,9 +122,29 @@ def update_settings(
     return RedirectResponse(f"/admin/projects/{name}?notice=Settings+saved", status_code=303)
 
 
+@router.post("/projects/{name}/members")
+async def update_members(
+    request: Request, name: ProjectName, session: SessionView = Depends(require_admin)
+) -> Response:
+    """The members card: the members-only switch and the ticked annotators, as one form."""
+    form = await request.form()
+    wanted = {v for v in form.getlist("member") if isinstance(v, str)}
+
+    def save() -> None:
+        store = get_store(request)
+        store.update_project(name, session.user.id, members_only=form.get("members_only") == "true")
+        current = {m.id for m in store.members(name)}
+        for user in store.list_users():
+            if user.role == "annotator" and (str(user.id) in wanted) != (user.id in current):
+                store.set_member(name, user.id, str(user.id) in wanted, session.user.id)
+
+    await run_in_threadpool(save)
+    return RedirectResponse(f"/admin/projects/{name}?notice=Members+saved", status_code=303)
+
+
 @router.post("/projects/{name}/import")
 async def import_items(
-    request: Request, name: str, file: UploadFile, session: SessionView = Depends(require_admin)
+    request: Request, name: ProjectName, file: UploadFile, session: SessionView = Depends(require_admin)
 ) -> Response:
     text = await _read_upload(file)
     count = await run_in_threadpool(get_store(request).import_jsonl, name, text, session.user.id)
@@ -128,7 +152,7 @@ async def import_items(
 
 
 @router.post("/projects/{name}/generate")
-async def generate(request: Request, name: str, session: SessionView = Depends(require_admin)) -> Response:
+async def generate(request: Request, name: ProjectName, session: SessionView = Depends(require_admin)) -> Response:
     form = await request.form()
     upload = form.get("file")
     text = await _read_upload(upload) if isinstance(upload, UploadFile) and upload.filename else ""
@@ -137,40 +161,33 @@ async def generate(request: Request, name: str, session: SessionView = Depends(r
     store = get_store(request)
     prompts = parse_prompts(text, store.config.limits)
 
-    def number(key: str, default: str, cast: type) -> Any:
-        raw = form.get(key, default)
-        try:
-            return cast(raw if isinstance(raw, str) and raw.strip() else default)
-        except ValueError:
-            raise Invalid(f"{key} must be a number") from None
-
     model = form.get("model", "")
     params = GenerationParams(
         model=model if isinstance(model, str) else "",
-        n=number("n", "2", int),
-        max_new_tokens=number("max_new_tokens", "256", int),
-        temperature=number("temperature", "1.0", float),
-        top_p=number("top_p", "1.0", float),
-        seed=number("seed", "0", int),
+        n=form_int(form, "n", 2, 1, 16),
+        max_new_tokens=form_int(form, "max_new_tokens", 256, 1, 8192),
+        temperature=form_float(form, "temperature", 1.0),
+        top_p=form_float(form, "top_p", 1.0),
+        seed=form_int(form, "seed", 0, 0, 2**32 - 1),
     )
     await run_in_threadpool(start_generation, store, name, prompts, params, session.user.id)
     return RedirectResponse(f"/admin/projects/{name}?notice=Generation+started", status_code=303)
 
 
 @router.get("/projects/{name}/jobs")
-def jobs_fragment(request: Request, name: str, session: SessionView = Depends(require_admin)) -> Response:
+def jobs_fragment(request: Request, name: ProjectName, session: SessionView = Depends(require_admin)) -> Response:
     store = get_store(request)
     return _page(request, "_jobs.html", session, project=store.project(name), jobs=list_jobs(store, name))
 
 
 @router.get("/projects/{name}/dashboard")
-def dashboard(request: Request, name: str, session: SessionView = Depends(require_admin)) -> Response:
+def dashboard(request: Request, name: ProjectName, session: SessionView = Depends(require_admin)) -> Response:
     store = get_store(request)
     return _page(request, "dashboard.html", session, project=store.project(name), report=store.qc_report(name))
 
 
 @router.get("/projects/{name}/dashboard/stats")
-def dashboard_stats(request: Request, name: str, session: SessionView = Depends(require_admin)) -> Response:
+def dashboard_stats(request: Request, name: ProjectName, session: SessionView = Depends(require_admin)) -> Response:
     store = get_store(request)
     return _page(request, "_stats.html", session, project=store.project(name), report=store.qc_report(name))
 
@@ -187,7 +204,7 @@ def _zip_dir(folder: Path) -> bytes:
 @router.get("/projects/{name}/export")
 def export(
     request: Request,
-    name: str,
+    name: ProjectName,
     format: str = "pairs",
     aggregate: str = "majority",
     container: str = "jsonl",
@@ -233,7 +250,7 @@ def create_user(
 
 @router.post("/users/{user_id}/active")
 def set_active(
-    request: Request, user_id: int, active: bool = Form(), session: SessionView = Depends(require_admin)
+    request: Request, user_id: RowId, active: bool = Form(), session: SessionView = Depends(require_admin)
 ) -> Response:
     user = get_store(request).set_user_active(user_id, active, by_user=session.user.id)
     return _page(request, "_user_row.html", session, user=user)

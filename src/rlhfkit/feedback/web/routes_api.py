@@ -15,19 +15,20 @@ from __future__ import annotations
 import json
 from collections.abc import Iterator
 from dataclasses import asdict
-from typing import Any
+from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, Request, UploadFile
+from fastapi import APIRouter, Depends, Query, Request, UploadFile
 from fastapi.responses import StreamingResponse
 from starlette.concurrency import run_in_threadpool
 
 from rlhfkit.feedback.entities import ProjectSpec, SessionView
-from rlhfkit.feedback.errors import Invalid, Unauthorized
+from rlhfkit.feedback.errors import Invalid
 from rlhfkit.feedback.generation import GenerationParams, get_job, list_jobs, start_generation
 from rlhfkit.feedback.importing import check_prompt, item_from_json
 from rlhfkit.feedback.web.deps import get_store, require_admin, require_user
-from rlhfkit.feedback.web.routes_auth import throttle
+from rlhfkit.feedback.web.routes_auth import client_address
 from rlhfkit.feedback.web.schemas import (
+    NAME_REGEX,
     ActiveBody,
     GenerateBody,
     ItemsBody,
@@ -35,7 +36,9 @@ from rlhfkit.feedback.web.schemas import (
     LoginReply,
     NextReply,
     ProjectBody,
+    ProjectName,
     ProjectPatch,
+    RowId,
     SkipBody,
     SubmitBody,
     SubmitReply,
@@ -53,7 +56,9 @@ router = APIRouter(prefix="/api/v1")
 
 
 @router.post("/projects/{name}/next", response_model=NextReply, tags=["annotation"])
-async def next_task(request: Request, name: str, session: SessionView = Depends(require_user)) -> dict[str, Any]:
+async def next_task(
+    request: Request, name: ProjectName, session: SessionView = Depends(require_user)
+) -> dict[str, Any]:
     """Your current task in the project, or a newly locked one (POST: it takes a lock)."""
     store = get_store(request)
 
@@ -67,7 +72,7 @@ async def next_task(request: Request, name: str, session: SessionView = Depends(
 
 
 @router.get("/tasks/{assignment_id}", tags=["annotation"])
-def get_task(request: Request, assignment_id: int, session: SessionView = Depends(require_user)) -> dict[str, Any]:
+def get_task(request: Request, assignment_id: RowId, session: SessionView = Depends(require_user)) -> dict[str, Any]:
     store = get_store(request)
     return {
         **task_json(store.task(assignment_id, session.user.id)),
@@ -77,7 +82,7 @@ def get_task(request: Request, assignment_id: int, session: SessionView = Depend
 
 @router.post("/tasks/{assignment_id}/submit", response_model=SubmitReply, tags=["annotation"])
 async def submit(
-    request: Request, assignment_id: int, body: SubmitBody, session: SessionView = Depends(require_user)
+    request: Request, assignment_id: RowId, body: SubmitBody, session: SessionView = Depends(require_user)
 ) -> dict[str, Any]:
     """Store your answer. Resubmitting the identical answer is safe (``duplicate: true``)."""
     result = await run_in_threadpool(
@@ -93,14 +98,14 @@ async def submit(
 
 @router.post("/tasks/{assignment_id}/skip", tags=["annotation"])
 async def skip(
-    request: Request, assignment_id: int, body: SkipBody, session: SessionView = Depends(require_user)
+    request: Request, assignment_id: RowId, body: SkipBody, session: SessionView = Depends(require_user)
 ) -> dict[str, bool]:
     await run_in_threadpool(get_store(request).skip, assignment_id, session.user.id, body.reason)
     return {"ok": True}
 
 
 @router.get("/projects/{name}/progress", tags=["annotation"])
-def progress(request: Request, name: str, session: SessionView = Depends(require_user)) -> dict[str, Any]:
+def progress(request: Request, name: ProjectName, session: SessionView = Depends(require_user)) -> dict[str, Any]:
     return progress_json(get_store(request).progress(name, session.user.id))
 
 
@@ -110,13 +115,7 @@ def progress(request: Request, name: str, session: SessionView = Depends(require
 @router.post("/auth/login", response_model=LoginReply, tags=["auth"])
 def api_login(request: Request, body: LoginBody) -> dict[str, Any]:
     """Exchange a name and password for a bearer token (no cookie, no CSRF token needed)."""
-    throttle(request).check(body.name)
-    try:
-        token, session = get_store(request).login(body.name, body.password, kind="api")
-    except Unauthorized:
-        throttle(request).failed(body.name)
-        raise
-    throttle(request).succeeded(body.name)
+    token, session = get_store(request).login(body.name, body.password, kind="api", client=client_address(request))
     return {"token": token, "user": asdict(session.user)}
 
 
@@ -145,7 +144,7 @@ def create_user(request: Request, body: UserBody, session: SessionView = Depends
 
 @router.post("/users/{user_id}/active", tags=["users"])
 def set_active(
-    request: Request, user_id: int, body: ActiveBody, session: SessionView = Depends(require_admin)
+    request: Request, user_id: RowId, body: ActiveBody, session: SessionView = Depends(require_admin)
 ) -> dict[str, Any]:
     return asdict(get_store(request).set_user_active(user_id, body.active, session.user.id))
 
@@ -155,7 +154,7 @@ def set_active(
 
 @router.get("/projects", tags=["projects"])
 def projects(request: Request, session: SessionView = Depends(require_user)) -> list[dict[str, Any]]:
-    return [asdict(p) for p in get_store(request).list_projects()]
+    return [asdict(p) for p in get_store(request).list_projects(session.user.id)]
 
 
 @router.post("/projects", status_code=201, tags=["projects"])
@@ -167,21 +166,43 @@ def create_project(
 
 
 @router.get("/projects/{name}", tags=["projects"])
-def project(request: Request, name: str, session: SessionView = Depends(require_user)) -> dict[str, Any]:
-    return asdict(get_store(request).project(name))
+def project(request: Request, name: ProjectName, session: SessionView = Depends(require_user)) -> dict[str, Any]:
+    return asdict(get_store(request).project(name, session.user.id))
 
 
 @router.patch("/projects/{name}", tags=["projects"])
 def patch_project(
-    request: Request, name: str, body: ProjectPatch, session: SessionView = Depends(require_admin)
+    request: Request, name: ProjectName, body: ProjectPatch, session: SessionView = Depends(require_admin)
 ) -> dict[str, Any]:
     changes = {k: v for k, v in body.model_dump().items() if v is not None}
     return asdict(get_store(request).update_project(name, session.user.id, **changes))
 
 
+@router.get("/projects/{name}/members", tags=["projects"])
+def members(request: Request, name: ProjectName, session: SessionView = Depends(require_admin)) -> list[dict[str, Any]]:
+    """Annotators who see the project when it is members-only (PATCH ``members_only``)."""
+    return [asdict(u) for u in get_store(request).members(name)]
+
+
+@router.put("/projects/{name}/members/{user_id}", tags=["projects"])
+def add_member(
+    request: Request, name: ProjectName, user_id: RowId, session: SessionView = Depends(require_admin)
+) -> dict[str, bool]:
+    get_store(request).set_member(name, user_id, True, session.user.id)
+    return {"ok": True}
+
+
+@router.delete("/projects/{name}/members/{user_id}", tags=["projects"])
+def remove_member(
+    request: Request, name: ProjectName, user_id: RowId, session: SessionView = Depends(require_admin)
+) -> dict[str, bool]:
+    get_store(request).set_member(name, user_id, False, session.user.id)
+    return {"ok": True}
+
+
 @router.post("/projects/{name}/items", status_code=201, tags=["projects"])
 def add_items(
-    request: Request, name: str, body: ItemsBody, session: SessionView = Depends(require_admin)
+    request: Request, name: ProjectName, body: ItemsBody, session: SessionView = Depends(require_admin)
 ) -> dict[str, Any]:
     store = get_store(request)
     errors, items = [], []
@@ -197,7 +218,7 @@ def add_items(
 
 @router.post("/projects/{name}/import", status_code=201, tags=["projects"])
 async def import_items(
-    request: Request, name: str, file: UploadFile, session: SessionView = Depends(require_admin)
+    request: Request, name: ProjectName, file: UploadFile, session: SessionView = Depends(require_admin)
 ) -> dict[str, int]:
     """Upload a JSONL file (multipart field ``file``); see the import format in the docs."""
     try:
@@ -209,13 +230,13 @@ async def import_items(
 
 
 @router.get("/items/{item_id}", tags=["projects"])
-def item(request: Request, item_id: int, session: SessionView = Depends(require_admin)) -> dict[str, Any]:
+def item(request: Request, item_id: RowId, session: SessionView = Depends(require_admin)) -> dict[str, Any]:
     return get_store(request).item(item_id)
 
 
 @router.post("/projects/{name}/generate", status_code=202, tags=["projects"])
 def generate(
-    request: Request, name: str, body: GenerateBody, session: SessionView = Depends(require_admin)
+    request: Request, name: ProjectName, body: GenerateBody, session: SessionView = Depends(require_admin)
 ) -> dict[str, Any]:
     """Start generating K candidates per prompt in the background; poll /jobs/{id}."""
     store = get_store(request)
@@ -226,12 +247,12 @@ def generate(
 
 
 @router.get("/projects/{name}/jobs", tags=["projects"])
-def jobs(request: Request, name: str, session: SessionView = Depends(require_admin)) -> list[dict[str, Any]]:
+def jobs(request: Request, name: ProjectName, session: SessionView = Depends(require_admin)) -> list[dict[str, Any]]:
     return list_jobs(get_store(request), name)
 
 
 @router.get("/jobs/{job_id}", tags=["projects"])
-def job(request: Request, job_id: int, session: SessionView = Depends(require_admin)) -> dict[str, Any]:
+def job(request: Request, job_id: RowId, session: SessionView = Depends(require_admin)) -> dict[str, Any]:
     return get_job(get_store(request), job_id)
 
 
@@ -239,26 +260,31 @@ def job(request: Request, job_id: int, session: SessionView = Depends(require_ad
 
 
 @router.get("/projects/{name}/qc", tags=["quality"])
-def qc(request: Request, name: str, session: SessionView = Depends(require_admin)) -> dict[str, Any]:
+def qc(request: Request, name: ProjectName, session: SessionView = Depends(require_admin)) -> dict[str, Any]:
     return asdict(get_store(request).qc_report(name))
 
 
 @router.get("/projects/{name}/judgments", tags=["quality"])
-def judgments(request: Request, name: str, session: SessionView = Depends(require_admin)) -> list[dict[str, Any]]:
+def judgments(
+    request: Request, name: ProjectName, session: SessionView = Depends(require_admin)
+) -> list[dict[str, Any]]:
     return get_store(request).judgments(name)
 
 
 @router.get("/audit", tags=["quality"])
 def audit(
-    request: Request, project: str | None = None, limit: int = 200, session: SessionView = Depends(require_admin)
+    request: Request,
+    project: Annotated[str | None, Query(pattern=NAME_REGEX)] = None,
+    limit: Annotated[int, Query(ge=1, le=10_000)] = 200,
+    session: SessionView = Depends(require_admin),
 ) -> list[dict[str, Any]]:
-    return get_store(request).audit(project, max(1, min(limit, 10_000)))
+    return get_store(request).audit(project, limit)
 
 
 @router.get("/projects/{name}/export", tags=["export"])
 def export(
     request: Request,
-    name: str,
+    name: ProjectName,
     format: str = "pairs",
     aggregate: str = "majority",
     session: SessionView = Depends(require_admin),

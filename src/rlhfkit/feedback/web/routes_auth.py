@@ -15,14 +15,14 @@ from rlhfkit.feedback.web.deps import (
     optional_session,
     require_user,
 )
-from rlhfkit.feedback.web.throttle import LoginThrottle
 
 router = APIRouter(include_in_schema=False)
 
 
-def throttle(request: Request) -> LoginThrottle:
-    """The app's failed-login limiter (shared by the login page and the API login)."""
-    return request.app.state.throttle
+def client_address(request: Request) -> str | None:
+    """The caller's address, the first half of the login backoff's key (behind a reverse proxy,
+    run uvicorn with --forwarded-allow-ips so this is the real client)."""
+    return request.client.host if request.client else None
 
 
 def _safe_next(target: str | None) -> str:
@@ -61,11 +61,9 @@ def login_submit(
 ) -> Response:
     if not tokens_match(request.cookies.get(LOGIN_CSRF_COOKIE, "\0"), csrf_token):
         raise Forbidden("missing or wrong CSRF token: reload the login page and try again")
-    throttle(request).check(name)
     try:
-        token, _ = get_store(request).login(name, password, kind="web")
+        token, _ = get_store(request).login(name, password, kind="web", client=client_address(request))
     except Unauthorized:
-        throttle(request).failed(name)
         fresh = new_token()
         response = request.app.state.templates.TemplateResponse(
             request,
@@ -82,7 +80,6 @@ def login_submit(
             max_age=3600,
         )
         return response
-    throttle(request).succeeded(name)
     response = RedirectResponse(_safe_next(next), status_code=303)
     response.set_cookie(
         SESSION_COOKIE,

@@ -16,6 +16,7 @@ from rlhfkit.feedback.tasks.base import HARM_LABELS
 from rlhfkit.feedback.tasks.likert import LIKERT_SCALE
 from rlhfkit.feedback.web.deps import get_store, require_user
 from rlhfkit.feedback.web.forms import duration_from_form, payload_from_form
+from rlhfkit.feedback.web.schemas import ProjectName, RowId
 
 router = APIRouter(include_in_schema=False)
 
@@ -59,7 +60,7 @@ def _render_task(
 @router.get("/queue")
 def queue(request: Request, session: SessionView = Depends(require_user)) -> Response:
     store = get_store(request)
-    rows = [(p, store.progress(p.name, session.user.id)) for p in store.list_projects()]
+    rows = [(p, store.progress(p.name, session.user.id)) for p in store.list_projects(session.user.id)]
     return request.app.state.templates.TemplateResponse(
         request,
         "queue.html",
@@ -68,10 +69,12 @@ def queue(request: Request, session: SessionView = Depends(require_user)) -> Res
 
 
 @router.get("/projects/{name}/task")
-def task_page(request: Request, name: str, session: SessionView = Depends(require_user)) -> Response:
+def task_page(request: Request, name: ProjectName, session: SessionView = Depends(require_user)) -> Response:
+    """The task you hold, or a button that takes one: a GET never takes a lock (prefetchers, link
+    previews and crawlers follow GETs)."""
     store = get_store(request)
-    project = store.project(name)
-    task = store.next_task(name, session.user.id, with_progress=True)
+    project = store.project(name, session.user.id)
+    task = store.current_task(name, session.user.id)
     if task is None:
         return request.app.state.templates.TemplateResponse(
             request,
@@ -79,6 +82,13 @@ def task_page(request: Request, name: str, session: SessionView = Depends(requir
             {"session": session, "project": project, "progress": store.progress(name, session.user.id)},
         )
     return _render_task(request, session, task, project)
+
+
+@router.post("/projects/{name}/task")
+def take_task(request: Request, name: ProjectName, session: SessionView = Depends(require_user)) -> Response:
+    """Take (lock) your next task, then show it."""
+    get_store(request).next_task(name, session.user.id)
+    return RedirectResponse(f"/projects/{name}/task", status_code=303)
 
 
 def _own_task(request: Request, name: str, assignment_id: int, session: SessionView) -> TaskView:
@@ -90,7 +100,7 @@ def _own_task(request: Request, name: str, assignment_id: int, session: SessionV
 
 @router.post("/projects/{name}/tasks/{assignment_id}")
 async def submit_task(
-    request: Request, name: str, assignment_id: int, session: SessionView = Depends(require_user)
+    request: Request, name: ProjectName, assignment_id: RowId, session: SessionView = Depends(require_user)
 ) -> Response:
     form = await request.form()
     return await run_in_threadpool(_submit_form, request, name, assignment_id, session, form)
@@ -112,12 +122,13 @@ def _submit_form(request: Request, name: str, assignment_id: int, session: Sessi
         progress = store.progress(name, session.user.id)
         task = TaskView(**{**task.__dict__, "progress": progress})
         return _render_task(request, session, task, store.project(name), exc.message, exc.status)
+    store.next_task(name, session.user.id)  # this POST also takes the next task
     return RedirectResponse(f"/projects/{name}/task", status_code=303)
 
 
 @router.post("/projects/{name}/tasks/{assignment_id}/skip")
 async def skip_task(
-    request: Request, name: str, assignment_id: int, session: SessionView = Depends(require_user)
+    request: Request, name: ProjectName, assignment_id: RowId, session: SessionView = Depends(require_user)
 ) -> Response:
     form = await request.form()
     choice = form.get("reason", "")
@@ -127,6 +138,7 @@ async def skip_task(
     def skip() -> None:
         _own_task(request, name, assignment_id, session)
         get_store(request).skip(assignment_id, session.user.id, ": ".join(parts))
+        get_store(request).next_task(name, session.user.id)  # this POST also takes the next task
 
     await run_in_threadpool(skip)
     return RedirectResponse(f"/projects/{name}/task", status_code=303)

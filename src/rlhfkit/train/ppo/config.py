@@ -6,20 +6,22 @@ from dataclasses import dataclass
 
 from rlhfkit.algorithms.kl import KLControlSettings, KLEstimatorName
 from rlhfkit.config import require
-from rlhfkit.models.actor_critic import PolicyMode
-from rlhfkit.models.adapters import LoRAConfig
+from rlhfkit.models.actor_critic import PolicyModeSettings
 from rlhfkit.models.value import ValueInit
 from rlhfkit.rollout.generate import SamplingConfig
+from rlhfkit.rollout.reward_settings import RewardSourceSettings
 from rlhfkit.train.config import Schedule, TrainConfig, TrainSettings
 
 
 @dataclass(frozen=True)
-class PPOSettings(KLControlSettings, TrainSettings):
+class PPOSettings(RewardSourceSettings, PolicyModeSettings, KLControlSettings, TrainSettings):
     """Every knob of PPO but the run's policy, reward, prompts and output.
 
     One step = one rollout of `rollout_batch_size` prompts, then `ppo_epochs` passes over it in
     minibatches of ``batch_size * grad_accum`` samples (one optimizer step each). The KL controller's
-    fields (kl_controller, init_kl_coef, kl_target ...) are `rlhfkit.algorithms.kl.KLControlSettings`.
+    fields (kl_controller, init_kl_coef, kl_target ...) are `rlhfkit.algorithms.kl.KLControlSettings`, the
+    policy's (policy_mode, lora ...) `rlhfkit.models.actor_critic.PolicyModeSettings` and the reward
+    source's (reward_batch_size, reward_timeout ...) `rlhfkit.rollout.reward_settings.RewardSourceSettings`.
     """
 
     skip_invalid: bool = False
@@ -39,23 +41,11 @@ class PPOSettings(KLControlSettings, TrainSettings):
     save_every: int = 20
     """Write a resumable checkpoint every this many PPO steps (0: only at the end)."""
 
-    policy_mode: PolicyMode = "lora"
-    """What trains: 'lora' (adapters; reference = adapters off), 'top_layers' (the top `train_layers`
-    blocks; reference = a frozen copy of just those blocks) or 'full' (everything; reference = a full copy)."""
-    lora: LoRAConfig = LoRAConfig(layers=8)
-    """Adapters for policy_mode=lora (lora.r=16, lora.alpha=32, ...). By default only the top 8 blocks get
-    adapters, so the update's backward pass and its saved activations stop there (lora.layers=0: every block)."""
-    train_layers: int = 2
-    """Top transformer blocks trained in policy_mode=top_layers."""
     value_init: ValueInit = "zero"
     """Value head start: 'zero' (all values 0) or 'reward' (the reward model's head, normalization folded in;
     needs `reward` to be a reward-model directory on a trunk of the policy's width)."""
     value_trunk_grad: bool = True
     """Let the value loss train the shared trunk too (False: the value head learns on detached features)."""
-    cache_frozen_trunk: bool = True
-    """Run the frozen bottom blocks (below lora.layers or train_layers) once per rollout and reuse their
-    output for the reference and every PPO epoch: the same numbers for less compute, at the memory of
-    rollout x tokens x hidden floats (false: run every block in every pass)."""
 
     sampling: SamplingConfig = SamplingConfig()
     """Rollout sampling (sampling.max_new_tokens, sampling.temperature, sampling.max_prompt_length,
@@ -93,22 +83,11 @@ class PPOSettings(KLControlSettings, TrainSettings):
     """Subtracted from the score of a response that did not end with EOS within sampling.max_new_tokens."""
     no_eos_score: float | None = None
     """If set, replaces the score of such responses instead (Huang et al. 2024 use -1)."""
-    ensemble_k: float = 0.0
-    """Where the reward reports a std (an ensemble), score = mean - ensemble_k * std."""
-    reward_batch_size: int = 16
-    """Rows per reward-model forward pass."""
-    reward_timeout: float = 30.0
-    """Seconds to wait for an HTTP reward endpoint's answer."""
-    reward_retries: int = 3
-    """Retries of a failed HTTP reward request before the step fails."""
-    reward_backoff: float = 0.5
-    """First wait between HTTP retries, in seconds; doubled after each retry."""
     samples_per_log: int = 4
     """Responses (with prompt and score) appended to samples.jsonl at each logging step."""
 
     def __post_init__(self) -> None:
         super().__post_init__()
-        require(self.train_layers > 0, f"train_layers must be positive, got {self.train_layers}")
         require(
             self.sampling.temperature > 0,
             "sampling.temperature must be > 0 for PPO (greedy decoding has no log-probs to ratio)",
@@ -131,12 +110,6 @@ class PPOSettings(KLControlSettings, TrainSettings):
             not (self.no_eos_score is not None and self.no_eos_penalty),
             "set no_eos_score (replace) or no_eos_penalty (subtract), not both",
         )
-        require(self.ensemble_k >= 0, "ensemble_k must be >= 0")
-        require(
-            self.reward_batch_size > 0 and self.reward_timeout > 0,
-            "reward_batch_size and reward_timeout must be positive",
-        )
-        require(self.reward_retries >= 0 and self.reward_backoff >= 0, "reward_retries and reward_backoff must be >= 0")
         require(self.samples_per_log >= 0, "samples_per_log must be >= 0")
 
 

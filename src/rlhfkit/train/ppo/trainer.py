@@ -24,15 +24,15 @@ from rlhfkit.algorithms.ppo_losses import explained_variance
 from rlhfkit.data.records import PromptText
 from rlhfkit.data.sampler import BatchStream
 from rlhfkit.files import write_atomic
-from rlhfkit.models.actor_critic import ActorCritic, build_actor_critic
+from rlhfkit.models.actor_critic import ActorCritic
 from rlhfkit.models.adapters import trainable_parameters
 from rlhfkit.models.loading import load_model
 from rlhfkit.models.saving import save_model_dir
 from rlhfkit.models.value import make_value_head
-from rlhfkit.rollout.collect import collect_rollout, sample_rollout
+from rlhfkit.rollout.collect import collect_rollout, sample_rollout, sample_rows
 from rlhfkit.rollout.experience import Rollout, RunningMoments, shape_scores
 from rlhfkit.rollout.generate import Samples
-from rlhfkit.rollout.rewards import RewardSource, resolve_reward
+from rlhfkit.rollout.reward_settings import checked_scores
 from rlhfkit.train.engine import Engine
 from rlhfkit.train.ppo.config import PPOConfig, PPOSettings
 from rlhfkit.train.ppo.update import ppo_update
@@ -46,15 +46,7 @@ HEADLINE = (("ppo/score", "score"), ("ppo/kl", "KL"), ("ppo/beta", "beta"), ("pe
 def actor_critic(base: PreTrainedModel, cfg: PPOConfig) -> ActorCritic:
     """Policy, reference and value head on one base model, as `policy_mode` says."""
     value_head = make_value_head(cfg.value_init, int(base.config.hidden_size), cfg.reward)
-    return build_actor_critic(
-        base,
-        value_head,
-        cfg.policy_mode,
-        lora=cfg.lora,
-        train_layers=cfg.train_layers,
-        value_trunk_grad=cfg.value_trunk_grad,
-        cache_frozen_trunk=cfg.cache_frozen_trunk,
-    )
+    return cfg.build(base, value_head, value_trunk_grad=cfg.value_trunk_grad)
 
 
 def generate(
@@ -93,21 +85,6 @@ def collect(
     )
 
 
-def score_responses(
-    reward: RewardSource, prompts: list[PromptText], samples: Samples, cfg: PPOConfig, step: int, run_dir: Path
-) -> tuple[torch.Tensor, torch.Tensor | None]:
-    """Step 2: raw (B,) scores (and the ensemble std, if any); NaN/inf stops the run, naming the reward."""
-    out = reward(prompts, samples.texts)
-    bad = ~torch.isfinite(out.scores)
-    if bool(bad.any()):
-        example = samples.texts[int(bad.nonzero()[0])]
-        raise FloatingPointError(
-            f"step {step}: the reward {cfg.reward!r} returned NaN or inf for {int(bad.sum())} of {len(bad)} "
-            f"responses (e.g. {example[:80]!r}); stopping. The last good checkpoint is in {run_dir / 'checkpoints'}."
-        )
-    return out.scores, out.std
-
-
 def step_metrics(
     rollout: Rollout, entropy: torch.Tensor, samples: Samples, beta: float, reward_std: torch.Tensor | None
 ) -> dict[str, float | torch.Tensor]:
@@ -141,7 +118,7 @@ def ppo(cfg: PPOConfig) -> Path:
     loaded = load_model(cfg.policy, dtype="fp32", device=run.device)
     tokenizer = loaded.tokenizer
     model = actor_critic(loaded.model, cfg).to(run.device)
-    reward = reward_source(cfg, run.device)
+    reward = cfg.reward_source(cfg.reward, run.device)
     stream = BatchStream([1] * len(prompts), cfg.rollout_batch_size, cfg.seed)
     kl_ctl = cfg.make_kl_controller()
     moments = RunningMoments() if cfg.normalize_scores else None
@@ -162,7 +139,7 @@ def ppo(cfg: PPOConfig) -> Path:
         t1 = time.perf_counter()
 
         # 2. Score, then shape: running normalization, the no-EOS rule, clipping.
-        raw, reward_std = score_responses(reward, batch_prompts, samples, cfg, step, run.dir)
+        raw, reward_std = checked_scores(reward, cfg.reward, batch_prompts, samples.texts, step, run.dir)
         scores = shaped(raw, samples, moments, cfg)
         t2 = time.perf_counter()
 
@@ -191,19 +168,6 @@ def ppo(cfg: PPOConfig) -> Path:
     return run.dir
 
 
-def reward_source(cfg: PPOConfig, device: torch.device) -> RewardSource:
-    """`cfg.reward` as a source of scores (a reward model, a function, a URL, or an ensemble of them)."""
-    return resolve_reward(
-        cfg.reward,
-        ensemble_k=cfg.ensemble_k,
-        device=device,
-        batch_size=cfg.reward_batch_size,
-        http_timeout=cfg.reward_timeout,
-        http_retries=cfg.reward_retries,
-        http_backoff=cfg.reward_backoff,
-    )
-
-
 def shaped(raw: torch.Tensor, samples: Samples, moments: RunningMoments | None, cfg: PPOSettings) -> torch.Tensor:
     """Step 2's shaping of raw scores: running normalization, the no-EOS rule, clipping."""
     return shape_scores(
@@ -216,16 +180,10 @@ def shaped(raw: torch.Tensor, samples: Samples, moments: RunningMoments | None, 
     )
 
 
-def sample_rows(step: int, prompts: list[PromptText], samples: Samples, raw: torch.Tensor) -> list[dict[str, Any]]:
-    """The step's responses, with their prompts and raw scores, as rows of samples.jsonl."""
-    return [
-        {"step": step, "prompt": p, "response": t, "score": float(r)}
-        for p, t, r in zip(prompts, samples.texts, raw, strict=True)
-    ]
-
-
 def save_policy(model: ActorCritic, tokenizer: Any, out: Path) -> None:
     """The trained policy as a model directory, and its value head beside it."""
     save_model_dir(model.policy, tokenizer, out)
+    if model.value_head is None:
+        return
     head = {k: v.detach().cpu().contiguous() for k, v in model.value_head.state_dict().items()}
     write_atomic(out / "value_head.safetensors", lambda tmp: save_file(head, str(tmp)))

@@ -69,6 +69,8 @@ def _minibatch(
                 with_entropy=cfg.entropy_coef > 0,
                 trunk=part.trunk,
             )
+            if out.values is None:
+                raise ValueError("PPO needs an ActorCritic with a value head")
             pg = policy_loss_clipped(out.logps, part.logps, part.advantages, part.response_mask, cfg.clip_range)
             vf = value_loss_clipped(out.values, part.values, part.returns, part.response_mask, cfg.value_clip_range)
             loss = pg.loss + cfg.vf_coef * vf.loss
