@@ -49,7 +49,7 @@ def test_admin_and_serve_never_print_the_database_password(monkeypatch, capsys, 
 
     import rlhfkit.feedback.web.app as web_app
 
-    monkeypatch.setattr(web_app, "create_app", lambda db: object())
+    monkeypatch.setattr(web_app, "create_app", lambda db, **kw: object())
     monkeypatch.setattr(uvicorn, "run", lambda *a, **k: None)
     assert main(["serve", "--db", url]) == 0
     assert "s3cret" not in capsys.readouterr().out
