@@ -63,6 +63,7 @@ def _rlhfkit_config(spec: dict[str, Any], out: Path, **values: Any) -> Any:
         "eval_fraction": 0.0,
         "max_length": spec["max_length"],
         "max_prompt_length": spec["max_length"] - 1,
+        "chat_template": "always",  # as encode_group below (its default): the same tokens on both sides
         "batch_size": spec["batch_size"],
         "lr": spec["lr"],
         "warmup_steps": 0,

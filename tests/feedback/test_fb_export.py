@@ -189,8 +189,8 @@ def test_atomic_writer_keeps_the_old_file_on_failure(tmp_path: Path) -> None:
 
 
 def test_data_url_split() -> None:
-    assert split_data_url("sqlite:///feedback.db#my-project") == ("sqlite:///feedback.db", "my-project")
-    assert split_data_url("postgresql://u:p@h/db#p") == ("postgresql://u:p@h/db", "p")
+    assert split_data_url("sqlite:///feedback.db#my-project") == ("sqlite:///feedback.db", "my-project", "majority")
+    assert split_data_url("postgresql://u:p@h/db#p") == ("postgresql://u:p@h/db", "p", "majority")
     for bad in ("feedback.db#p", "sqlite:///x.db", "sqlite:///x.db#"):
         with pytest.raises(ValueError, match="DBURL#PROJECT"):
             split_data_url(bad)

@@ -8,6 +8,7 @@ from pathlib import Path
 from rlhfkit.loop.candidates import (
     GOLD_GAP,
     candidate_items,
+    clear_subset,
     distinct,
     gold_items,
     items_from_json,
@@ -62,3 +63,16 @@ def test_split_writes_disjoint_files(tmp_path: Path) -> None:
     held = [json.loads(x)["prompt"] for x in Path(info["eval"]).read_text().splitlines()]
     assert (info["n_train"], info["n_eval"]) == (15, 5)  # round(0.25 * 20) = 5
     assert not set(train) & set(held) and len(set(train) | set(held)) == 20
+
+
+def test_a_set_that_is_not_clear_as_a_whole_gives_its_clear_subset() -> None:
+    # Eight candidates 0.1 apart (the demo's case: no set of K = 8 is clear as a whole): walking down
+    # from the best, keep those at least GOLD_GAP = 0.3 below the last kept: 0.8, 0.5, 0.2.
+    scores = [0.1 * i + 0.1 for i in range(8)]  # 0.1 .. 0.8, in this order
+    assert clear_subset(scores) == [7, 4, 1]
+    items = candidate_items(["p"], [[f"{s:.1f} r{i}" for i, s in enumerate(scores)]], 1, "m", 8)
+    (gold,) = gold_items(items, _first_word_gold, n=4, round_index=1, task_type="ranking", seed=0)
+    assert gold.responses == ("0.2 r1", "0.5 r4", "0.8 r7") and gold.models == ("m",) * 3
+    assert gold.gold == {"ranking": [2, 1, 0]}
+    close_pair = candidate_items(["q"], [["0.5 a", "0.4 b", "0.1 c"]], 1, "m", 3)
+    assert gold_items(close_pair, _first_word_gold, 1, 1, "pairwise", 0) == []  # pairwise keeps both or none

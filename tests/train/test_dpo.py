@@ -209,7 +209,10 @@ def _cached_vs_recomputed(run: Path, data: Path, model: torch.nn.Module) -> tupl
     train_recs, _ = split_holdout(recs, "", cfg.eval_fraction, cfg.seed, "pairs", False)
     texts, _ = record_texts(train_recs)
     groups = [
-        encode_group(tok, p, r, max_length=cfg.max_length, max_prompt_length=cfg.max_prompt_length) for p, r in texts
+        encode_group(
+            tok, p, r, max_length=cfg.max_length, max_prompt_length=cfg.prompt_limit, chat_template=cfg.chat_template
+        )
+        for p, r in texts
     ]
     cached = _only_cache(run)["train"]
     with torch.no_grad():

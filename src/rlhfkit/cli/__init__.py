@@ -16,7 +16,7 @@ import sys
 import warnings
 from collections.abc import Sequence
 
-from rlhfkit.cli.parser import build_parser, parse
+from rlhfkit.cli.parser import INTRO, build_parser, parse
 from rlhfkit.cli.run import run_command, run_row
 from rlhfkit.cli.table import COMMANDS, Command, Flag
 
@@ -61,6 +61,10 @@ def configure_logging(verbose: bool) -> None:
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the command `argv` names (default: ``sys.argv[1:]``); returns the exit code."""
     argv = list(sys.argv[1:] if argv is None else argv)
+    if not argv:  # a first-time user: what this is, and what to type first
+        print(INTRO)
+        build_parser([]).print_help()
+        return 0
     args = parse(argv)
     configure_logging(args.verbose)
     if args.row is None:

@@ -49,7 +49,7 @@ def reward_eval(cfg: RewardEvalConfig) -> str:
     )
 
     model = load_reward_model(cfg.model)
-    metrics = evaluate_source(model, cfg.data, cfg.kind, cfg.skip_invalid, cfg.batch_size)
+    metrics = evaluate_source(model, cfg.data, cfg.kind, cfg.skip_invalid, cfg.batch_size, cfg.progress)
     return metrics_json(metrics) if cfg.json else format_metrics(metrics)
 
 
@@ -58,5 +58,5 @@ def reward_score(cfg: RewardScoreConfig) -> str:
     from rlhfkit.models.reward import load_reward_model
     from rlhfkit.train.reward.evaluation import score_file
 
-    n = score_file(load_reward_model(cfg.model), cfg.data, cfg.output, cfg.batch_size)
+    n = score_file(load_reward_model(cfg.model), cfg.data, cfg.output, cfg.batch_size, cfg.progress)
     return f"scored {n} rows -> {cfg.output}"

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import inspect
 import typing
 from collections.abc import Callable, Sequence
 from typing import Any, Literal
@@ -21,6 +22,19 @@ argparse's own (``command``, ``verbose``, ``config_file``, ``overrides``)."""
 
 DESCRIPTION = "RLHF from the first human judgment to the aligned model."
 """The first line of ``rlhfkit --help``."""
+
+INTRO = (
+    "rlhfkit: RLHF from the first human judgment to the aligned model. Supervised fine-tuning, a web app\n"
+    "for human feedback, reward models, PPO and DPO, and the loop that joins them.\n"
+    "\n"
+    "Try it first:   rlhfkit demo\n"
+    "                (the whole pipeline on the bundled SmolLM2-135M with a simulated panel; minutes on a CPU)\n"
+    "Then:           rlhfkit COMMAND --help   (every setting of a command, documented)\n"
+)
+"""What ``rlhfkit`` with no arguments prints above the command list: what it is and the first command."""
+
+EPILOG = "Start with `rlhfkit demo`; `rlhfkit COMMAND --help` documents every setting of a command."
+"""The last line of ``rlhfkit --help``."""
 
 
 def load(ref: str) -> Any:
@@ -79,9 +93,17 @@ def _help(flag: Flag, doc: str) -> str:
     return first + (REQUIRED_HELP if flag.required else "")
 
 
+def description(row: Command, config: type) -> str:
+    """A command's --help description: its one line, then what its config's docstring adds."""
+    doc = inspect.getdoc(config) or ""
+    _, _, rest = doc.partition("\n\n")
+    return row.help + (f"\n\n{rest.strip()}" if rest.strip() else "")
+
+
 def add_row_arguments(parser: argparse.ArgumentParser, row: Command) -> None:
     """Give `parser` the row's flags, --config, key=value overrides and the field list of its config."""
     cls = load(row.config)
+    parser.description = description(row, cls)
     parser.epilog = FIELDS_EPILOG + format_fields(cls)
     hints, docs = typing.get_type_hints(cls), field_docs(cls)
     for flag in row.flags:
@@ -117,7 +139,7 @@ def build_parser(argv: Sequence[str] | None = None) -> argparse.ArgumentParser:
     """
     from rlhfkit import __version__
 
-    top = argparse.ArgumentParser(prog="rlhfkit", description=DESCRIPTION)
+    top = argparse.ArgumentParser(prog="rlhfkit", description=DESCRIPTION, epilog=EPILOG)
     top.add_argument("--version", action="version", version=f"rlhfkit {__version__}")
     top.add_argument("-v", "--verbose", action="store_true", help="debug logging")
     top.set_defaults(row=None, usage_of=top)

@@ -11,6 +11,7 @@ TRL prompt-completion                  ``prompt, completion`` (text or conversat
 TRL language modeling                  ``text``                                        demos
 TRL conversational language modeling   ``messages``                                    demos
 rlhfkit pairs / TRL preference         ``prompt, chosen, rejected, margin?, tie?``     pairs
+                                       (``ref_chosen_logps?, ref_rejected_logps?``)
 TRL implicit-prompt preference         ``chosen, rejected`` (text or conversational)   pairs
 HH-RLHF dialogue                       ``chosen, rejected`` (``"\\n\\nHuman: ..."``)   pairs
 rlhfkit rankings                       ``prompt, responses`` (best first)              rankings
@@ -56,6 +57,9 @@ from rlhfkit.data.records import (
     RecordKind,
 )
 
+REF_COLUMNS = ("ref_chosen_logps", "ref_rejected_logps")
+"""TRL's columns of precomputed reference log-probs (``DPOConfig(precompute_ref_log_probs=True)``)."""
+
 KINDS: tuple[RecordKind, ...] = get_args(RecordKind)
 """Every record kind a loader can be asked for."""
 
@@ -92,7 +96,21 @@ def _comparison(prompt: PromptText, chosen: str, rejected: str, row: Row, ctx: R
             message = f"margin must be >= 0 (how much better chosen is), got {margin:g}"
             raise ctx.error("margin", message, "invalid value")
     tie = f.optional_bool(row, "tie", ctx, default=False)
-    return Comparison(prompt, chosen, rejected, margin=margin, tie=tie, source=ctx.source)
+    return Comparison(
+        prompt, chosen, rejected, margin=margin, tie=tie, source=ctx.source, ref_logps=_ref_logps(row, ctx)
+    )
+
+
+def _ref_logps(row: Row, ctx: RowContext) -> tuple[float, float] | None:
+    """TRL's precomputed reference log-probs (both columns, or neither)."""
+    present = [key for key in REF_COLUMNS if f.has(row, key)]
+    if not present:
+        return None
+    if len(present) == 1:
+        missing = REF_COLUMNS[1 - REF_COLUMNS.index(present[0])]
+        raise ctx.error(missing, f"missing field (a row with {present[0]} needs both)", "missing field")
+    chosen, rejected = (f.check_number(row[key], key, ctx) for key in REF_COLUMNS)
+    return chosen, rejected
 
 
 def _scale(row: Row, ctx: RowContext) -> tuple[float, float]:

@@ -1,5 +1,9 @@
 """``DBURL#PROJECT``: training records straight from a project of the feedback app's database.
 
+Several judgments of one item become records by an aggregation chosen in the spec:
+``DBURL#PROJECT?aggregate=majority`` (the default), ``?aggregate=bradley-terry`` (``bradley_terry``
+also reads) or ``?aggregate=raw`` (one record per judgment); see `rlhfkit.feedback.aggregate`.
+
 The one parser of such specs (`parse_project_ref`, strict variant `project_ref`) and the one way to
 read them (`read_project_records`). The reader is found through the Python entry point group
 ``rlhfkit.record_sources`` (name ``feedback``, declared in ``pyproject.toml``) rather than imported:
@@ -11,8 +15,9 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from importlib.metadata import entry_points
-from typing import Literal, NamedTuple, TypeAlias
+from typing import Literal, NamedTuple, TypeAlias, get_args
 
+from rlhfkit.config.packages import require_database_driver
 from rlhfkit.data.records import Record, RecordKind
 
 DB_SCHEMES = ("sqlite:", "postgresql:", "postgresql+", "postgres:", "mysql:", "mysql+")
@@ -30,19 +35,35 @@ Aggregation: TypeAlias = Literal["majority", "bradley-terry", "raw"]
 ProjectReader: TypeAlias = Callable[[str, str, RecordKind, Aggregation], list[Record]]
 """``reader(url, project, kind, aggregate) -> records``: what a record source provides."""
 
-_EXPECTED = "expected DBURL#PROJECT (e.g. sqlite:///feedback.db#my-project), got {spec!r}"
+AGGREGATIONS: tuple[Aggregation, ...] = get_args(Aggregation)
+"""Every aggregation a spec may choose."""
+
+_EXPECTED = "expected DBURL#PROJECT[?aggregate=majority|bradley-terry|raw] (e.g. sqlite:///feedback.db#my-project), got {spec!r}"
 
 
 class ProjectRef(NamedTuple):
     """A project in a database: ``sqlite:///feedback.db#my-project`` -> (url, project).
 
-    A named tuple, so it unpacks like the ``(url, project)`` pair it replaces.
+    A named tuple, so that ``url, project, aggregate = ref`` reads it.
     """
 
     url: str
     """SQLAlchemy database URL."""
     project: str
     """Project name."""
+    aggregate: Aggregation = "majority"
+    """How an item's judgments become records (``?aggregate=`` in the spec)."""
+
+
+def redact_url(url: str) -> str:
+    """`url` with its password replaced by ``***`` (``postgresql://u:***@host/db``): what may be printed or logged."""
+    from urllib.parse import urlsplit, urlunsplit
+
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    user, _, host = parts.netloc.rpartition("@")
+    return urlunsplit(parts._replace(netloc=f"{user.split(':', 1)[0]}:***@{host}"))
 
 
 def parse_project_ref(spec: str) -> ProjectRef | None:
@@ -54,10 +75,18 @@ def parse_project_ref(spec: str) -> ProjectRef | None:
     """
     if not (spec.startswith(DB_SCHEMES) and "#" in spec):
         return None
-    url, _, project = spec.rpartition("#")
+    url, _, rest = spec.rpartition("#")
+    project, _, query = rest.partition("?")
     if not project or "://" not in url:
         raise ValueError(_EXPECTED.format(spec=spec))
-    return ProjectRef(url, project)
+    require_database_driver(url, f"the data source {redact_url(url)}#{project}")
+    if not query:
+        return ProjectRef(url, project)
+    key, _, value = query.partition("=")
+    value = value.replace("_", "-")
+    if key != "aggregate" or value not in AGGREGATIONS:
+        raise ValueError(f"{spec!r}: after the project only ?aggregate={'|'.join(AGGREGATIONS)} is understood")
+    return ProjectRef(url, project, value)
 
 
 def project_ref(spec: str) -> ProjectRef:
@@ -80,9 +109,10 @@ def project_reader(name: str = FEEDBACK_SOURCE) -> ProjectReader:
     return reader
 
 
-def read_project_records(ref: ProjectRef, kind: RecordKind, aggregate: Aggregation = "majority") -> list[Record]:
-    """Records of `kind` from the project `ref` names, each item's judgments reduced by `aggregate`.
+def read_project_records(ref: ProjectRef, kind: RecordKind, aggregate: Aggregation | None = None) -> list[Record]:
+    """Records of `kind` from the project `ref` names, each item's judgments reduced by `aggregate`
+    (None: the spec's own choice, `ref.aggregate`).
 
     Example: ``read_project_records(project_ref("sqlite:///feedback.db#helpful-v1"), "pairs")``.
     """
-    return project_reader()(ref.url, ref.project, kind, aggregate)
+    return project_reader()(ref.url, ref.project, kind, aggregate or ref.aggregate)

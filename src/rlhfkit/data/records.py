@@ -51,7 +51,8 @@ class Demonstration:
 
 @dataclass(frozen=True)
 class Comparison:
-    """A pairwise judgment. JSONL: ``{"prompt", "chosen", "rejected", "margin"?, "tie"?}``.
+    """A pairwise judgment. JSONL: ``{"prompt", "chosen", "rejected", "margin"?, "tie"?, "ref_chosen_logps"?,
+    "ref_rejected_logps"?}``.
 
     `margin` is how much better `chosen` is (e.g. from a Likert gap, Llama-2 style); `tie` says the
     annotator judged the two equally good, in which case "chosen"/"rejected" carry no order.
@@ -63,6 +64,9 @@ class Comparison:
     margin: float | None = None
     tie: bool = False
     source: Source | None = field(default=None, compare=False, repr=False)
+    ref_logps: tuple[float, float] | None = None
+    """Precomputed reference log-probs of (chosen, rejected), summed over each response's tokens (TRL's
+    ``ref_chosen_logps`` / ``ref_rejected_logps`` columns); DPO uses them instead of a reference pass."""
 
 
 @dataclass(frozen=True)
@@ -121,6 +125,9 @@ def to_json(record: Record) -> dict[str, Any]:
             del out["margin"]
         if not record.tie:
             del out["tie"]
+        ref = out.pop("ref_logps")
+        if ref is not None:
+            out["ref_chosen_logps"], out["ref_rejected_logps"] = ref
     return out
 
 

@@ -330,6 +330,19 @@ def gao_fit(kl: Sequence[float], gold: Sequence[float], form: str = "rl") -> Gao
     return GaoFit(form, alpha, beta, offset, rmse, peak(alpha, beta) ** 2)
 
 
+def describe_fit(fit: GaoFit, max_kl: float) -> str:
+    """What the fit says about over-optimization, in one sentence for the report (Gao et al. 2022:
+    gold peaks where the fitted curve turns; beta <= 0 means it never turns)."""
+    if not math.isfinite(fit.peak_kl) or fit.beta <= 0:
+        return (
+            f"no peak: the fitted gold keeps rising with KL (beta = {fit.beta:.3g} <= 0), so no over-optimization "
+            f"is visible up to KL {max_kl:.2f}"
+        )
+    if fit.peak_kl > max_kl:
+        return f"fitted peak at KL \u2248 {fit.peak_kl:.2f}, beyond the largest KL measured ({max_kl:.2f}): not reached yet"
+    return f"fitted peak at KL \u2248 {fit.peak_kl:.2f}: past it, optimizing the proxy lowers gold"
+
+
 def hacking_summary(
     points: Sequence[EvalPoint],
     *,

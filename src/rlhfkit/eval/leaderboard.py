@@ -174,6 +174,11 @@ def fit_bradley_terry(
     Ratings are ``init_rating + scale * beta`` where ``beta`` maximizes
     ``sum_k y_k log p_k + (1 - y_k) log(1 - p_k)`` with ``p_k = sigmoid(ln(base) (beta_a - beta_b))``
     and ``y_k`` = 1, 1/2, 0 for a win of a, a tie, a win of b.
+
+    Hand-written (a damped Newton method), not `choix` as in `rlhfkit.feedback.aggregate`: the ratings
+    carry a ridge penalty ``l2 ||beta||^2`` on the Elo scale, which keeps an unbeaten model finite
+    without inventing battles, and choix regularizes by pseudo-comparisons instead; the two give
+    different ratings whenever a model is unbeaten.
     """
     if not battles:
         raise ValueError("fit_bradley_terry needs at least one battle")

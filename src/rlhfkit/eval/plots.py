@@ -13,6 +13,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any, TypeAlias
 
 import matplotlib
+import numpy as np
 from matplotlib.figure import Figure
 
 from rlhfkit.eval.hacking import GaoFit
@@ -57,6 +58,27 @@ def _axes_grid(n: int, ncols: int, row_height: float, width: float = WIDTH) -> t
     return fig, axes[:n]
 
 
+def smoothed(x: Sequence[float], y: Sequence[float], window: int | None = None) -> tuple[list[float], list[float]]:
+    """The points sorted by x and a centred moving average of y over `window` neighbours (default: a
+    fifth of the points, at least 3), shrinking at the ends. Hand-written (eight lines of numpy): the
+    libraries that smooth (statsmodels' LOWESS, scipy's filters) are not worth a dependency here."""
+    order = np.argsort(np.asarray(x, dtype=float), kind="stable")
+    xs, ys = np.asarray(x, dtype=float)[order], np.asarray(y, dtype=float)[order]
+    half = max(3, window or len(xs) // 5) // 2
+    sums = np.concatenate([[0.0], np.cumsum(ys)])
+    lo = np.clip(np.arange(len(xs)) - half, 0, None)
+    hi = np.clip(np.arange(len(xs)) + half + 1, None, len(xs))
+    return xs.tolist(), ((sums[hi] - sums[lo]) / (hi - lo)).tolist()
+
+
+def _single_value(ax: Any, name: str, x: Sequence[float], y: Sequence[float], xlabel: str = "step") -> None:
+    """A series of one point is a number, not a plot: the value large, where it was measured small."""
+    ax.axis("off")
+    ax.text(0.5, 0.55, f"{float(y[0]):.4g}", ha="center", va="center", fontsize=22, transform=ax.transAxes)
+    ax.text(0.5, 0.2, f"{xlabel} {x[0]:g}", ha="center", va="center", fontsize=8, color="#666", transform=ax.transAxes)
+    ax.set_title(_label(name), fontsize=9)
+
+
 def line_panel(
     title: str,
     series: Mapping[str, Series],
@@ -68,6 +90,8 @@ def line_panel(
     width: float = WIDTH,
 ) -> str:
     """All series on one axes (for quantities on a common scale, e.g. rewards)."""
+    if all(len(x) == 1 for x, _ in series.values()):
+        return small_multiples(series, salt=salt, width=width)
     fig, (ax,) = _axes_grid(1, 1, 3.0, width)
     for i, (name, (x, y)) in enumerate(series.items()):
         marker = "." if len(x) < 30 else None
@@ -87,6 +111,9 @@ def small_multiples(series: Mapping[str, Series], *, salt: str, ncols: int = 3, 
     panel's caption in the page names the group."""
     fig, axes = _axes_grid(len(series), ncols, 2.2, width)
     for i, (ax, (name, (x, y))) in enumerate(zip(axes, series.items(), strict=True)):
+        if len(x) == 1:
+            _single_value(ax, name, x, y)
+            continue
         ax.plot(x, y, color=COLORS[i % len(COLORS)], lw=1.4, marker="." if len(x) < 30 else None)
         ax.set_title(_label(name), fontsize=9)
         ax.tick_params(labelsize=7)
@@ -102,22 +129,22 @@ def proxy_gold_panel(
     best_step: int | None = None,
     salt: str,
 ) -> str:
-    """Proxy and gold against ``sqrt(KL)`` (Gao et al. 2022's x-axis), warnings as vertical lines."""
+    """Proxy and gold against ``sqrt(KL)`` (Gao et al. 2022's x-axis): each evaluation a point, a moving
+    average through them (the KL of successive steps need not grow, so joining points in step order
+    would draw loops), warnings as vertical lines."""
     fig, (ax,) = _axes_grid(1, 1, 3.4)
     d = [math.sqrt(max(float(p["kl"]), 0.0)) for p in points]
     proxy = [p["proxy"] for p in points]
-    ax.plot(d, proxy, color=COLORS[0], lw=1.6, marker=".", label="proxy (reward model)")
+    ax.scatter(d, proxy, color=COLORS[0], s=14, alpha=0.7, label="proxy (reward model)")
+    if len(d) >= 3:
+        ax.plot(*smoothed(d, proxy), color=COLORS[0], lw=1.6, label="proxy, moving average")
     gold_idx = [i for i, p in enumerate(points) if p.get("gold") is not None]
     if gold_idx:
         ax2 = ax.twinx()
-        ax2.plot(
-            [d[i] for i in gold_idx],
-            [points[i]["gold"] for i in gold_idx],
-            color=COLORS[1],
-            lw=1.6,
-            marker=".",
-            label="gold",
-        )
+        gold_d, gold = [d[i] for i in gold_idx], [points[i]["gold"] for i in gold_idx]
+        ax2.scatter(gold_d, gold, color=COLORS[1], s=14, alpha=0.7, label="gold")
+        if len(gold_d) >= 3:
+            ax2.plot(*smoothed(gold_d, gold), color=COLORS[1], lw=1.6, label="gold, moving average")
         if fit is not None:
             grid = [max(d) * j / 100 for j in range(101)]
             fitted = fit.predict([g * g for g in grid])

@@ -30,7 +30,7 @@ import jinja2
 from rlhfkit.config import Config, require
 from rlhfkit.data.records import prompt_text
 from rlhfkit.eval import plots
-from rlhfkit.eval.hacking import gao_fit
+from rlhfkit.eval.hacking import describe_fit, gao_fit
 from rlhfkit.files import write_text_atomic
 
 REPORT_NAME = "report.html"
@@ -217,6 +217,7 @@ def _hacking_panels(hacking: Mapping[str, Any], tables: dict[str, Any]) -> list[
     gold = [p for p in points if p.get("gold") is not None]
     fit = gao_fit([p["kl"] for p in gold], [p["gold"] for p in gold]) if len(gold) >= 3 else None
     tables["gao_fit"], tables["best"] = fit, hacking.get("best")
+    tables["gao_text"] = describe_fit(fit, max(p["kl"] for p in gold)) if fit is not None else None
     svg = plots.proxy_gold_panel(
         points,
         warning_steps=[w["step"] for w in tables["warnings"]],

@@ -63,6 +63,9 @@ def wilson_interval(successes: float, n: int, confidence: float = 0.95) -> tuple
     ``(p + z^2/2n +- z sqrt(p(1-p)/n + z^2/4n^2)) / (1 + z^2/n)`` with ``z`` the two-sided normal
     quantile. Unlike the Wald interval it stays inside [0, 1] and is sensible at p = 0 or 1. Ties
     make ``successes`` a half-integer, which the formula accepts as is.
+
+    Hand-written, not ``scipy.stats.binomtest(k, n).proportion_ci(method="wilson")``: that takes an
+    integer k, and a tie counts half a win here. For whole k the two agree (tests/test_kept_libraries.py).
     """
     if n <= 0:
         raise ValueError(f"wilson_interval needs n > 0, got {n}")
@@ -83,12 +86,15 @@ def _wilson_ci(outcomes: np.ndarray, confidence: float, n_boot: int, rng: np.ran
 def _bootstrap_ci(
     outcomes: np.ndarray, confidence: float, n_boot: int, rng: np.random.Generator
 ) -> tuple[float, float]:
-    """Percentile bootstrap: resample the comparisons with replacement ``n_boot`` times."""
-    idx = rng.integers(0, len(outcomes), size=(n_boot, len(outcomes)))
-    means = outcomes[idx].mean(axis=1)
-    tail = (1.0 - confidence) / 2.0 * 100.0
-    low, high = np.percentile(means, [tail, 100.0 - tail])
-    return float(low), float(high)
+    """Percentile bootstrap of the mean outcome (``scipy.stats.bootstrap``, ``n_boot`` resamples)."""
+    from scipy.stats import bootstrap
+
+    if len(outcomes) < 2 or np.all(outcomes == outcomes[0]):  # nothing to resample: the interval is the point
+        return float(outcomes.mean()), float(outcomes.mean())
+    result = bootstrap(
+        (outcomes,), np.mean, confidence_level=confidence, n_resamples=n_boot, method="percentile", rng=rng
+    )
+    return float(result.confidence_interval.low), float(result.confidence_interval.high)
 
 
 CiMethod: TypeAlias = Literal["wilson", "bootstrap"]

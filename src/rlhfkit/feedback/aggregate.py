@@ -32,31 +32,24 @@ def bradley_terry(wins: np.ndarray, prior: float = BT_PRIOR, max_iter: int = 10_
     """Log-strengths (K,) of a Bradley-Terry model, centred to mean 0.
 
     `wins` (K, K): ``wins[i, j]`` = how often i was preferred to j (a tie adds 0.5 to each side).
-    Model: P(i beats j) = p_i / (p_i + p_j). MM update (Hunter 2004, eq. 3):
-    ``p_i <- W_i / sum_{j != i} n_ij / (p_i + p_j)`` with ``W_i`` the wins of i and ``n_ij`` the
-    comparisons of i and j; `prior` adds ``prior / 2`` wins each way to every pair.
+    Model: P(i beats j) = p_i / (p_i + p_j), fitted by maximum likelihood with `choix` (Maystre &
+    Grossglauser 2015, iterative Luce spectral ranking, which reaches the same maximum as Hunter's
+    2004 MM algorithm it replaced); `prior` adds ``prior / 2`` wins each way to every pair, so a
+    unanimous pair still has a finite gap.
     """
+    import choix
+
     wins = np.asarray(wins, dtype=float)
     size = wins.shape[0]
     if wins.shape != (size, size):
         raise ValueError(f"wins must be square (K, K), got {wins.shape}")
-    if size == 0:
-        return np.zeros(0)
+    if size < 2:
+        return np.zeros(size)
     w = wins + (prior / 2.0) * (1.0 - np.eye(size))
     np.fill_diagonal(w, 0.0)
-    total_wins = w.sum(axis=1)
-    games = w + w.T
-    p = np.ones(size)
-    for _ in range(max_iter):
-        denom = (games / (p[:, None] + p[None, :])).sum(axis=1)
-        new = np.where(denom > 0, total_wins / np.where(denom > 0, denom, 1.0), p)
-        new = np.maximum(new, 1e-300)
-        new /= np.exp(np.log(new).mean())
-        if np.max(np.abs(np.log(new) - np.log(p))) < tol:
-            p = new
-            break
-        p = new
-    scores = np.log(p)
+    if not (w + w.T)[~np.eye(size, dtype=bool)].all():  # without a prior, an unplayed pair has no MLE
+        raise ValueError("every pair needs a comparison (or a prior > 0) for the Bradley-Terry fit")
+    scores = np.asarray(choix.ilsr_pairwise_dense(w, max_iter=max_iter, tol=tol), dtype=float)
     return scores - scores.mean()
 
 

@@ -7,61 +7,25 @@ Krippendorff's alpha (Krippendorff 2011, "Computing Krippendorff's Alpha-Reliabi
 
 with the coincidence matrix ``o_ck = sum_u (pairs of values c, k in unit u) / (m_u - 1)`` over units
 holding ``m_u >= 2`` values, ``n_c = sum_k o_ck`` and ``n = sum_c n_c``. The difference function
-``d2`` encodes the level of measurement (one function per metric in `DIFFERENCES`).
+``d2`` encodes the level of measurement. The `krippendorff` package computes it (checked against the
+hand-written implementation it replaced, in tests/reference/).
 """
 
 from __future__ import annotations
 
+import math
 import statistics
 from collections import Counter
-from collections.abc import Callable, Hashable, Sequence
+from collections.abc import Hashable, Sequence
+from typing import Literal, get_args
 
+import krippendorff
 import numpy as np
 
-DifferenceFn = Callable[[np.ndarray, np.ndarray], np.ndarray]
-"""(sorted distinct values (V,), their pairable frequencies n_c (V,)) -> squared differences (V, V)."""
+AlphaMetric = Literal["nominal", "ordinal", "interval", "ratio"]
+"""Levels of measurement Krippendorff's alpha is computed at (the `krippendorff` package's names)."""
 
-
-def nominal_difference(values: np.ndarray, _counts: np.ndarray) -> np.ndarray:
-    """d2_ck = 0 if c == k else 1."""
-    size = len(values)
-    return 1.0 - np.eye(size)
-
-
-def interval_difference(values: np.ndarray, _counts: np.ndarray) -> np.ndarray:
-    """d2_ck = (c - k)^2."""
-    v = values.astype(float)
-    return (v[:, None] - v[None, :]) ** 2
-
-
-def ratio_difference(values: np.ndarray, _counts: np.ndarray) -> np.ndarray:
-    """d2_ck = ((c - k) / (c + k))^2 (0 when c = k = 0)."""
-    v = values.astype(float)
-    total = v[:, None] + v[None, :]
-    diff = v[:, None] - v[None, :]
-    with np.errstate(invalid="ignore", divide="ignore"):
-        out = np.where(total == 0, 0.0, (diff / np.where(total == 0, 1.0, total)) ** 2)
-    return out
-
-
-def ordinal_difference(_values: np.ndarray, counts: np.ndarray) -> np.ndarray:
-    """d2_ck = (sum_{g=c..k} n_g - (n_c + n_k) / 2)^2 over values in rank order."""
-    cumulative = np.concatenate([[0.0], np.cumsum(counts)])
-    size = len(counts)
-    c = np.arange(size)[:, None]
-    k = np.arange(size)[None, :]
-    low, high = np.minimum(c, k), np.maximum(c, k)
-    between = cumulative[high + 1] - cumulative[low]
-    return (between - (counts[c] + counts[k]) / 2.0) ** 2
-
-
-DIFFERENCES: dict[str, DifferenceFn] = {
-    "nominal": nominal_difference,
-    "ordinal": ordinal_difference,
-    "interval": interval_difference,
-    "ratio": ratio_difference,
-}
-"""Level of measurement -> difference function."""
+ALPHA_METRICS: tuple[AlphaMetric, ...] = get_args(AlphaMetric)
 
 
 def _sort_key(value: Hashable) -> tuple[int, float | str]:
@@ -71,47 +35,44 @@ def _sort_key(value: Hashable) -> tuple[int, float | str]:
     return (1, str(value))
 
 
-def coincidence_matrix(units: Sequence[Sequence[Hashable]]) -> tuple[list[Hashable], np.ndarray]:
-    """(sorted distinct pairable values, coincidence matrix o of shape (V, V)).
+def value_counts(units: Sequence[Sequence[Hashable]]) -> tuple[list[Hashable], np.ndarray]:
+    """(sorted distinct pairable values (V,), counts (U, V): how often each unit got each value).
 
     Each unit lists the values coders gave it (missing values simply absent); units with fewer than
-    two values are unpairable and ignored.
+    two values are unpairable and left out. Alpha depends on units only through these counts (the
+    coincidence matrix is built from them), so who gave which value is not needed.
     """
     pairable = [u for u in units if len(u) >= 2]
     values = sorted({v for u in pairable for v in u}, key=_sort_key)
     index = {v: i for i, v in enumerate(values)}
-    o = np.zeros((len(values), len(values)))
-    for unit in pairable:
-        counts = np.zeros(len(values))
+    counts = np.zeros((len(pairable), len(values)))
+    for row, unit in enumerate(pairable):
         for v in unit:
-            counts[index[v]] += 1
-        o += (np.outer(counts, counts) - np.diag(counts)) / (len(unit) - 1)
-    return values, o
+            counts[row, index[v]] += 1
+    return values, counts
 
 
 def krippendorff_alpha(units: Sequence[Sequence[Hashable]], metric: str = "nominal") -> float | None:
-    """Krippendorff's alpha of reliability data given unit by unit.
+    """Krippendorff's alpha of reliability data given unit by unit, computed by the `krippendorff`
+    package (Castro 2017) from the units' value counts.
 
     Returns None when alpha is undefined: no pairable unit, or no expected disagreement (every
     pairable value is the same, so agreement cannot be told apart from chance).
     """
-    try:
-        difference = DIFFERENCES[metric]
-    except KeyError:
-        raise ValueError(f"unknown metric {metric!r}; choose one of {sorted(DIFFERENCES)}") from None
-    values, o = coincidence_matrix(units)
-    if len(values) == 0:
+    level = next((m for m in ALPHA_METRICS if m == metric), None)
+    if level is None:
+        raise ValueError(f"unknown metric {metric!r}; choose one of {sorted(ALPHA_METRICS)}")
+    values, counts = value_counts(units)
+    if len(values) < 2:
         return None
-    n_c = o.sum(axis=1)
-    n = n_c.sum()
-    if metric != "nominal" and not all(isinstance(v, (int, float)) for v in values):
+    numeric = all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in values)
+    if metric != "nominal" and not numeric:
         raise ValueError(f"{metric} alpha needs numeric values")
-    d2 = difference(np.asarray(values, dtype=object if metric == "nominal" else float), n_c)
-    expected = float((np.outer(n_c, n_c) * d2).sum())
-    if expected == 0.0:
-        return None
-    observed = float((o * d2).sum())
-    return float(1.0 - (n - 1.0) * observed / expected)
+    # Nominal labels need not be numbers: the package reads them by position in the value domain.
+    domain = [float(v) for v in values] if metric != "nominal" else list(range(len(values)))  # type: ignore[arg-type]
+    with np.errstate(invalid="ignore", divide="ignore"):
+        alpha = float(krippendorff.alpha(value_counts=counts, value_domain=domain, level_of_measurement=level))
+    return None if math.isnan(alpha) else alpha
 
 
 def strict_majority(values: Sequence[Hashable]) -> Hashable | None:

@@ -18,6 +18,8 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Literal, TextIO
 
 from rlhfkit.config import Config, require
+from rlhfkit.config.packages import require_database_driver
+from rlhfkit.data.projects import redact_url
 from rlhfkit.feedback.errors import Invalid
 
 if TYPE_CHECKING:
@@ -26,7 +28,7 @@ if TYPE_CHECKING:
 DEFAULT_DB_URL = "sqlite:///rlhfkit-feedback.db"
 """Database used when neither --db nor $RLHFKIT_DB is given."""
 
-ExportFormat = Literal["pairs", "rankings", "ratings", "demos"]
+ExportFormat = Literal["pairs", "rankings", "ratings", "demos", "critiques", "harm"]
 """Record kinds a project exports (`rlhfkit.feedback.export.EXPORT_KINDS`)."""
 
 Aggregation = Literal["majority", "bradley-terry", "raw"]
@@ -62,6 +64,7 @@ class ServeConfig(Config):
     def __post_init__(self) -> None:
         super().__post_init__()
         require(bool(self.db), "db is required (a database URL)")
+        require_database_driver(self.db, f"db={redact_url(self.db)}")
         require(bool(self.host), "host is required")
         require(0 < self.port < 65536, f"port must be in 1..65535, got {self.port}")
         require(
@@ -88,7 +91,7 @@ def serve(cfg: ServeConfig) -> None:
     # database threads for whole switch intervals, which dominates tail latency.
     sys.setswitchinterval(0.0005)
     app = create_app(cfg.db, config=cfg.app_config())
-    print(f"rlhfkit feedback on http://{cfg.host}:{cfg.port}  (database {cfg.db})", flush=True)
+    print(f"rlhfkit feedback on http://{cfg.host}:{cfg.port}  (database {redact_url(cfg.db)})", flush=True)
     uvicorn.run(app, host=cfg.host, port=cfg.port, log_level="info", access_log=False)
 
 
@@ -108,6 +111,7 @@ class CreateUserConfig(Config):
         require(bool(self.name), "name is required (a login name)")
         require(self.role is not None, "role is required: admin or annotator")
         require(bool(self.db), "db is required (a database URL)")
+        require_database_driver(self.db, f"db={redact_url(self.db)}")
 
 
 def create_user(db_url: str, name: str, role: str, password: str) -> None:
@@ -125,7 +129,7 @@ def create_user_command(cfg: CreateUserConfig) -> str:
     """Read the password (never a config value, so it stays out of files and logs), create the account."""
     assert cfg.role is not None  # __post_init__ requires it
     create_user(cfg.db, cfg.name, cfg.role, read_password())
-    return f"created {cfg.role} {cfg.name!r} in {cfg.db}"
+    return f"created {cfg.role} {cfg.name!r} in {redact_url(cfg.db)}"
 
 
 def read_password(stdin: TextIO | None = None) -> str:
@@ -146,7 +150,8 @@ class ExportConfig(Config):
     project: str = ""
     """Project name."""
     format: ExportFormat | None = None
-    """Record kind to export: pairs, rankings, ratings or demos."""
+    """What to export: training records (pairs, rankings, ratings, demos), critiques ({prompt, response,
+    critique} rows) or harm (per-response harm labels); the formats are in rlhfkit.feedback.export."""
     output: str = ""
     """FILE.jsonl (or .json), or a directory for a Hugging Face dataset."""
     aggregate: Aggregation = "majority"
@@ -161,9 +166,10 @@ class ExportConfig(Config):
     def __post_init__(self) -> None:
         super().__post_init__()
         require(bool(self.project), "project is required (a project name)")
-        require(self.format is not None, "format is required: pairs, rankings, ratings or demos")
+        require(self.format is not None, "format is required: pairs, rankings, ratings, demos, critiques or harm")
         require(bool(self.output), "output is required (FILE.jsonl or a dataset directory)")
         require(bool(self.db), "db is required (a database URL)")
+        require_database_driver(self.db, f"db={redact_url(self.db)}")
 
 
 def export_project(
@@ -190,6 +196,10 @@ def export_project(
     store = FeedbackStore(db_url, migrate=False)
     try:
         rows = [r.to_json() for r in store.export_rows(project, fmt, aggregate)]  # type: ignore[arg-type]
+        if not rows:
+            raise Invalid(
+                f"nothing to export as {fmt} from project {project!r}: {store.export_empty_reason(project, fmt)}"
+            )
         count = WRITERS[container](rows, output)
         store.record_export(project, fmt, aggregate, count, None)
         return count

@@ -4,8 +4,11 @@ One JSON object per line. Accepted item shapes (``id``, ``task_type``, ``gold`` 
 optional everywhere):
 
 * ``{"prompt": P, "responses": ["...", "..."]}`` (``candidates`` is accepted as a synonym),
-* ``{"prompt": P, "chosen": "...", "rejected": "..."}`` (TRL pairs; becomes a pairwise item --
-  the display order is randomized per annotator anyway),
+* any preference row the trainers read (`rlhfkit.data.formats`): ``{"prompt": P, "chosen": "...",
+  "rejected": "..."}`` (TRL standard), TRL conversational rows (``"chosen": [{"role": "assistant",
+  "content": "..."}]`` after a conversation prompt, or whole conversations with the prompt implicit)
+  and HH-RLHF dialogues. Each becomes a pairwise item with the prompt and two replies the trainers
+  would train on (the display order is randomized per annotator anyway),
 * ``{"prompt": P}`` (no responses: a demonstration-writing task).
 
 ``P`` is plain text or a conversation ``[{"role": "user", "content": "..."}, ...]``. ``gold`` is the
@@ -80,17 +83,32 @@ def check_responses(responses: Any, limits: TextLimits) -> tuple[str, ...]:
     return tuple(responses)
 
 
+def _preference(obj: dict[str, Any], limits: TextLimits) -> tuple[Any, tuple[str, ...]]:
+    """A preference row read exactly as the trainers read it -> (prompt, (chosen, rejected))."""
+    from rlhfkit.data.errors import DataError
+    from rlhfkit.data.fields import RowContext
+    from rlhfkit.data.formats import parse_row
+    from rlhfkit.data.records import Comparison, Source
+
+    try:
+        record = parse_row(obj, "pairs", RowContext(Source("upload", 0)))
+    except DataError as e:
+        raise Invalid(f"field '{e.field}': {e.message}") from None
+    assert isinstance(record, Comparison)  # parse_row(..., "pairs") builds comparisons only
+    return check_prompt(record.prompt, limits), check_responses([record.chosen, record.rejected], limits)
+
+
 def item_from_json(obj: Any, limits: TextLimits) -> NewItem:
     """One JSONL object -> NewItem (raises Invalid/TooLarge with a message, without line number)."""
     if not isinstance(obj, dict):
         raise Invalid("each line must be a JSON object")
-    if "prompt" not in obj:
-        raise Invalid('missing "prompt"')
-    prompt = check_prompt(obj["prompt"], limits)
     if "chosen" in obj or "rejected" in obj:
-        responses = check_responses([obj.get("chosen"), obj.get("rejected")], limits)
+        prompt, responses = _preference(obj, limits)
         task_type = obj.get("task_type", "pairwise")
+    elif "prompt" not in obj:
+        raise Invalid('missing "prompt"')
     else:
+        prompt = check_prompt(obj["prompt"], limits)
         responses = check_responses(obj.get("responses", obj.get("candidates", [])), limits)
         task_type = obj.get("task_type")
     external_id = obj.get("id")

@@ -7,8 +7,10 @@ layer reads projects without importing the app.
 
 from __future__ import annotations
 
-from rlhfkit.data.projects import Aggregation
-from rlhfkit.data.records import Record, RecordKind
+from rlhfkit.data.errors import DataError
+from rlhfkit.data.projects import Aggregation, redact_url
+from rlhfkit.data.records import Comparison, Record, RecordKind
+from rlhfkit.feedback.export import JudgmentRow
 from rlhfkit.feedback.store import FeedbackStore
 
 
@@ -21,6 +23,16 @@ def project_records(url: str, project: str, kind: RecordKind, aggregate: Aggrega
     """
     store = FeedbackStore(url, migrate=False)
     try:
-        return [row.record for row in store.export_rows(project, kind, aggregate)]
+        records = [row.record for row in store.export_rows(project, kind, aggregate)]
     finally:
         store.close()
+    if kind == "pairs" and records and all(isinstance(r, Comparison) and r.tie for r in records):
+        raise DataError(
+            f"{redact_url(url)}#{project}",
+            0,
+            "tie",
+            f"every one of the project's {len(records)} pairs is a tie ({aggregate}): ties name no better "
+            "response, so there is nothing to learn (split votes tie under bradley-terry: try DBURL#PROJECT?aggregate=raw)",
+            reason="all ties",
+        )
+    return [r for r in records if not isinstance(r, JudgmentRow)]

@@ -30,7 +30,6 @@ from typing import Any
 from sqlalchemy import Connection, select
 
 from rlhfkit.data.projects import Aggregation
-from rlhfkit.data.records import RecordKind
 from rlhfkit.feedback import accounts, assignment, members, projects, throttle
 from rlhfkit.feedback.audit import list_events, record_event
 from rlhfkit.feedback.db import Database
@@ -46,7 +45,7 @@ from rlhfkit.feedback.entities import (
     UserView,
 )
 from rlhfkit.feedback.errors import NotFound, Unauthorized
-from rlhfkit.feedback.export import ExportRow, build_rows, load_answers
+from rlhfkit.feedback.export import ExportRow, build_rows, load_answers, why_empty
 from rlhfkit.feedback.importing import TextLimits, parse_items_jsonl
 from rlhfkit.feedback.qc import QCReport, compute_qc
 from rlhfkit.feedback.security import check_password_strength, hash_password
@@ -323,12 +322,18 @@ class FeedbackStore:
         with self.db.read() as s:
             return compute_qc(s, projects.get_project(s, project))
 
-    def export_rows(self, project: str, kind: RecordKind, aggregate: Aggregation = "majority") -> list[ExportRow]:
-        """Training records of a project (see `rlhfkit.feedback.export`)."""
+    def export_rows(self, project: str, kind: str, aggregate: Aggregation = "majority") -> list[ExportRow]:
+        """Training records (or critiques, harm labels) of a project (see `rlhfkit.feedback.export`)."""
         with self.db.read() as s:
             row = projects.get_project(s, project)
             answers = load_answers(s, row.id)
         return build_rows(answers, kind, aggregate)
+
+    def export_empty_reason(self, project: str, kind: str) -> str:
+        """Why `export_rows(project, kind)` is empty, in one sentence."""
+        with self.db.read() as s:
+            answers = load_answers(s, projects.get_project(s, project).id)
+        return why_empty(answers, kind)
 
     def record_export(self, project: str, kind: str, aggregate: str, rows: int, by_user: int | None) -> None:
         """Note an export in the audit log."""

@@ -7,14 +7,13 @@
 * K candidates per prompt become one item of the app's project (a K-way ranking or a pair),
   identical candidates dropped. Items are named ``rRR-NNNN`` (external ids), so the project's whole
   history stays traceable to rounds.
-* Gold items, for quality control, reuse candidates whose gold scores differ clearly: the known
-  answer is the gold order, so an annotator's gold accuracy measures how well they follow the gold.
+* Gold items, for quality control, reuse the candidates of a set whose gold scores differ clearly
+  (`clear_subset`): the known answer is their gold order, so an annotator's gold accuracy measures how well they follow the gold.
 """
 
 from __future__ import annotations
 
 import random
-from itertools import pairwise
 from pathlib import Path
 from typing import Any
 
@@ -114,33 +113,60 @@ def candidate_items(
     return items
 
 
+def gold_shortfall(asked: int, made: int, sets: int) -> str | None:
+    """Why a round has fewer gold items than `asked` (None when it has them all)."""
+    if made >= asked:
+        return None
+    return (
+        f"asked for {asked} gold items, made {made}: only {made} of {sets} candidate sets have two or more responses "
+        f"at least GOLD_GAP={GOLD_GAP} apart in gold score (a gold item's known answer must be clear); "
+        "more candidates (candidates.per_prompt, candidates.prompts_per_round) give more chances"
+    )
+
+
 def _gold_answer(task_type: str, order: list[int]) -> dict[str, Any]:
     """The known answer in the task type's payload, responses named by position."""
     return {"choice": order[0]} if task_type == "pairwise" else {"ranking": order}
 
 
+def clear_subset(scores: list[float]) -> list[int]:
+    """Indices of the responses whose gold order is clear, best first: walking down from the best,
+    each kept response scores at least `GOLD_GAP` below the last one kept.
+
+    A whole candidate set is rarely clear: eight sentiment scores in [-1, 1] cannot all be 0.3 apart
+    (seven gaps need 2.1), so the demo asked for gold items and got none. The clear subset can be."""
+    kept: list[int] = []
+    for i in sorted(range(len(scores)), key=lambda i: -scores[i]):
+        if not kept or scores[kept[-1]] - scores[i] >= GOLD_GAP:
+            kept.append(i)
+    return kept
+
+
 def gold_items(
     items: list[NewItem], gold: GoldScorer, n: int, round_index: int, task_type: str, seed: int
 ) -> list[NewItem]:
-    """Up to `n` gold items: copies of candidate sets whose gold scores are all `GOLD_GAP` apart."""
+    """Up to `n` gold items: each candidate set cut to its `clear_subset` (at least two responses, in their
+    original order; a pairwise item keeps both or is skipped), with the gold order as the known answer."""
     scored: list[tuple[NewItem, list[int]]] = []
     for item in items:
         scores = [gold(prompt_text(item.prompt), r) for r in item.responses]
-        order = sorted(range(len(scores)), key=lambda i: -scores[i])
-        gaps = [scores[a] - scores[b] for a, b in pairwise(order)]
-        if min(gaps) >= GOLD_GAP:
-            scored.append((item, order))
+        best_first = clear_subset(scores)
+        if len(best_first) >= 2 and (task_type != "pairwise" or len(best_first) == len(scores)):
+            scored.append((item, best_first))
     random.Random(seed * 31 + round_index).shuffle(scored)
-    return [
-        NewItem(
-            prompt=item.prompt,
-            responses=item.responses,
-            gold=_gold_answer(task_type, order),
-            external_id=f"r{round_index:02d}-gold-{i:03d}",
-            models=item.models,
+    out = []
+    for i, (item, best_first) in enumerate(scored[:n]):
+        keep = sorted(best_first)  # the responses in their original order; the answer names their positions
+        out.append(
+            NewItem(
+                prompt=item.prompt,
+                responses=tuple(item.responses[j] for j in keep),
+                gold=_gold_answer(task_type, [keep.index(j) for j in best_first]),
+                external_id=f"r{round_index:02d}-gold-{i:03d}",
+                models=tuple(item.models[j] for j in keep) if item.models else item.models,
+            )
         )
-        for i, (item, order) in enumerate(scored[:n])
-    ]
+    return out
 
 
 def items_to_json(items: list[NewItem]) -> list[dict[str, Any]]:

@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Literal
 
 from rlhfkit.config import VARIANTS, Config, require
+from rlhfkit.data.chat import ChatTemplate
 from rlhfkit.rollout.generate import SamplingConfig
 from rlhfkit.train.dpo.config import DPOSettings
 from rlhfkit.train.grpo.config import GRPOSettings, RLOOSettings
@@ -126,6 +127,9 @@ class RewardStage(RewardSettings):
     """The reward model retrained each round on all feedback so far (`rlhfkit.train.reward`); its
     data, kind, seed and progress come from the loop."""
 
+    chat_template: ChatTemplate = "always"
+    """As the trainer's, but 'always' here: the loop's policy samples from templated prompts (plain-text
+    prompts become one user turn), so its reward model must read them the same way."""
     model: str = ""
     """Trunk of the reward model ('' = the loop's initial policy, e.g. the SFT model)."""
     trunk_layers: int = 15
@@ -155,6 +159,9 @@ class DPOStage(DPOSettings):
 
     method: Literal["dpo"] = "dpo"
     """How the policy is optimized each round: 'ppo' or 'dpo' (Rafailov et al. 2023, on the exported pairs)."""
+    chat_template: ChatTemplate = "always"
+    """As the trainer's, but 'always' here: the loop's policy samples from templated prompts (plain-text
+    prompts become one user turn), so its DPO pairs must read them the same way."""
 
 
 @dataclass(frozen=True)

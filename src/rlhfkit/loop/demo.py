@@ -58,6 +58,7 @@ HUMAN_ACCOUNT = "annotator"
 
 
 DEMO_SFT = SFTSettings(
+    chat_template="always",  # the policy samples from templated prompts, so it learns from them
     max_steps=8,
     lr=5e-4,
     batch_size=4,

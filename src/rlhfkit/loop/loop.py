@@ -38,6 +38,7 @@ from rlhfkit.loop.annotators import make_panel
 from rlhfkit.loop.candidates import (
     candidate_items,
     gold_items,
+    gold_shortfall,
     items_from_json,
     items_to_json,
     load_prompts,
@@ -202,7 +203,10 @@ def stage_candidates(run: LoopRun, r: int, policy: str) -> dict[str, Any]:
         )
     path = round_dir(run.loop_dir, r) / "candidates.jsonl"
     write_jsonl(path, items_to_json(items + gold))
-    return {"items": len(items), "gold_items": len(gold), "file": str(path)}
+    note = gold_shortfall(cfg.feedback.gold_items, len(gold), len(items)) if run.gold is not None else None
+    if note:
+        log.warning("round %d: %s", r, note)
+    return {"items": len(items), "gold_items": len(gold), "file": str(path), **({"gold_note": note} if note else {})}
 
 
 def ensure_project(run: LoopRun) -> int:

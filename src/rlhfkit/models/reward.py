@@ -8,7 +8,8 @@ mean of the final hidden states over all real tokens instead (see `POOLINGS`).
 
 Saved directory (a normal model directory plus two files)::
 
-    config.json, model.safetensors, tokenizer*   the trunk as a causal LM (LoRA merged into it)
+    config.json, model.safetensors, tokenizer*   the trunk as a causal LM (LoRA merged into it), plus
+                              a transformers ``score`` head: it loads as a sequence classifier (`reward_hf`)
     reward_head.safetensors   "weight" (K, H) and "bias" (K,): raw_k = weight[k] . h + bias[k]
     reward.json               {"n_heads", "hidden_size", "loss", "base_model", "max_length",
                                "normalization": {"gain": [K], "bias": [K], "reference", "samples"}}
@@ -32,12 +33,13 @@ from safetensors.torch import load_file, save_file
 from torch import Tensor, nn
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
-from rlhfkit.data.chat import encode_pair
+from rlhfkit.data.chat import ChatTemplate, encode_pair
 from rlhfkit.data.collate import pad_right
 from rlhfkit.data.records import PromptText
 from rlhfkit.files import write_atomic, write_text_atomic
 from rlhfkit.models.lm import hidden_states
 from rlhfkit.models.loading import ModelLoadError, load_model
+from rlhfkit.models.reward_hf import tokenizer_for_saving, write_sequence_classifier
 from rlhfkit.models.saving import save_model_dir
 
 HEAD_FILE = "reward_head.safetensors"
@@ -93,6 +95,9 @@ class RewardMeta:
     """Gain and bias per head (empty tuples: identity)."""
     pooling: str = "last"
     """How the trunk's (B, T, H) states become the heads' (B, H) input: a name in `POOLINGS`."""
+    chat_template: ChatTemplate = "always"
+    """Which prompts went through the chat template in training, so scoring does the same (see
+    `rlhfkit.data.chat.TEMPLATE_RULES`; directories written before the choice existed read 'always')."""
 
     def to_json(self) -> dict:
         return {"format_version": 1, **asdict(self)}
@@ -113,6 +118,7 @@ class RewardMeta:
                 int(norm.get("samples", 0)),
             ),
             pooling=str(data.get("pooling", "last")),  # directories written before pooling existed read 'last'
+            chat_template=data.get("chat_template", "always"),
         )
 
 
@@ -272,37 +278,45 @@ class RewardModel(nn.Module):
         if len(prompts) != len(responses):
             raise ValueError(f"{len(prompts)} prompts but {len(responses)} responses")
         return [
-            encode_pair(self.tokenizer, p, r, max_length=self.meta.max_length).input_ids
+            encode_pair(
+                self.tokenizer, p, r, max_length=self.meta.max_length, chat_template=self.meta.chat_template
+            ).input_ids
             for p, r in zip(prompts, responses, strict=True)
         ]
 
     @torch.no_grad()
-    def batched_features(self, ids: list[list[int]], batch_size: int = 16) -> Tensor:
-        """(N, H) features of tokenized rows, batched by length (less padding), in input order."""
+    def batched_features(self, ids: list[list[int]], batch_size: int = 16, progress: bool = False) -> Tensor:
+        """(N, H) features of tokenized rows, batched by length (less padding), in input order; with
+        `progress`, a bar on stderr counts the sequences (tqdm: it comes with transformers)."""
+        from tqdm.auto import tqdm
+
         out = torch.zeros(len(ids), self.meta.hidden_size)
         order = sorted(range(len(ids)), key=lambda i: -len(ids[i]))
         pad = self.tokenizer.pad_token_id
-        for start in range(0, len(order), batch_size):
-            chunk = order[start : start + batch_size]
-            rows = [ids[i] for i in chunk]
-            input_ids = pad_right(rows, pad).to(self.device)
-            mask = pad_right([[1] * len(r) for r in rows], 0).to(self.device)
-            out[chunk] = self.features(input_ids, mask).float().cpu()
+        with tqdm(total=len(ids), desc="scoring", unit="seq", disable=not progress) as bar:
+            for start in range(0, len(order), batch_size):
+                chunk = order[start : start + batch_size]
+                rows = [ids[i] for i in chunk]
+                mask = pad_right([[1] * len(r) for r in rows], 0).to(self.device)
+                out[chunk] = self.features(pad_right(rows, pad).to(self.device), mask).float().cpu()
+                bar.update(len(chunk))
         return out
 
     @torch.no_grad()
-    def raw_scores(self, ids: list[list[int]], batch_size: int = 16) -> Tensor:
+    def raw_scores(self, ids: list[list[int]], batch_size: int = 16, progress: bool = False) -> Tensor:
         """(N, K) raw head outputs of tokenized rows, in input order."""
         was_training = self.training
         self.eval()
-        raw = self.head(self.batched_features(ids, batch_size).to(self.device)).float().cpu()
+        raw = self.head(self.batched_features(ids, batch_size, progress).to(self.device)).float().cpu()
         self.train(was_training)
         return raw
 
     @torch.no_grad()
-    def score(self, prompts: list[PromptText], responses: list[str], batch_size: int = 16) -> RewardScores:
+    def score(
+        self, prompts: list[PromptText], responses: list[str], batch_size: int = 16, progress: bool = False
+    ) -> RewardScores:
         """Normalized rewards of (prompt, response) rows: mean (B,), std (B,) or None, per head (B, K)."""
-        raw = self.raw_scores(self.encode(prompts, responses), batch_size)
+        raw = self.raw_scores(self.encode(prompts, responses), batch_size, progress)
         return scores_from_heads(self.normalize(raw))
 
 
@@ -315,6 +329,7 @@ def build_reward_model(
     device: str | torch.device = "cpu",
     seed: int = 0,
     pooling: str = "last",
+    chat_template: ChatTemplate = "always",
 ) -> RewardModel:
     """A fresh reward model on MODEL's trunk with K newly initialized heads (seeded)."""
     if pooling not in POOLINGS:
@@ -330,14 +345,21 @@ def build_reward_model(
         max_length=max_length,
         normalization=Normalization((1.0,) * n_heads, (0.0,) * n_heads),
         pooling=pooling,
+        chat_template=chat_template,
     )
     return RewardModel(loaded.model, loaded.tokenizer, head, meta)
 
 
 def save_reward_model(model: RewardModel, out_dir: str | Path) -> Path:
-    """Write the trunk (a normal model dir), ``reward_head.safetensors`` and ``reward.json`` into `out_dir`."""
+    """Write the trunk with a transformers ``score`` head (see `reward_hf`), ``reward_head.safetensors`` and
+    ``reward.json`` into `out_dir`."""
     out = Path(out_dir)
-    save_model_dir(model.backbone, model.tokenizer, out)
+    tokenizer = tokenizer_for_saving(model.tokenizer)  # pad != EOS, so transformers pools the EOS rlhfkit reads
+    save_model_dir(model.backbone, tokenizer, out)
+    head = model.head
+    write_sequence_classifier(
+        out, head.weight, head.bias, model.norm_gain, model.norm_bias, model.meta.pooling, tokenizer.pad_token_id
+    )
     tensors = {
         "weight": model.head.weight.detach().float().cpu().contiguous(),
         "bias": model.head.bias.detach().float().cpu().contiguous(),

@@ -28,7 +28,6 @@ import importlib.util
 import inspect
 import math
 import sys
-import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -156,6 +155,10 @@ def vader_sentiment(prompts: list[PromptText], responses: list[str]) -> list[flo
 # --- HTTP endpoints ---------------------------------------------------------------------------
 
 
+class TransientError(Exception):
+    """A failed request that the same request may yet pass (connection error, timeout, 5xx, 429)."""
+
+
 @dataclass
 class HTTPReward:
     """A reward served elsewhere: ``POST {"prompts", "responses"} -> {"scores"[, "std"]}``.
@@ -174,36 +177,44 @@ class HTTPReward:
     backoff: float = 0.5
     """First wait between attempts, in seconds; doubled after each retry."""
 
-    def _post(self, payload: dict[str, Any]) -> dict[str, Any]:
+    def _attempt(self, payload: dict[str, Any]) -> dict[str, Any]:
+        """One POST: the body, a `TransientError` worth retrying, or a `RewardError` that is final."""
         import httpx
 
-        last_error = ""
-        for attempt in range(self.retries + 1):
-            if attempt:
-                time.sleep(self.backoff * 2 ** (attempt - 1))
-            try:
-                answer = httpx.post(self.url, json=payload, timeout=self.timeout)
-            except httpx.HTTPError as e:  # connection refused, timeout, DNS ...
-                last_error = f"{type(e).__name__}: {e}"
-                continue
-            if answer.status_code >= 500 or answer.status_code == 429:
-                last_error = f"HTTP {answer.status_code}"
-                continue
-            if answer.status_code >= 400:
-                raise RewardError(
-                    f"reward endpoint {self.url} refused the request: HTTP {answer.status_code} {answer.text[:200]}"
-                )
-            try:
-                body = answer.json()
-            except ValueError:
-                raise RewardError(f"reward endpoint {self.url} did not answer JSON: {answer.text[:200]!r}") from None
-            if not isinstance(body, dict) or "scores" not in body:
-                raise RewardError(f"reward endpoint {self.url} answered without a 'scores' list: {str(body)[:200]}")
-            return body
-        raise RewardError(
-            f"reward endpoint {self.url} failed after {self.retries + 1} attempts (last error: {last_error}); "
-            f"the step was not trained"
+        try:
+            answer = httpx.post(self.url, json=payload, timeout=self.timeout)
+        except httpx.HTTPError as e:  # connection refused, timeout, DNS ...
+            raise TransientError(f"{type(e).__name__}: {e}") from None
+        if answer.status_code >= 500 or answer.status_code == 429:
+            raise TransientError(f"HTTP {answer.status_code}")
+        if answer.status_code >= 400:
+            raise RewardError(
+                f"reward endpoint {self.url} refused the request: HTTP {answer.status_code} {answer.text[:200]}"
+            )
+        try:
+            body = answer.json()
+        except ValueError:
+            raise RewardError(f"reward endpoint {self.url} did not answer JSON: {answer.text[:200]!r}") from None
+        if not isinstance(body, dict) or "scores" not in body:
+            raise RewardError(f"reward endpoint {self.url} answered without a 'scores' list: {str(body)[:200]}")
+        return body
+
+    def _post(self, payload: dict[str, Any]) -> dict[str, Any]:
+        """`_attempt` retried by `tenacity`: ``backoff * 2**(n - 1)`` seconds after the n-th failure."""
+        from tenacity import RetryError, Retrying, retry_if_exception_type, stop_after_attempt, wait_exponential
+
+        retrying = Retrying(
+            stop=stop_after_attempt(self.retries + 1),
+            wait=wait_exponential(multiplier=self.backoff, exp_base=2),
+            retry=retry_if_exception_type(TransientError),
         )
+        try:
+            return retrying(self._attempt, payload)
+        except RetryError as e:
+            raise RewardError(
+                f"reward endpoint {self.url} failed after {self.retries + 1} attempts (last error: "
+                f"{e.last_attempt.exception()}); the step was not trained"
+            ) from None
 
     def __call__(self, prompts: list[PromptText], responses: list[str]) -> RewardOutput:
         body = self._post({"prompts": list(prompts), "responses": list(responses)})

@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Literal
 
 from rlhfkit.config import Config, require
+from rlhfkit.config.packages import require_package
 
 Schedule = Literal["cosine", "linear", "constant"]
 """The keys of `rlhfkit.train.optim.SCHEDULES`, as a type for config fields."""
@@ -75,6 +76,9 @@ class TrainSettings(Config):
         require(self.dtype in ("auto", "bf16", "fp32"), f"dtype must be auto, bf16 or fp32, got {self.dtype!r}")
         require(self.log_every > 0 and self.console_every >= 0, "log_every must be positive, console_every >= 0")
         require(self.save_every >= 0 and self.eval_every >= 0, "save_every and eval_every must be >= 0")
+        for sink in self.report_to:
+            if sink == "wandb":
+                require_package("wandb", "report_to=wandb")
 
 
 @dataclass(frozen=True)

@@ -2,35 +2,55 @@
 
 from __future__ import annotations
 
-import math
+import warnings
 from collections.abc import Callable
 from typing import Any
 
 import torch
+import transformers
+from torch.optim.lr_scheduler import LambdaLR
 
 from rlhfkit.config import require
 from rlhfkit.train.config import TrainSettings
 
 
-def _cosine(step: int, warmup: int, total: int) -> float:
-    if step < warmup:
-        return (step + 1) / (warmup + 1)
-    progress = min(1.0, (step - warmup) / max(1, total - warmup))
-    return 0.1 + 0.9 * 0.5 * (1.0 + math.cos(math.pi * progress))
+def _cosine(opt: torch.optim.Optimizer, warmup: int, total: int) -> LambdaLR:
+    """Cosine from lr to 10% of lr (transformers' cosine schedule with a minimum)."""
+    return transformers.get_cosine_with_min_lr_schedule_with_warmup(opt, warmup, total, min_lr_rate=0.1)
 
 
-def _linear(step: int, warmup: int, total: int) -> float:
-    if step < warmup:
-        return (step + 1) / (warmup + 1)
-    return max(0.0, 1.0 - (step - warmup) / max(1, total - warmup))
+def _linear(opt: torch.optim.Optimizer, warmup: int, total: int) -> LambdaLR:
+    return transformers.get_linear_schedule_with_warmup(opt, warmup, total)
 
 
-def _constant(step: int, warmup: int, total: int) -> float:
-    return (step + 1) / (warmup + 1) if step < warmup else 1.0
+def _constant(opt: torch.optim.Optimizer, warmup: int, total: int) -> LambdaLR:
+    return transformers.get_constant_schedule_with_warmup(opt, warmup)
 
 
-SCHEDULES: dict[str, Callable[[int, int, int], float]] = {"cosine": _cosine, "linear": _linear, "constant": _constant}
-"""Learning-rate multipliers by name: f(step, warmup_steps, max_steps) -> factor of lr."""
+SCHEDULES: dict[str, Callable[[torch.optim.Optimizer, int, int], LambdaLR]] = {
+    "cosine": _cosine,
+    "linear": _linear,
+    "constant": _constant,
+}
+"""Learning-rate schedules by name: ``fn(optimizer, warmup, total) -> LambdaLR`` from `transformers`."""
+
+
+def make_schedule(opt: torch.optim.Optimizer, name: str, warmup_steps: int, max_steps: int) -> LambdaLR:
+    """The schedule `name`, shifted one step so that the first update already has a learning rate.
+
+    transformers' warm-up is ``step / warmup``, which is 0 at step 0: a wasted first update. Built with
+    one more warm-up and total step and started at step 1, the factor at update s is
+    ``(s + 1) / (warmup + 1)`` during warm-up and the unshifted decay after it (``(s - warmup) /
+    (total - warmup)`` of the way through), the schedule rlhfkit had before it used transformers.
+    """
+    for group in opt.param_groups:
+        group.setdefault("initial_lr", group["lr"])  # LambdaLR with last_epoch >= 0 resumes from these
+    sched = SCHEDULES[name](opt, warmup_steps + 1, max_steps + 1)
+    sched.last_epoch = 0  # the builders start at -1 and step once: restart them one step later
+    with warnings.catch_warnings():  # this step moves the schedule, not training: no optimizer step is due
+        warnings.filterwarnings("ignore", message="Detected call of `lr_scheduler.step", category=UserWarning)
+        sched.step()
+    return sched
 
 
 def make_optimizer(params: list[torch.nn.Parameter], cfg: TrainSettings) -> tuple[torch.optim.Optimizer, Any]:
@@ -49,9 +69,7 @@ def make_optimizer(params: list[torch.nn.Parameter], cfg: TrainSettings) -> tupl
     opt = torch.optim.AdamW(
         [g for g in groups if g["params"]], lr=cfg.lr, betas=(0.9, 0.95), eps=1e-8, fused=fused or None
     )
-    fn = SCHEDULES[cfg.schedule]
-    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: fn(s, cfg.warmup_steps, cfg.max_steps))
-    return opt, sched
+    return opt, make_schedule(opt, cfg.schedule, cfg.warmup_steps, cfg.max_steps)
 
 
 def scheduler_state(sched: Any) -> dict[str, Any]:

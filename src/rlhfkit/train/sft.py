@@ -15,7 +15,7 @@ from typing import Literal, NamedTuple, cast
 import torch
 
 from rlhfkit.config import require
-from rlhfkit.data.chat import encode_pair
+from rlhfkit.data.chat import ChatTemplate, describe_templating, encode_pair
 from rlhfkit.data.collate import collate_lm
 from rlhfkit.data.records import Demonstration, Record
 from rlhfkit.data.sampler import BatchStream
@@ -48,6 +48,9 @@ class SFTSettings(TrainSettings):
     """Skip malformed rows (and report how many and why) instead of failing on the first."""
     max_length: int = 512
     """Maximum tokens of prompt + response; prompts are cut from the left, then responses from the right."""
+    chat_template: ChatTemplate = "auto"
+    """Which prompts go through the tokenizer's chat template: 'auto' (TRL's rule: conversational prompts are
+    templated, plain-text prompts used as text), 'always' (a plain prompt becomes one user turn) or 'never'."""
     group_by_length: bool = True
     """Batch rows of similar length together to cut padding (the order stays seeded)."""
     lora: LoRAConfig | None = None
@@ -95,10 +98,12 @@ class SFTConfig(SFTSettings, TrainConfig):
         return f"SFT of {self.model}"
 
 
-def _encode(tokenizer, records: list[Demonstration], max_length: int) -> tuple[list[list[int]], list[list[int]], int]:
+def _encode(
+    tokenizer, records: list[Demonstration], max_length: int, chat_template: ChatTemplate
+) -> tuple[list[list[int]], list[list[int]], int]:
     ids, labels, truncated = [], [], 0
     for rec in records:
-        enc = encode_pair(tokenizer, rec.prompt, rec.response, max_length=max_length)
+        enc = encode_pair(tokenizer, rec.prompt, rec.response, max_length=max_length, chat_template=chat_template)
         ids.append(enc.input_ids)
         labels.append(enc.labels)
         truncated += enc.prompt_truncated
@@ -119,8 +124,9 @@ class Demos(NamedTuple):
 def encode_demos(tokenizer, train: list[Record], held: list[Record], cfg: SFTConfig) -> Demos:
     """Tokenize every demonstration once (prompts cut from the left to fit `max_length`). The records
     were loaded as kind "demos", so every one is a `Demonstration`."""
-    ids, labels, cut = _encode(tokenizer, cast(list[Demonstration], train), cfg.max_length)
-    eval_ids, eval_labels, _ = _encode(tokenizer, cast(list[Demonstration], held), cfg.max_length)
+    log.info(describe_templating([r.prompt for r in cast(list[Demonstration], train)], cfg.chat_template))
+    ids, labels, cut = _encode(tokenizer, cast(list[Demonstration], train), cfg.max_length, cfg.chat_template)
+    eval_ids, eval_labels, _ = _encode(tokenizer, cast(list[Demonstration], held), cfg.max_length, cfg.chat_template)
     if cut:
         log.info("%d prompts were longer than the limit and were cut from the left", cut)
     pad, size = tokenizer.pad_token_id, cfg.batch_size

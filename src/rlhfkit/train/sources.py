@@ -10,7 +10,7 @@ from __future__ import annotations
 from typing import Protocol
 
 from rlhfkit.data.loaders import load_records, split_records
-from rlhfkit.data.projects import parse_project_ref, read_project_records
+from rlhfkit.data.projects import parse_project_ref, read_project_records, redact_url
 from rlhfkit.data.records import Record, RecordKind
 from rlhfkit.train.run import log
 
@@ -20,7 +20,8 @@ def load_training_records(spec: str, kind: RecordKind, *, skip_invalid: bool = F
     ref = parse_project_ref(spec)
     if ref is not None:
         records = read_project_records(ref, kind)
-        log.info("%d %s from project %r in %s", len(records), kind, ref.project, ref.url)
+        where = redact_url(ref.url)
+        log.info("%d %s from project %r in %s (aggregate=%s)", len(records), kind, ref.project, where, ref.aggregate)
     else:
         result = load_records(spec, kind, skip_invalid=skip_invalid)
         records = result.records

@@ -33,7 +33,7 @@ from safetensors.torch import save_file
 from torch import Tensor, nn
 from transformers import PreTrainedTokenizerBase
 
-from rlhfkit.data.chat import encode_prompt
+from rlhfkit.data.chat import ChatTemplate, encode_prompt
 from rlhfkit.data.collate import pack_shared_prefix
 from rlhfkit.data.records import Comparison, PromptText, Ranking, Record
 from rlhfkit.files import write_atomic
@@ -77,6 +77,20 @@ def record_texts(records: Sequence[Record]) -> tuple[list[tuple[PromptText, tupl
     return out, ties
 
 
+def given_reference_logps(records: Sequence[Record]) -> Tensor | None:
+    """(n_responses,) reference log-probs the data carries (TRL's ``ref_chosen_logps`` / ``ref_rejected_logps``),
+    in the flat response order of `record_texts`; None unless every comparison that trains has them."""
+    values: list[float] = []
+    for rec in records:
+        if isinstance(rec, Comparison) and rec.tie:
+            continue  # dropped by record_texts
+        ref = rec.ref_logps if isinstance(rec, Comparison) else None
+        if ref is None:
+            return None
+        values.extend(ref)
+    return torch.tensor(values, dtype=torch.float32)
+
+
 def encode_group(
     tokenizer: PreTrainedTokenizerBase,
     prompt: PromptText,
@@ -84,6 +98,7 @@ def encode_group(
     *,
     max_length: int,
     max_prompt_length: int,
+    chat_template: ChatTemplate = "always",
 ) -> PreferenceGroup:
     """Tokenize a prompt once and each response + EOS, so that prompt + any response <= `max_length`.
 
@@ -91,7 +106,7 @@ def encode_group(
     response keeps the very same prompt tokens: only when the longest response would not fit is the
     prompt cut from the left to `max_prompt_length`, then responses are cut from the right.
     """
-    prompt_ids, _ = encode_prompt(tokenizer, prompt)
+    prompt_ids, _ = encode_prompt(tokenizer, prompt, chat_template=chat_template)
     eos = tokenizer.eos_token_id
     encoded = [tokenizer(r, add_special_tokens=False)["input_ids"] + [eos] for r in responses]
     truncated = False

@@ -14,6 +14,7 @@ from rlhfkit.algorithms.dpo_losses import (
 )
 from rlhfkit.algorithms.kl import KLEstimatorName
 from rlhfkit.config import require
+from rlhfkit.data.chat import ChatTemplate
 from rlhfkit.models.adapters import LoRAConfig
 from rlhfkit.train.config import TrainConfig, TrainSettings
 from rlhfkit.train.dpo.batches import Layout
@@ -50,8 +51,12 @@ class DPOSettings(TrainSettings):
     or 'rows' (one row per prompt+response, all concatenated along the batch). Same log-probs; packed does less work."""
     max_length: int = 512
     """Maximum tokens of prompt + one response."""
-    max_prompt_length: int = 256
-    """When prompt + the longest response exceed `max_length`, the prompt is cut from the left to this many tokens."""
+    max_prompt_length: int | None = None
+    """When prompt + the longest response exceed `max_length`, the prompt is cut from the left to this many tokens
+    (unset: half of `max_length`, so setting `max_length` alone is enough)."""
+    chat_template: ChatTemplate = "auto"
+    """Which prompts go through the tokenizer's chat template: 'auto' (TRL's rule: conversational prompts are
+    templated, plain-text prompts used as text), 'always' (a plain prompt becomes one user turn) or 'never'."""
     group_by_length: bool = True
     """Batch groups of similar length together to cut padding (the order stays seeded)."""
     lora: LoRAConfig | None = None
@@ -95,7 +100,10 @@ class DPOSettings(TrainSettings):
             "rankings_as=plackett_luce is the K-way form of the sigmoid (DPO) loss; set loss=sigmoid",
         )
         require(self.max_length >= 8, "max_length must be at least 8")
-        require(0 < self.max_prompt_length < self.max_length, "max_prompt_length must be in (0, max_length)")
+        require(
+            self.max_prompt_length is None or 0 < self.max_prompt_length < self.max_length,
+            f"max_prompt_length must be in (0, max_length={self.max_length}); unset it to use half of max_length",
+        )
         require(self.freeze_layers >= 0, "freeze_layers must be >= 0")
         require(
             not (self.lora is not None and self.freeze_layers),
@@ -103,6 +111,11 @@ class DPOSettings(TrainSettings):
         )
         require(self.ref_batch_size > 0 and self.eval_batches > 0, "ref_batch_size and eval_batches must be positive")
         require(self.kl_prompts >= 0 and self.kl_max_new_tokens > 0, "kl_prompts >= 0 and kl_max_new_tokens > 0")
+
+    @property
+    def prompt_limit(self) -> int:
+        """Tokens a prompt is cut to when a group does not fit `max_length`."""
+        return self.max_prompt_length if self.max_prompt_length is not None else self.max_length // 2
 
     def hyperparameters(self) -> dict[str, float]:
         """The variant's hyper-parameters that are set, as keyword arguments of the loss."""

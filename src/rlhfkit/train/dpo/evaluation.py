@@ -85,7 +85,7 @@ def sampled_kl(
     scfg = SamplingConfig(
         max_new_tokens=cfg.kl_max_new_tokens,
         temperature=1.0,
-        max_prompt_length=cfg.max_prompt_length,
+        max_prompt_length=cfg.prompt_limit,
         batch_size=len(prompts),
     )
     out = sample(policy, tokenizer, prompts, scfg, generator_seed=seed)

@@ -18,6 +18,7 @@ from typing import Any, NamedTuple
 from torch import Tensor, nn
 
 from rlhfkit.algorithms.dpo_losses import REFERENCE_FREE_LOSSES
+from rlhfkit.data.chat import describe_templating
 from rlhfkit.data.records import PromptText, prompt_text
 from rlhfkit.data.sampler import BatchStream
 from rlhfkit.models.adapters import (
@@ -33,6 +34,7 @@ from rlhfkit.train.dpo.batches import (
     encode_group,
     fingerprint,
     gather_responses,
+    given_reference_logps,
     load_reference_cache,
     record_texts,
     response_logps,
@@ -63,7 +65,14 @@ def _encode(tokenizer, records: list, cfg: DPOConfig) -> tuple[list[PreferenceGr
     if ties:
         log.info("dropped %d ties: a tie names no better response", ties)
     groups = [
-        encode_group(tokenizer, p, r, max_length=cfg.max_length, max_prompt_length=cfg.max_prompt_length)
+        encode_group(
+            tokenizer,
+            p,
+            r,
+            max_length=cfg.max_length,
+            max_prompt_length=cfg.prompt_limit,
+            chat_template=cfg.chat_template,
+        )
         for p, r in texts
     ]
     cut = sum(g.prompt_truncated for g in groups)
@@ -87,6 +96,7 @@ class Preferences(NamedTuple):
 
 def encode_preferences(tokenizer, train_recs: list, eval_recs: list, cfg: DPOConfig) -> Preferences:
     """Tokenize every group once; batch the held-out ones and pick the KL prompts."""
+    log.info(describe_templating([r.prompt for r in train_recs], cfg.chat_template))
     train, _ = _encode(tokenizer, train_recs, cfg)
     held, held_prompts = _encode(tokenizer, eval_recs, cfg)
     if not train:
@@ -98,11 +108,21 @@ def encode_preferences(tokenizer, train_recs: list, eval_recs: list, cfg: DPOCon
 
 
 def reference_logps(
-    cfg: DPOConfig, model: nn.Module, engine: Engine, run_dir: Path, splits: dict[str, list[PreferenceGroup]], pad: int
+    cfg: DPOConfig,
+    model: nn.Module,
+    engine: Engine,
+    run_dir: Path,
+    splits: dict[str, list[PreferenceGroup]],
+    pad: int,
+    given: dict[str, Tensor | None],
 ) -> dict[str, Tensor] | None:
-    """Reference log-probs of every response, from the cache or from one pass over the data."""
+    """Reference log-probs of every response: the data's own (TRL's precomputed columns, when every row of
+    every split has them), else from the cache or from one pass over the data."""
     if cfg.loss in REFERENCE_FREE_LOSSES:
         return None
+    if all(v is not None for v in given.values()):
+        log.info("reference log-probs read from the data (ref_chosen_logps / ref_rejected_logps): no reference pass")
+        return {name: v for name, v in given.items() if v is not None}
     path = run_dir / REFERENCE_CACHE
     key = fingerprint(cfg.model, str(engine.compute_dtype), splits)
     cached = load_reference_cache(path, key)
@@ -168,7 +188,8 @@ def dpo(cfg: DPOConfig) -> Path:
     model = choose_trainable(loaded.model, cfg.lora, cfg.freeze_layers)
 
     # 3. Reference log-probs, once, from the weights before any update (and before a checkpoint loads).
-    reference = reference_logps(cfg, model, run.engine, run.dir, {"train": train, "eval": data.held}, pad)
+    given = {"train": given_reference_logps(train_recs), "eval": given_reference_logps(eval_recs)}
+    reference = reference_logps(cfg, model, run.engine, run.dir, {"train": train, "eval": data.held}, pad, given)
     train_ref, eval_ref = (reference["train"], reference["eval"]) if reference else (None, None)
 
     # 4. Optimizer, resume from the newest checkpoint, engine.

@@ -7,6 +7,7 @@ from typing import Literal
 
 from rlhfkit.algorithms.reward_losses import PairwiseLossName, RankingLossName, RatingLossName
 from rlhfkit.config import require
+from rlhfkit.data.chat import ChatTemplate
 from rlhfkit.models.adapters import LoRAConfig
 from rlhfkit.models.reward import Pooling
 from rlhfkit.rollout.generate import SamplingConfig
@@ -26,6 +27,9 @@ class RewardSettings(TrainSettings):
     """Skip (and report) invalid rows, e.g. pairs with identical chosen and rejected, instead of failing."""
     max_length: int = 512
     """Longest prompt + response in tokens; prompts are cut from the left, then responses from the right."""
+    chat_template: ChatTemplate = "auto"
+    """Which prompts go through the tokenizer's chat template: 'auto' (TRL's rule: conversational prompts are
+    templated, plain-text prompts used as text), 'always' (a plain prompt becomes one user turn) or 'never'."""
     group_by_length: bool = True
     """Batch examples of similar length together to cut padding (the order stays seeded)."""
     layout: Layout = "packed"

@@ -19,7 +19,7 @@ import torch
 from torch import Tensor
 from transformers import PreTrainedTokenizerBase
 
-from rlhfkit.data.chat import encode_pair
+from rlhfkit.data.chat import ChatTemplate, encode_pair
 from rlhfkit.data.collate import pack_shared_prefix, pad_right
 from rlhfkit.data.errors import DataError
 from rlhfkit.data.formats import detect_format
@@ -105,7 +105,9 @@ EXAMPLE_BUILDERS: dict[type, Callable[..., RewardExample]] = {Comparison: _pair,
 """Record type -> its example (records of other types cannot train a reward model)."""
 
 
-def encode_records(tokenizer: PreTrainedTokenizerBase, records: list[Record], max_length: int) -> RewardData:
+def encode_records(
+    tokenizer: PreTrainedTokenizerBase, records: list[Record], max_length: int, chat_template: ChatTemplate = "always"
+) -> RewardData:
     """Tokenize `records` into examples over deduplicated sequences."""
     index: dict[tuple[str, str], int] = {}
     prompt_ids: dict[str, int] = {}
@@ -114,7 +116,7 @@ def encode_records(tokenizer: PreTrainedTokenizerBase, records: list[Record], ma
     def intern(prompt: PromptText, response: str) -> int:
         key = (prompt_key(prompt), response)
         if key not in index:
-            enc = encode_pair(tokenizer, prompt, response, max_length=max_length)
+            enc = encode_pair(tokenizer, prompt, response, max_length=max_length, chat_template=chat_template)
             index[key] = len(data.sequences)
             data.sequences.append(enc.input_ids)
             data.response_lengths.append(len(enc.response_ids))

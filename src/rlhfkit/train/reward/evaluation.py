@@ -143,9 +143,11 @@ def pair_metrics(raw: Tensor, normalized: Tensor, pairs: list[EvalPair], respons
     return out
 
 
-def evaluate_reward_model(model: RewardModel, data: RewardData, batch_size: int = 16) -> dict[str, Any]:
+def evaluate_reward_model(
+    model: RewardModel, data: RewardData, batch_size: int = 16, progress: bool = False
+) -> dict[str, Any]:
     """Score every sequence of `data` once and compute the pair metrics."""
-    raw = model.raw_scores(data.sequences, batch_size)
+    raw = model.raw_scores(data.sequences, batch_size, progress)
     return pair_metrics(raw, model.normalize(raw), eval_pairs(data), data.response_lengths)
 
 
@@ -165,6 +167,8 @@ class RewardEvalConfig(Config):
     """Sequences per forward pass."""
     json: bool = False
     """Print JSON instead of a table."""
+    progress: bool = True
+    """Show a progress bar (on stderr) while scoring."""
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -174,12 +178,17 @@ class RewardEvalConfig(Config):
 
 
 def evaluate_source(
-    model: RewardModel, data: str, kind: str = "auto", skip_invalid: bool = False, batch_size: int = 16
+    model: RewardModel,
+    data: str,
+    kind: str = "auto",
+    skip_invalid: bool = False,
+    batch_size: int = 16,
+    progress: bool = False,
 ) -> dict[str, Any]:
     """`rlhfkit reward eval`: metrics of a reward model on every judgment of a data source."""
     records = load_reward_records(data, kind, skip_invalid)
-    encoded = encode_records(model.tokenizer, records, model.meta.max_length)
-    return evaluate_reward_model(model, encoded, batch_size)
+    encoded = encode_records(model.tokenizer, records, model.meta.max_length, model.meta.chat_template)
+    return evaluate_reward_model(model, encoded, batch_size, progress)
 
 
 def format_metrics(metrics: dict[str, Any]) -> str:
@@ -257,6 +266,8 @@ class RewardScoreConfig(Config):
     """JSONL file the scored rows go to."""
     batch_size: int = 16
     """Sequences per forward pass."""
+    progress: bool = True
+    """Show a progress bar (on stderr) while scoring."""
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -266,7 +277,9 @@ class RewardScoreConfig(Config):
         require(self.batch_size >= 1, "batch_size must be at least 1")
 
 
-def score_file(model: RewardModel, data: str | Path, output: str | Path, batch_size: int = 16) -> int:
+def score_file(
+    model: RewardModel, data: str | Path, output: str | Path, batch_size: int = 16, progress: bool = False
+) -> int:
     """Add scores to every row of a JSONL file and write them to `output`; returns the row count.
 
     Rows with a ``response`` get ``score``; pairs get ``chosen_score``/``rejected_score``; rankings a
@@ -287,7 +300,7 @@ def score_file(model: RewardModel, data: str | Path, output: str | Path, batch_s
         responses.extend(texts)
     if not rows:
         raise DataError(str(path), 0, "<source>", "no rows to score", reason="empty source")
-    scores = model.score(prompts, responses, batch_size=batch_size)
+    scores = model.score(prompts, responses, batch_size=batch_size, progress=progress)
     out = [
         {**row, **ROW_SCORERS[type(rec)][1](scores, span)} for row, rec, span in zip(rows, records, spans, strict=True)
     ]

@@ -19,9 +19,11 @@ import random
 from collections import Counter
 from dataclasses import replace
 from pathlib import Path
+from typing import Any
 
 import torch
 
+from rlhfkit.data.chat import describe_templating
 from rlhfkit.data.records import Comparison, Record
 from rlhfkit.data.sampler import BatchStream
 from rlhfkit.files import write_text_atomic
@@ -198,6 +200,12 @@ def fit_normalization(model: RewardModel, cfg: RewardConfig, records: list[Recor
     )
 
 
+def _model_settings(cfg: RewardConfig) -> dict[str, Any]:
+    """The settings of `cfg` that shape the reward model itself (`build_reward_model`'s keywords)."""
+    keys = ("n_heads", "max_length", "seed", "pooling", "chat_template")
+    return {key: getattr(cfg, key) for key in keys}
+
+
 def train_reward_model(cfg: RewardConfig) -> Path:
     """Train; returns the run directory, which is also the reward model's directory."""
     run = Run(cfg, "reward", HEADLINE)
@@ -205,9 +213,7 @@ def train_reward_model(cfg: RewardConfig) -> Path:
     # 1. Data: load, hold out whole prompts, tokenize every distinct sequence once.
     train_recs, eval_recs = _load_split(cfg)
     train_recs = _drop_ties(train_recs, cfg.pairwise_loss)
-    core = build_reward_model(
-        cfg.model, n_heads=cfg.n_heads, max_length=cfg.max_length, device=run.device, seed=cfg.seed, pooling=cfg.pooling
-    )
+    core = build_reward_model(cfg.model, device=run.device, **_model_settings(cfg))
     data, held = _encode(core, cfg, train_recs, eval_recs)
     stream = BatchStream(data.example_lengths(), cfg.batch_size, cfg.seed, cfg.group_by_length)
     weights = bootstrap_weights(len(data.examples), cfg.n_heads, cfg.seed, cfg.bootstrap)
@@ -278,11 +284,12 @@ def _encode(
     core: RewardModel, cfg: RewardConfig, train: list[Record], held: list[Record]
 ) -> tuple[RewardData, RewardData]:
     """Every distinct sequence tokenized once; the model's metadata names the loss it trains with."""
-    data = encode_records(core.tokenizer, train, cfg.max_length)
+    log.info(describe_templating([r.prompt for r in train], cfg.chat_template))
+    data = encode_records(core.tokenizer, train, cfg.max_length, cfg.chat_template)
     if data.truncated:
         log.info("%d sequences had their prompt cut from the left to fit max_length=%d", data.truncated, cfg.max_length)
     core.meta = replace(core.meta, loss=_loss_name(cfg, data))
-    return data, encode_records(core.tokenizer, held, cfg.max_length)
+    return data, encode_records(core.tokenizer, held, cfg.max_length, cfg.chat_template)
 
 
 def _loss(cfg: RewardConfig, data: RewardData, device: torch.device) -> tuple[LossParams, ObjectiveSpec]:
