@@ -36,6 +36,7 @@ EXPECTED = {
     "export",
     "loop",
     "eval",
+    "judge",
     "demo",
 }
 
@@ -51,6 +52,7 @@ SAMPLES: dict[str, tuple[list[str], dict[str, Any], dict[str, Any]]] = {
     "loop": ([], {"prompts": "p.jsonl"}, {"output": "loop-dir"}),
     "eval": ([], {"judge": "gold:sentiment", "policy": "a", "baseline": "b"}, {"prompts": "p.jsonl"}),
     "demo": ([], {"output": "demo-dir"}, {"serve": True}),
+    "judge": ([], {"project": "p", "judge": "tiny"}, {"limit": 3}),
 }
 """Non-training rows -> (positional arguments, values in a --config file, key=value overrides)."""
 
