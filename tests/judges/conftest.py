@@ -1,6 +1,7 @@
 """A deterministic OpenAI-compatible chat-completions server on loopback, for the HTTP judge's tests.
 
-It prefers the response whose text holds "good" (or always the first shown, when `biased`), answers
+It prefers the response whose text holds "good", else the longest (or always the first shown, when
+`biased`), answers
 ``"Answer: X"`` with the first token's top log-probs (unless `logprobs` is off), and can fail the
 next `fail_next` requests with `fail_status`, or wait `delay_s` before answering.
 """
@@ -37,7 +38,9 @@ def pick(content: str, biased: bool) -> str:
     shown = re.findall(r"Response ([A-Z]):\n(.*?)(?=\n\nResponse [A-Z]:|\n\n|$)", content, re.S)
     if biased or not shown:
         return "A"
-    return next((letter for letter, text in shown if "good" in text), shown[0][0])
+    good = [letter for letter, text in shown if "good" in text]
+    # Otherwise the longest response (the first shown among equals): content decides, not position.
+    return good[0] if good else max(shown, key=lambda s: len(s[1]))[0]
 
 
 def reply(body: dict[str, Any], b: Behaviour) -> dict[str, Any]:
