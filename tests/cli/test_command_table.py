@@ -37,6 +37,7 @@ EXPECTED = {
     "loop",
     "eval",
     "judge",
+    "cai",
     "demo",
 }
 
@@ -53,6 +54,7 @@ SAMPLES: dict[str, tuple[list[str], dict[str, Any], dict[str, Any]]] = {
     "eval": ([], {"judge": "gold:sentiment", "policy": "a", "baseline": "b"}, {"prompts": "p.jsonl"}),
     "demo": ([], {"output": "demo-dir"}, {"serve": True}),
     "judge": ([], {"project": "p", "judge": "tiny"}, {"limit": 3}),
+    "cai": ([], {"prompts": "p.jsonl"}, {"output": "cai-dir"}),
 }
 """Non-training rows -> (positional arguments, values in a --config file, key=value overrides)."""
 

@@ -22,6 +22,7 @@ CONFIG_CLASSES = {
     "ppo": "rlhfkit.train.ppo:PPOConfig",
     "loop": "rlhfkit.loop.config:LoopConfig",
     "generate": "rlhfkit.rollout.candidates:GenerateConfig",
+    "cai": "rlhfkit.loop.cai.config:CAIConfig",
 }
 
 

@@ -184,6 +184,13 @@ COMMANDS: tuple[Command, ...] = (
         (Flag("db"), Flag("project", required=True), Flag("judge", required=True), Flag("output"), Flag("limit")),
     ),
     Command(
+        ("cai",),
+        "Constitutional AI: critiques and revisions, SFT, AI preferences, then DPO or reward model and PPO",
+        "rlhfkit.loop.cai.config:CAIConfig",
+        "rlhfkit.loop.cai.run:cai",
+        (Flag("output"),),
+    ),
+    Command(
         ("eval",),
         "win rate of a policy against a baseline (judge rm:DIR, gold:NAME or app:DBURL#PROJECT)",
         "rlhfkit.eval.compare:CompareConfig",
