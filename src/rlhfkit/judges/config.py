@@ -28,6 +28,9 @@ class JudgeSettings(Config):
     """Verdicts from option-token log-probs where available ('auto'), only log-probs, or only the text."""
     on_flip: FlipRule = "tie"
     """A pairwise question whose two orders disagree becomes a 'tie' or stays 'unlabelled' (given back)."""
+    criterion: str = ""
+    """What the judge is asked to prefer, e.g. 'Which review is more positive?' ('' = more helpful, honest
+    and harmless)."""
     templates: str = ""
     """YAML file overriding the question templates ('' = the defaults of rlhfkit.judges.templates)."""
     max_requests: int = 0

@@ -102,34 +102,38 @@ Verdict = tuple[dict[str, Any] | None, bool | None, dict[str, Any]]
 """(payload or None = unlabelled, flipped or None = not a both-orders question, detail)."""
 
 
-def _pairwise(asker: Asker, templates: Templates, task: TaskView, on_flip: FlipRule) -> Verdict:
+def _pairwise(asker: Asker, templates: Templates, task: TaskView, on_flip: FlipRule, criterion: str) -> Verdict:
     first, second = sorted(task.responses, key=lambda r: r.id)  # canonical order; the judge asks both
-    v = judge_pair(asker, templates, prompt_text(task.prompt), first.text, second.text, on_flip=on_flip)
+    v = judge_pair(
+        asker, templates, prompt_text(task.prompt), first.text, second.text, on_flip=on_flip, principle=criterion
+    )
     choice = {"first": first.id, "second": second.id, "tie": "tie", None: None}[v.label]
     detail = {"p_forward": v.p_forward, "p_reverse": v.p_reverse, "p_first": v.p_first}
     return (None if choice is None else {"choice": choice}), v.flipped, detail
 
 
-def _ranking(asker: Asker, templates: Templates, task: TaskView, on_flip: FlipRule) -> Verdict:
+def _ranking(asker: Asker, templates: Templates, task: TaskView, on_flip: FlipRule, criterion: str) -> Verdict:
     shown = sorted(task.responses, key=lambda r: r.id)
-    v = judge_ranking(asker, templates, prompt_text(task.prompt), [r.text for r in shown])
+    v = judge_ranking(asker, templates, prompt_text(task.prompt), [r.text for r in shown], criterion)
     payload = None if v.flipped and on_flip == "unlabelled" else {"ranking": [shown[i].id for i in v.order]}
     return payload, v.flipped, {"p_best": list(v.p_best)}
 
 
-def _likert(asker: Asker, templates: Templates, task: TaskView, on_flip: FlipRule) -> Verdict:
-    ratings = {str(r.id): judge_rating(asker, templates, prompt_text(task.prompt), r.text) for r in task.responses}
+def _likert(asker: Asker, templates: Templates, task: TaskView, on_flip: FlipRule, criterion: str) -> Verdict:
+    text = prompt_text(task.prompt)
+    ratings = {str(r.id): judge_rating(asker, templates, text, r.text, criterion) for r in task.responses}
     if any(v is None for v in ratings.values()):
         return None, None, {"ratings": ratings}  # unreadable: no made-up rating
     return {"ratings": {rid: {"overall": v} for rid, v in ratings.items()}}, None, {}
 
 
-ANSWERERS: dict[str, Callable[[Asker, Templates, TaskView, FlipRule], Verdict]] = {
+ANSWERERS: dict[str, Callable[[Asker, Templates, TaskView, FlipRule, str], Verdict]] = {
     "pairwise": _pairwise,
     "ranking": _ranking,
     "likert": _likert,
 }
-"""Task type -> how the judge answers it (other task types are given back)."""
+"""Task type -> ``fn(asker, templates, task, on_flip, criterion)``: how the judge answers it (other task
+types are given back)."""
 
 
 def run_judge(
@@ -142,6 +146,7 @@ def run_judge(
     on_flip: FlipRule,
     run_dir: Path | None = None,
     limit: int = 0,
+    criterion: str = "",
 ) -> JudgeRun:
     """Answer the AI account's open tasks in `project` until none is left (or `limit`, or the budget)."""
     user_id, _ = ensure_account(store, account, role="ai")
@@ -159,7 +164,7 @@ def run_judge(
             continue
         started = time.monotonic()
         try:
-            payload, flipped, detail = answer(asker, templates, task, on_flip)
+            payload, flipped, detail = answer(asker, templates, task, on_flip, criterion)
         except BudgetExhausted as err:
             run.stopped = str(err)  # the held task's lock expires; a later run (with a budget) picks it up
             break
@@ -208,6 +213,7 @@ def judge_command(cfg: JudgeCommandConfig) -> str:
             on_flip=cfg.on_flip,
             run_dir=run_dir,
             limit=cfg.limit,
+            criterion=cfg.criterion,
         )
     finally:
         store.close()

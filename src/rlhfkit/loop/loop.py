@@ -292,6 +292,7 @@ def _ai_feedback(run: LoopRun) -> dict[str, Any]:
         account=AI_ACCOUNT,
         on_flip=settings.on_flip,
         run_dir=run.loop_dir / "judge",
+        criterion=settings.criterion,
     )
     return {
         "ai_judgments": result.submitted,
