@@ -49,8 +49,12 @@ def reply(body: dict[str, Any], b: Behaviour) -> dict[str, Any]:
     choice: dict[str, Any] = {"index": 0, "message": {"role": "assistant", "content": f"Answer: {letter}"}}
     if b.logprobs and body.get("logprobs"):
         other = "B" if letter == "A" else "A"
-        top = [{"token": letter, "logprob": math.log(0.8)}, {"token": other, "logprob": math.log(0.15)}]
-        choice["logprobs"] = {"content": [{"token": letter, "logprob": math.log(0.8), "top_logprobs": top}]}
+        top = [{"token": " " + letter, "logprob": math.log(0.8)}, {"token": " " + other, "logprob": math.log(0.15)}]
+        verdict = {"token": " " + letter, "logprob": math.log(0.8), "top_logprobs": top}
+        # Token by token, as servers report it: the verdict is the third token of "Answer: X".
+        choice["logprobs"] = {
+            "content": [{"token": "Answer", "logprob": -0.01}, {"token": ":", "logprob": 0.0}, verdict]
+        }
     return {"id": "x", "object": "chat.completion", "model": body["model"], "choices": [choice]}
 
 

@@ -76,3 +76,24 @@ def test_key_comes_from_the_environment_only(fake_server: tuple[Any, str], monke
     monkeypatch.delenv("FAKE_JUDGE_KEY")
     with pytest.raises(JudgeHTTPError, match="FAKE_JUDGE_KEY is not set"):
         judge.answer([{"role": "user", "content": "x"}], ("A", "B"))
+
+
+def test_option_logprobs_read_at_the_verdict_token() -> None:
+    from rlhfkit.judges.http import option_logprobs
+
+    choice = {
+        "logprobs": {
+            "content": [
+                {"token": "I", "logprob": -0.1, "top_logprobs": [{"token": "I", "logprob": -0.1}]},
+                {"token": " pick", "logprob": -0.2},
+                {
+                    "token": " B",
+                    "logprob": -0.3,
+                    "top_logprobs": [{"token": " B", "logprob": -0.3}, "junk", {"token": " A"}],
+                },
+            ]
+        }
+    }
+    assert option_logprobs(choice, ("A", "B")) == {" B": -0.3}  # "I" is no option; malformed alternatives skipped
+    assert option_logprobs({"logprobs": None}, ("A", "B")) is None
+    assert option_logprobs({"logprobs": {"content": [{"token": "C", "logprob": 0.0}]}}, ("A", "B")) is None

@@ -23,7 +23,7 @@ class Answer(NamedTuple):
     text: str
     """The answer text."""
     logprobs: dict[str, float] | None
-    """First answer token -> log-probability, for the tokens the judge reports (None: not available)."""
+    """Candidate tokens at the answer's verdict position -> log-probability (None: not available)."""
 
 
 class Judge(Protocol):

@@ -1,8 +1,8 @@
 """A judge behind an OpenAI-compatible chat-completions endpoint (vLLM, llama.cpp server, Ollama, a hosted API).
 
 ``POST {url}/chat/completions`` with ``temperature: 0`` and, when asked, ``logprobs: true`` and
-``top_logprobs``; the verdict then comes from the first answer token's alternatives, else from the
-text. Transient failures (connection errors, timeouts, 408/409/429 and 5xx answers) are retried with
+``top_logprobs``; the verdict then comes from the alternatives at the first answer token that names an
+option, else from the text. Transient failures (connection errors, timeouts, 408/409/429 and 5xx answers) are retried with
 exponential backoff by ``tenacity``; any other 4xx is the caller's mistake and fails at once. The API
 key is read from the environment variable the config names, sent as a bearer token and never logged
 or stored (the cache key holds the URL and model, not the key).
@@ -43,18 +43,21 @@ def api_key(env_var: str) -> str | None:
     return key
 
 
-def first_token_logprobs(choice: dict[str, Any]) -> dict[str, float] | None:
-    """Token -> log-prob of the first generated token's alternatives, from an OpenAI ``choices[0]``."""
-    content = (choice.get("logprobs") or {}).get("content") or []
-    if not content:
-        return None
-    first = content[0]
-    alternatives = first.get("top_logprobs") or [{"token": first.get("token", ""), "logprob": first.get("logprob")}]
-    out: dict[str, float] = {}
-    for alt in alternatives:
-        if isinstance(alt, dict) and isinstance(alt.get("token"), str) and isinstance(alt.get("logprob"), int | float):
-            out[alt["token"]] = max(out.get(alt["token"], -float("inf")), float(alt["logprob"]))
-    return out or None
+def option_logprobs(choice: dict[str, Any], options: tuple[str, ...]) -> dict[str, float] | None:
+    """Token -> log-prob of the alternatives at the first generated token that names an option, from an
+    OpenAI ``choices[0]`` (an answer may begin "Answer: B": the verdict is at the third token)."""
+    wanted = {o.lower() for o in options}
+    for position in (choice.get("logprobs") or {}).get("content") or []:
+        if not isinstance(position, dict) or str(position.get("token", "")).strip().lower() not in wanted:
+            continue
+        alternatives = position.get("top_logprobs") or [position]
+        out: dict[str, float] = {}
+        for alt in alternatives:
+            token, lp = (alt.get("token"), alt.get("logprob")) if isinstance(alt, dict) else (None, None)
+            if isinstance(token, str) and isinstance(lp, int | float):
+                out[token] = max(out.get(token, -float("inf")), float(lp))
+        return out or None
+    return None
 
 
 @dataclass
@@ -123,4 +126,4 @@ class HTTPJudge:
             raise JudgeHTTPError(f"{self.url}: {type(err).__name__} after {self.attempts} tries") from None
         choice = data["choices"][0]
         text = (choice.get("message") or {}).get("content") or ""
-        return Answer(text=str(text), logprobs=first_token_logprobs(choice))
+        return Answer(text=str(text), logprobs=option_logprobs(choice, options))
