@@ -63,4 +63,6 @@ def test_mixed_feedback_panel_and_judge_share_items(tmp_path: Path, fake_server:
     qc = {a.name: a for a in store.qc_report(cfg.feedback.project).annotators}
     assert qc[AI_ACCOUNT].role == "ai" and qc[AI_ACCOUNT].flip_questions == 4 and qc[AI_ACCOUNT].flip_rate is not None
     store.close()
-    assert (out / "judge" / "judge-cache.sqlite").exists() and (out / "report.html").exists()
+    assert (out / "judge" / "judge-cache.sqlite").exists()
+    report = (out / "report.html").read_text()
+    assert f"{AI_ACCOUNT} (AI judge; order flips" in report and "without the AI judges" in report
