@@ -37,19 +37,22 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     p.add_argument("part", choices=("agreement", "loop"))
     p.add_argument("--output", type=Path, default=Path("/tmp/rlhfkit-aif"))
     p.add_argument("--prompts", type=int, default=64, help="agreement: prompts (items)")
+    p.add_argument(
+        "--model", default="smollm2", help="agreement: the model that writes and judges ('tiny' for a smoke run)"
+    )
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--override", action="append", default=[], help="loop: extra demo key=value")
     return p.parse_args(argv)
 
 
-def _items(n: int, seed: int) -> list[tuple[str, str, str]]:
+def _items(model: str, n: int, seed: int) -> list[tuple[str, str, str]]:
     from rlhfkit.data.fixtures import fixture_path
     from rlhfkit.loop.candidates import load_prompts
     from rlhfkit.models.loading import load_model
     from rlhfkit.rollout.generate import SamplingConfig, sample_texts
 
     prompts = [p for p in load_prompts(str(fixture_path("sentiment_prompts.jsonl"))) if isinstance(p, str)][:n]
-    loaded = load_model("smollm2")
+    loaded = load_model(model)
     texts = sample_texts(
         loaded.model,
         loaded.tokenizer,
@@ -61,7 +64,7 @@ def _items(n: int, seed: int) -> list[tuple[str, str, str]]:
     return [(p, a, b) for p, (a, b) in zip(prompts, texts, strict=True) if a.strip() != b.strip()]
 
 
-def agreement(out: Path, n: int, seed: int) -> dict[str, Any]:
+def agreement(out: Path, n: int, seed: int, model: str = "smollm2") -> dict[str, Any]:
     from collections import Counter
 
     from rlhfkit.eval.gold import resolve_gold
@@ -73,7 +76,7 @@ def agreement(out: Path, n: int, seed: int) -> dict[str, Any]:
     from rlhfkit.loop.panel_feedback import run_panel
 
     out.mkdir(parents=True, exist_ok=True)
-    items = _items(n, seed)
+    items = _items(model, n, seed)
     gold = resolve_gold("sentiment")
     store = FeedbackStore(f"sqlite:///{out / 'feedback.db'}")
     store.create_project(ProjectSpec(name="aif", task_type="pairwise", overlap=6))
@@ -81,7 +84,7 @@ def agreement(out: Path, n: int, seed: int) -> dict[str, Any]:
         "aif", [NewItem(prompt=p, responses=(a, b), external_id=str(i)) for i, (p, a, b) in enumerate(items)]
     )
     run_panel(store, "aif", make_panel(gold, n_members=5, careless_share=0.2, temperature=0.1, seed=seed), seed=seed)
-    settings = JudgeSettings(judge="smollm2", on_flip="tie", criterion=CRITERION)
+    settings = JudgeSettings(judge=model, on_flip="tie", criterion=CRITERION)
     asker = build_asker(settings, out / "judge")
     judged = run_judge(
         store,
@@ -100,16 +103,27 @@ def agreement(out: Path, n: int, seed: int) -> dict[str, Any]:
         choice = j["payload"]["choice"]
         label = choice if choice in ("tie", "both_bad") else ("first", "second")[refs.index(choice)]
         side[j["item_id"]]["judge" if j["annotator"] == "ai-smollm2" else "panel"].append(label)
+    verdicts = {v["item_id"]: v for v in map(json.loads, (out / "judge" / "verdicts.jsonl").read_text().splitlines())}
     rows = []
     for item_id, (p, a, b) in zip(ids, items, strict=True):
         diff = gold(p, a) - gold(p, b)
         g = "tie" if abs(diff) < TIE_EPS else ("first" if diff > 0 else "second")
         votes = Counter(side[item_id]["panel"]).most_common()
         majority = votes[0][0] if votes and (len(votes) == 1 or votes[0][1] > votes[1][1]) else "split"
-        rows.append({"gold": g, "panel": majority, "judge": (side[item_id]["judge"] or ["none"])[0]})
+        # The side of the mean P(first) over both orders, flips or not: is any signal left under the bias?
+        mean_side = "first" if verdicts[item_id]["p_first"] > 0.5 else "second"
+        rows.append(
+            {"gold": g, "panel": majority, "judge": (side[item_id]["judge"] or ["none"])[0], "mean_p": mean_side}
+        )
+    forward = [v["p_forward"] for v in verdicts.values()]
+    reverse = [v["p_reverse"] for v in verdicts.values()]
+    position = {
+        "mean_p_first_when_shown_first": sum(forward) / len(forward),
+        "mean_p_first_when_shown_second": sum(reverse) / len(reverse),
+    }
     qc = store.qc_report("aif")
     store.close()
-    return summarize(rows, qc, judged, asker)
+    return summarize(rows, qc, judged, asker) | {"position": position}
 
 
 def _agree(rows: list[dict[str, str]], x: str, y: str) -> dict[str, Any]:
@@ -131,6 +145,7 @@ def summarize(rows: list[dict[str, str]], qc: Any, judged: Any, asker: Any) -> d
         "judge_vs_gold": _agree(rows, "judge", "gold"),
         "judge_vs_panel_majority": _agree(rows, "judge", "panel"),
         "panel_majority_vs_gold": _agree(rows, "panel", "gold"),
+        "judge_mean_probability_vs_gold": _agree(rows, "mean_p", "gold"),
         "judge_flip_rate": judged.flip_rate,
         "judge_questions": judged.questions,
         "qc_judge_agreement_with_majority": judge_row.agreement,
@@ -196,7 +211,7 @@ def main(argv: list[str]) -> None:
 
             cpu0, t0 = os.times(), time.perf_counter()
             busy0 = __import__("psutil").cpu_times()
-            result = agreement(args.output / "agreement", args.prompts, args.seed)
+            result = agreement(args.output / "agreement", args.prompts, args.seed, args.model)
             wall = time.perf_counter() - t0
             busy1 = __import__("psutil").cpu_times()
             mine = (os.times().user - cpu0.user) + (os.times().system - cpu0.system)
