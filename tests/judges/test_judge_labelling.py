@@ -97,3 +97,22 @@ def test_flips_left_unlabelled_show_in_qc(tmp_path: Path, fake_server: tuple[Any
     assert "4 judgments" in judge_command(tie)
     assert {r.to_json().get("tie") for r in store.export_rows("p", "pairs")} == {True}
     store.close()
+
+
+def test_judge_gold_accuracy_in_qc(tmp_path: Path, fake_server: tuple[Any, str]) -> None:
+    _, url = fake_server
+    store = FeedbackStore(f"sqlite:///{tmp_path / 'f.db'}")
+    store.create_project(ProjectSpec(name="g", task_type="pairwise", overlap=1, gold_rate=0.5))
+    # Gold items: the known answer is the "good" response for 0 and 2, and (wrongly for the judge) "no" for 4.
+    gold = [
+        NewItem(prompt=f"G{i}?", responses=(f"a good answer {i}", f"no {i}"), gold={"choice": 0 if i < 4 else 1})
+        for i in (0, 2, 4)
+    ]
+    store.add_items(
+        "g", [*gold, *(NewItem(prompt=f"Q{i}?", responses=(f"a good one {i}", f"no {i}")) for i in range(3))]
+    )
+    run = run_judge(store, "g", Asker(HTTPJudge(url, "fake-model")), load_templates(), account="ai-g", on_flip="tie")
+    row = store.qc_report("g").annotators[0]
+    assert run.submitted == row.judgments == 6 and row.gold_judgments == 3
+    assert row.gold_accuracy == pytest.approx(2 / 3)
+    store.close()
