@@ -116,3 +116,16 @@ def test_judge_gold_accuracy_in_qc(tmp_path: Path, fake_server: tuple[Any, str])
     assert run.submitted == row.judgments == 6 and row.gold_judgments == 3
     assert row.gold_accuracy == pytest.approx(2 / 3)
     store.close()
+
+
+def test_cli_reports_an_unreachable_judge_in_one_line(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from rlhfkit.cli import main
+
+    db = f"sqlite:///{tmp_path / 'f.db'}"
+    store = FeedbackStore(db)
+    _project(store, overlap=1, n=1)
+    store.close()
+    args = ["judge", "--db", db, "--project", "p", "--judge", "http://127.0.0.1:9/v1", "--output", str(tmp_path / "r")]
+    assert main([*args, "model=x", "attempts=2", "timeout_s=1"]) == 2
+    err = capsys.readouterr().err
+    assert "ConnectError after 2 tries" in err and "Traceback" not in err

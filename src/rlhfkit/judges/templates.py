@@ -16,6 +16,8 @@ from typing import Literal
 
 import yaml
 
+from rlhfkit.config import ConfigError
+
 QuestionKind = Literal["pairwise", "ranking", "rating"]
 """The questions a judge is asked."""
 
@@ -70,7 +72,7 @@ class Templates:
 
 def letters(count: int) -> tuple[str, ...]:
     if not 2 <= count <= 26:
-        raise ValueError(f"a question compares 2 to 26 responses, got {count}")
+        raise ConfigError(f"a question compares 2 to 26 responses, got {count}")
     return tuple(chr(ord("A") + i) for i in range(count))
 
 
@@ -82,15 +84,18 @@ def load_templates(path: str = "") -> Templates:
     """The default templates, with the keys a YAML file sets replaced (unknown keys are an error)."""
     values = dict(DEFAULT_TEMPLATES)
     if path:
-        data = yaml.safe_load(Path(path).read_text(encoding="utf-8")) or {}
+        try:
+            data = yaml.safe_load(Path(path).read_text(encoding="utf-8")) or {}
+        except yaml.YAMLError as err:
+            raise ConfigError(f"{path}: not valid YAML: {err}") from None
         if not isinstance(data, dict):
-            raise ValueError(f"{path}: a template file is a mapping of {sorted(DEFAULT_TEMPLATES)} to text")
+            raise ConfigError(f"{path}: a template file is a mapping of {sorted(DEFAULT_TEMPLATES)} to text")
         unknown = sorted(set(data) - set(DEFAULT_TEMPLATES))
         if unknown:
-            raise ValueError(f"{path}: unknown template keys {unknown}; known: {sorted(DEFAULT_TEMPLATES)}")
+            raise ConfigError(f"{path}: unknown template keys {unknown}; known: {sorted(DEFAULT_TEMPLATES)}")
         for key, text in data.items():
             if not isinstance(text, str):
-                raise ValueError(f"{path}: {key} must be text")
+                raise ConfigError(f"{path}: {key} must be text")
             values[key] = text
     templates = Templates(**values)
     kinds: tuple[QuestionKind, ...] = ("pairwise", "ranking", "rating")
@@ -98,5 +103,5 @@ def load_templates(path: str = "") -> Templates:
         try:
             templates.messages(kind, "p", ["x", "y"] if kind != "rating" else ["x"], "c")
         except (KeyError, IndexError, ValueError) as err:
-            raise ValueError(f"{path or 'default'}: template {kind!r} has a bad placeholder: {err}") from None
+            raise ConfigError(f"{path or 'default'}: template {kind!r} has a bad placeholder: {err}") from None
     return templates

@@ -13,6 +13,8 @@ from pathlib import Path
 
 import yaml
 
+from rlhfkit.config import ConfigError
+
 DEFAULT_PRINCIPLES = "principles.yaml"
 """The shipped constitution, next to this module."""
 
@@ -39,22 +41,22 @@ class Constitution:
 
 def _text(value: object, where: str) -> str:
     if not isinstance(value, str) or not value.strip():
-        raise ValueError(f"{where}: must be non-empty text")
+        raise ConfigError(f"{where}: must be non-empty text")
     return value.strip()
 
 
 def parse_constitution(data: object, source: str) -> Constitution:
     """Validate a loaded YAML document; errors name the file, the list and the entry."""
     if not isinstance(data, dict) or set(data) != {"critique_revision", "feedback"}:
-        raise ValueError(f"{source}: a principles file has exactly the keys critique_revision and feedback")
+        raise ConfigError(f"{source}: a principles file has exactly the keys critique_revision and feedback")
     pairs, questions = data["critique_revision"], data["feedback"]
     if not isinstance(pairs, list) or not pairs or not isinstance(questions, list) or not questions:
-        raise ValueError(f"{source}: critique_revision and feedback must be non-empty lists")
+        raise ConfigError(f"{source}: critique_revision and feedback must be non-empty lists")
     out = []
     for i, pair in enumerate(pairs):
         where = f"{source}: critique_revision[{i}]"
         if not isinstance(pair, dict) or set(pair) != {"critique", "revision"}:
-            raise ValueError(f"{where}: needs exactly the keys critique and revision")
+            raise ConfigError(f"{where}: needs exactly the keys critique and revision")
         out.append(
             CritiqueRevision(_text(pair["critique"], f"{where}.critique"), _text(pair["revision"], f"{where}.revision"))
         )
@@ -71,5 +73,5 @@ def load_constitution(path: str = "") -> Constitution:
     try:
         data = yaml.safe_load(text)
     except yaml.YAMLError as err:
-        raise ValueError(f"{source}: not valid YAML: {err}") from None
+        raise ConfigError(f"{source}: not valid YAML: {err}") from None
     return parse_constitution(data, source)
