@@ -75,3 +75,20 @@ def test_cai_end_to_end_on_a_tiny_model(tmp_path: Path, fake_server: tuple[Any, 
     assert marker["pairs"] >= 1 and marker["judge_requests"] == 2 * marker["compared"]
     # A second run finds every stage done and asks the judge nothing.
     assert main(["cai", "--config", str(config), "--output", str(out)]) == 0
+
+
+@pytest.mark.slow
+def test_cai_stops_clearly_when_the_judge_only_has_position_bias(
+    tmp_path: Path, fake_server: tuple[Any, str], capsys: pytest.CaptureFixture[str]
+) -> None:
+    b, url = fake_server
+    b.biased = True  # always the response shown first: every pair flips
+    prompts = tmp_path / "prompts.jsonl"
+    prompts.write_text("".join(json.dumps({"prompt": f"Question {i}?"}) + "\n" for i in range(3)))
+    args = ["cai", "--output", str(tmp_path / "cai"), f"prompts={prompts}", "policy_model=tiny", "revisions=1"]
+    args += ["sampling.max_new_tokens=6", "pair_sampling.max_new_tokens=6", "sft.max_steps=1", "sft.batch_size=2"]
+    args += [f"judge.judge={url}", "judge.model=fake", "judge.on_flip=unlabelled", "progress=false"]
+    assert main(args) == 2
+    assert "the judge decided no pair of 3" in capsys.readouterr().err
+    rows = [json.loads(x) for x in (tmp_path / "cai" / "rl" / "preferences.jsonl").read_text().splitlines()]
+    assert all(r["flipped"] and r["label"] is None for r in rows if r["label"] != "identical")

@@ -21,7 +21,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from rlhfkit.config import complete, save_config
+from rlhfkit.config import ConfigError, complete, save_config
 from rlhfkit.data.loaders import iter_jsonl
 from rlhfkit.data.records import PromptText
 from rlhfkit.eval.report import write_report
@@ -105,7 +105,10 @@ def stage_label(cfg: CAIConfig, out: Path) -> dict[str, Any]:
     write_jsonl_atomic(out / "rl" / "preferences.jsonl", rows)
     pairs = preference_pairs(rows)
     if not pairs:
-        raise ValueError("the judge decided no pair (all identical, tied or flipped): nothing to train the RL stage on")
+        raise ConfigError(
+            f"the judge decided no pair of {len(rows)} (identical, tied or flipped both ways; see {out / 'rl' / 'preferences.jsonl'}):"
+            " nothing to train the RL stage on; a stronger judge (judge.judge=URL judge.model=NAME) is needed"
+        )
     write_jsonl_atomic(out / "rl" / "pairs.jsonl", pairs)
     judged = [r for r in rows if r["label"] != "identical"]
     return {
