@@ -123,11 +123,17 @@ def main(argv: list[str]) -> None:
             result["reward_model"]["last_eval"] = evals[-1] if evals else None
         cai_args = ["cai", "--config", "configs/cai_hh.yaml", "--output", str(out / "cai")]
         cai_args += [f"prompts={out / 'cai_prompts.jsonl'}", "progress=false", *args.override]
-        result["cai"] = {"run": cli(out, "cai", cai_args)}
-        result["cai"]["label"] = json.loads((out / "cai" / "stages" / "label.done").read_text())
-        result["final_vs_start"] = evaluate(out, str(out / "cai" / "rl" / "policy"), "smollm2")
+        try:
+            result["cai"] = {"run": cli(out, "cai", cai_args)}
+            result["cai"]["label"] = json.loads((out / "cai" / "stages" / "label.done").read_text())
+            result["final_vs_start"] = evaluate(out, str(out / "cai" / "rl" / "policy"), "smollm2")
+        except SystemExit as stop:  # e.g. the judge decided no pair: the SFT stage is still measured
+            result["cai"] = {"error": str(stop)}
         result["sft_vs_start"] = evaluate(out, str(out / "cai" / "sl" / "sft"), "smollm2")
     (RESULTS_DIR / "cai_hh.json").write_text(json.dumps(result, indent=2, default=str) + "\n")
+    if "final_vs_start" not in result:
+        print(json.dumps(result, indent=2, default=str))
+        return
     f, s = result["final_vs_start"], result["sft_vs_start"]
     lines = [
         "# Constitutional AI on HH-RLHF harmless prompts (bench/cai_hh.py)",
