@@ -38,6 +38,8 @@ EXPECTED = {
     "export",
     "loop",
     "eval",
+    "judge",
+    "cai",
     "demo",
 }
 
@@ -53,6 +55,8 @@ SAMPLES: dict[str, tuple[list[str], dict[str, Any], dict[str, Any]]] = {
     "loop": ([], {"prompts": "p.jsonl"}, {"output": "loop-dir"}),
     "eval": ([], {"judge": "gold:sentiment", "policy": "a", "baseline": "b"}, {"prompts": "p.jsonl"}),
     "demo": ([], {"output": "demo-dir"}, {"serve": True}),
+    "judge": ([], {"project": "p", "judge": "tiny"}, {"limit": 3}),
+    "cai": ([], {"prompts": "p.jsonl"}, {"output": "cai-dir"}),
 }
 """Non-training rows -> (positional arguments, values in a --config file, key=value overrides)."""
 

@@ -23,6 +23,7 @@ CONFIG_CLASSES = {
     "grpo": "rlhfkit.train.grpo:GRPOConfig",
     "loop": "rlhfkit.loop.config:LoopConfig",
     "generate": "rlhfkit.rollout.candidates:GenerateConfig",
+    "cai": "rlhfkit.loop.cai.config:CAIConfig",
 }
 
 

@@ -21,7 +21,7 @@ def test_migrations_build_exactly_the_models(tmp_path: Path) -> None:
     db.migrate()  # idempotent
     with db.engine.connect() as conn:
         assert compare_metadata(MigrationContext.configure(conn), Base.metadata) == []
-        assert conn.execute(text("SELECT version_num FROM alembic_version")).scalar() == "0002_hardening"
+        assert conn.execute(text("SELECT version_num FROM alembic_version")).scalar() == "0003_ai_accounts"
     db.dispose()
 
 
@@ -64,3 +64,37 @@ def test_audit_log_is_append_only_and_judgments_immutable(store, make_project) -
         with pytest.raises(Exception, match="append-only|immutable"), store.db.write() as s:
             s.execute(text(statement))
     assert len(store.audit()) == 5
+
+
+def test_ai_accounts_migration_upgrades_a_0001_database(tmp_path: Path) -> None:
+    """A database made before AI accounts keeps its users and gains the role and ai_verdicts."""
+    from alembic import command
+    from alembic.config import Config
+
+    from rlhfkit.feedback.db import MIGRATIONS_DIR
+
+    db = Database(f"sqlite:///{tmp_path / 'old.db'}")
+    config = Config()
+    config.set_main_option("script_location", str(MIGRATIONS_DIR))
+    with db._write_engine.begin() as conn:
+        config.attributes["connection"] = conn
+        command.upgrade(config, "0001_initial")
+        conn.execute(
+            text(
+                "INSERT INTO users (name, role, password_hash, active, created_at) VALUES ('ann', 'annotator', 'h', 1, 0)"
+            )
+        )
+    db.migrate()
+    with db.engine.begin() as conn:
+        conn.execute(
+            text("INSERT INTO users (name, role, password_hash, active, created_at) VALUES ('bot', 'ai', 'h', 1, 0)")
+        )
+        assert [r[0] for r in conn.execute(text("SELECT name FROM users ORDER BY id"))] == ["ann", "bot"]
+        assert conn.execute(text("SELECT COUNT(*) FROM ai_verdicts")).scalar() == 0
+        with pytest.raises(Exception, match="ck_users_role|CHECK"):
+            conn.execute(
+                text(
+                    "INSERT INTO users (name, role, password_hash, active, created_at) VALUES ('x', 'root', 'h', 1, 0)"
+                )
+            )
+    db.dispose()

@@ -24,6 +24,7 @@ USER_ERRORS: dict[str, Callable[[BaseException], str]] = {
     "builtins:FileNotFoundError": str,
     "builtins:FloatingPointError": str,
     "rlhfkit.feedback.errors:FeedbackError": _feedback_message,
+    "rlhfkit.judges.http:JudgeHTTPError": str,
 }
 """Errors that mean "the user's input is wrong", by ``"module:Class"``, each with how it becomes the one
 line printed. A user error exits 2 with that line; any other exception is a bug and keeps its traceback."""

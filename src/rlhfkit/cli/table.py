@@ -193,6 +193,20 @@ COMMANDS: tuple[Command, ...] = (
         (Flag("output"),),
     ),
     Command(
+        ("judge",),
+        "label a feedback project's open items with an AI judge (a model or an OpenAI-compatible URL)",
+        "rlhfkit.loop.judge:JudgeCommandConfig",
+        "rlhfkit.loop.judge:judge_command",
+        (Flag("db"), Flag("project", required=True), Flag("judge", required=True), Flag("output"), Flag("limit")),
+    ),
+    Command(
+        ("cai",),
+        "Constitutional AI: critiques and revisions, SFT, AI preferences, then DPO or reward model and PPO",
+        "rlhfkit.loop.cai.config:CAIConfig",
+        "rlhfkit.loop.cai.run:cai",
+        (Flag("output"),),
+    ),
+    Command(
         ("eval",),
         "win rate of a policy against a baseline (judge rm:DIR, gold:NAME or app:DBURL#PROJECT)",
         "rlhfkit.eval.compare:CompareConfig",

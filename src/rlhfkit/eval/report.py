@@ -238,7 +238,11 @@ def _hacking_panels(hacking: Mapping[str, Any], tables: dict[str, Any]) -> list[
 
 def _agreement_panels(agreement: Mapping[str, Any], tables: dict[str, Any]) -> list[Panel]:
     per = agreement.get("per_annotator") or {}
-    tables["agreement"] = {"alpha": agreement.get("alpha"), "per_annotator": per}
+    tables["agreement"] = {
+        "alpha": agreement.get("alpha"),
+        "alpha_without_ai": agreement.get("alpha_without_ai"),
+        "per_annotator": per,
+    }
     if not per:
         return []
     groups = {

@@ -78,7 +78,8 @@ def check_credentials(session: Session, name: str, password: str) -> UserView:
     if user is None:
         dummy_verify(password)
         raise Unauthorized("wrong user name or password")
-    if not verify_password(user.password_hash, password) or not user.active:
+    if not verify_password(user.password_hash, password) or not user.active or user.role == "ai":
+        # An AI account only submits judgments through the store (rlhfkit judge): it has no login.
         raise Unauthorized("wrong user name or password")
     return user_view(user)
 

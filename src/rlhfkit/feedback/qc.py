@@ -4,7 +4,10 @@
   unit (see `TaskType.agreement_units`), with the *other* annotators of the same item, so that an
   annotator does not agree with themselves. Units where the others split evenly are not counted.
 * Gold accuracy compares answers on gold items with the known answer, unit by unit.
-* Alpha pools every item of a task type (gold items included: they are reliability data too).
+* Alpha pools every item of a task type (gold items included: they are reliability data too). With
+  AI judges in the project it is also given without them: how much the judge moves reliability.
+* An AI judge's answers count exactly like a person's; its row adds its position-flip rate (the share
+  of questions whose two orders disagreed, from ``ai_verdicts``, unlabelled flips included).
 """
 
 from __future__ import annotations
@@ -15,13 +18,13 @@ from collections.abc import Hashable
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import func, select
+from sqlalchemy import Integer, func, select
 from sqlalchemy.orm import Session
 
 from rlhfkit.feedback.agreement import krippendorff_alpha, unit_agrees, units_agree
 from rlhfkit.feedback.entities import Progress
 from rlhfkit.feedback.projects import project_progress
-from rlhfkit.feedback.tables import Assignment, Item, Judgment, Project, Response, User
+from rlhfkit.feedback.tables import AIVerdict, Assignment, Item, Judgment, Project, Response, User
 from rlhfkit.feedback.tasks import TASK_TYPES
 from rlhfkit.feedback.tasks.base import UnitFn
 
@@ -48,6 +51,12 @@ class AnnotatorStats:
     """Gold items answered."""
     median_seconds: float | None
     """Median time per answer, from the client-reported duration."""
+    role: str = "annotator"
+    """Account role ('ai' for an AI judge)."""
+    flip_rate: float | None = None
+    """AI judges: share of questions whose two orders preferred different responses (None: not a judge)."""
+    flip_questions: int = 0
+    """AI judges: questions asked in both orders (those left unlabelled included)."""
 
 
 @dataclass(frozen=True)
@@ -80,6 +89,8 @@ class QCReport:
     """Reason -> count."""
     harm_flags: dict[str, int]
     """Harm label -> number of (response, annotator) flags."""
+    alphas_without_ai: tuple[AlphaStat, ...] = ()
+    """Alpha without the AI judges' answers (empty when no AI judge answered)."""
 
 
 @dataclass(frozen=True)
@@ -185,30 +196,66 @@ def alpha_by_type(answers: list[_Answer]) -> list[AlphaStat]:
     return out
 
 
+def _flip_stats(session: Session, project_id: int) -> dict[int, tuple[int, int]]:
+    """AI user id -> (flipped questions, questions)."""
+    rows = session.execute(
+        select(AIVerdict.user_id, func.count(AIVerdict.id), func.sum(AIVerdict.flipped.cast(Integer)))
+        .where(AIVerdict.project_id == project_id)
+        .group_by(AIVerdict.user_id)
+    ).all()
+    return {user: (int(flips or 0), int(n)) for user, n, flips in rows}
+
+
+def _count_by(session: Session, column: Any, project_id: int) -> Counter[Any]:
+    """Skipped assignments of a project counted by `column`."""
+    return Counter(
+        dict(
+            session.execute(
+                select(column, func.count(Assignment.id))
+                .where(Assignment.project_id == project_id, Assignment.status == "skipped")
+                .group_by(column)
+            ).all()
+        )
+    )
+
+
+def _annotator_row(
+    user_id: int,
+    account: tuple[str, str],
+    mine: list[_Answer],
+    skips: int,
+    agreement: tuple[int, int],
+    gold: tuple[int, int, int],
+    flips: tuple[int, int] | None,
+) -> AnnotatorStats:
+    agree, total = agreement
+    g_agree, g_total, g_items = gold
+    durations = [a.duration_ms / 1000 for a in mine if a.duration_ms is not None]
+    return AnnotatorStats(
+        user_id=user_id,
+        name=account[0],
+        judgments=len(mine),
+        skips=skips,
+        agreement=agree / total if total else None,
+        agreement_units=total,
+        gold_accuracy=g_agree / g_total if g_total else None,
+        gold_judgments=g_items,
+        median_seconds=statistics.median(durations) if durations else None,
+        role=account[1],
+        flip_rate=flips[0] / flips[1] if flips and flips[1] else None,
+        flip_questions=flips[1] if flips else 0,
+    )
+
+
 def compute_qc(session: Session, project: Project) -> QCReport:
     """The dashboard numbers of one project."""
     answers = _load_answers(session, project.id)
-    names = dict(session.execute(select(User.id, User.name)).all())
+    accounts = {uid: (name, role) for uid, name, role in session.execute(select(User.id, User.name, User.role))}
     agreement = majority_agreement(answers)
     gold = gold_accuracy(answers)
-    skips = Counter(
-        dict(
-            session.execute(
-                select(Assignment.user_id, func.count(Assignment.id))
-                .where(Assignment.project_id == project.id, Assignment.status == "skipped")
-                .group_by(Assignment.user_id)
-            ).all()
-        )
-    )
-    skip_reasons = Counter(
-        dict(
-            session.execute(
-                select(Assignment.skip_reason, func.count(Assignment.id))
-                .where(Assignment.project_id == project.id, Assignment.status == "skipped")
-                .group_by(Assignment.skip_reason)
-            ).all()
-        )
-    )
+    flips = _flip_stats(session, project.id)
+    skips = _count_by(session, Assignment.user_id, project.id)
+    skip_reasons = _count_by(session, Assignment.skip_reason, project.id)
     per_user: dict[int, list[_Answer]] = defaultdict(list)
     for a in answers:
         per_user[a.user_id].append(a)
@@ -216,25 +263,21 @@ def compute_qc(session: Session, project: Project) -> QCReport:
     for a in answers:
         for labels in a.payload.get("flags", {}).values():
             harm.update(labels)
-    stats = []
-    for user_id in sorted(set(per_user) | set(skips), key=lambda u: names.get(u, "")):
-        mine = per_user.get(user_id, [])
-        agree, total = agreement.get(user_id, (0, 0))
-        g_agree, g_total, g_items = gold.get(user_id, (0, 0, 0))
-        durations = [a.duration_ms / 1000 for a in mine if a.duration_ms is not None]
-        stats.append(
-            AnnotatorStats(
-                user_id=user_id,
-                name=names.get(user_id, f"#{user_id}"),
-                judgments=len(mine),
-                skips=skips.get(user_id, 0),
-                agreement=agree / total if total else None,
-                agreement_units=total,
-                gold_accuracy=g_agree / g_total if g_total else None,
-                gold_judgments=g_items,
-                median_seconds=statistics.median(durations) if durations else None,
-            )
+    users = sorted(set(per_user) | set(skips) | set(flips), key=lambda u: accounts.get(u, ("", ""))[0])
+    stats = [
+        _annotator_row(
+            u,
+            accounts.get(u, (f"#{u}", "annotator")),
+            per_user.get(u, []),
+            skips.get(u, 0),
+            agreement.get(u, (0, 0)),
+            gold.get(u, (0, 0, 0)),
+            flips.get(u),
         )
+        for u in users
+    ]
+    ai = {u for u, (_, role) in accounts.items() if role == "ai"}
+    people = [a for a in answers if a.user_id not in ai]
     return QCReport(
         project=project.name,
         progress=project_progress(session, project.id),
@@ -242,4 +285,5 @@ def compute_qc(session: Session, project: Project) -> QCReport:
         alphas=tuple(alpha_by_type(answers)),
         skip_reasons={str(k): v for k, v in skip_reasons.items()},
         harm_flags=dict(harm),
+        alphas_without_ai=tuple(alpha_by_type(people)) if len(people) < len(answers) else (),
     )

@@ -27,8 +27,9 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
-ROLES = ("admin", "annotator")
-"""Account roles: admins manage projects and users; annotators judge."""
+ROLES = ("admin", "annotator", "ai")
+"""Account roles: admins manage projects and users; annotators judge; an ``ai`` account is an AI judge
+that submits judgments through the store and can never log in (migration 0002)."""
 
 ASSIGNMENT_STATES = ("active", "submitted", "skipped", "expired")
 """An assignment is a lock while ``active`` (until ``expires_at``), then one of the final states."""
@@ -40,7 +41,7 @@ class Base(DeclarativeBase):
 
 class User(Base):
     __tablename__ = "users"
-    __table_args__ = (CheckConstraint("role IN ('admin', 'annotator')", name="ck_users_role"),)
+    __table_args__ = (CheckConstraint("role IN ('admin', 'annotator', 'ai')", name="ck_users_role"),)
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     name: Mapped[str] = mapped_column(String(64), unique=True)
@@ -208,3 +209,23 @@ class Job(Base):
     error: Mapped[str | None] = mapped_column(Text, nullable=True)
     created_at: Mapped[float] = mapped_column(Float)
     finished_at: Mapped[float | None] = mapped_column(Float, nullable=True)
+
+
+class AIVerdict(Base):
+    """How an AI judge reached (or failed to reach) its answer on an item: both orders and the flip.
+
+    Kept beside `Judgment` so the judgment itself stays exactly like a person's; quality control reads
+    the flip rate from here, including the flips left unlabelled (which have no judgment).
+    """
+
+    __tablename__ = "ai_verdicts"
+    __table_args__ = (UniqueConstraint("item_id", "user_id", name="uq_ai_verdicts_item_user"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    project_id: Mapped[int] = mapped_column(ForeignKey("projects.id", ondelete="CASCADE"), index=True)
+    item_id: Mapped[int] = mapped_column(ForeignKey("items.id", ondelete="CASCADE"))
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"))
+    flipped: Mapped[bool] = mapped_column(Boolean)
+    labelled: Mapped[bool] = mapped_column(Boolean)
+    detail: Mapped[Any] = mapped_column(JSON, nullable=True)
+    created_at: Mapped[float] = mapped_column(Float)

@@ -19,6 +19,7 @@ from typing import Literal
 
 from rlhfkit.config import VARIANTS, Config, require
 from rlhfkit.data.chat import ChatTemplate
+from rlhfkit.judges.config import JudgeSettings
 from rlhfkit.rollout.generate import SamplingConfig
 from rlhfkit.train.dpo.config import DPOSettings
 from rlhfkit.train.grpo.config import GRPOSettings, RLOOSettings
@@ -56,8 +57,9 @@ class PanelConfig(Config):
 class FeedbackConfig(Config):
     """Where judgments come from and how the app's project is set up."""
 
-    source: Literal["panel", "app", "both"] = "panel"
-    """'panel' (simulated), 'app' (people; the loop waits for their judgments) or 'both'."""
+    source: Literal["panel", "app", "both", "ai", "mixed"] = "panel"
+    """'panel' (simulated), 'app' (people; the loop waits for their judgments), 'both', 'ai' (an AI judge
+    alone, RLAIF; overlap 1) or 'mixed' (the panel gives panel_judgments per item, the AI judge the last)."""
     db: str = ""
     """Database URL of the feedback app ('' = sqlite:///OUTPUT/feedback.db). The loop's state lives here."""
     project: str = "loop"
@@ -67,7 +69,8 @@ class FeedbackConfig(Config):
     overlap: int = 3
     """Judgments per item, each from a different annotator."""
     panel_judgments: int = 0
-    """source=both: judgments per item the panel may give (0 = overlap - 1); people give the rest."""
+    """source=both or mixed: judgments per item the panel may give (0 = overlap - 1); people or the AI
+    judge give the rest."""
     gold_items: int = 4
     """Gold (known-answer) items per round for quality control, built from candidates the gold scorer
     separates clearly (0 = none; needs a gold scorer)."""
@@ -84,7 +87,9 @@ class FeedbackConfig(Config):
     wait_timeout: float = 0.0
     """Give up waiting for people after this many seconds (0 = wait until every item is judged)."""
     panel: PanelConfig = PanelConfig()
-    """The simulated panel (source panel or both)."""
+    """The simulated panel (source panel, both or mixed)."""
+    judge: JudgeSettings = JudgeSettings()
+    """The AI judge (source ai or mixed): judge.judge is a model or an OpenAI-compatible URL."""
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -94,7 +99,13 @@ class FeedbackConfig(Config):
             0 <= self.panel_judgments < max(2, self.overlap),
             "feedback.panel_judgments must be < overlap (people need at least one slot)",
         )
-        require(self.source != "both" or self.overlap >= 2, "feedback.source=both needs overlap >= 2")
+        require(
+            self.source not in ("both", "mixed") or self.overlap >= 2,
+            f"feedback.source={self.source} needs overlap >= 2",
+        )
+        require(
+            self.source != "ai" or self.overlap == 1, "feedback.source=ai needs overlap=1 (one AI account per item)"
+        )
         require(self.gold_items >= 0 and 0.0 <= self.gold_rate <= 1.0, "feedback.gold_items >= 0, gold_rate in [0, 1]")
         require(self.poll_seconds > 0 and self.wait_timeout >= 0, "feedback.poll_seconds > 0, wait_timeout >= 0")
         require(1 <= self.port <= 65535, "feedback.port must be a TCP port")
@@ -335,7 +346,10 @@ class LoopSettings(Config):
         super().__post_init__()
         require(1 <= self.rounds <= 100, f"rounds must be in [1, 100], got {self.rounds}")
         require(self.seed >= 0, "seed must be >= 0")
-        require(bool(self.gold) or self.feedback.source == "app", "a simulated panel judges by a gold scorer: set gold")
+        require(
+            bool(self.gold) or self.feedback.source in ("app", "ai"),
+            "a simulated panel judges by a gold scorer: set gold",
+        )
         require(bool(self.gold) or self.feedback.gold_items == 0, "feedback.gold_items needs a gold scorer")
         fb = self.feedback
         require(

@@ -59,6 +59,9 @@ log = logging.getLogger("rlhfkit")
 LOOP_ACCOUNT = "rlhfkit-loop"
 """Admin account (random password) under which the loop creates projects and items (audit log)."""
 
+AI_ACCOUNT = "ai-judge"
+"""AI account under which the loop's judge (feedback.source ai or mixed) labels items."""
+
 RESUMABLE_FIELDS = {
     "rounds",
     "progress",
@@ -249,36 +252,68 @@ def stage_items(run: LoopRun, r: int) -> dict[str, Any]:
     return {"added": added}
 
 
+def _panel_feedback(run: LoopRun, r: int) -> dict[str, Any]:
+    cfg, fb = run.cfg, run.cfg.feedback
+    assert run.gold is not None  # LoopConfig requires a gold scorer for a simulated panel
+    panel = make_panel(
+        run.gold,
+        n_members=fb.panel.members,
+        careless_share=fb.panel.careless_share,
+        bias_std=fb.panel.bias_std,
+        temperature=fb.panel.temperature,
+        seed=fb.panel.seed,
+    )
+    http = None
+    if fb.panel.transport == "rest":
+        import httpx
+
+        assert run.server is not None
+        http = httpx.Client(base_url=run.server.url, timeout=30)
+    limit = (fb.panel_judgments or fb.overlap - 1) if fb.source in ("both", "mixed") else 0
+    result = run_panel(
+        run.store,
+        fb.project,
+        panel,
+        transport=fb.panel.transport,
+        http=http,
+        max_panel_judgments=limit,
+        seed=cfg.seed + r,
+    )
+    return {"panel_judgments": result.submitted, "panel_skips": result.skipped}
+
+
+def _ai_feedback(run: LoopRun) -> dict[str, Any]:
+    from rlhfkit.judges import build_asker, load_templates
+    from rlhfkit.loop.judge import run_judge
+
+    settings = run.cfg.feedback.judge
+    asker = build_asker(settings, run.loop_dir / "judge")
+    result = run_judge(
+        run.store,
+        run.cfg.feedback.project,
+        asker,
+        load_templates(settings.templates),
+        account=AI_ACCOUNT,
+        on_flip=settings.on_flip,
+        run_dir=run.loop_dir / "judge",
+        criterion=settings.criterion,
+    )
+    return {
+        "ai_judgments": result.submitted,
+        "ai_unlabelled": result.unlabelled,
+        "ai_flip_rate": result.flip_rate,
+        "ai_requests": asker.requests,
+        "ai_cached": asker.hits,
+    }
+
+
 def stage_feedback(run: LoopRun, r: int) -> dict[str, Any]:
     cfg, fb = run.cfg, run.cfg.feedback
     info: dict[str, Any] = {}
-    if fb.source in ("panel", "both"):
-        assert run.gold is not None  # LoopConfig requires a gold scorer for a simulated panel
-        panel = make_panel(
-            run.gold,
-            n_members=fb.panel.members,
-            careless_share=fb.panel.careless_share,
-            bias_std=fb.panel.bias_std,
-            temperature=fb.panel.temperature,
-            seed=fb.panel.seed,
-        )
-        http = None
-        if fb.panel.transport == "rest":
-            import httpx
-
-            assert run.server is not None
-            http = httpx.Client(base_url=run.server.url, timeout=30)
-        limit = (fb.panel_judgments or fb.overlap - 1) if fb.source == "both" else 0
-        result = run_panel(
-            run.store,
-            fb.project,
-            panel,
-            transport=fb.panel.transport,
-            http=http,
-            max_panel_judgments=limit,
-            seed=cfg.seed + r,
-        )
-        info |= {"panel_judgments": result.submitted, "panel_skips": result.skipped}
+    if fb.source in ("panel", "both", "mixed"):
+        info |= _panel_feedback(run, r)
+    if fb.source in ("ai", "mixed"):
+        info |= _ai_feedback(run)
     if fb.source in ("app", "both"):
         url = run.server.url if run.server is not None else ""
         where = url or f"the app serving {cfg.db_url()} (rlhfkit serve --db {cfg.db_url()})"
@@ -287,7 +322,8 @@ def stage_feedback(run: LoopRun, r: int) -> dict[str, Any]:
             run.store, fb.project, poll_seconds=fb.poll_seconds, timeout=fb.wait_timeout, progress=cfg.progress, url=url
         )
     state = run.store.progress(fb.project)
-    if state.complete_items < state.items:
+    # An AI judge may leave items unlabelled on purpose (judge.on_flip=unlabelled): train on the rest.
+    if state.complete_items < state.items and fb.source not in ("ai", "mixed"):
         raise RuntimeError(
             f"round {r}: {state.items - state.complete_items} items of {fb.project!r} lack judgments "
             f"(a panel of {fb.panel.members} cannot give {fb.overlap} per item)"

@@ -140,15 +140,19 @@ def round_name(r: int) -> str:
 
 
 def agreement(store: Any, project: str) -> dict[str, Any] | None:
-    """Krippendorff's alpha and per-annotator agreement (with the majority, with gold) from the app's QC."""
+    """Krippendorff's alpha (with and without AI judges) and per-annotator agreement (with the majority,
+    with gold; an AI judge's flip rate) from the app's QC."""
     qc = store.qc_report(project)
     if not qc.annotators:
         return None
     alpha = next((a.alpha for a in qc.alphas if a.alpha is not None), None)
-    return {
-        "alpha": alpha,
-        "per_annotator": {a.name: {"majority": a.agreement, "gold": a.gold_accuracy} for a in qc.annotators},
-    }
+    without_ai = next((a.alpha for a in qc.alphas_without_ai if a.alpha is not None), None)
+    per: dict[str, dict[str, Any]] = {}
+    for a in qc.annotators:
+        per[a.name] = {"majority": a.agreement, "gold": a.gold_accuracy}
+        if a.role == "ai":  # an AI judge (RLAIF): its position-flip rate beside its agreement
+            per[a.name]["flip_rate"] = a.flip_rate
+    return {"alpha": alpha, "alpha_without_ai": without_ai, "per_annotator": per}
 
 
 def _example_row(step: int, sample: dict[str, Any], score: float | None) -> dict[str, Any]:
