@@ -40,6 +40,7 @@ def ppo_update(
             stats = _minibatch(ac, rollout, mb_rows, cfg, engine)
             # A NaN/inf loss stops the run before it can reach the weights; the last checkpoint stays good.
             check_finite(step, {k: v for k, v in stats.items() if k.endswith("_loss")}, run_dir)
+            engine.reduce_gradients(ac)
             stats["train/grad_norm"] = engine.clip(ac, cfg.max_grad_norm)
             optimizer.step()
             optimizer.zero_grad(set_to_none=True)
