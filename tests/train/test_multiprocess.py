@@ -18,6 +18,8 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
+from rlhfkit.data.fixtures import fixture_path
+
 pytestmark = pytest.mark.multiprocess
 
 TIMEOUT_S = 300
@@ -68,3 +70,24 @@ def test_sft_two_processes_match_one(demos_file: Path, tmp_path: Path) -> None:
     launch([*common, "grad_accum=1"], tmp_path / "two", 2)
     assert_same_run(tmp_path / "one", tmp_path / "two", "train/loss")
     assert losses(tmp_path / "one", "eval/loss") == pytest.approx(losses(tmp_path / "two", "eval/loss"), rel=1e-5)
+
+
+def test_reward_model_two_processes_match_one(tmp_path: Path) -> None:
+    pairs = fixture_path("pairs_small.jsonl")
+    common = ["reward", "train", "--model", "tiny", "--data", str(pairs), "max_steps=3", "lr=3e-3"]
+    common += ["normalize=false", "save_every=2", "batch_size=4", "warmup_steps=1", "eval_fraction=0.25"]
+    launch([*common, "grad_accum=2"], tmp_path / "one", 1)
+    launch([*common, "grad_accum=1"], tmp_path / "two", 2)
+    assert_same_run(tmp_path / "one", tmp_path / "two", "train/loss", weights="reward_head.safetensors")
+    a, b = metric_rows(tmp_path / "one")[-1], metric_rows(tmp_path / "two")[-1]
+    assert a["eval/accuracy"] == pytest.approx(b["eval/accuracy"], rel=1e-5)
+
+
+def test_dpo_two_processes_match_one(tmp_path: Path) -> None:
+    pairs = fixture_path("pairs_small.jsonl")
+    common = ["dpo", "--model", "tiny", "--data", str(pairs), "max_steps=3", "lr=3e-3", "save_every=2"]
+    common += ["batch_size=2", "warmup_steps=1", "eval_fraction=0.25", "kl_prompts=2", "kl_max_new_tokens=4"]
+    launch([*common, "grad_accum=2"], tmp_path / "one", 1)
+    launch([*common, "grad_accum=1"], tmp_path / "two", 2)
+    assert_same_run(tmp_path / "one", tmp_path / "two", "train/loss")
+    assert losses(tmp_path / "one", "eval/kl") == pytest.approx(losses(tmp_path / "two", "eval/kl"), rel=1e-5)
