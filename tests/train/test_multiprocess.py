@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -62,32 +63,62 @@ def assert_same_run(one: Path, two: Path, key: str, weights: str = "model.safete
     assert not list((two / "checkpoints").glob(".tmp-*")), "a second writer left a staged checkpoint"
 
 
-def test_sft_two_processes_match_one(demos_file: Path, tmp_path: Path) -> None:
+def rewind(run_dir: Path, to: Path, step: int) -> Path:
+    """A copy of `run_dir` as a run killed right after its checkpoint of `step`."""
+    shutil.copytree(run_dir, to)
+    for later in (to / "checkpoints").glob("step-*"):
+        if int(later.name.split("-")[1]) > step:
+            shutil.rmtree(later)
+    (to / "checkpoints" / "latest").write_text(f"step-{step:06d}\n")
+    for name in ("model.safetensors", "config.json"):
+        (to / name).unlink(missing_ok=True)
+    config = to / "config.yaml"  # the copy's own output directory, as if it had run there
+    config.write_text(config.read_text().replace(str(run_dir), str(to)))
+    return to
+
+
+def test_sft_two_processes_match_one_and_resume_across_world_sizes(demos_file: Path, tmp_path: Path) -> None:
     # One process: 2 micro-batches of 3; two processes: one micro-batch of 3 each. Global batch 6.
     common = ["sft", "--model", "tiny", "--data", str(demos_file), "max_steps=4", "lr=3e-3", "save_every=2"]
     common += ["eval_fraction=0.1", "batch_size=3"]
-    launch([*common, "grad_accum=2"], tmp_path / "one", 1)
-    launch([*common, "grad_accum=1"], tmp_path / "two", 2)
-    assert_same_run(tmp_path / "one", tmp_path / "two", "train/loss")
-    assert losses(tmp_path / "one", "eval/loss") == pytest.approx(losses(tmp_path / "two", "eval/loss"), rel=1e-5)
+    one, two = tmp_path / "one", tmp_path / "two"
+    launch([*common, "grad_accum=2"], one, 1)
+    launch([*common, "grad_accum=1"], two, 2)
+    assert_same_run(one, two, "train/loss")
+    assert losses(one, "eval/loss") == pytest.approx(losses(two, "eval/loss"), rel=1e-5)
+
+    # Resumed from step 2 on the other number of processes, with the same global batch.
+    launch([*common, "grad_accum=2"], rewind(two, tmp_path / "two_then_one", 2), 1)
+    launch([*common, "grad_accum=1"], rewind(one, tmp_path / "one_then_two", 2), 2)
+    assert_same_run(one, tmp_path / "two_then_one", "train/loss")
+    assert_same_run(one, tmp_path / "one_then_two", "train/loss")
 
 
-def test_reward_model_two_processes_match_one(tmp_path: Path) -> None:
-    pairs = fixture_path("pairs_small.jsonl")
-    common = ["reward", "train", "--model", "tiny", "--data", str(pairs), "max_steps=3", "lr=3e-3"]
-    common += ["normalize=false", "save_every=2", "batch_size=4", "warmup_steps=1", "eval_fraction=0.25"]
-    launch([*common, "grad_accum=2"], tmp_path / "one", 1)
-    launch([*common, "grad_accum=1"], tmp_path / "two", 2)
-    assert_same_run(tmp_path / "one", tmp_path / "two", "train/loss", weights="reward_head.safetensors")
-    a, b = metric_rows(tmp_path / "one")[-1], metric_rows(tmp_path / "two")[-1]
-    assert a["eval/accuracy"] == pytest.approx(b["eval/accuracy"], rel=1e-5)
+def test_a_different_global_batch_is_refused_on_resume(demos_file: Path, tmp_path: Path) -> None:
+    common = ["sft", "--model", "tiny", "--data", str(demos_file), "max_steps=2", "save_every=1", "batch_size=3"]
+    launch(common, tmp_path / "run", 1)
+    with pytest.raises(AssertionError, match="keep the global batch|same global batch"):
+        launch([*common, "max_steps=3", "grad_accum=2"], tmp_path / "run", 1)
 
 
-def test_dpo_two_processes_match_one(tmp_path: Path) -> None:
-    pairs = fixture_path("pairs_small.jsonl")
-    common = ["dpo", "--model", "tiny", "--data", str(pairs), "max_steps=3", "lr=3e-3", "save_every=2"]
-    common += ["batch_size=2", "warmup_steps=1", "eval_fraction=0.25", "kl_prompts=2", "kl_max_new_tokens=4"]
-    launch([*common, "grad_accum=2"], tmp_path / "one", 1)
-    launch([*common, "grad_accum=1"], tmp_path / "two", 2)
-    assert_same_run(tmp_path / "one", tmp_path / "two", "train/loss")
-    assert losses(tmp_path / "one", "eval/kl") == pytest.approx(losses(tmp_path / "two", "eval/kl"), rel=1e-5)
+PPO_REWARD = "def count_e(prompts, responses):\n    return [r.count('e') for r in responses]\n"
+
+
+def test_ppo_on_two_processes_resumes_on_one(tmp_path: Path) -> None:
+    """Sampling draws different random numbers when a batch is split, so the runs cannot match one
+    process's numbers; this checks that two processes train, write once, and resume on one."""
+    reward = tmp_path / "ppo_reward.py"
+    reward.write_text(PPO_REWARD)
+    common = ["ppo", "--policy", "tiny", "--reward", f"python:{reward}:count_e"]
+    common += ["--prompts", str(fixture_path("sentiment_prompts.jsonl")), "rollout_batch_size=8", "batch_size=4"]
+    common += ["sampling.max_new_tokens=6", "save_every=2", "samples_per_log=8"]
+    run = tmp_path / "run"
+    launch([*common, "max_steps=2", "grad_accum=1"], run, 2)
+    rows = metric_rows(run)
+    assert [r["step"] for r in rows] == [1, 2]
+    samples = [json.loads(line) for line in (run / "samples.jsonl").read_text().splitlines()]
+    # Only the main process writes its 4 samples of each step (two writers would give 8).
+    assert [sum(r["step"] == step for r in samples) for step in (1, 2)] == [4, 4]
+    launch([*common, "max_steps=3", "grad_accum=2"], run, 1)
+    assert [r["step"] for r in metric_rows(run)] == [1, 2, 3]
+    assert (run / "model.safetensors").exists() and (run / "value_head.safetensors").exists()
