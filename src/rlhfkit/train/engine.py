@@ -23,6 +23,8 @@ MPI hostfile, and that one process trains alone.
 from __future__ import annotations
 
 import contextlib
+import logging
+import os
 from collections.abc import Iterator
 from typing import Any
 
@@ -30,6 +32,8 @@ import torch
 from torch import nn
 
 from rlhfkit.models.dtype import resolve_dtype
+
+log = logging.getLogger("rlhfkit")
 
 
 class Engine:
@@ -40,6 +44,11 @@ class Engine:
         from accelerate.utils import set_seed
 
         device = "cuda" if torch.cuda.is_available() else "cpu"
+        sharded = [k for k in ("FSDP", "DEEPSPEED") if os.environ.get(f"ACCELERATE_USE_{k}", "").lower() == "true"]
+        if device == "cpu" and sharded:
+            # Accelerate 1.16 turns an FSDP / DeepSpeed launch on CPU into plain MULTI_CPU (measured):
+            # say so, rather than let a user believe the model is sharded.
+            log.warning("%s needs GPUs; on CPU this run is data-parallel (every process holds the model)", sharded[0])
         self.compute_dtype = resolve_dtype(dtype, device)
         mixed = "bf16" if self.compute_dtype == torch.bfloat16 else "no"
         self.accelerator = Accelerator(mixed_precision=mixed, cpu=device == "cpu")
