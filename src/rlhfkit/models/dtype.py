@@ -73,6 +73,11 @@ def cpu_prefers_bf16() -> bool:
     return prefers
 
 
+def default_device() -> str:
+    """Where to compute when nothing says otherwise: the GPU when one is visible, else the CPU."""
+    return "cuda" if torch.cuda.is_available() else "cpu"
+
+
 def cuda_has_bf16() -> bool:
     """Whether the current GPU computes bf16 natively (not emulated)."""
     return torch.cuda.is_bf16_supported(including_emulation=False)

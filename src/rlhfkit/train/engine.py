@@ -31,7 +31,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from rlhfkit.models.dtype import resolve_dtype
+from rlhfkit.models.dtype import default_device, resolve_dtype
 
 log = logging.getLogger("rlhfkit")
 
@@ -43,7 +43,7 @@ class Engine:
         from accelerate import Accelerator
         from accelerate.utils import set_seed
 
-        device = "cuda" if torch.cuda.is_available() else "cpu"
+        device = default_device()
         sharded = [k for k in ("FSDP", "DEEPSPEED") if os.environ.get(f"ACCELERATE_USE_{k}", "").lower() == "true"]
         if device == "cpu" and sharded:
             # Accelerate 1.16 turns an FSDP / DeepSpeed launch on CPU into plain MULTI_CPU (measured):

@@ -205,6 +205,7 @@ def sft(cfg: SFTConfig) -> Path:
         if masters:
             masters.masters_to_model()
         run.count("tokens", sum(int(b["attention_mask"].sum()) for b in batches))
+        run.count("examples", sum(len(b["input_ids"]) for b in batches))
 
         # 5. Log, evaluate, checkpoint.
         loss = run.all_sum({"nll": nll_sum / divisor})["nll"] / run.engine.world_size
