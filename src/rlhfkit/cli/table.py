@@ -147,7 +147,7 @@ COMMANDS: tuple[Command, ...] = (
         "run the human-feedback web app",
         "rlhfkit.feedback.commands:ServeConfig",
         "rlhfkit.feedback.commands:serve",
-        (Flag("db"), Flag("host"), Flag("port")),
+        (Flag("db"), Flag("host"), Flag("port"), Flag("workers")),
     ),
     Command(
         ("admin", "create-user"),

@@ -15,7 +15,7 @@ import getpass
 import os
 import sys
 from dataclasses import dataclass, field
-from typing import Literal, TextIO
+from typing import Any, Literal, TextIO
 
 from rlhfkit.config import Config, require
 from rlhfkit.feedback.errors import Invalid
@@ -48,12 +48,20 @@ class ServeConfig(Config):
     """Interface to listen on."""
     port: int = 8000
     """Port to listen on."""
+    workers: int = 1
+    """Server processes sharing the port (uvicorn workers; one that dies is replaced). More than 1
+    needs PostgreSQL: items are handed out under its row locks, and SQLite admits one writer."""
 
     def __post_init__(self) -> None:
         super().__post_init__()
         require(bool(self.db), "db is required (a database URL)")
         require(bool(self.host), "host is required")
         require(0 < self.port < 65536, f"port must be in 1..65535, got {self.port}")
+        require(self.workers >= 1, f"workers must be >= 1, got {self.workers}")
+        require(
+            self.workers == 1 or self.db.startswith(("postgresql", "postgres:")),
+            f"workers={self.workers} needs a PostgreSQL database (SQLite admits one writer); got {self.db.split(':')[0]}",
+        )
 
 
 def serve(cfg: ServeConfig) -> None:
@@ -65,9 +73,41 @@ def serve(cfg: ServeConfig) -> None:
     # Hand the GIL over every 0.5 ms instead of 5 ms: the event loop otherwise waits behind
     # database threads for whole switch intervals, which dominates tail latency.
     sys.setswitchinterval(0.0005)
+    if cfg.workers > 1:
+        # Each worker process builds its own app (its own connection pool) from the URL in the
+        # environment; the migration runs once, here, before any of them starts.
+        from rlhfkit.feedback.db import Database
+
+        database = Database(cfg.db)
+        database.migrate()
+        database.dispose()
+        os.environ[WORKER_DB_ENV] = cfg.db
+        print(f"rlhfkit feedback on http://{cfg.host}:{cfg.port}  ({cfg.workers} workers)", flush=True)
+        uvicorn.run(
+            f"{__name__}:worker_app",
+            factory=True,
+            workers=cfg.workers,
+            host=cfg.host,
+            port=cfg.port,
+            log_level="info",
+            access_log=False,
+        )
+        return
     app = create_app(cfg.db)
     print(f"rlhfkit feedback on http://{cfg.host}:{cfg.port}  (database {cfg.db})", flush=True)
     uvicorn.run(app, host=cfg.host, port=cfg.port, log_level="info", access_log=False)
+
+
+WORKER_DB_ENV = "RLHFKIT_SERVE_WORKER_DB"
+"""How `serve --workers N` hands the database URL to its worker processes (never printed)."""
+
+
+def worker_app() -> Any:
+    """The app of one `serve --workers N` process (uvicorn calls this factory in each worker)."""
+    from rlhfkit.feedback.web.app import create_app
+
+    sys.setswitchinterval(0.0005)
+    return create_app(os.environ[WORKER_DB_ENV])
 
 
 @dataclass(frozen=True)

@@ -19,13 +19,13 @@ import json
 import os
 import random
 import secrets
+import signal
 import socket
 import subprocess
 import sys
 import time
 from collections import Counter
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 from sqlalchemy import func, select
@@ -361,12 +361,28 @@ def latency_summary(result: LoadResult) -> dict[str, dict[str, float]]:
 
 
 def process_cpu_seconds(pid: int) -> float | None:
-    """User + system CPU time of a process (Linux /proc), for CPU cost per request."""
+    """User + system CPU time of a process and its live children (Linux /proc: the workers of
+    ``serve --workers N``), for CPU cost per request."""
+    import psutil
+
     try:
-        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    except OSError:
+        tree = [psutil.Process(pid), *psutil.Process(pid).children(recursive=True)]
+        return sum(t.user + t.system for t in (p.cpu_times() for p in tree))
+    except psutil.Error:
         return None
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def kill_one_worker(server_pid: int) -> int:
+    """SIGKILL one worker process of a ``serve --workers N`` server; returns its pid."""
+    import psutil
+
+    # uvicorn's workers are multiprocessing "spawn" children (beside them: the resource tracker).
+    workers = [p for p in psutil.Process(server_pid).children() if "spawn_main" in " ".join(p.cmdline())]
+    if not workers:
+        raise RuntimeError(f"server {server_pid} has no worker processes")
+    victim = workers[-1].pid
+    os.kill(victim, signal.SIGKILL)
+    return victim
 
 
 def free_port() -> int:
@@ -375,11 +391,12 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
-def start_server(db_url: str, port: int, log_path: str | None = None) -> subprocess.Popen[bytes]:
+def start_server(db_url: str, port: int, log_path: str | None = None, workers: int = 1) -> subprocess.Popen[bytes]:
     """``python -m rlhfkit.cli serve`` (what ``rlhfkit serve`` runs) in a subprocess; waits until it answers."""
     out = open(log_path, "ab") if log_path else subprocess.DEVNULL  # noqa: SIM115 -- owned by the child
+    cmd = [sys.executable, "-m", "rlhfkit.cli", "serve", "--db", db_url, "--host", "127.0.0.1", "--port", str(port)]
     process = subprocess.Popen(
-        [sys.executable, "-m", "rlhfkit.cli", "serve", "--db", db_url, "--host", "127.0.0.1", "--port", str(port)],
+        [*cmd, f"workers={workers}"],
         stdout=out,
         stderr=subprocess.STDOUT,
         env={**os.environ, "PYTHONUNBUFFERED": "1"},
