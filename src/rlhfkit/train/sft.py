@@ -156,6 +156,19 @@ def _master_weights(cfg: SFTConfig, engine: Engine, model) -> MasterWeights | No
     return MasterWeights(model, torch.bfloat16)
 
 
+def accumulate(run: Run, model, batches: list[dict[str, torch.Tensor]]) -> float:
+    """Forward and backward over this process's micro-batches of a step, the loss normalized by the
+    response tokens of the whole step (every micro-batch of every process); returns the step's loss."""
+    divisor = run.divisor(sum(int((b["labels"][:, 1:] != -100).sum()) for b in batches))
+    nll_sum = 0.0
+    for i, batch in enumerate(batches):
+        with run.engine.sync(model, last=i == len(batches) - 1), run.engine.autocast():
+            nll, _ = token_nll_sum(model, run.engine.to_device(batch))
+            run.engine.backward(nll / divisor)
+        nll_sum += float(nll.detach())
+    return run.all_sum({"nll": nll_sum / divisor})["nll"] / run.engine.world_size
+
+
 def sft(cfg: SFTConfig) -> Path:
     """Run SFT; returns the run directory, which is also the fine-tuned model's directory."""
     run = Run(cfg, "sft", HEADLINE)
@@ -186,19 +199,12 @@ def sft(cfg: SFTConfig) -> Path:
     run.log_initial(held_out)
 
     for step in run.steps():
-        # 4. One optimizer step over this process's grad_accum micro-batches, normalized by the token
-        # count of the whole step (every micro-batch of every process).
+        # 4. One optimizer step over this process's grad_accum micro-batches.
         model.train()
         batches = [
             collate_lm([demos.ids[i] for i in idx], [demos.labels[i] for i in idx], pad) for idx in stream.next_step()
         ]
-        divisor = run.divisor(sum(int((b["labels"][:, 1:] != -100).sum()) for b in batches))
-        nll_sum = 0.0
-        for i, batch in enumerate(batches):
-            with run.engine.sync(model, last=i == len(batches) - 1), run.engine.autocast():
-                nll, _ = token_nll_sum(model, run.engine.to_device(batch))
-                run.engine.backward(nll / divisor)
-            nll_sum += float(nll.detach())
+        loss = accumulate(run, model, batches)
         if masters:
             masters.grads_to_masters()
         grad_norm = run.optimizer_step(trained)
@@ -208,7 +214,6 @@ def sft(cfg: SFTConfig) -> Path:
         run.count("examples", sum(len(b["input_ids"]) for b in batches))
 
         # 5. Log, evaluate, checkpoint.
-        loss = run.all_sum({"nll": nll_sum / divisor})["nll"] / run.engine.world_size
         run.end_step(step, {"train/loss": loss, "train/grad_norm": grad_norm}, evaluate=held_out)
     run.close()
 

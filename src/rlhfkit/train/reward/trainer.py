@@ -232,8 +232,7 @@ def train_reward_model(cfg: RewardConfig) -> Path:
     run.log_initial(held_out if cfg.eval_every else None)
 
     for step in run.steps():
-        # 4. One optimizer step over this process's micro-batches, the loss a mean over every example
-        # of the step on every process.
+        # 4. One optimizer step over this process's micro-batches (the loss: a mean over the global step).
         model.train()
         micro = stream.next_step()
         divisor = run.divisor(sum(len(idx) for idx in micro))
