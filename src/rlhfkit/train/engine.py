@@ -134,6 +134,10 @@ class Engine:
         t = torch.tensor(values, dtype=torch.float64, device=self.device)
         return [float(v) for v in self.accelerator.reduce(t, reduction="sum")]
 
+    def sum_tensor(self, tensor: torch.Tensor) -> torch.Tensor:
+        """`tensor` (float64 statistics, e.g. `masked_moments`) summed over every process, on the CPU."""
+        return torch.tensor(self.all_sum(tensor.tolist()), dtype=torch.float64)
+
     def gather(self, tensor: torch.Tensor) -> torch.Tensor:
         """Every process's `tensor` (same shape on each) concatenated along dim 0 in rank order."""
         if self.world_size == 1:

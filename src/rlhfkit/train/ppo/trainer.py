@@ -88,6 +88,7 @@ def collect(
         temperature=cfg.sampling.temperature,
         batch_size=cfg.batch_size,
         autocast=engine.autocast,
+        sum_over_processes=engine.sum_tensor if engine.world_size > 1 else None,
     )
 
 
