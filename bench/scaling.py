@@ -99,13 +99,14 @@ def main() -> None:
     p.add_argument("--skip", type=int, default=2, help="steps left out of the rate (warm-up)")
     p.add_argument("--batch-size", type=int, default=4, help="examples per micro-batch")
     p.add_argument("--global-batch", type=int, default=8, help="examples per optimizer step, both sides")
+    p.add_argument("--output", type=Path, default=RESULT, help="where to write the Markdown result")
     args = p.parse_args()
     with tempfile.TemporaryDirectory() as tmp, bench_lock():
         work = Path(tmp)
         one, run_one = measure(1, args, work)
         two, run_two = measure(2, args, work)
     text = report(args, one, two, {"1 process x 1 thread": run_one, "2 processes x 1 thread": run_two})
-    RESULT.write_text(text)
+    args.output.write_text(text)
     print(text)
 
 
