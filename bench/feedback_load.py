@@ -3,6 +3,7 @@
     python bench/feedback_load.py                                  # fresh SQLite file in a temp dir
     python bench/feedback_load.py --db postgresql://u@127.0.0.1:PORT/db
     python bench/feedback_load.py --annotators 10 --judgments 2000 --kill-after 500
+    python bench/feedback_load.py --db postgresql://... --workers 4 --annotators 200 --judgments 20000 --kill-worker-after 5000
 
 The server runs in a subprocess on a free loopback port; the annotators share this process (one
 asyncio loop, one keep-alive connection each). Each simulated annotator pauses between tasks
@@ -13,6 +14,9 @@ time), not the service. Prints p50/p99 latency of ``next`` and ``submit``
 and exits non-zero unless 0 judgments were lost, 0 duplicated and no item exceeded its overlap.
 With ``--kill-after K`` the server is killed with SIGKILL once K judgments were acknowledged,
 restarted on the same database, and the run finishes; every acknowledged judgment must survive.
+With ``--workers N`` (PostgreSQL) the server is ``rlhfkit serve --workers N``; ``--kill-worker-after K``
+SIGKILLs one of its worker processes once K judgments were acknowledged, and the run goes on against
+the others (uvicorn replaces the dead one); annotators whose connection died reconnect.
 """
 
 from __future__ import annotations
@@ -31,6 +35,7 @@ from rlhfkit.feedback.loadtest import (
     LoadConfig,
     LoadResult,
     free_port,
+    kill_one_worker,
     latency_summary,
     prepare,
     process_cpu_seconds,
@@ -69,6 +74,8 @@ def _parse(argv: list[str] | None) -> argparse.Namespace:
         "than people); 0 = closed-loop stress, where latency is queueing",
     )
     parser.add_argument("--kill-after", type=int, default=0, help="SIGKILL the server after K acks")
+    parser.add_argument("--workers", type=int, default=1, help="server processes (needs PostgreSQL above 1)")
+    parser.add_argument("--kill-worker-after", type=int, default=0, help="SIGKILL one worker after K acks")
     parser.add_argument("--json", help="also write the figures to this JSON file")
     return parser.parse_args(argv)
 
@@ -107,6 +114,23 @@ def _kill_and_restart(
     return start_server(db_url, port, log)
 
 
+async def _kill_worker_when(result: LoadResult, count: int, server_pid: int) -> None:
+    while len(result.acks) < count:
+        await asyncio.sleep(0.005)
+    victim = kill_one_worker(server_pid)
+    print(f"killed worker {victim} (SIGKILL) after {len(result.acks)} acknowledged judgments", flush=True)
+
+
+async def _phase_killing_a_worker(
+    port: int, users: list[tuple[str, str]], cfg: LoadConfig, result: LoadResult, kill_after: int, pid: int
+) -> None:
+    """The load with one worker killed on the way; annotators cut off by it stop, and come back in
+    the next phase (their held items are theirs again when they ask for the next task)."""
+    killer = asyncio.create_task(_kill_worker_when(result, kill_after, pid))
+    await run_load("127.0.0.1", port, users, cfg, stop_on_error=True, result=result)
+    await killer
+
+
 def _measured_run(
     port: int, server: subprocess.Popen[bytes], users: list[tuple[str, str]], cfg: LoadConfig, result: LoadResult
 ) -> None:
@@ -116,7 +140,7 @@ def _measured_run(
     asyncio.run(run_load("127.0.0.1", port, users, cfg, result=result))
     cpu_after = process_cpu_seconds(server.pid)
     requests = sum(len(v) for v in result.latencies_ms.values()) - requests_before
-    if cpu_before is not None and cpu_after is not None and requests:
+    if cpu_before is not None and cpu_after is not None and requests and cpu_after > cpu_before:
         server_cpu_ms = 1000 * (cpu_after - cpu_before) / requests
         print(
             f"server CPU: {server_cpu_ms:.2f} ms per request "
@@ -163,16 +187,20 @@ def main(argv: list[str] | None = None) -> int:
     users = _setup(db_url, cfg)
     port = free_port()
     log = str(workdir / "server.log")
-    server = start_server(db_url, port, log)
+    server = start_server(db_url, port, log, workers=args.workers)
+    print(f"server: {args.workers} worker process(es)")
     result = LoadResult()
     try:
         if args.kill_after:
             server = _kill_and_restart(db_url, port, log, server, users, cfg, result, args.kill_after)
+        if args.kill_worker_after:
+            asyncio.run(_phase_killing_a_worker(port, users, cfg, result, args.kill_worker_after, server.pid))
         _measured_run(port, server, users, cfg, result)
     finally:
         server.terminate()
         server.wait(timeout=30)
-    return 0 if _report(args, db_url, result, kills=1 if args.kill_after else 0) else 1
+    kills = int(bool(args.kill_after)) + int(bool(args.kill_worker_after))
+    return 0 if _report(args, db_url, result, kills=kills) else 1
 
 
 if __name__ == "__main__":

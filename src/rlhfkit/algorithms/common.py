@@ -177,3 +177,26 @@ def sequence_logps(token_logps: Tensor, mask: Tensor, average: bool = False) -> 
     if average:
         return masked_mean(token_logps, mask, dim=1)
     return masked_sum(token_logps, mask, dim=1)
+
+
+def masked_moments(x: Tensor, mask: Tensor) -> Tensor:
+    """``[sum, sum of squares, count]`` of ``x`` over the valid positions: a (3,) float64 tensor that
+    adds up across shards, so shards (one per process) can be whitened with the statistics of their
+    union (`whiten_with_moments`)."""
+    m = _as_float_mask(mask, x).double()
+    xd = x.double() * m
+    return torch.stack([xd.sum(), (xd * xd).sum(), m.sum()])
+
+
+def whiten_with_moments(x: Tensor, mask: Tensor, moments: Tensor, shift_mean: bool = True) -> Tensor:
+    """`masked_whiten` with the mean and the unbiased variance taken from `moments` (those of
+    `masked_moments`, possibly summed over every shard of a batch) instead of from ``x`` alone."""
+    total, squares, n = (float(v) for v in moments)
+    if n < 2:
+        raise ValueError(f"whitening needs at least 2 valid positions, got {n:.0f}")
+    mean = total / n
+    var = max(0.0, (squares - n * mean * mean) / (n - 1))  # one pass in float64: the shards' sums add
+    whitened = (x - mean) / math.sqrt(var + WHITEN_EPS)
+    if not shift_mean:
+        whitened = whitened + mean
+    return torch.where(mask.bool(), whitened, torch.zeros_like(whitened))

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -84,7 +85,8 @@ def call(row: Command, cfg: Any) -> Any:
     that returns nothing has nothing to report.
     """
     result = load(row.target)(cfg)
-    if row.writes_report and result is not None:
+    # Under torchrun / accelerate launch every process returns the run directory; one writes the report.
+    if row.writes_report and result is not None and os.environ.get("RANK", "0") == "0":
         from rlhfkit.eval.report import write_report
 
         write_report(Path(result), title=cfg.title())

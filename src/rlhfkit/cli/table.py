@@ -163,7 +163,7 @@ COMMANDS: tuple[Command, ...] = (
         "run the human-feedback web app",
         "rlhfkit.feedback.commands:ServeConfig",
         "rlhfkit.feedback.commands:serve",
-        (Flag("db"), Flag("host"), Flag("port"), Flag("https", "switch"), Flag("docs", "switch")),
+        (Flag("db"), Flag("host"), Flag("port"), Flag("https", "switch"), Flag("docs", "switch"), Flag("workers")),
     ),
     Command(
         ("admin", "create-user"),

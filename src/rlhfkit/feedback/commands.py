@@ -12,10 +12,11 @@ the functions, so that building a command's parser stays fast.
 from __future__ import annotations
 
 import getpass
+import json
 import os
 import sys
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Literal, TextIO
+from typing import TYPE_CHECKING, Any, Literal, TextIO
 
 from rlhfkit.config import Config, require
 from rlhfkit.config.packages import require_database_driver
@@ -60,6 +61,9 @@ class ServeConfig(Config):
     """Serve the API reference page at /docs (a plain page, no third-party scripts)."""
     idle_timeout_min: float = 480.0
     """Minutes without a request after which a login ends."""
+    workers: int = 1
+    """Server processes sharing the port (uvicorn workers; one that dies is replaced). More than 1
+    needs PostgreSQL: items are handed out under its row locks, and SQLite admits one writer."""
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -70,6 +74,11 @@ class ServeConfig(Config):
         require(
             0 < self.idle_timeout_min <= 7 * 24 * 60,
             f"idle_timeout_min must be in (0, 10080], got {self.idle_timeout_min}",
+        )
+        require(self.workers >= 1, f"workers must be >= 1, got {self.workers}")
+        require(
+            self.workers == 1 or self.db.startswith(("postgresql", "postgres:")),
+            f"workers={self.workers} needs a PostgreSQL database (SQLite admits one writer); got {self.db.split(':')[0]}",
         )
 
     def app_config(self) -> AppConfig:
@@ -90,9 +99,51 @@ def serve(cfg: ServeConfig) -> None:
     # Hand the GIL over every 0.5 ms instead of 5 ms: the event loop otherwise waits behind
     # database threads for whole switch intervals, which dominates tail latency.
     sys.setswitchinterval(0.0005)
+    if cfg.workers > 1:
+        # Each worker process builds its own app (its own connection pool) from the URL and options in
+        # the environment; the migration runs once, here, before any of them starts.
+        from rlhfkit.feedback.db import Database
+
+        database = Database(cfg.db)
+        database.migrate()
+        database.dispose()
+        os.environ[WORKER_DB_ENV] = cfg.db
+        os.environ[WORKER_OPTIONS_ENV] = json.dumps(
+            {"https": cfg.https, "docs": cfg.docs, "idle_timeout_min": cfg.idle_timeout_min}
+        )
+        print(
+            f"rlhfkit feedback on http://{cfg.host}:{cfg.port}  ({cfg.workers} workers, database {redact_url(cfg.db)})",
+            flush=True,
+        )
+        uvicorn.run(
+            f"{__name__}:worker_app",
+            factory=True,
+            workers=cfg.workers,
+            host=cfg.host,
+            port=cfg.port,
+            log_level="info",
+            access_log=False,
+        )
+        return
     app = create_app(cfg.db, config=cfg.app_config())
     print(f"rlhfkit feedback on http://{cfg.host}:{cfg.port}  (database {redact_url(cfg.db)})", flush=True)
     uvicorn.run(app, host=cfg.host, port=cfg.port, log_level="info", access_log=False)
+
+
+WORKER_DB_ENV = "RLHFKIT_SERVE_WORKER_DB"
+"""How `serve --workers N` hands the database URL to its worker processes (never printed)."""
+WORKER_OPTIONS_ENV = "RLHFKIT_SERVE_WORKER_OPTIONS"
+"""The app options (https, docs, idle_timeout_min) of `serve --workers N`, as JSON, for its workers."""
+
+
+def worker_app() -> Any:
+    """The app of one `serve --workers N` process (uvicorn calls this factory in each worker)."""
+    from rlhfkit.feedback.web.app import create_app
+
+    sys.setswitchinterval(0.0005)
+    db = os.environ[WORKER_DB_ENV]
+    options = json.loads(os.environ.get(WORKER_OPTIONS_ENV, "{}"))
+    return create_app(db, config=ServeConfig(db=db, **options).app_config())
 
 
 @dataclass(frozen=True)

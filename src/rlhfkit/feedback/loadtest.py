@@ -16,21 +16,24 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
-import os
 import random
 import secrets
-import socket
-import subprocess
-import sys
 import time
 from collections import Counter
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 from sqlalchemy import func, select
 
 from rlhfkit.feedback.entities import NewItem, ProjectSpec
+
+# The server side lives in loadserver.py; its helpers are imported from here by the load tests.
+from rlhfkit.feedback.loadserver import (  # noqa: F401
+    free_port,
+    kill_one_worker,
+    process_cpu_seconds,
+    start_server,
+)
 from rlhfkit.feedback.store import FeedbackStore
 from rlhfkit.feedback.tables import Item, Judgment
 
@@ -358,40 +361,3 @@ def latency_summary(result: LoadResult) -> dict[str, dict[str, float]]:
 
 
 # ------------------------------------------------------------------ server process
-
-
-def process_cpu_seconds(pid: int) -> float | None:
-    """User + system CPU time of a process (Linux /proc), for CPU cost per request."""
-    try:
-        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    except OSError:
-        return None
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-def start_server(db_url: str, port: int, log_path: str | None = None) -> subprocess.Popen[bytes]:
-    """``python -m rlhfkit.cli serve`` (what ``rlhfkit serve`` runs) in a subprocess; waits until it answers."""
-    out = open(log_path, "ab") if log_path else subprocess.DEVNULL  # noqa: SIM115 -- owned by the child
-    process = subprocess.Popen(
-        [sys.executable, "-m", "rlhfkit.cli", "serve", "--db", db_url, "--host", "127.0.0.1", "--port", str(port)],
-        stdout=out,
-        stderr=subprocess.STDOUT,
-        env={**os.environ, "PYTHONUNBUFFERED": "1"},
-    )
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            raise RuntimeError(f"server exited with {process.returncode} (log: {log_path})")
-        try:
-            with socket.create_connection(("127.0.0.1", port), timeout=0.2):
-                return process
-        except OSError:
-            time.sleep(0.1)
-    process.kill()
-    raise RuntimeError("server did not start within 60 s")

@@ -5,6 +5,10 @@ there and runs about 200x slower). "Supports bf16" is measured, not assumed: som
 ``avx512_bf16`` yet run PyTorch's bf16 matmul slower than fp32 (on the 2-core Xeon this project is
 developed on, bf16 reached 70 GFLOP/s against fp32's 150), so on a CPU ``auto`` times both once and
 caches the answer per CPU model and torch version.
+
+A GPU answers for itself: bf16 where it computes bf16 natively (compute capability 8.0 and up:
+A100, H100, RTX 30xx+), else fp32. Nothing is timed there, and a GPU that only emulates bf16 (a V100
+or T4, where ``torch.cuda.is_bf16_supported()`` says yes by default) stays in fp32.
 """
 
 from __future__ import annotations
@@ -69,6 +73,16 @@ def cpu_prefers_bf16() -> bool:
     return prefers
 
 
+def default_device() -> str:
+    """Where to compute when nothing says otherwise: the GPU when one is visible, else the CPU."""
+    return "cuda" if torch.cuda.is_available() else "cpu"
+
+
+def cuda_has_bf16() -> bool:
+    """Whether the current GPU computes bf16 natively (not emulated)."""
+    return torch.cuda.is_bf16_supported(including_emulation=False)
+
+
 def resolve_dtype(requested: str | torch.dtype, device: str | torch.device = "cpu") -> torch.dtype:
     """``auto`` | ``bf16`` | ``fp32`` | ``fp16`` (or a torch.dtype) -> the dtype to compute in."""
     device_type = torch.device(device).type
@@ -76,7 +90,7 @@ def resolve_dtype(requested: str | torch.dtype, device: str | torch.device = "cp
         dtype = requested
     elif requested == "auto":
         if device_type == "cuda":
-            return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float32
+            return torch.bfloat16 if cuda_has_bf16() else torch.float32
         return torch.bfloat16 if device_type == "cpu" and cpu_prefers_bf16() else torch.float32
     elif requested in DTYPES:
         dtype = DTYPES[requested]

@@ -47,10 +47,11 @@ class GenerateConfig:
 def generate(cfg: GenerateConfig) -> Path:
     from tqdm import tqdm
 
+    from rlhfkit.models.dtype import default_device
     from rlhfkit.models.loading import load_model
 
     prompts = [r.prompt for r in load_records(cfg.prompts, "prompts", limit=cfg.limit or None).records]
-    loaded = load_model(cfg.model, dtype=cfg.dtype)
+    loaded = load_model(cfg.model, dtype=cfg.dtype, device=default_device())
     bar = tqdm(total=len(prompts) * cfg.n, desc="generate", unit="resp", disable=not cfg.progress)
     outs = sample_texts(
         loaded.model, loaded.tokenizer, prompts, cfg.sampling, n=cfg.n, seed=cfg.seed, on_batch=bar.update

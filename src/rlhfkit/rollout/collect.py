@@ -17,7 +17,7 @@ import torch
 from torch import Tensor
 
 from rlhfkit.algorithms.advantages import gae, ppo_token_rewards
-from rlhfkit.algorithms.common import masked_whiten
+from rlhfkit.algorithms.common import masked_moments, masked_whiten, whiten_with_moments
 from rlhfkit.algorithms.kl import KL_ESTIMATORS
 from rlhfkit.data.records import PromptText
 from rlhfkit.models.actor_critic import ActorCritic
@@ -51,6 +51,15 @@ def sample_rollout(
 
 
 @torch.no_grad()
+def _whiten(
+    x: Tensor, mask: Tensor, sum_over_processes: Callable[[Tensor], Tensor] | None, shift_mean: bool = True
+) -> Tensor:
+    """`masked_whiten` over this batch, or over the union of every process's batch."""
+    if sum_over_processes is None:
+        return masked_whiten(x, mask, shift_mean=shift_mean)
+    return whiten_with_moments(x, mask, sum_over_processes(masked_moments(x, mask)), shift_mean=shift_mean)
+
+
 def collect_rollout(
     ac: ActorCritic,
     samples: Samples,
@@ -66,10 +75,13 @@ def collect_rollout(
     temperature: float = 1.0,
     batch_size: int = 8,
     autocast: Autocast = contextlib.nullcontext,
+    sum_over_processes: Callable[[Tensor], Tensor] | None = None,
 ) -> tuple[Rollout, Tensor]:
     """Old log-probs and values (one trunk pass), reference log-probs, per-token KL and rewards, GAE
     advantages and returns of `samples`, `batch_size` rows per pass. `scores` are the shaped (B,)
     scores credited at each response's last token, `raw_scores` what the reward source said.
+    `sum_over_processes` (several processes, each with its share of the batch): sums a tensor over
+    them, so rewards and advantages are whitened with the statistics of the whole batch.
     Returns the rollout and the (B, R) policy entropy."""
     ids = torch.cat([samples.prompt_ids, samples.response_ids], dim=1)
     mask = torch.cat([samples.prompt_mask, samples.response_mask], dim=1)
@@ -81,10 +93,10 @@ def collect_rollout(
     kl = KL_ESTIMATORS[kl_estimator](passes.logps, passes.ref_logps) * rmask
     rewards = ppo_token_rewards(scores.to(kl.device), kl, rmask, beta)
     if whiten_rewards:
-        rewards = masked_whiten(rewards, rmask, shift_mean=False)
+        rewards = _whiten(rewards, rmask, sum_over_processes, shift_mean=False)
     advantages, returns = gae(rewards, value, rmask, gamma, lam)
     if whiten_advantages:
-        advantages = masked_whiten(advantages, rmask)
+        advantages = _whiten(advantages, rmask, sum_over_processes)
     rollout = Rollout(
         ids,
         mask,

@@ -197,8 +197,9 @@ def generate_texts(
     seed: int = 0,
 ) -> list[list[str]]:
     """Load MODEL and return `n` candidates per prompt (used by the feedback app's generate action)."""
+    from rlhfkit.models.dtype import default_device
     from rlhfkit.models.loading import load_model
 
-    loaded = load_model(model_name)
+    loaded = load_model(model_name, device=default_device())
     cfg = SamplingConfig(max_new_tokens=max_new_tokens, temperature=temperature, top_p=top_p)
     return sample_texts(loaded.model, loaded.tokenizer, prompts, cfg, n=n, seed=seed)

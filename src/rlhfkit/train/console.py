@@ -26,11 +26,15 @@ def _fmt(value: float) -> str:
 
 
 class Console:
-    """The progress line and the table of one run (`live=False`, or stderr not a terminal: the table only)."""
+    """The progress line and the table of one run (`live=False`, or stderr not a terminal: the table only;
+    `show=False`, a process other than the main one: nothing)."""
 
-    def __init__(self, name: str, headline: Headline, *, total: int, initial: int, every: int, live: bool) -> None:
+    def __init__(
+        self, name: str, headline: Headline, *, total: int, initial: int, every: int, live: bool, show: bool = True
+    ) -> None:
         from tqdm import tqdm
 
+        self.show = show
         self.headline = list(headline)
         self.total = total
         self.every = every or max(1, total // ROWS_PER_RUN)
@@ -81,7 +85,8 @@ class Console:
 
     def write(self, text: str) -> None:
         """A line above the progress line."""
-        self.bar.write(text, file=sys.stderr)
+        if self.show:
+            self.bar.write(text, file=sys.stderr)
 
     def close(self) -> None:
         if self._unshown is not None and self._unshown > 0:

@@ -23,13 +23,25 @@ from rlhfkit.files import truncate_jsonl_after
 class MetricsLogger:
     """Metrics to ``metrics.jsonl`` and, when asked, TensorBoard and W&B (offline)."""
 
-    def __init__(self, run_dir: Path, sinks: tuple[str, ...] = (), *, config: Any = None, resume_step: int = 0):
+    def __init__(
+        self,
+        run_dir: Path,
+        sinks: tuple[str, ...] = (),
+        *,
+        config: Any = None,
+        resume_step: int = 0,
+        write: bool = True,
+    ):
+        """`write` False (a process other than the main one of a multi-process run): log nothing."""
         self.path = run_dir / "metrics.jsonl"
+        self._file = None
+        self._tb = None
+        self._wandb = None
+        if not write:
+            return
         truncate_jsonl_after(self.path, resume_step)
         # Held open for the whole run (closed by `close`), line-buffered: a crash loses at most a line.
         self._file = open(self.path, "a", buffering=1)  # noqa: SIM115
-        self._tb = None
-        self._wandb = None
         if "tensorboard" in sinks:
             from torch.utils.tensorboard import SummaryWriter
 
@@ -43,7 +55,8 @@ class MetricsLogger:
     def log(self, step: int, metrics: dict[str, Any]) -> dict[str, float]:
         """Write one step's metrics; returns them as plain floats."""
         clean = {k: (float(v.item()) if torch.is_tensor(v) else float(v)) for k, v in metrics.items()}
-        self._file.write(json.dumps({"step": step, **clean}) + "\n")
+        if self._file is not None:
+            self._file.write(json.dumps({"step": step, **clean}) + "\n")
         if self._tb is not None:
             for key, value in clean.items():
                 self._tb.add_scalar(key, value, step)
@@ -52,7 +65,8 @@ class MetricsLogger:
         return clean
 
     def close(self) -> None:
-        self._file.close()
+        if self._file is not None:
+            self._file.close()
         if self._tb is not None:
             self._tb.close()
         if self._wandb is not None:

@@ -21,6 +21,11 @@ checkpoints; its own file keeps only its config and a loop of numbered steps::
     run.close()
 
 The HTML report is not a trainer's business: the command line and the loop write it afterwards.
+
+Under ``torchrun`` / ``accelerate launch`` every process runs the same loop. `Run` shards the data
+(`stream`), turns a process's sums into its share of the step's global mean (`divisor`), reduces
+metrics (`all_sum`, `gather`), and lets only the main process write: the config, metrics, samples
+and checkpoints (trainers guard the final model with `is_main`).
 """
 
 from __future__ import annotations
@@ -35,6 +40,7 @@ import torch
 from torch import nn
 
 from rlhfkit.config import ConfigError, save_config, to_dict
+from rlhfkit.data.sampler import BatchStream
 from rlhfkit.files import append_jsonl, truncate_jsonl_after
 from rlhfkit.models.adapters import count_parameters
 from rlhfkit.train.checkpoint import Parameterized, latest_checkpoint, load_checkpoint, save_checkpoint
@@ -53,8 +59,10 @@ log = logging.getLogger("rlhfkit")
 
 RESUMABLE_FIELDS = frozenset(
     {"max_steps", "resume", "progress", "report_to", "save_every", "log_every", "eval_every", "console_every"}
+    | {"batch_size", "grad_accum"}
 )
-"""Config fields a resumed run may change (run longer, log differently); any other change is refused."""
+"""Config fields a resumed run may change (run longer, log differently; split the same global batch
+otherwise over another number of processes: `Run` checks the global batch); any other change is refused."""
 
 
 class Stateful(Protocol):
@@ -74,8 +82,8 @@ class FileState(Protocol):
     def load(self, path: Path) -> bool: ...
 
 
-def prepare_run_dir(cfg: TrainConfig) -> Path:
-    """Create the run directory and write the resolved config.
+def prepare_run_dir(cfg: TrainConfig, write: bool = True) -> Path:
+    """Create the run directory and write the resolved config (when `write`: the main process).
 
     A run directory holding a different config refuses to be resumed into: resuming with other
     hyper-parameters would silently produce a run nobody asked for.
@@ -94,7 +102,8 @@ def prepare_run_dir(cfg: TrainConfig) -> Path:
                 f"{run_dir} holds a run with a different config ({', '.join(diff)}); "
                 f"use another output directory or resume=false"
             )
-    save_config(cfg, path)
+    if write:
+        save_config(cfg, path)
     return run_dir
 
 
@@ -105,8 +114,8 @@ class Run:
         self.cfg = cfg
         self.name = name
         self.headline = headline
-        self.dir = prepare_run_dir(cfg)
         self.engine = Engine(cfg.dtype, cfg.seed)
+        self.dir = prepare_run_dir(cfg, write=self.engine.is_main)
         self.start_step = 0
         """The step the loop continues after (0 for a fresh run)."""
         self._speed: dict[str, Throughput] = {}
@@ -121,6 +130,52 @@ class Run:
     @property
     def resumed(self) -> bool:
         return self.start_step > 0
+
+    @property
+    def is_main(self) -> bool:
+        """Whether this is the process that writes (always, on one process)."""
+        return self.engine.is_main
+
+    @property
+    def global_batch(self) -> int:
+        """Examples per optimizer step over all processes: batch_size x grad_accum x processes."""
+        return self.cfg.batch_size * self.cfg.grad_accum * self.engine.world_size
+
+    def stream(
+        self, lengths: list[int], *, group_by_length: bool = False, step_size: int = 0, micro_batches: int = 0
+    ) -> BatchStream:
+        """This process's `BatchStream`: by default `global_batch` examples a step, of which it takes
+        its contiguous share in `grad_accum` micro-batches of `batch_size`. A loop whose step is not
+        made of training micro-batches (PPO's prompts) passes its own global `step_size` (and 1)."""
+        return BatchStream(
+            lengths,
+            step_size or self.global_batch,
+            self.cfg.seed,
+            group_by_length,
+            micro_batches=micro_batches or self.cfg.grad_accum,
+            rank=self.engine.rank,
+            world_size=self.engine.world_size,
+        )
+
+    def all_sum(self, sums: Mapping[str, float]) -> dict[str, float]:
+        """Sums (of losses, counts, statistics) over every process, in one collective; every process
+        calls it at the same point with the same keys."""
+        keys = sorted(sums)
+        return dict(zip(keys, self.engine.all_sum([float(sums[k]) for k in keys]), strict=True))
+
+    def divisor(self, local_count: float) -> float:
+        """What this process divides its loss *sum* by so that the step's gradient is the sum over every
+        micro-batch of every process divided by the step's global count (tokens, examples, pairs).
+
+        DDP, FSDP and DeepSpeed average gradients over the processes, so each divides by
+        ``global_count / world_size``; the mean is then the same however the step is split. A
+        collective: call it once per step on every process."""
+        (total,) = self.engine.all_sum([local_count])
+        return max(1.0, total) / self.engine.world_size
+
+    def gather(self, tensor: torch.Tensor) -> torch.Tensor:
+        """Every process's `tensor` (the same shape on each) concatenated in rank order (a collective)."""
+        return self.engine.gather(tensor)
 
     def setup(
         self,
@@ -150,15 +205,20 @@ class Run:
         self._state = {k: v for k, v in (state or {}).items() if v is not None}
         self._files = {k: v for k, v in (files or {}).items() if v is not None}
         self._restore()
-        self.logger = MetricsLogger(self.dir, self.cfg.report_to, config=self.cfg, resume_step=self.start_step)
-        truncate_jsonl_after(self.dir / "samples.jsonl", self.start_step)
+        main = self.is_main
+        self.logger = MetricsLogger(
+            self.dir, self.cfg.report_to, config=self.cfg, resume_step=self.start_step, write=main
+        )
+        if main:
+            truncate_jsonl_after(self.dir / "samples.jsonl", self.start_step)
         self.console = Console(
             self.name,
             self.headline,
             total=self.cfg.max_steps,
             initial=self.start_step,
             every=self.cfg.console_every,
-            live=self.cfg.progress,
+            live=self.cfg.progress and main,
+            show=main,
         )
         model, self.optimizer = self.engine.prepare(model, optimizer)
         self._loop_start = time.perf_counter()
@@ -169,6 +229,12 @@ class Run:
         if ckpt is None:
             return
         restored = load_checkpoint(ckpt, modules=self._modules, optimizer=self._optimizer)
+        saved = int(restored.state.get("global_batch", self.global_batch))
+        if saved != self.global_batch:
+            raise ConfigError(
+                f"{ckpt} was trained on {saved} examples a step, this run takes {self.global_batch} "
+                f"(batch_size x grad_accum x {self.engine.world_size} processes); keep the global batch to resume"
+            )
         load_scheduler_state(self.scheduler, restored.state["scheduler"])
         for key, obj in self._state.items():
             obj.load_state_dict(restored.state[key])
@@ -179,8 +245,9 @@ class Run:
         log.info("resumed from %s at step %d", ckpt, restored.step)
 
     def optimizer_step(self, trained: nn.Module | Any) -> float:
-        """Clip the gradient of `trained` (a module, or `MasterWeights`), step the optimizer and the
-        schedule, clear the gradients; returns the gradient norm before clipping."""
+        """Average the gradient of `trained` (a module, or `MasterWeights`) over the processes, clip it,
+        step the optimizer and the schedule, clear the gradients; returns the gradient norm before clipping."""
+        self.engine.reduce_gradients(trained)
         grad_norm = self.engine.clip(trained, self.cfg.max_grad_norm)
         self.optimizer.step()
         self.scheduler.step()
@@ -225,9 +292,10 @@ class Run:
         check_finite(step, metrics, self.dir)
         metrics = {**metrics, "train/lr": self.scheduler.get_last_lr()[0]}
         if self.is_log_step(step):
+            rates = self.all_sum({f"perf/{k}_per_s": v.rate() for k, v in self._speed.items()})
             metrics = {
                 **metrics,
-                **{f"perf/{k}_per_s": v.rate() for k, v in self._speed.items()},
+                **rates,
                 "perf/peak_mem_mb": peak_memory_mb(self.device),
             }
             if evaluate is not None and self.is_eval_step(step):
@@ -238,9 +306,16 @@ class Run:
         self.console.update(step, metrics)
 
     def save_checkpoint(self, step: int) -> None:
+        """Checkpoint `step` (the main process writes; the others hold the same weights and state)."""
+        if not self.is_main:
+            return
         for name, kept in self._files.items():
             kept.save(self.dir / name)
-        state = {"scheduler": scheduler_state(self.scheduler), **{k: v.state_dict() for k, v in self._state.items()}}
+        state = {
+            "scheduler": scheduler_state(self.scheduler),
+            "global_batch": self.global_batch,
+            **{k: v.state_dict() for k, v in self._state.items()},
+        }
         save_checkpoint(
             self.dir / "checkpoints",
             step,
@@ -251,8 +326,10 @@ class Run:
         )
 
     def append_samples(self, rows: list[dict[str, Any]]) -> None:
-        """Append generations to ``samples.jsonl`` (a resumed run drops those past its checkpoint)."""
-        append_jsonl(self.dir / "samples.jsonl", rows)
+        """Append generations to ``samples.jsonl`` (a resumed run drops those past its checkpoint; only
+        the main process writes)."""
+        if self.is_main:
+            append_jsonl(self.dir / "samples.jsonl", rows)
 
     def close(self) -> None:
         self.console.close()

@@ -18,7 +18,6 @@ from rlhfkit.config import require
 from rlhfkit.data.chat import ChatTemplate, describe_templating, encode_pair
 from rlhfkit.data.collate import collate_lm
 from rlhfkit.data.records import Demonstration, Record
-from rlhfkit.data.sampler import BatchStream
 from rlhfkit.models.adapters import (
     LoRAConfig,
     choose_trainable,
@@ -163,6 +162,19 @@ def _master_weights(cfg: SFTConfig, engine: Engine, model) -> MasterWeights | No
     return MasterWeights(model, torch.bfloat16)
 
 
+def accumulate(run: Run, model, batches: list[dict[str, torch.Tensor]]) -> float:
+    """Forward and backward over this process's micro-batches of a step, the loss normalized by the
+    response tokens of the whole step (every micro-batch of every process); returns the step's loss."""
+    divisor = run.divisor(sum(int((b["labels"][:, 1:] != -100).sum()) for b in batches))
+    nll_sum = 0.0
+    for i, batch in enumerate(batches):
+        with run.engine.sync(model, last=i == len(batches) - 1), run.engine.autocast():
+            nll, _ = token_nll_sum(model, run.engine.to_device(batch))
+            run.engine.backward(nll / divisor)
+        nll_sum += float(nll.detach())
+    return run.all_sum({"nll": nll_sum / divisor})["nll"] / run.engine.world_size
+
+
 def sft(cfg: SFTConfig) -> Path:
     """Run SFT; returns the run directory, which is also the fine-tuned model's directory."""
     run = Run(cfg, "sft", HEADLINE)
@@ -172,7 +184,7 @@ def sft(cfg: SFTConfig) -> Path:
     loaded = load_model(cfg.model, dtype="fp32", device=run.device)
     tokenizer, pad = loaded.tokenizer, loaded.tokenizer.pad_token_id
     demos = encode_demos(tokenizer, train_recs, eval_recs, cfg)
-    stream = BatchStream([len(x) for x in demos.ids], cfg.batch_size, cfg.seed, cfg.group_by_length)
+    stream = run.stream([len(x) for x in demos.ids], group_by_length=cfg.group_by_length)
 
     # 2. Model: what trains (all, LoRA, or the top layers); bf16 weights keep fp32 masters.
     model = choose_trainable(loaded.model, cfg.lora, cfg.freeze_layers)
@@ -193,31 +205,27 @@ def sft(cfg: SFTConfig) -> Path:
     run.log_initial(held_out)
 
     for step in run.steps():
-        # 4. One optimizer step over grad_accum micro-batches, normalized by the step's token count.
+        # 4. One optimizer step over this process's grad_accum micro-batches.
         model.train()
-        micro = [stream.next_batch() for _ in range(cfg.grad_accum)]
-        batches = [collate_lm([demos.ids[i] for i in idx], [demos.labels[i] for i in idx], pad) for idx in micro]
-        n_tokens = sum(int((b["labels"][:, 1:] != -100).sum()) for b in batches)
-        loss_total = 0.0
-        for i, batch in enumerate(batches):
-            with run.engine.sync(model, last=i == len(batches) - 1), run.engine.autocast():
-                nll, _ = token_nll_sum(model, run.engine.to_device(batch))
-                loss = nll / max(1, n_tokens)
-                run.engine.backward(loss)
-            loss_total += float(loss.detach())
+        batches = [
+            collate_lm([demos.ids[i] for i in idx], [demos.labels[i] for i in idx], pad) for idx in stream.next_step()
+        ]
+        loss = accumulate(run, model, batches)
         if masters:
             masters.grads_to_masters()
         grad_norm = run.optimizer_step(trained)
         if masters:
             masters.masters_to_model()
         run.count("tokens", sum(int(b["attention_mask"].sum()) for b in batches))
+        run.count("examples", sum(len(b["input_ids"]) for b in batches))
 
         # 5. Log, evaluate, checkpoint.
-        run.end_step(step, {"train/loss": loss_total, "train/grad_norm": grad_norm}, evaluate=held_out)
+        run.end_step(step, {"train/loss": loss, "train/grad_norm": grad_norm}, evaluate=held_out)
     run.close()
 
     # 6. The run directory becomes a model directory (fp32, from the masters).
     if masters:
         masters.restore_fp32()
-    save_model_dir(run.engine.unwrap(model), tokenizer, run.dir)
+    if run.is_main:
+        save_model_dir(run.engine.unwrap(model), tokenizer, run.dir)
     return run.dir

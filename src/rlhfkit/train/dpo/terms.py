@@ -106,6 +106,12 @@ class MetricSums:
         ):
             self.sums[name] = self.sums.get(name, 0.0) + float(value.float().sum())
 
+    def reduce(self, all_sum: Callable[[dict[str, float]], dict[str, float]]) -> None:
+        """Replace the sums by their totals over every process (`Run.all_sum`)."""
+        totals = all_sum({"loss": self.loss, "units": self.units, "pairs": self.pairs, **self.sums})
+        self.loss, self.units, self.pairs = totals.pop("loss"), totals.pop("units"), totals.pop("pairs")
+        self.sums = totals
+
     def means(self, prefix: str) -> dict[str, float]:
         out = {f"{prefix}/loss": self.loss / max(1.0, self.units)}
         out.update({f"{prefix}/{k}": v / max(1.0, self.pairs) for k, v in self.sums.items()})

@@ -20,7 +20,6 @@ from torch import Tensor, nn
 from rlhfkit.algorithms.dpo_losses import REFERENCE_FREE_LOSSES
 from rlhfkit.data.chat import describe_templating
 from rlhfkit.data.records import PromptText, prompt_text
-from rlhfkit.data.sampler import BatchStream
 from rlhfkit.models.adapters import (
     choose_trainable,
     trainable_parameters,
@@ -142,7 +141,8 @@ def reference_logps(
             )
             for name, groups in splits.items()
         }
-    save_reference_cache(path, key, out)
+    if engine.is_main:
+        save_reference_cache(path, key, out)
     log.info(
         "reference log-probs of %d responses computed once and cached in %s", sum(v.numel() for v in out.values()), path
     )
@@ -181,7 +181,7 @@ def dpo(cfg: DPOConfig) -> Path:
     tokenizer, pad = loaded.tokenizer, loaded.tokenizer.pad_token_id
     data = encode_preferences(tokenizer, train_recs, eval_recs, cfg)
     train = data.train
-    stream = BatchStream([g.packed_length for g in train], cfg.batch_size, cfg.seed, cfg.group_by_length)
+    stream = run.stream([g.packed_length for g in train], group_by_length=cfg.group_by_length)
     offsets = response_offsets(train)
 
     # 2. Model: what trains (all, LoRA, or the top layers).
@@ -206,10 +206,10 @@ def dpo(cfg: DPOConfig) -> Path:
 
     for step in run.steps():
         # 5. One optimizer step: every response of the micro-batch's groups in one forward pass,
-        # the loss normalised by the pairs (or rankings) of the whole step.
+        # the loss normalised by the pairs (or rankings) of the whole step on every process.
         model.train()
-        micro = [stream.next_batch() for _ in range(cfg.grad_accum)]
-        units = sum(mode.units([len(train[i].responses) for i in idx]) for idx in micro)
+        micro = stream.next_step()
+        divisor = run.divisor(sum(mode.units([len(train[i].responses) for i in idx]) for idx in micro))
         sums = MetricSums()
         for i, idx in enumerate(micro):
             batch = LAYOUTS[cfg.layout]([train[g] for g in idx], pad).to(run.device)
@@ -217,15 +217,17 @@ def dpo(cfg: DPOConfig) -> Path:
             with run.engine.sync(model, last=i == len(micro) - 1), run.engine.autocast():
                 logps, lengths = response_logps(model, batch)
                 terms = mode.terms(logps.float(), lengths, ref, batch.sizes, cfg)
-                run.engine.backward(terms.losses.sum() / max(1, units))
+                run.engine.backward(terms.losses.sum() / divisor)
             sums.add(terms)
             run.count("examples", len(idx))
         grad_norm = run.optimizer_step(model)
 
         # 6. Log, evaluate, checkpoint.
+        sums.reduce(run.all_sum)
         run.end_step(step, {**sums.means("train"), "train/grad_norm": grad_norm}, evaluate=held_out)
     run.close()
 
     # 7. The run directory becomes a model directory.
-    save_model_dir(run.engine.unwrap(model), tokenizer, run.dir)
+    if run.is_main:
+        save_model_dir(run.engine.unwrap(model), tokenizer, run.dir)
     return run.dir

@@ -22,7 +22,6 @@ from transformers import PreTrainedModel
 from rlhfkit.algorithms.common import masked_mean, masked_sum
 from rlhfkit.algorithms.ppo_losses import explained_variance
 from rlhfkit.data.records import PromptText
-from rlhfkit.data.sampler import BatchStream
 from rlhfkit.files import write_atomic
 from rlhfkit.models.actor_critic import ActorCritic
 from rlhfkit.models.adapters import trainable_parameters
@@ -52,10 +51,9 @@ def actor_critic(base: PreTrainedModel, cfg: PPOConfig) -> ActorCritic:
 def generate(
     ac: ActorCritic, tokenizer, prompts: list[PromptText], cfg: PPOSettings, step: int, engine: Engine
 ) -> Samples:
-    """Step 1 with this config: one response per prompt, with a per-step seed."""
-    return sample_rollout(
-        ac.policy, tokenizer, prompts, cfg.sampling, seed=cfg.seed * 1_000_003 + step * 1_009, autocast=engine.autocast
-    )
+    """Step 1 with this config: one response per prompt, with a per-step (and per-process) seed."""
+    seed = cfg.seed * 1_000_003 + step * 1_009 + engine.rank * 7_777_777
+    return sample_rollout(ac.policy, tokenizer, prompts, cfg.sampling, seed=seed, autocast=engine.autocast)
 
 
 def collect(
@@ -82,6 +80,7 @@ def collect(
         temperature=cfg.sampling.temperature,
         batch_size=cfg.batch_size,
         autocast=engine.autocast,
+        sum_over_processes=engine.sum_tensor if engine.world_size > 1 else None,
     )
 
 
@@ -119,7 +118,7 @@ def ppo(cfg: PPOConfig) -> Path:
     tokenizer = loaded.tokenizer
     model = actor_critic(loaded.model, cfg).to(run.device)
     reward = cfg.reward_source(cfg.reward, run.device)
-    stream = BatchStream([1] * len(prompts), cfg.rollout_batch_size, cfg.seed)
+    stream = run.stream([1] * len(prompts), step_size=cfg.rollout_batch_size, micro_batches=1)
     kl_ctl = cfg.make_kl_controller()
     moments = RunningMoments() if cfg.normalize_scores else None
     ac, optimizer, scheduler = run.setup(
@@ -138,9 +137,10 @@ def ppo(cfg: PPOConfig) -> Path:
         samples = generate(model, tokenizer, batch_prompts, cfg, step, run.engine)
         t1 = time.perf_counter()
 
-        # 2. Score, then shape: running normalization, the no-EOS rule, clipping.
+        # 2. Score, then shape (running normalization, the no-EOS rule, clipping) with the scores of
+        # every process, so the running moments stay the same on each.
         raw, reward_std = checked_scores(reward, cfg.reward, batch_prompts, samples.texts, step, run.dir)
-        scores = shaped(raw, samples, moments, cfg)
+        scores = shaped(run, raw, samples, moments, cfg)
         t2 = time.perf_counter()
 
         # 3-4. Old log-probs and values, reference log-probs, KL, per-token rewards, GAE advantages.
@@ -150,7 +150,7 @@ def ppo(cfg: PPOConfig) -> Path:
         # 5. PPO epochs x minibatches.
         stats = ppo_update(ac, optimizer, rollout, cfg, step, run.engine, run.dir)
         scheduler.step()
-        metrics = step_metrics(rollout, entropy, samples, beta, reward_std)
+        metrics = mean_over_processes(run, step_metrics(rollout, entropy, samples, beta, reward_std))
         kl_ctl.update(float(metrics["ppo/kl"]), n_steps=len(batch_prompts))
         t3 = time.perf_counter()
 
@@ -164,20 +164,40 @@ def ppo(cfg: PPOConfig) -> Path:
     run.close()
 
     # The run directory becomes the policy's model directory (LoRA merged; adapter/ kept), plus its value head.
-    save_policy(model, tokenizer, run.dir)
+    if run.is_main:
+        save_policy(model, tokenizer, run.dir)
     return run.dir
 
 
-def shaped(raw: torch.Tensor, samples: Samples, moments: RunningMoments | None, cfg: PPOSettings) -> torch.Tensor:
-    """Step 2's shaping of raw scores: running normalization, the no-EOS rule, clipping."""
-    return shape_scores(
-        raw,
-        samples.ended.cpu(),
+def shaped(
+    run: Run, raw: torch.Tensor, samples: Samples, moments: RunningMoments | None, cfg: PPOSettings
+) -> torch.Tensor:
+    """Step 2's shaping of raw scores: running normalization, the no-EOS rule, clipping. On several
+    processes over the scores of all of them (gathered in rank order), so every process updates its
+    running moments with the same global batch; returns this process's rows."""
+    raw, ended, n = raw.float(), samples.ended, raw.shape[0]
+    if run.engine.world_size > 1:
+        raw = run.gather(raw.to(run.device))
+        ended = run.gather(ended.to(run.device))
+    scores = shape_scores(
+        raw.cpu(),
+        ended.cpu(),
         moments,
         no_eos_score=cfg.no_eos_score,
         no_eos_penalty=cfg.no_eos_penalty,
         clip=cfg.score_clip,
     )
+    return scores[run.engine.rank * n : (run.engine.rank + 1) * n]
+
+
+def mean_over_processes(run: Run, metrics: dict[str, float | torch.Tensor]) -> dict[str, float]:
+    """Each metric averaged over the processes (each holds as many samples, so a mean of means is the
+    global mean; a standard deviation becomes the mean of the processes' ones)."""
+    local = {k: float(v) for k, v in metrics.items()}
+    if run.engine.world_size == 1:
+        return local
+    totals = run.all_sum(local)
+    return {k: v / run.engine.world_size for k, v in totals.items()}
 
 
 def save_policy(model: ActorCritic, tokenizer: Any, out: Path) -> None:

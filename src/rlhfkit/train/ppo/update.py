@@ -26,9 +26,10 @@ def ppo_update(
     run_dir: Path,
 ) -> dict[str, float]:
     """`ppo_epochs` passes over the rollout in shuffled minibatches of ``batch_size * grad_accum``
-    samples, one optimizer step per minibatch. Each micro-batch's token-mean loss is weighted by its
-    share of the minibatch's tokens, so the step's loss is the token-mean over the minibatch however
-    it is split. Returns token-weighted mean statistics."""
+    samples (on each process), one optimizer step per minibatch. Each micro-batch's token-mean loss is
+    weighted by its share of the minibatch's tokens on every process, so the step's loss is the
+    token-mean over the global minibatch however it is split. Returns token-weighted mean statistics
+    (averaged over the processes)."""
     n = rollout.input_ids.shape[0]
     minibatch = cfg.batch_size * cfg.grad_accum
     order_rng = torch.Generator().manual_seed(cfg.seed * 7_919 + step)
@@ -38,15 +39,20 @@ def ppo_update(
         order = torch.randperm(n, generator=order_rng).to(rollout.input_ids.device)
         for mb_rows in order.split(minibatch):
             stats = _minibatch(ac, rollout, mb_rows, cfg, engine)
-            # A NaN/inf loss stops the run before it can reach the weights; the last checkpoint stays good.
-            check_finite(step, {k: v for k, v in stats.items() if k.endswith("_loss")}, run_dir)
+            # A NaN/inf loss stops the run before it can reach the weights; the last checkpoint stays
+            # good. Summed over the processes first, so that every process stops, not one alone.
+            losses = {k: v for k, v in stats.items() if k.endswith("_loss")}
+            check_finite(step, dict(zip(losses, engine.all_sum(list(losses.values())), strict=True)), run_dir)
+            engine.reduce_gradients(ac)
             stats["train/grad_norm"] = engine.clip(ac, cfg.max_grad_norm)
             optimizer.step()
             optimizer.zero_grad(set_to_none=True)
             for key, value in stats.items():
                 sums[key] += value
             minibatches += 1
-    return {k: v / minibatches for k, v in sums.items()}
+    keys = sorted(sums)
+    totals = engine.all_sum([sums[k] / minibatches for k in keys])
+    return {k: v / engine.world_size for k, v in zip(keys, totals, strict=True)}
 
 
 def _minibatch(
@@ -55,7 +61,9 @@ def _minibatch(
     """Accumulate the gradient of one minibatch (in micro-batches of `batch_size` rows); returns its
     token-weighted statistics."""
     micro = mb_rows.split(cfg.batch_size)
-    mb_tokens = float(rollout.response_mask[mb_rows].sum().clamp(min=1))
+    # DDP-style averaging divides by the processes: each divides by its share of the global tokens.
+    (global_tokens,) = engine.all_sum([float(rollout.response_mask[mb_rows].sum())])
+    mb_tokens = max(1.0, global_tokens) / engine.world_size
     stats: dict[str, float] = defaultdict(float)
     for i, rows in enumerate(micro):
         part = rollout.select(rows)

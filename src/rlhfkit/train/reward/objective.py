@@ -153,18 +153,28 @@ def centering_penalty(rewards: Tensor, batch: RewardBatch, coef: float) -> Tenso
 
 
 def objective(
-    rewards: Tensor, batch: RewardBatch, weights: Tensor, params: LossParams, spec: ObjectiveSpec
+    rewards: Tensor,
+    batch: RewardBatch,
+    weights: Tensor,
+    params: LossParams,
+    spec: ObjectiveSpec,
+    *,
+    divisor: float | None = None,
 ) -> tuple[Tensor, dict[str, float]]:
     """Scalar training loss and batch metrics.
 
-    ``loss = mean_k mean_i w[i, k] * l[i, k] (+ centering)``: each head's bootstrap-weighted mean loss
-    (weights average 1, so dividing by the batch size keeps the scale and never divides by 0), averaged
-    over the heads. rewards: (S, K); weights: (B, K) bootstrap counts of the batch's examples.
+    ``loss = mean_k sum_i w[i, k] * l[i, k] / divisor (+ centering)``: each head's bootstrap-weighted
+    loss (weights average 1, so the scale stays that of a mean), averaged over the heads. `divisor`
+    defaults to the batch's example count (the batch mean); a step of several micro-batches or
+    processes passes its share of the step's global count (`Run.divisor`), so the step's gradient is
+    that of the mean over the whole step. The centering penalty, a batch mean, is weighted by the
+    batch's share of the step. rewards: (S, K); weights: (B, K) bootstrap counts of the batch's examples.
     """
     losses = per_example_losses(rewards, batch, params, spec)
-    loss = (weights.to(losses.dtype) * losses).mean(dim=0).mean()
+    share = 1.0 if divisor is None else losses.shape[0] / divisor
+    loss = (weights.to(losses.dtype) * losses).sum(dim=0).mean() / (divisor or losses.shape[0])
     if spec.center_coef > 0:
-        loss = loss + centering_penalty(rewards, batch, spec.center_coef)
+        loss = loss + share * centering_penalty(rewards, batch, spec.center_coef)
     metrics = {"train/loss": float(loss.detach())}
     if "pairs" in batch.groups:
         t = batch.groups["pairs"]

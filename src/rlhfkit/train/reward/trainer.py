@@ -25,7 +25,6 @@ import torch
 
 from rlhfkit.data.chat import describe_templating
 from rlhfkit.data.records import Comparison, Record
-from rlhfkit.data.sampler import BatchStream
 from rlhfkit.files import write_text_atomic
 from rlhfkit.models.adapters import (
     apply_lora,
@@ -215,7 +214,7 @@ def train_reward_model(cfg: RewardConfig) -> Path:
     train_recs = _drop_ties(train_recs, cfg.pairwise_loss)
     core = build_reward_model(cfg.model, device=run.device, **_model_settings(cfg))
     data, held = _encode(core, cfg, train_recs, eval_recs)
-    stream = BatchStream(data.example_lengths(), cfg.batch_size, cfg.seed, cfg.group_by_length)
+    stream = run.stream(data.example_lengths(), group_by_length=cfg.group_by_length)
     weights = bootstrap_weights(len(data.examples), cfg.n_heads, cfg.seed, cfg.bootstrap)
 
     # 2. What trains: the heads (and the loss's own parameters) always; the trunk fully, through LoRA,
@@ -239,22 +238,24 @@ def train_reward_model(cfg: RewardConfig) -> Path:
     run.log_initial(held_out if cfg.eval_every else None)
 
     for step in run.steps():
-        # 4. One optimizer step over grad_accum micro-batches of examples.
+        # 4. One optimizer step over this process's micro-batches (the loss: a mean over the global step).
         model.train()
+        micro = stream.next_step()
+        divisor = run.divisor(sum(len(idx) for idx in micro))
         sums: Counter[str] = Counter()
-        for i in range(cfg.grad_accum):
-            batch = collate(data, stream.next_batch(), core.tokenizer.pad_token_id, layout).to(run.device)
-            with run.engine.sync(model, last=i == cfg.grad_accum - 1), run.engine.autocast():
+        for i, idx in enumerate(micro):
+            batch = collate(data, idx, core.tokenizer.pad_token_id, layout).to(run.device)
+            with run.engine.sync(model, last=i == len(micro) - 1), run.engine.autocast():
                 rewards = _rewards(model, core, batch, cache, frozen).float()
                 w = weights[batch.example_ids].to(run.device)
-                loss, batch_metrics = objective(rewards, batch, w, params, spec)
-                run.engine.backward(loss / cfg.grad_accum)
-            sums.update({key: value / cfg.grad_accum for key, value in batch_metrics.items()})
+                loss, batch_metrics = objective(rewards, batch, w, params, spec, divisor=divisor)
+                run.engine.backward(loss)
+            sums.update(_weighted(batch_metrics, float(loss.detach()) * divisor, len(idx)))
             run.count("examples", len(batch.example_ids))
         grad_norm = run.optimizer_step(model)
 
         # 5. Log, evaluate (the last step's evaluation comes after normalizing), checkpoint.
-        metrics = {**sums, "train/grad_norm": grad_norm}
+        metrics = {**_step_means(run, sums), "train/grad_norm": grad_norm}
         if cache is not None:
             metrics["perf/cache_hit_rate"] = cache.hits / max(1, cache.hits + cache.misses)
         run.end_step(step, metrics, evaluate=held_out if cfg.eval_every and step < cfg.max_steps else None)
@@ -264,6 +265,26 @@ def train_reward_model(cfg: RewardConfig) -> Path:
     return run.dir
 
 
+STEP_METRICS = ("train/loss", "train/accuracy", "train/margin")
+"""What `objective` may report of a batch; every process reduces all of them, present or not."""
+
+
+def _weighted(batch_metrics: dict[str, float], loss_sum: float, examples: int) -> dict[str, float]:
+    """A micro-batch's metrics as sums weighted by its examples, each with its weight (``n:KEY``)."""
+    out = {"train/loss": loss_sum, "n:train/loss": float(examples)}
+    for key in STEP_METRICS[1:]:
+        if key in batch_metrics:
+            out[key], out[f"n:{key}"] = batch_metrics[key] * examples, float(examples)
+    return out
+
+
+def _step_means(run: Run, sums: Counter[str]) -> dict[str, float]:
+    """The step's metrics over every micro-batch of every process, example-weighted."""
+    keys = [*STEP_METRICS, *(f"n:{k}" for k in STEP_METRICS)]
+    totals = run.all_sum({k: sums.get(k, 0.0) for k in keys})
+    return {k: totals[k] / totals[f"n:{k}"] for k in STEP_METRICS if totals[f"n:{k}"] > 0}
+
+
 def _finish(
     run: Run, core: RewardModel, cfg: RewardConfig, train: list[Record], frozen: bool, held_out: HeldOut | None
 ) -> None:
@@ -271,11 +292,13 @@ def _finish(
     held-out metrics (the run's last evaluation: after normalizing, so margins are in its units)."""
     if cfg.normalize:
         fit_normalization(core, cfg, train, frozen)
-    save_reward_model(core, run.dir)
+    if run.is_main:
+        save_reward_model(core, run.dir)
     if held_out is not None:
         final = held_out.metrics()
         run.log(run.cfg.max_steps, _eval_metrics(final))
-        write_text_atomic(run.dir / EVAL_FILE, metrics_json(final) + "\n")
+        if run.is_main:
+            write_text_atomic(run.dir / EVAL_FILE, metrics_json(final) + "\n")
         log.info("held-out evaluation:\n%s", format_metrics(final))
     run.close()
 
