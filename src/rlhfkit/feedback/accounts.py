@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from sqlalchemy import Connection, bindparam, delete, select, update
 from sqlalchemy.orm import Session
 
@@ -9,7 +11,7 @@ from rlhfkit.feedback.audit import record_event
 from rlhfkit.feedback.entities import SessionView, UserView, check_name
 from rlhfkit.feedback.errors import Conflict, Forbidden, Invalid, NotFound, Unauthorized
 from rlhfkit.feedback.security import dummy_verify, new_token, token_hash, verify_password
-from rlhfkit.feedback.tables import ROLES, AuthSession, User
+from rlhfkit.feedback.tables import ROLES, AIVerdict, AuthSession, Item, User
 
 SESSION_KINDS = ("web", "api")
 """``web``: cookie + CSRF token; ``api``: bearer token (no cookie, so no CSRF exposure)."""
@@ -154,3 +156,28 @@ def logout(session: Session, token: str, now: float) -> None:
     if auth is not None:
         record_event(session, now, auth.user_id, "logout", detail={"kind": auth.kind})
         session.delete(auth)
+
+
+def record_ai_verdict(
+    s: Session, item_id: int, user_id: int, flipped: bool, labelled: bool, detail: dict[str, Any] | None, *, now: Any
+) -> None:
+    """Note how an AI account's answer on an item came about (both orders, the flip), once per item."""
+    user = get_user(s, user_id)
+    if user.role != "ai":
+        raise Forbidden(f"{user.name!r} is not an AI account")
+    item = s.get(Item, item_id)
+    if item is None:
+        raise NotFound(f"no item with id {item_id}")
+    exists = s.scalar(select(AIVerdict.id).where(AIVerdict.item_id == item_id, AIVerdict.user_id == user_id))
+    if exists is None:
+        s.add(
+            AIVerdict(
+                project_id=item.project_id,
+                item_id=item_id,
+                user_id=user_id,
+                flipped=flipped,
+                labelled=labelled,
+                detail=detail,
+                created_at=now,
+            )
+        )

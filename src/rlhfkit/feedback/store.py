@@ -44,12 +44,12 @@ from rlhfkit.feedback.entities import (
     TaskView,
     UserView,
 )
-from rlhfkit.feedback.errors import Forbidden, NotFound, Unauthorized
+from rlhfkit.feedback.errors import NotFound, Unauthorized
 from rlhfkit.feedback.export import ExportRow, build_rows, load_answers, why_empty
 from rlhfkit.feedback.importing import TextLimits, parse_items_jsonl
 from rlhfkit.feedback.qc import QCReport, compute_qc
 from rlhfkit.feedback.security import check_password_strength, hash_password
-from rlhfkit.feedback.tables import AIVerdict, Item, Judgment, Project, User
+from rlhfkit.feedback.tables import Item, Judgment, Project, User
 
 CONTENDED_BACKOFF_S = (0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.1, 0.2, 0.2, 0.3, 0.5)
 """Waits between retries of `next_task` while the only open items are row-locked by other
@@ -317,25 +317,7 @@ class FeedbackStore:
     ) -> None:
         """Note how an AI account's answer on an item came about (both orders, the flip); idempotent."""
         with self.db.write() as s:
-            user = accounts.get_user(s, user_id)
-            if user.role != "ai":
-                raise Forbidden(f"{user.name!r} is not an AI account")
-            item = s.get(Item, item_id)
-            if item is None:
-                raise NotFound(f"no item with id {item_id}")
-            exists = s.scalar(select(AIVerdict.id).where(AIVerdict.item_id == item_id, AIVerdict.user_id == user_id))
-            if exists is None:
-                s.add(
-                    AIVerdict(
-                        project_id=item.project_id,
-                        item_id=item_id,
-                        user_id=user_id,
-                        flipped=flipped,
-                        labelled=labelled,
-                        detail=detail,
-                        created_at=self.clock(),
-                    )
-                )
+            accounts.record_ai_verdict(s, item_id, user_id, flipped, labelled, detail, now=self.clock())
 
     def skip(self, assignment_id: int, user_id: int, reason: str) -> None:
         with self.db.write_conn() as conn:
