@@ -107,3 +107,29 @@ def test_group_rows_validate_and_hyperparameters_are_read_from_signatures() -> N
     assert estimator_hyperparameters("rloo") == frozenset()
     assert estimator_hyperparameters("reinforce_pp") == {"gamma"}
     assert estimator_hyperparameters("gae") == {"gamma", "lam"}
+
+
+def test_batch_wide_estimators_on_shards_match_the_whole_batch() -> None:
+    """Two processes, each with whole groups: the moments summed over both give the whole batch's numbers."""
+    from rlhfkit.algorithms.advantages import returns_to_go
+    from rlhfkit.algorithms.common import masked_moments
+
+    g = torch.Generator().manual_seed(2)
+    mask = _mask([3, 1, 4, 2], 4)
+    rewards = torch.randn(4, 4, generator=g) * mask
+    halves = (slice(0, 2), slice(2, 4))
+    totals = (rewards * mask).sum(dim=1)
+
+    def moments(name: str, rows: slice) -> torch.Tensor:
+        if name == "grpo":
+            return masked_moments(totals[rows], torch.ones(2))
+        return masked_moments(returns_to_go(rewards[rows], mask[rows]), mask[rows])
+
+    for name, hyper in (("reinforce_pp", {}), ("grpo", {"scale_rewards": "batch"})):
+        whole = ADVANTAGE_ESTIMATORS[name](AdvantageInputs(rewards, mask, 2), **hyper)
+        parts = []
+        for mine, other in (halves, halves[::-1]):
+            add_other = lambda m, other=other, name=name: m + moments(name, other)  # noqa: E731
+            inputs = AdvantageInputs(rewards[mine], mask[mine], 2, sum_over_processes=add_other)
+            parts.append(ADVANTAGE_ESTIMATORS[name](inputs, **hyper))
+        torch.testing.assert_close(torch.cat(parts), whole, atol=1e-5, rtol=1e-5)

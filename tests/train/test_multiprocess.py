@@ -122,3 +122,22 @@ def test_ppo_on_two_processes_resumes_on_one(tmp_path: Path) -> None:
     launch([*common, "max_steps=3", "grad_accum=2"], run, 1)
     assert [r["step"] for r in metric_rows(run)] == [1, 2, 3]
     assert (run / "model.safetensors").exists() and (run / "value_head.safetensors").exists()
+
+
+def test_grpo_on_two_processes_resumes_on_one(tmp_path: Path) -> None:
+    """As PPO's: the split changes the sampled responses, so the runs cannot match one process's numbers;
+    two processes train on whole groups each (counts and metrics over both), write once, resume on one."""
+    reward = tmp_path / "grpo_reward.py"
+    reward.write_text(PPO_REWARD)
+    common = ["grpo", "--policy", "tiny", "--reward", f"python:{reward}:count_e", "beta=0.1"]
+    common += ["--prompts", str(fixture_path("sentiment_prompts.jsonl")), "prompts_per_step=2", "group_size=4"]
+    common += ["sampling.max_new_tokens=6", "save_every=2", "samples_per_log=8", "batch_size=4"]
+    run = tmp_path / "run"
+    launch([*common, "max_steps=2", "grad_accum=1"], run, 2)
+    rows = metric_rows(run)
+    assert [r["step"] for r in rows] == [1, 2] and all("rl/kl" in r for r in rows)
+    samples = [json.loads(line) for line in (run / "samples.jsonl").read_text().splitlines()]
+    assert [sum(r["step"] == step for r in samples) for step in (1, 2)] == [4, 4]  # the main process's group
+    launch([*common, "max_steps=3", "grad_accum=2"], run, 1)
+    assert [r["step"] for r in metric_rows(run)] == [1, 2, 3]
+    assert (run / "model.safetensors").exists()

@@ -9,13 +9,14 @@ Critic-free estimators see a batch laid out as consecutive groups of ``group_siz
 from __future__ import annotations
 
 import inspect
+import math
 from collections.abc import Callable
 from typing import Literal, NamedTuple
 
 import torch
 from torch import Tensor
 
-from rlhfkit.algorithms.common import masked_whiten
+from rlhfkit.algorithms.common import masked_moments, masked_whiten, whiten_with_moments
 
 
 def _last_valid_index(mask: Tensor) -> tuple[Tensor, Tensor]:
@@ -192,6 +193,16 @@ class AdvantageInputs(NamedTuple):
     """Samples per prompt: the batch is ``B / group_size`` consecutive groups."""
     values: Tensor | None = None
     """(B, T) critic values (GAE only)."""
+    sum_over_processes: Callable[[Tensor], Tensor] | None = None
+    """With several processes, each holding its share of the batch: sums a statistics tensor over them,
+    so batch-wide quantities (whitening, the batch std) are those of the whole batch. None: one process."""
+
+
+def _batch_whiten(x: Tensor, mask: Tensor, sum_over_processes: Callable[[Tensor], Tensor] | None) -> Tensor:
+    """`masked_whiten` over the whole batch: this process's share, or the union of every process's."""
+    if sum_over_processes is None:
+        return masked_whiten(x, mask)
+    return whiten_with_moments(x, mask, sum_over_processes(masked_moments(x, mask)))
 
 
 def _per_token(sequence_advantages: Tensor, mask: Tensor) -> Tensor:
@@ -202,6 +213,10 @@ def _per_token(sequence_advantages: Tensor, mask: Tensor) -> Tensor:
 def estimate_grpo(x: AdvantageInputs, *, scale_rewards: RewardScale = "group", eps: float = 1e-6) -> Tensor:
     """GRPO: a response's total reward centred by its group (:func:`grpo_advantages`), at every token."""
     total = torch.where(x.mask.bool(), x.token_rewards, torch.zeros_like(x.token_rewards)).sum(dim=1)
+    if scale_rewards == "batch" and x.sum_over_processes is not None:  # the std of every process's scores
+        total_sum, squares, n = (float(v) for v in x.sum_over_processes(masked_moments(total, torch.ones_like(total))))
+        std = math.sqrt(max(0.0, (squares - total_sum**2 / n) / (n - 1)))
+        return _per_token(grpo_advantages(total, x.group_size, scale="none") / (std + eps), x.mask)
     return _per_token(grpo_advantages(total, x.group_size, eps=eps, scale=scale_rewards), x.mask)
 
 
@@ -214,7 +229,7 @@ def estimate_rloo(x: AdvantageInputs) -> Tensor:
 def estimate_reinforce_pp(x: AdvantageInputs, *, gamma: float = 1.0) -> Tensor:
     """REINFORCE++ (Hu et al. 2025): each token's return-to-go (score plus the KL penalties still to
     come), whitened over every valid token of the batch; no critic and no group baseline."""
-    return masked_whiten(returns_to_go(x.token_rewards, x.mask, gamma), x.mask)
+    return _batch_whiten(returns_to_go(x.token_rewards, x.mask, gamma), x.mask, x.sum_over_processes)
 
 
 def estimate_reinforce_pp_baseline(x: AdvantageInputs, *, gamma: float = 1.0) -> Tensor:
@@ -223,7 +238,7 @@ def estimate_reinforce_pp_baseline(x: AdvantageInputs, *, gamma: float = 1.0) ->
     total = torch.where(x.mask.bool(), x.token_rewards, torch.zeros_like(x.token_rewards)).sum(dim=1)
     baseline = _groups(total, x.group_size).mean(dim=1, keepdim=True).expand(-1, x.group_size).reshape(-1)
     rewards = ppo_token_rewards(-baseline, torch.zeros_like(x.token_rewards), x.mask, 0.0) + x.token_rewards
-    return masked_whiten(returns_to_go(rewards, x.mask, gamma), x.mask)
+    return _batch_whiten(returns_to_go(rewards, x.mask, gamma), x.mask, x.sum_over_processes)
 
 
 def estimate_gae(x: AdvantageInputs, *, gamma: float = 1.0, lam: float = 0.95) -> Tensor:

@@ -27,28 +27,29 @@ class StepCounts(NamedTuple):
     """Counts over a whole optimizer step, the divisors of every aggregation."""
 
     tokens: float
-    """Valid response tokens in the step."""
+    """Valid response tokens in the step (on several processes: the global count / world size, as each
+    process's gradient is then averaged). 0 means nothing to divide: the loss sum is 0 too."""
     sequences: float
-    """Responses in the step."""
+    """Responses in the step (the same convention)."""
     max_tokens: int
     """The response-length budget (``max_new_tokens``): Dr. GRPO's constant normaliser."""
 
 
 def token_mean(loss: Tensor, mask: Tensor, counts: StepCounts) -> Tensor:
     """Every valid token of the step weighs the same (DAPO; TRL's ``loss_type="dapo"``)."""
-    return masked_sum(loss, mask) / max(counts.tokens, 1.0)
+    return masked_sum(loss, mask) / (counts.tokens or 1.0)
 
 
 def seq_mean_token_mean(loss: Tensor, mask: Tensor, counts: StepCounts) -> Tensor:
     """Mean over each response's tokens, then over the step's responses (the original GRPO, Shao et al.
     2024, eq. 3): a short response's tokens weigh more than a long one's."""
-    return masked_mean(loss, mask, dim=1).sum() / max(counts.sequences, 1.0)
+    return masked_mean(loss, mask, dim=1).sum() / (counts.sequences or 1.0)
 
 
 def seq_mean_token_sum_norm(loss: Tensor, mask: Tensor, counts: StepCounts) -> Tensor:
     """Sum over each response's tokens divided by a constant (the length budget), mean over responses
     (Dr. GRPO, Liu et al. 2025): no length bias in either direction."""
-    return masked_sum(loss, mask) / (max(counts.sequences, 1.0) * max(counts.max_tokens, 1))
+    return masked_sum(loss, mask) / ((counts.sequences or 1.0) * max(counts.max_tokens, 1))
 
 
 LossAggregation = Literal["token_mean", "seq_mean_token_mean", "seq_mean_token_sum_norm"]

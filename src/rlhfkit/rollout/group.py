@@ -10,7 +10,7 @@ loss mask. The math is `rlhfkit.algorithms.advantages`.
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import NamedTuple
 
 import torch
@@ -113,12 +113,14 @@ def collect_group_rollout(
     temperature: float,
     batch_size: int,
     autocast: Autocast = contextlib.nullcontext,
+    sum_over_processes: Callable[[Tensor], Tensor] | None = None,
 ) -> GroupRollout:
     """Steps 3-4 of a critic-free step: log-probs where needed, rewards, advantages, the loss mask.
 
     `scores` are the (B,) raw scores; with ``kl_in="reward"`` each token's reward also carries
     ``-beta * kl_t`` (k-estimator `kl_estimator`, under the sampling policy). `hyper` are the
-    estimator's keyword hyper-parameters (`estimator_hyperparameters`)."""
+    estimator's keyword hyper-parameters (`estimator_hyperparameters`). `sum_over_processes` (several
+    processes, each with whole groups): sums statistics over them for batch-wide whitening and scaling."""
     ids = torch.cat([samples.prompt_ids, samples.response_ids], dim=1)
     mask = torch.cat([samples.prompt_mask, samples.response_mask], dim=1)
     rmask = samples.response_mask
@@ -141,7 +143,8 @@ def collect_group_rollout(
     scores = scores.to(kl.device, kl.dtype)
     token_rewards = ppo_token_rewards(scores, kl, rmask, beta if kl_reward else 0.0)
     with torch.no_grad():
-        advantages = ADVANTAGE_ESTIMATORS[advantage](AdvantageInputs(token_rewards, rmask, group_size), **hyper)
+        inputs = AdvantageInputs(token_rewards, rmask, group_size, sum_over_processes=sum_over_processes)
+        advantages = ADVANTAGE_ESTIMATORS[advantage](inputs, **hyper)
     keep = torch.ones_like(scores, dtype=torch.bool)
     if advantage in GROUP_ESTIMATORS:
         keep &= ~equal_score_groups(scores, group_size)

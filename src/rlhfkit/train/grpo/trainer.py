@@ -18,6 +18,7 @@ from typing import Any, cast
 import torch
 
 from rlhfkit.algorithms.advantages import estimator_hyperparameters
+from rlhfkit.config import require
 from rlhfkit.data.records import PromptText
 from rlhfkit.data.sampler import BatchStream
 from rlhfkit.models.actor_critic import ActorCritic
@@ -49,7 +50,7 @@ def grpo(cfg: GRPOConfig) -> Path:
     tokenizer = loaded.tokenizer
     model = cfg.build(loaded.model, None).to(run.device)
     reward = cfg.reward_source(cfg.reward, run.device)
-    stream = BatchStream([1] * len(prompts), cfg.prompts_per_step, cfg.seed)
+    stream = group_stream(run, len(prompts), cfg)
     ac, optimizer, scheduler = run.setup(
         model,
         trainable_parameters(model),
@@ -58,7 +59,7 @@ def grpo(cfg: GRPOConfig) -> Path:
         on=f"{len(prompts)} prompts x {cfg.group_size} responses ({cfg.policy_mode})",
     )
     model = cast(ActorCritic, run.engine.unwrap(ac))
-    evaluate = held_out_evaluation(cfg, model, tokenizer, reward)
+    evaluate = held_out_evaluation(cfg, model, tokenizer, reward, run)
     run.log_initial(evaluate)
 
     for step in run.steps():
@@ -83,9 +84,10 @@ def grpo(cfg: GRPOConfig) -> Path:
         # 5. Log, evaluate, checkpoint.
         run.count("tokens", int(rollout.response_mask.sum()))
         run.count("samples", len(batch_prompts))
-        metrics = {**step_metrics(rollout, samples, scores, cfg), **stats}
+        metrics = step_metrics(rollout, samples, scores, cfg)
         if ensemble_std is not None:
             metrics["rl/ensemble_std"] = ensemble_std.mean()
+        metrics = {**mean_over_processes(run, metrics), **stats}
         metrics |= {"perf/generate_s": t1 - t0, "perf/score_s": t2 - t1, "perf/update_s": t3 - t2}
         if run.is_log_step(step):
             run.append_samples(sample_rows(step, batch_prompts, samples, scores)[: cfg.samples_per_log])
@@ -93,8 +95,19 @@ def grpo(cfg: GRPOConfig) -> Path:
     run.close()
 
     # The run directory becomes the policy's model directory (LoRA merged; adapter/ kept).
-    save_model_dir(model.policy, tokenizer, run.dir)
+    if run.is_main:
+        save_model_dir(model.policy, tokenizer, run.dir)
     return run.dir
+
+
+def group_stream(run: Run, n_prompts: int, cfg: GRPOSettings) -> BatchStream:
+    """The prompts of each step, `prompts_per_step` over all processes (each takes whole groups)."""
+    require(
+        cfg.rollout_size % run.global_batch == 0,
+        f"prompts_per_step * group_size ({cfg.rollout_size}) must be a multiple of batch_size * grad_accum * "
+        f"processes ({run.global_batch})",
+    )
+    return run.stream([1] * n_prompts, step_size=cfg.prompts_per_step, micro_batches=1)
 
 
 def generate(
@@ -123,6 +136,7 @@ def collect(model: ActorCritic, samples: Samples, scores: torch.Tensor, cfg: GRP
         temperature=cfg.sampling.temperature,
         batch_size=cfg.batch_size,
         autocast=run.engine.autocast,
+        sum_over_processes=run.engine.sum_tensor if run.engine.world_size > 1 else None,
     )
 
 
@@ -143,10 +157,18 @@ def step_metrics(
     }
 
 
-def held_out_evaluation(cfg: GRPOConfig, model: ActorCritic, tokenizer: Any, reward: RewardSource) -> Any:
+def mean_over_processes(run: Run, metrics: dict[str, Any]) -> dict[str, float]:
+    """Each metric averaged over the processes (each holds as many responses; one collective)."""
+    keys = sorted(metrics)
+    totals = run.all_sum({k: float(metrics[k]) for k in keys})
+    return {k: totals[k] / run.engine.world_size for k in keys}
+
+
+def held_out_evaluation(cfg: GRPOConfig, model: ActorCritic, tokenizer: Any, reward: RewardSource, run: Run) -> Any:
     """``evaluate(step) -> {"eval/reward": mean score of greedy answers to the held-out prompts}``, or
-    None without `eval_prompts`. With a 0/1 reward (a verifier) the mean is the accuracy."""
-    if not cfg.eval_prompts:
+    None without `eval_prompts` (and on every process but the main one, which alone logs). With a 0/1
+    reward (a verifier) the mean is the accuracy."""
+    if not cfg.eval_prompts or not run.is_main:
         return None
     records = load_training_records(cfg.eval_prompts, "prompts", skip_invalid=cfg.skip_invalid)
     prompts = [r.prompt for r in records][: cfg.eval_samples or None]

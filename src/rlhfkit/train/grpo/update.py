@@ -50,25 +50,31 @@ def grpo_update(
         order = torch.randperm(n, generator=order_rng) if cfg.epochs > 1 else torch.arange(n)
         for mb_rows in order.to(rollout.input_ids.device).split(minibatch):
             stats = _minibatch(ac, rollout, mb_rows, cfg, engine, first_pass=epoch == 0)
-            # A NaN/inf loss stops the run before it reaches the weights; the last checkpoint stays good.
-            check_finite(step, {"rl/loss": stats["rl/loss"]}, run_dir)
+            # A NaN/inf loss (on any process) stops the run before it reaches the weights.
+            check_finite(step, {"rl/loss": engine.all_sum([stats["rl/loss"]])[0]}, run_dir)
+            engine.reduce_gradients(ac)  # several processes: the step's gradient is their mean
             stats["train/grad_norm"] = engine.clip(ac, cfg.max_grad_norm)
             optimizer.step()
             optimizer.zero_grad(set_to_none=True)
             for key, value in stats.items():
                 sums[key] += value
                 seen[key] += 1
-    return {k: v / seen[k] for k, v in sums.items()}
+    keys = sorted(sums)  # the same keys on every process: one collective for all of them
+    totals = engine.all_sum([sums[k] / seen[k] for k in keys])
+    return {k: v / engine.world_size for k, v in zip(keys, totals, strict=True)}
 
 
 def _minibatch(
     ac: ActorCritic, rollout: GroupRollout, rows: torch.Tensor, cfg: GRPOSettings, engine: Engine, first_pass: bool
 ) -> dict[str, float]:
     """Accumulate one minibatch's gradient in micro-batches of `batch_size` responses."""
+    # Divisors over the whole step: every micro-batch of every process. Each process divides by the
+    # global count / world size, since its gradient is then averaged over the processes.
     lmask = rollout.loss_mask[rows]
+    tokens, sequences = engine.all_sum([float(lmask.sum()), float(lmask.any(dim=1).sum())])
     counts = StepCounts(
-        tokens=float(lmask.sum()),
-        sequences=float(lmask.any(dim=1).sum()),
+        tokens=tokens / engine.world_size,
+        sequences=sequences / engine.world_size,
         max_tokens=cfg.sampling.max_new_tokens,
     )
     aggregate = LOSS_AGGREGATIONS[cfg.loss_aggregation]
@@ -105,8 +111,8 @@ def _minibatch(
             loss = aggregate(per_token, part.loss_mask, counts)
             engine.backward(loss)
         stats["rl/loss"] += float(loss.detach())
-        stats["rl/clip_low_frac"] += float(pg.clip_low.sum()) / max(counts.tokens, 1.0)
-        stats["rl/clip_high_frac"] += float(pg.clip_high.sum()) / max(counts.tokens, 1.0)
+        stats["rl/clip_low_frac"] += float(pg.clip_low.sum()) / (counts.tokens or 1.0)
+        stats["rl/clip_high_frac"] += float(pg.clip_high.sum()) / (counts.tokens or 1.0)
         if first_pass:  # the policy of the step's first pass: what the rollout's KL and entropy describe
             rmask = part.response_mask
             stats["rl/entropy"] += float(masked_sum(out.entropy.detach(), rmask)) / float(
