@@ -169,7 +169,8 @@ def reference_samples(
     model: RewardModel, cfg: RewardConfig, records: list[Record], frozen: bool
 ) -> tuple[list, list[str]]:
     """(prompts, responses): one sample of the reference policy for each of `normalize_prompts`
-    distinct training prompts (seeded choice and sampling, so the same call gives the same samples)."""
+    distinct training prompts (two of a lone prompt; seeded choice and sampling, so the same call gives
+    the same samples)."""
     prompts = list({json.dumps(r.prompt, sort_keys=True): r.prompt for r in records}.values())
     random.Random(cfg.seed).shuffle(prompts)
     prompts = prompts[: cfg.normalize_prompts]
@@ -179,8 +180,10 @@ def reference_samples(
     else:
         loaded = load_model(policy_name, dtype="auto", device=model.device)
         policy, tokenizer = loaded.model, loaded.tokenizer
-    texts = sample_texts(policy, tokenizer, prompts, cfg.normalize_sampling, n=1, seed=cfg.seed)
-    return prompts, [t[0] for t in texts]
+    # A std needs two samples: with a single distinct prompt (a tiny data set), sample it twice.
+    n = 1 if len(prompts) >= 2 else 2
+    texts = sample_texts(policy, tokenizer, prompts, cfg.normalize_sampling, n=n, seed=cfg.seed)
+    return [p for p in prompts for _ in range(n)], [t for group in texts for t in group]
 
 
 def fit_normalization(model: RewardModel, cfg: RewardConfig, records: list[Record], frozen: bool) -> None:
