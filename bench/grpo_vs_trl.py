@@ -235,14 +235,15 @@ def job_report(args: argparse.Namespace) -> None:
         if not path.exists():
             continue
         result = read_json(path)
-        run = ChildRun(**result["run"])
+        run = ChildRun(**result["run"]) if "run" in result else None  # None: a run stopped by hand
         rows = result["metrics"]
-        lines += [f"## {title} (rlhfkit GRPO, {result['cpu']}, {run.wall_s / 60:.1f} min)", ""]
+        how = f"{run.wall_s / 60:.1f} min" if run else result.get("note", "")
+        lines += [f"## {title} (rlhfkit GRPO, {result['cpu']}, {how})", ""]
         if name == "arithmetic":
             lines += [*_accuracy_lines(rows), ""]
         keys = [("rl/reward", ".3f"), ("rl/kl", ".3f"), ("rl/zero_std_frac", ".2f"), ("rl/response_len", ".1f")]
         lines += ["Training curve (means over groups of steps):", "", _curve(rows, keys), ""]
-        warning = busy_warning({name: run}, os.cpu_count() or 1)
+        warning = busy_warning({name: run}, os.cpu_count() or 1) if run else None
         if warning:
             lines += [f"> {warning}", ""]
     RESULTS_DIR.mkdir(parents=True, exist_ok=True)
