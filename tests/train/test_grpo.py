@@ -32,20 +32,6 @@ def rewards(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return path
 
 
-@pytest.fixture(scope="module")
-def peaked_tiny(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """The tiny Llama with its embeddings scaled by 4, so its logits can move (see tests/train/test_ppo.py)."""
-    from rlhfkit.models.tiny import byte_tokenizer, tiny_model
-
-    model = tiny_model(0)
-    with torch.no_grad():
-        model.get_input_embeddings().weight.mul_(4.0)
-    out = tmp_path_factory.mktemp("models") / "tiny4"
-    model.save_pretrained(out)
-    byte_tokenizer().save_pretrained(out)
-    return out
-
-
 def _config(out: Path, reward: str, *overrides: str, policy: str = "tiny", cls: type = GRPOConfig) -> GRPOConfig:
     values = {
         "policy": policy,

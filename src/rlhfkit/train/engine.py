@@ -25,7 +25,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from typing import Any
 
 import torch
@@ -133,6 +133,14 @@ class Engine:
             return [float(v) for v in values]
         t = torch.tensor(values, dtype=torch.float64, device=self.device)
         return [float(v) for v in self.accelerator.reduce(t, reduction="sum")]
+
+    def mean_over_processes(self, values: Mapping[str, float | torch.Tensor]) -> dict[str, float]:
+        """Each value averaged over the processes (each holding as many samples, a mean of means is the
+        global mean; a standard deviation becomes the mean of the processes' ones). One collective: every
+        process passes the same keys."""
+        keys = sorted(values)
+        totals = self.all_sum([float(values[k]) for k in keys])
+        return {k: v / self.world_size for k, v in zip(keys, totals, strict=True)}
 
     def sum_tensor(self, tensor: torch.Tensor) -> torch.Tensor:
         """`tensor` (float64 statistics, e.g. `masked_moments`) summed over every process, on the CPU."""

@@ -87,7 +87,7 @@ def grpo(cfg: GRPOConfig) -> Path:
         metrics = step_metrics(rollout, samples, scores, cfg)
         if ensemble_std is not None:
             metrics["rl/ensemble_std"] = ensemble_std.mean()
-        metrics = {**mean_over_processes(run, metrics), **stats}
+        metrics = {**run.engine.mean_over_processes(metrics), **stats}
         metrics |= {"perf/generate_s": t1 - t0, "perf/score_s": t2 - t1, "perf/update_s": t3 - t2}
         if run.is_log_step(step):
             run.append_samples(sample_rows(step, batch_prompts, samples, scores)[: cfg.samples_per_log])
@@ -155,13 +155,6 @@ def step_metrics(
         "rl/loss_tokens_frac": rollout.loss_mask.sum() / rollout.response_mask.sum().clamp(min=1),
         "rl/prompts_truncated": samples.prompts_truncated,
     }
-
-
-def mean_over_processes(run: Run, metrics: dict[str, Any]) -> dict[str, float]:
-    """Each metric averaged over the processes (each holds as many responses; one collective)."""
-    keys = sorted(metrics)
-    totals = run.all_sum({k: float(metrics[k]) for k in keys})
-    return {k: totals[k] / run.engine.world_size for k in keys}
 
 
 def held_out_evaluation(cfg: GRPOConfig, model: ActorCritic, tokenizer: Any, reward: RewardSource, run: Run) -> Any:

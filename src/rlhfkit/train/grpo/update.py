@@ -59,9 +59,7 @@ def grpo_update(
             for key, value in stats.items():
                 sums[key] += value
                 seen[key] += 1
-    keys = sorted(sums)  # the same keys on every process: one collective for all of them
-    totals = engine.all_sum([sums[k] / seen[k] for k in keys])
-    return {k: v / engine.world_size for k, v in zip(keys, totals, strict=True)}
+    return engine.mean_over_processes({k: v / seen[k] for k, v in sums.items()})
 
 
 def _minibatch(

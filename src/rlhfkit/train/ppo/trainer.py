@@ -150,7 +150,7 @@ def ppo(cfg: PPOConfig) -> Path:
         # 5. PPO epochs x minibatches.
         stats = ppo_update(ac, optimizer, rollout, cfg, step, run.engine, run.dir)
         scheduler.step()
-        metrics = mean_over_processes(run, step_metrics(rollout, entropy, samples, beta, reward_std))
+        metrics = run.engine.mean_over_processes(step_metrics(rollout, entropy, samples, beta, reward_std))
         kl_ctl.update(float(metrics["ppo/kl"]), n_steps=len(batch_prompts))
         t3 = time.perf_counter()
 
@@ -188,16 +188,6 @@ def shaped(
         clip=cfg.score_clip,
     )
     return scores[run.engine.rank * n : (run.engine.rank + 1) * n]
-
-
-def mean_over_processes(run: Run, metrics: dict[str, float | torch.Tensor]) -> dict[str, float]:
-    """Each metric averaged over the processes (each holds as many samples, so a mean of means is the
-    global mean; a standard deviation becomes the mean of the processes' ones)."""
-    local = {k: float(v) for k, v in metrics.items()}
-    if run.engine.world_size == 1:
-        return local
-    totals = run.all_sum(local)
-    return {k: v / run.engine.world_size for k, v in totals.items()}
 
 
 def save_policy(model: ActorCritic, tokenizer: Any, out: Path) -> None:

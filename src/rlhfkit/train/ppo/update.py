@@ -50,9 +50,7 @@ def ppo_update(
             for key, value in stats.items():
                 sums[key] += value
             minibatches += 1
-    keys = sorted(sums)
-    totals = engine.all_sum([sums[k] / minibatches for k in keys])
-    return {k: v / engine.world_size for k, v in zip(keys, totals, strict=True)}
+    return engine.mean_over_processes({k: v / minibatches for k, v in sums.items()})
 
 
 def _minibatch(
