@@ -113,3 +113,73 @@ def test_sampling_draws_without_multinomial(monkeypatch) -> None:
         generator_seed=0,
     )
     assert len(set(out.texts)) > 1  # the rows differ: sampled, not greedy
+
+
+def test_a_row_samples_the_same_whatever_shares_its_batch() -> None:
+    """Row i draws from the stream (seed, i): chunks of 1, 3 or 8 rows, or a process holding rows 4-7 of
+    a step, sample exactly what one batch of 8 does (what makes 2 processes equal to 1 in PPO/GRPO)."""
+    loaded = load_model("tiny:0", dtype="fp32")
+    prompts = [f"Prompt number {i} " * (1 + i % 3) for i in range(8)]
+    whole = sample_texts(
+        loaded.model, loaded.tokenizer, prompts, SamplingConfig(max_new_tokens=8, batch_size=8), seed=5
+    )
+    for batch_size in (1, 3):
+        cfg = SamplingConfig(max_new_tokens=8, batch_size=batch_size)
+        assert sample_texts(loaded.model, loaded.tokenizer, prompts, cfg, seed=5) == whole
+    second_half = sample(
+        loaded.model, loaded.tokenizer, prompts[4:], SamplingConfig(max_new_tokens=8), generator_seed=5, first_row=4
+    )
+    assert second_half.texts == [t[0] for t in whole[4:]]
+    assert len({t[0] for t in whole}) > 1
+    # Another seed, or the same rows at other positions, draw other numbers.
+    other = sample_texts(
+        loaded.model, loaded.tokenizer, prompts, SamplingConfig(max_new_tokens=8, batch_size=8), seed=6
+    )
+    assert other != whole
+
+
+def test_row_generators_are_independent_streams() -> None:
+    from rlhfkit.rollout.generate import row_generators
+
+    draws = [torch.rand(1000, generator=g) for g in row_generators(1, range(3))]
+    again = [torch.rand(1000, generator=g) for g in row_generators(1, range(1, 3))]
+    assert torch.equal(draws[1], again[0]) and torch.equal(draws[2], again[1])
+    # Neighbouring (seed, row) pairs are not shifted copies of each other.
+    shifted = torch.rand(1001, generator=row_generators(2, range(1))[0])
+    assert not any(torch.equal(shifted[k : k + 1000], draws[0]) for k in range(2))
+    assert abs(float(torch.corrcoef(torch.stack(draws))[0, 1])) < 0.1
+
+
+def test_repeated_prompts_share_one_prefill_and_sample_the_same(monkeypatch) -> None:
+    """Rows repeating a prompt (a GRPO group) take its KV cache from one prefill per distinct prompt;
+    the responses are token for token those of a prefill per row, through a LoRA wrapper too."""
+    from peft import LoraConfig, get_peft_model
+
+    from rlhfkit.rollout import generate
+
+    loaded = load_model("tiny:0", dtype="fp32")
+    lora = get_peft_model(loaded.model, LoraConfig(r=4, target_modules=["q_proj", "v_proj"], init_lora_weights=False))
+    prompts = [p for p in ["Hello there friend", "A much longer prompt " * 3, "x"] for _ in range(4)]
+    cfg = SamplingConfig(max_new_tokens=10, temperature=1.0)
+    prefills: list[int] = []
+    real = generate.shared_prompt_cache
+
+    def counted(model, ids, mask):
+        out = real(model, ids, mask)
+        prefills.append(len(out))
+        return out
+
+    monkeypatch.setattr(generate, "shared_prompt_cache", counted)
+    for model in (loaded.model, lora):
+        shared = sample(model, loaded.tokenizer, prompts, cfg, generator_seed=3)
+        monkeypatch.setattr(generate, "shared_prompt_cache", lambda *args: {})
+        per_row = sample(model, loaded.tokenizer, prompts, cfg, generator_seed=3)
+        monkeypatch.setattr(generate, "shared_prompt_cache", counted)
+        assert torch.equal(shared.response_ids, per_row.response_ids) and shared.texts == per_row.texts
+    assert prefills == [1, 1]  # the shared cache was built both times
+    assert generate.shared_prompt_cache(loaded.model, *sample_prompt_rows(loaded, ["a", "b"])) == {}
+
+
+def sample_prompt_rows(loaded, prompts: list[str]) -> tuple[torch.Tensor, torch.Tensor]:
+    out = sample(loaded.model, loaded.tokenizer, prompts, SamplingConfig(max_new_tokens=1, temperature=0.0))
+    return out.prompt_ids, out.prompt_mask

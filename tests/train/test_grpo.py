@@ -78,9 +78,11 @@ def test_config_validation_and_rloo_defaults() -> None:
 
 
 def _tiny_rollout(cfg: GRPOConfig, scores: list[float] | None = None, ended: list[bool] | None = None):
-    """A tiny policy and one collected rollout of 2 prompts x 4 responses (of different lengths)."""
+    """A tiny policy and one collected rollout of 2 prompts x 4 responses (of different lengths, up to
+    `sampling.max_new_tokens`)."""
     from rlhfkit.models.loading import load_model
     from rlhfkit.rollout.collect import sample_rollout
+    from rlhfkit.rollout.generate import truncate_at_stop
     from rlhfkit.rollout.group import collect_group_rollout
     from rlhfkit.train.engine import Engine
     from rlhfkit.train.grpo.update import minibatches_per_rollout
@@ -90,6 +92,14 @@ def _tiny_rollout(cfg: GRPOConfig, scores: list[float] | None = None, ended: lis
     ac = cfg.build(loaded.model, None)
     prompts = [p for p in ["Review the film Paper Moon.", "Say something kind."] for _ in range(4)]
     samples = sample_rollout(ac.policy, loaded.tokenizer, prompts, cfg.sampling, seed=3)
+    # Responses of different lengths whatever was drawn: an EOS put at a row-dependent column.
+    ids = samples.response_ids.clone()
+    width = ids.shape[1]
+    for row, length in enumerate([width, 3, 7, width, 5, 9, 1, width]):
+        if length < width:
+            ids[row, length - 1] = loaded.tokenizer.eos_token_id
+    ids, mask, ended_at_eos = truncate_at_stop(ids, [loaded.tokenizer.eos_token_id], loaded.tokenizer.pad_token_id)
+    samples = samples._replace(response_ids=ids, response_mask=mask, ended=ended_at_eos)
     if ended is not None:
         samples = samples._replace(ended=torch.tensor(ended))
     rollout = collect_group_rollout(

@@ -54,10 +54,10 @@ def assert_same_weights(a: Path, b: Path, name: str = "model.safetensors") -> No
         torch.testing.assert_close(wa[key], wb[key], rtol=1e-5, atol=1e-5, msg=key)
 
 
-def assert_same_run(one: Path, two: Path, key: str, weights: str = "model.safetensors") -> None:
+def assert_same_run(one: Path, two: Path, key: str, weights: str = "model.safetensors", abs_tol: float = 1e-6) -> None:
     a, b = losses(one, key), losses(two, key)
     assert len(a) == len(b) > 0
-    assert a == pytest.approx(b, rel=1e-5, abs=1e-6)
+    assert a == pytest.approx(b, rel=1e-5, abs=abs_tol)
     assert [r["step"] for r in metric_rows(one)] == [r["step"] for r in metric_rows(two)]
     assert_same_weights(one, two, weights)
     assert not list((two / "checkpoints").glob(".tmp-*")), "a second writer left a staged checkpoint"
@@ -104,40 +104,47 @@ def test_a_different_global_batch_is_refused_on_resume(demos_file: Path, tmp_pat
 PPO_REWARD = "def count_e(prompts, responses):\n    return [r.count('e') for r in responses]\n"
 
 
-def test_ppo_on_two_processes_resumes_on_one(tmp_path: Path) -> None:
-    """Sampling draws different random numbers when a batch is split, so the runs cannot match one
-    process's numbers; this checks that two processes train, write once, and resume on one."""
+def test_ppo_two_processes_match_one_and_resume_on_one(tmp_path: Path) -> None:
+    """Each sampled row draws from its own stream named by its index in the step (`row_generators`), so
+    two processes with 4 prompts each sample what one process with 8 does, and the losses and weights
+    follow. The whole rollout is one minibatch on both sides (a shuffled split into minibatches could
+    not be the same rows on one process and on two)."""
     reward = tmp_path / "ppo_reward.py"
     reward.write_text(PPO_REWARD)
     common = ["ppo", "--policy", "tiny", "--reward", f"python:{reward}:count_e"]
     common += ["--prompts", str(fixture_path("sentiment_prompts.jsonl")), "rollout_batch_size=8", "batch_size=4"]
-    common += ["sampling.max_new_tokens=6", "save_every=2", "samples_per_log=8"]
-    run = tmp_path / "run"
-    launch([*common, "max_steps=2", "grad_accum=1"], run, 2)
-    rows = metric_rows(run)
-    assert [r["step"] for r in rows] == [1, 2]
-    samples = [json.loads(line) for line in (run / "samples.jsonl").read_text().splitlines()]
+    common += ["sampling.max_new_tokens=6", "save_every=2", "samples_per_log=8", "max_steps=3"]
+    one, two = tmp_path / "one", tmp_path / "two"
+    launch([*common, "grad_accum=2"], one, 1)
+    launch([*common, "grad_accum=1"], two, 2)
+    # PPO's policy loss is a mean of whitened advantages, about 1e-3: to 1e-5 absolute, as the issue asks
+    for key in ("ppo/policy_loss", "ppo/value_loss"):
+        assert_same_run(one, two, key, abs_tol=1e-5)
+    assert losses(one, "ppo/entropy") == pytest.approx(losses(two, "ppo/entropy"), rel=1e-5)
+    assert_same_weights(one, two, "value_head.safetensors")
+    samples = [json.loads(line) for line in (two / "samples.jsonl").read_text().splitlines()]
     # Only the main process writes its 4 samples of each step (two writers would give 8).
-    assert [sum(r["step"] == step for r in samples) for step in (1, 2)] == [4, 4]
-    launch([*common, "max_steps=3", "grad_accum=2"], run, 1)
-    assert [r["step"] for r in metric_rows(run)] == [1, 2, 3]
-    assert (run / "model.safetensors").exists() and (run / "value_head.safetensors").exists()
+    assert [sum(r["step"] == step for r in samples) for step in (1, 2, 3)] == [4, 4, 4]
+    # Killed after step 2 on two processes, finished on one: the same run.
+    launch([*common, "grad_accum=2"], rewind(two, tmp_path / "two_then_one", 2), 1)
+    assert_same_run(one, tmp_path / "two_then_one", "ppo/policy_loss", abs_tol=1e-5)
 
 
-def test_grpo_on_two_processes_resumes_on_one(tmp_path: Path) -> None:
-    """As PPO's: the split changes the sampled responses, so the runs cannot match one process's numbers;
-    two processes train on whole groups each (counts and metrics over both), write once, resume on one."""
+def test_grpo_two_processes_match_one_and_resume_on_one(tmp_path: Path) -> None:
+    """As PPO's: one group per process against both groups on one, with a KL term (a reference pass)."""
     reward = tmp_path / "grpo_reward.py"
     reward.write_text(PPO_REWARD)
     common = ["grpo", "--policy", "tiny", "--reward", f"python:{reward}:count_e", "beta=0.1"]
     common += ["--prompts", str(fixture_path("sentiment_prompts.jsonl")), "prompts_per_step=2", "group_size=4"]
-    common += ["sampling.max_new_tokens=6", "save_every=2", "samples_per_log=8", "batch_size=4"]
-    run = tmp_path / "run"
-    launch([*common, "max_steps=2", "grad_accum=1"], run, 2)
-    rows = metric_rows(run)
-    assert [r["step"] for r in rows] == [1, 2] and all("rl/kl" in r for r in rows)
-    samples = [json.loads(line) for line in (run / "samples.jsonl").read_text().splitlines()]
-    assert [sum(r["step"] == step for r in samples) for step in (1, 2)] == [4, 4]  # the main process's group
-    launch([*common, "max_steps=3", "grad_accum=2"], run, 1)
-    assert [r["step"] for r in metric_rows(run)] == [1, 2, 3]
-    assert (run / "model.safetensors").exists()
+    common += ["sampling.max_new_tokens=6", "save_every=2", "samples_per_log=8", "batch_size=4", "max_steps=3"]
+    one, two = tmp_path / "one", tmp_path / "two"
+    launch([*common, "grad_accum=2"], one, 1)
+    launch([*common, "grad_accum=1"], two, 2)
+    assert_same_run(one, two, "rl/loss")
+    assert losses(one, "rl/kl") == pytest.approx(losses(two, "rl/kl"), rel=1e-5, abs=1e-7)
+    assert losses(one, "rl/entropy") == pytest.approx(losses(two, "rl/entropy"), rel=1e-5)
+    assert losses(one, "rl/reward") == pytest.approx(losses(two, "rl/reward"), rel=1e-6)  # the same responses
+    samples = [json.loads(line) for line in (two / "samples.jsonl").read_text().splitlines()]
+    assert [sum(r["step"] == step for r in samples) for step in (1, 2, 3)] == [4, 4, 4]  # the main process's group
+    launch([*common, "grad_accum=2"], rewind(two, tmp_path / "two_then_one", 2), 1)
+    assert_same_run(one, tmp_path / "two_then_one", "rl/loss")

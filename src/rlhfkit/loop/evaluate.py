@@ -62,7 +62,7 @@ def sample_with_kl(
     bar = tqdm(total=len(rows), desc="evaluate", unit="resp", disable=not progress, dynamic_ncols=True)
     for start in range(0, len(rows), sampling.batch_size):
         batch = rows[start : start + sampling.batch_size]
-        out = sample(model, tokenizer, batch, sampling, generator_seed=seed + start)
+        out = sample(model, tokenizer, batch, sampling, generator_seed=seed, first_row=start)
         texts += out.texts
         if ref_model is None:
             kls += [0.0] * len(batch)

@@ -35,18 +35,17 @@ def sample_rollout(
     sampling: SamplingConfig,
     *,
     seed: int,
+    first_row: int = 0,
     autocast: Autocast = contextlib.nullcontext,
 ) -> Samples:
-    """One response per prompt, `sampling.batch_size` prompts per call; call i draws with seed
-    ``seed + i``, so a resumed run samples exactly what an uninterrupted one would."""
+    """One response per prompt, `sampling.batch_size` prompts per call. Row i draws from the stream
+    (`seed`, ``first_row + i``): a resumed run samples exactly what an uninterrupted one would, and a
+    process holding rows ``first_row ...`` of the step's global batch samples what one process would."""
     parts = []
-    for i, start in enumerate(range(0, len(prompts), sampling.batch_size)):
+    for start in range(0, len(prompts), sampling.batch_size):
         with autocast():  # bf16 KV cache where bf16 is the faster dtype, else fp32
-            parts.append(
-                sample(
-                    policy, tokenizer, prompts[start : start + sampling.batch_size], sampling, generator_seed=seed + i
-                )
-            )
+            chunk = prompts[start : start + sampling.batch_size]
+            parts.append(sample(policy, tokenizer, chunk, sampling, generator_seed=seed, first_row=first_row + start))
     return concat_samples(parts, tokenizer.pad_token_id)
 
 

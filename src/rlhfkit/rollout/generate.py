@@ -7,10 +7,12 @@ which lets the RL loop score all responses with one forward pass.
 
 from __future__ import annotations
 
+import inspect
 import math
 from dataclasses import dataclass
-from typing import NamedTuple, cast
+from typing import Any, NamedTuple, cast
 
+import numpy as np
 import torch
 from torch import nn
 from transformers import LogitsProcessor, LogitsProcessorList, PreTrainedTokenizerBase
@@ -65,11 +67,28 @@ class Samples(NamedTuple):
     """How many prompts were cut from the left to fit `max_prompt_length`."""
 
 
-def draw_tokens(logits: torch.Tensor, temperature: float, *, top_p: float = 1.0, top_k: int = 0) -> torch.Tensor:
+def row_generators(seed: int, rows: range) -> list[torch.Generator]:
+    """One random stream per row, named by (seed, global row index): a row draws the same numbers
+    whatever else shares its batch, so a batch split over processes or into chunks samples exactly what
+    the whole batch samples. numpy's SeedSequence mixes the pair into well-separated seeds (a bare
+    ``seed + row`` would give neighbouring steps overlapping streams)."""
+    states = (np.random.SeedSequence([seed % 2**63, row]).generate_state(1, np.uint64)[0] for row in rows)
+    return [torch.Generator().manual_seed(int(state)) for state in states]
+
+
+def draw_tokens(
+    logits: torch.Tensor,
+    temperature: float,
+    *,
+    top_p: float = 1.0,
+    top_k: int = 0,
+    generators: list[torch.Generator] | None = None,
+) -> torch.Tensor:
     """One token per row of ``(B, V)`` logits, drawn from ``softmax(logits / temperature)`` restricted to
     the `top_k` most likely tokens and then to the smallest set whose probability reaches `top_p`.
 
-    Drawn by inverse CDF: one uniform number per row, located in the row's cumulative distribution.
+    Drawn by inverse CDF: one uniform number per row (from the row's own generator when `generators`
+    are given, else from torch's global one), located in the row's cumulative distribution.
     ``torch.multinomial`` draws an exponential variate for every vocabulary entry instead (Gumbel-style),
     which on a CPU cost 20 ms per decoding step of 16 rows x 49,152 tokens: a tenth of a rollout's time.
     """
@@ -83,19 +102,26 @@ def draw_tokens(logits: torch.Tensor, temperature: float, *, top_p: float = 1.0,
             keep &= ranks < top_k
         probs = torch.zeros_like(probs).scatter_(-1, order, sorted_probs * keep)
     cdf = probs.cumsum(dim=-1)
-    u = torch.rand(probs.shape[0], 1, dtype=cdf.dtype, device=cdf.device) * cdf[:, -1:]
+    if generators is None:
+        u = torch.rand(probs.shape[0], 1, dtype=cdf.dtype, device=cdf.device)
+    else:
+        require(len(generators) == probs.shape[0], f"{len(generators)} generators for {probs.shape[0]} rows")
+        u = torch.cat([torch.rand(1, dtype=cdf.dtype, generator=g) for g in generators]).to(cdf.device)[:, None]
+    u = u * cdf[:, -1:]
     return torch.searchsorted(cdf, u, right=True).clamp_(max=probs.shape[-1] - 1).squeeze(1)
 
 
 class _DrawnToken(LogitsProcessor):
     """Inside ``generate(do_sample=False)``: replaces the logits by 0 at a token `draw_tokens` picked and
-    -inf elsewhere, so the greedy step takes the drawn token (and HF's multinomial never runs)."""
+    -inf elsewhere, so the greedy step takes the drawn token (and HF's multinomial never runs).
+    Generation keeps finished rows in the batch, so row i's t-th number is always drawn at step t."""
 
-    def __init__(self, temperature: float, top_p: float, top_k: int) -> None:
+    def __init__(self, temperature: float, top_p: float, top_k: int, generators: list[torch.Generator]) -> None:
         self.temperature, self.top_p, self.top_k = temperature, top_p, top_k
+        self.generators = generators
 
     def __call__(self, input_ids: torch.Tensor, scores: torch.Tensor) -> torch.Tensor:
-        token = draw_tokens(scores, self.temperature, top_p=self.top_p, top_k=self.top_k)
+        token = draw_tokens(scores, self.temperature, top_p=self.top_p, top_k=self.top_k, generators=self.generators)
         return torch.full_like(scores, -math.inf).scatter_(1, token[:, None], 0.0)
 
 
@@ -120,6 +146,33 @@ def truncate_at_stop(
     return ids, mask.long(), ended
 
 
+def shared_prompt_cache(model: nn.Module, prompt_ids: torch.Tensor, prompt_mask: torch.Tensor) -> dict[str, object]:
+    """``{cache keyword: KV cache}`` of every prompt but its last column, computed once per distinct
+    prompt and copied to the rows that repeat it; ``{}`` when no prompt repeats.
+
+    A group of responses to one prompt (GRPO, RLOO, best-of-n, n candidates) repeats the prompt on
+    consecutive rows, and HF's ``num_return_sequences`` also expands the prompts before the prefill.
+    The prefill is most of a short rollout's cost on a CPU (rows x prompt tokens through the whole
+    model, against one token per row for each decoding step), so running it once per distinct prompt
+    divides that part by the group size. `generate` then runs the last prompt column on the cache."""
+    distinct, index = torch.unique(prompt_ids, dim=0, return_inverse=True)
+    if distinct.shape[0] == prompt_ids.shape[0] or prompt_ids.shape[1] < 2:
+        return {}
+    first = torch.full((distinct.shape[0],), -1, dtype=torch.long, device=index.device)
+    first.scatter_reduce_(0, index, torch.arange(len(index), device=index.device), "amin", include_self=False)
+    wrapped: Any = model  # a transformers model, or peft's wrapper of one (nn.Module declares neither API)
+    base = wrapped.get_base_model() if hasattr(wrapped, "get_base_model") else wrapped
+    decoder = base.get_decoder()
+    ids, mask = prompt_ids[first, :-1], prompt_mask[first, :-1]
+    # generate's own rule for left-padded rows: positions count real tokens only
+    positions = (mask.long().cumsum(-1) - 1).clamp(min=0)
+    out = decoder(input_ids=ids, attention_mask=mask, position_ids=positions, use_cache=True)
+    cache = out.cache if hasattr(out, "cache") else out.past_key_values  # the field's name in transformers >= 5
+    cache.batch_select_indices(index)
+    keyword = "cache" if "cache" in inspect.signature(base.forward).parameters else "past_key_values"
+    return {keyword: cache}
+
+
 @torch.no_grad()
 def sample(
     model: nn.Module,
@@ -128,19 +181,27 @@ def sample(
     cfg: SamplingConfig,
     *,
     generator_seed: int | None = None,
+    first_row: int = 0,
 ) -> Samples:
-    """Sample one response per prompt (repeat prompts for n per prompt), using the KV cache."""
+    """Sample one response per prompt (repeat prompts for n per prompt), using the KV cache.
+
+    Row i draws from the stream (`generator_seed`, ``first_row + i``) (`row_generators`): give each
+    chunk of a larger batch its offset in it and the chunks sample what the whole batch would. Without
+    a seed, one is drawn from torch's global generator."""
     encoded = [encode_prompt(tokenizer, p, cfg.max_prompt_length) for p in prompts]
     pad = tokenizer.pad_token_id
     device = next(model.parameters()).device
     prompt_ids = pad_left([ids for ids, _ in encoded], pad).to(device)
     prompt_mask = pad_left([[1] * len(ids) for ids, _ in encoded], 0).to(device)
-    if generator_seed is not None:
-        torch.manual_seed(generator_seed)
+    if generator_seed is None:
+        generator_seed = int(torch.randint(2**62, ()).item())
     was_training = model.training
     model.eval()
     stops = stop_ids(tokenizer, model)
-    drawn = [_DrawnToken(cfg.temperature, cfg.top_p, cfg.top_k)] if cfg.temperature > 0 else []
+    drawn = []
+    if cfg.temperature > 0:
+        generators = row_generators(generator_seed, range(first_row, first_row + len(prompts)))
+        drawn.append(_DrawnToken(cfg.temperature, cfg.top_p, cfg.top_k, generators))
     out = model.generate(  # type: ignore[operator]  # transformers' or peft's generate, not declared on nn.Module
         input_ids=prompt_ids,
         attention_mask=prompt_mask,
@@ -153,6 +214,7 @@ def sample(
         eos_token_id=stops,
         pad_token_id=pad,
         use_cache=True,
+        **shared_prompt_cache(model, prompt_ids, prompt_mask),
     )
     model.train(was_training)
     response = out[:, prompt_ids.shape[1] :]
@@ -180,7 +242,7 @@ def sample_texts(
     texts: list[str] = []
     for start in range(0, len(rows), cfg.batch_size):
         batch = rows[start : start + cfg.batch_size]
-        texts.extend(sample(model, tokenizer, batch, cfg, generator_seed=seed + start).texts)
+        texts.extend(sample(model, tokenizer, batch, cfg, generator_seed=seed, first_row=start).texts)
         if callable(on_batch):
             on_batch(len(batch))
     return [texts[i * n : (i + 1) * n] for i in range(len(prompts))]

@@ -113,9 +113,13 @@ def group_stream(run: Run, n_prompts: int, cfg: GRPOSettings) -> BatchStream:
 def generate(
     model: ActorCritic, tokenizer: Any, prompts: list[PromptText], cfg: GRPOSettings, step: int, run: Run
 ) -> Samples:
-    """Step 1 with this config: one response per row of `prompts`, with a per-step seed."""
+    """Step 1 with this config: one response per row of `prompts`, with a per-step seed; this process
+    holds rows ``rank * len(prompts) ...`` of the step, so any split samples what one process would."""
     seed = cfg.seed * 1_000_003 + step * 1_009
-    return sample_rollout(model.policy, tokenizer, prompts, cfg.sampling, seed=seed, autocast=run.engine.autocast)
+    first_row = run.engine.rank * len(prompts)
+    return sample_rollout(
+        model.policy, tokenizer, prompts, cfg.sampling, seed=seed, first_row=first_row, autocast=run.engine.autocast
+    )
 
 
 def collect(model: ActorCritic, samples: Samples, scores: torch.Tensor, cfg: GRPOSettings, run: Run) -> GroupRollout:

@@ -69,7 +69,9 @@ def _minibatch(
     # Divisors over the whole step: every micro-batch of every process. Each process divides by the
     # global count / world size, since its gradient is then averaged over the processes.
     lmask = rollout.loss_mask[rows]
-    tokens, sequences = engine.all_sum([float(lmask.sum()), float(lmask.any(dim=1).sum())])
+    tokens, sequences, response_tokens = engine.all_sum(
+        [float(lmask.sum()), float(lmask.any(dim=1).sum()), float(rollout.response_mask[rows].sum())]
+    )
     counts = StepCounts(
         tokens=tokens / engine.world_size,
         sequences=sequences / engine.world_size,
@@ -113,8 +115,9 @@ def _minibatch(
         stats["rl/clip_high_frac"] += float(pg.clip_high.sum()) / (counts.tokens or 1.0)
         if first_pass:  # the policy of the step's first pass: what the rollout's KL and entropy describe
             rmask = part.response_mask
-            stats["rl/entropy"] += float(masked_sum(out.entropy.detach(), rmask)) / float(
-                rollout.response_mask[rows].sum().clamp(min=1)
+            # per token over every process's responses (a mean of per-process means would weight them)
+            stats["rl/entropy"] += float(masked_sum(out.entropy.detach(), rmask)) / (
+                max(response_tokens, 1.0) / engine.world_size
             )
             if kl is not None:
                 stats["rl/kl"] += float(masked_sum(kl.detach(), rmask)) / len(rows)

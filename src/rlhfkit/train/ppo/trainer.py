@@ -19,7 +19,7 @@ import torch
 from safetensors.torch import save_file
 from transformers import PreTrainedModel
 
-from rlhfkit.algorithms.common import masked_mean, masked_sum
+from rlhfkit.algorithms.common import masked_sum
 from rlhfkit.algorithms.ppo_losses import explained_variance
 from rlhfkit.data.records import PromptText
 from rlhfkit.files import write_atomic
@@ -51,9 +51,13 @@ def actor_critic(base: PreTrainedModel, cfg: PPOConfig) -> ActorCritic:
 def generate(
     ac: ActorCritic, tokenizer, prompts: list[PromptText], cfg: PPOSettings, step: int, engine: Engine
 ) -> Samples:
-    """Step 1 with this config: one response per prompt, with a per-step (and per-process) seed."""
-    seed = cfg.seed * 1_000_003 + step * 1_009 + engine.rank * 7_777_777
-    return sample_rollout(ac.policy, tokenizer, prompts, cfg.sampling, seed=seed, autocast=engine.autocast)
+    """Step 1 with this config: one response per prompt, with a per-step seed; this process holds rows
+    ``rank * len(prompts) ...`` of the step (equal shares), so any split samples what one process would."""
+    seed = cfg.seed * 1_000_003 + step * 1_009
+    first_row = engine.rank * len(prompts)
+    return sample_rollout(
+        ac.policy, tokenizer, prompts, cfg.sampling, seed=seed, first_row=first_row, autocast=engine.autocast
+    )
 
 
 def collect(
@@ -85,17 +89,26 @@ def collect(
 
 
 def step_metrics(
-    rollout: Rollout, entropy: torch.Tensor, samples: Samples, beta: float, reward_std: torch.Tensor | None
-) -> dict[str, float | torch.Tensor]:
-    """What a PPO step logs about its rollout (the update adds its own statistics)."""
+    rollout: Rollout,
+    entropy: torch.Tensor,
+    samples: Samples,
+    beta: float,
+    reward_std: torch.Tensor | None,
+    engine: Engine,
+) -> dict[str, float]:
+    """What a PPO step logs about its rollout, averaged over the processes (the update adds its own
+    statistics). Per-token means divide by the step's tokens over all processes / the process count, so
+    their average over processes is the global per-token mean, whatever each process's share."""
     rmask, raw = rollout.response_mask, rollout.raw_scores
+    (tokens,) = engine.all_sum([float(rmask.sum())])
+    tokens /= engine.world_size
     metrics: dict[str, float | torch.Tensor] = {
         "ppo/score": raw.mean(),
         "ppo/score_std": raw.std() if raw.numel() > 1 else 0.0,
         "ppo/score_shaped": rollout.scores.mean(),
         "ppo/kl": masked_sum(rollout.kl, rmask, dim=1).mean(),
         "ppo/beta": beta,
-        "ppo/entropy": masked_mean(entropy, rmask),
+        "ppo/entropy": masked_sum(entropy, rmask) / max(tokens, 1.0),
         "ppo/response_len": rmask.sum(dim=1).float().mean(),
         "ppo/no_eos_frac": (~samples.ended).float().mean(),
         "ppo/prompts_truncated": samples.prompts_truncated,
@@ -105,7 +118,7 @@ def step_metrics(
     ev = explained_variance(rollout.values, rollout.returns, rmask)
     if torch.isfinite(ev):  # undefined (NaN) when every return is equal
         metrics["ppo/explained_var"] = ev
-    return metrics
+    return engine.mean_over_processes(metrics)
 
 
 def ppo(cfg: PPOConfig) -> Path:
@@ -150,8 +163,8 @@ def ppo(cfg: PPOConfig) -> Path:
         # 5. PPO epochs x minibatches.
         stats = ppo_update(ac, optimizer, rollout, cfg, step, run.engine, run.dir)
         scheduler.step()
-        metrics = run.engine.mean_over_processes(step_metrics(rollout, entropy, samples, beta, reward_std))
-        kl_ctl.update(float(metrics["ppo/kl"]), n_steps=len(batch_prompts))
+        metrics = step_metrics(rollout, entropy, samples, beta, reward_std, run.engine)
+        kl_ctl.update(float(metrics["ppo/kl"]), n_steps=cfg.rollout_batch_size)  # the global batch, not this share
         t3 = time.perf_counter()
 
         # 6. Log, save samples, checkpoint.
