@@ -1,17 +1,19 @@
-"""The race: PPO, GRPO, RLOO and REINFORCE++ on the demo's task, same sample budget and seed, gold
-reward against KL to the starting policy (the frontier of Gao et al. 2022, "Scaling Laws for Reward
-Model Overoptimization").
+"""The race: PPO, GRPO, RLOO, REINFORCE++ and DPO on the demo's task, same budget and seed, gold reward
+against KL to the starting policy (the frontier of Gao et al. 2022, "Scaling Laws for Reward Model
+Overoptimization").
 
     rlhfkit demo --output DEMO                                  # once: the demo's SFT policy, prompts and reward model
     .venv/bin/python bench/algorithms.py run --demo DEMO        # every method, one after another (bench lock held)
     .venv/bin/python bench/algorithms.py report                 # bench/results/algorithms.md and algorithms.svg
 
-Every method starts from the demo's SFT policy (DEMO/sft), optimizes the demo's learned reward model
+Every RL method starts from the demo's SFT policy (DEMO/sft), optimizes the demo's learned reward model
 (DEMO/round-01/reward: the proxy, trained on the simulated panel's rankings) on the demo's training
 prompts, and is scored by the demo's gold (VADER sentiment with the degeneracy penalty), which it never
 sees. Each runs the loop's preset for its method (`rlhfkit.loop.config`: PPO_STAGE, GRPO_STAGE,
 RLOO_STAGE; REINFORCE++ is GRPO_STAGE with ``advantage=reinforce_pp`` and the KL in the reward): 20
-steps of 32 responses, 640 samples each, seed 0, LoRA on the top 8 blocks. Two views of the frontier:
+steps of 32 responses, 640 samples each, seed 0, LoRA on the top 8 blocks. DPO (DPO_STAGE, 20 steps of
+8 pairs) learns offline from the panel's pairs that trained that reward model, sampling nothing. Two
+views of the frontier:
 
 - along training: every step's rollout, gold mean against the trainer's own KL estimate per response
   (k1 for PPO and RLOO and REINFORCE++, k3 for GRPO; both unbiased on the policy's own samples);
@@ -48,6 +50,7 @@ METHODS: dict[str, tuple[str, list[str]]] = {
     "GRPO": ("grpo", []),
     "RLOO": ("rloo", []),
     "REINFORCE++": ("grpo", ["advantage=reinforce_pp", "kl_in=reward", "kl_estimator=k1"]),
+    "DPO": ("dpo", []),
 }
 """Method -> (command, key=value on top of the loop's preset for that command)."""
 
@@ -66,9 +69,9 @@ def preset(command: str) -> list[str]:
     """The loop's preset for `command` as key=value strings (the same settings the loop would run)."""
     sys.path.insert(0, str(ROOT / "src"))
     from rlhfkit.config import to_dict
-    from rlhfkit.loop.config import GRPO_STAGE, PPO_STAGE, RLOO_STAGE
+    from rlhfkit.loop.config import DPO_STAGE, GRPO_STAGE, PPO_STAGE, RLOO_STAGE
 
-    stage = {"ppo": PPO_STAGE, "grpo": GRPO_STAGE, "rloo": RLOO_STAGE}[command]
+    stage = {"ppo": PPO_STAGE, "grpo": GRPO_STAGE, "rloo": RLOO_STAGE, "dpo": DPO_STAGE}[command]
     flat: list[str] = []
 
     def walk(prefix: str, value: Any) -> None:
@@ -79,8 +82,26 @@ def preset(command: str) -> list[str]:
             flat.append(f"{prefix[:-1]}={json.dumps(value) if isinstance(value, list) else value}")
 
     walk("", {k: v for k, v in to_dict(stage).items() if k != "method"})
+    flat += ["save_every=0", "resume=false", "progress=false"]
+    if command == "dpo":  # no rollouts to log
+        return flat
     rollout = getattr(stage, "rollout_batch_size", None) or getattr(stage, "rollout_size", 32)
-    return [*flat, f"samples_per_log={rollout}", "save_every=0", "resume=false", "progress=false"]
+    return [*flat, f"samples_per_log={rollout}"]
+
+
+def inputs(command: str, demo: Path) -> list[str]:
+    """What a method learns from: the demo's reward model and training prompts (the RL methods), or
+    the pairs the demo's panel labelled, which that reward model was trained on (DPO, offline)."""
+    if command == "dpo":
+        import yaml
+
+        project = yaml.safe_load((demo / "loop.yaml").read_text())["feedback"]["project"]
+        return ["--model", str(demo / "sft"), "--data", f"sqlite:///{demo / 'feedback.db'}#{project}", "kind=pairs"]
+    return [
+        "--policy", str(demo / "sft"),
+        "--reward", str(demo / "round-01" / "reward"),
+        "--prompts", str(demo / "prompts-train.jsonl"),
+    ]  # fmt: skip
 
 
 def job_run(args: argparse.Namespace) -> None:
@@ -96,12 +117,8 @@ def job_run(args: argparse.Namespace) -> None:
             command, extra = METHODS[method]
             run_dir = args.work / method
             cmd = [
-                str(PYTHON), "-m", "rlhfkit.cli", command,
-                "--policy", str(demo / "sft"),
-                "--reward", str(demo / "round-01" / "reward"),
-                "--prompts", str(demo / "prompts-train.jsonl"),
-                "--output", str(run_dir),
-                *preset(command), *extra,
+                str(PYTHON), "-m", "rlhfkit.cli", command, *inputs(command, demo),
+                "--output", str(run_dir), *preset(command), *extra,
             ]  # fmt: skip
             run = run_measured(cmd, log_path=args.work / f"{method}.log", cwd=ROOT)
             if run.returncode != 0:
@@ -150,6 +167,8 @@ def training_points(run_dir: Path) -> list[tuple[float, float]]:
     from rlhfkit.eval.gold import resolve_gold
 
     gold = resolve_gold("sentiment")
+    if not (run_dir / "samples.jsonl").exists():  # DPO samples nothing while it trains
+        return []
     rows = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
     kl = {r["step"]: r.get("ppo/kl", r.get("rl/kl")) for r in rows if "ppo/kl" in r or "rl/kl" in r}
     by_step: dict[int, list[float]] = {}
@@ -205,7 +224,7 @@ def job_report(args: argparse.Namespace) -> None:
         "",
         markdown_table(
             ["method", *[f"step {i + 1}" for i in range(0, 20, 4)]],
-            [[m, *[f"{kl:.2f}, {g:.3f}" for kl, g in pts[::4]]] for m, pts in curves.items()],
+            [[m, *[f"{kl:.2f}, {g:.3f}" for kl, g in pts[::4]]] for m, pts in curves.items() if pts],
         ),
         "",
     ]
@@ -228,7 +247,7 @@ def plot(curves: dict[str, list[tuple[float, float]]], finals: dict[str, dict[st
     fig, ax = plt.subplots(figsize=(7, 4.5))
     for i, (m, pts) in enumerate(curves.items()):
         color = f"C{i}"
-        ax.plot(
+        ax.plot(  # nothing for DPO: no rollouts while it trains
             [k for k, _ in pts], [g for _, g in pts], "-o", ms=3, lw=1, color=color, alpha=0.6, label=f"{m} (training)"
         )
         ax.plot([finals[m]["kl"]], [finals[m]["gold"]], "*", ms=14, color=color, label=f"{m} (held-out, end)")

@@ -180,3 +180,52 @@ def test_a_decoder_that_transforms_its_input_is_not_resumed_from_a_cache() -> No
         cache_frozen_trunk=True,
     )
     assert ac.frozen_blocks == 0
+
+
+def test_a_groups_prompt_runs_once_through_the_frozen_trunk() -> None:
+    """Rows repeating a prompt (2 prompts x 3 responses, one prompt left-padded) share its columns' pass
+    through the frozen blocks: the bottom block sees 2 x P + 6 x R token positions, not 6 x (P + R), and
+    every number the update reads is the full pass's."""
+    ac = _cached("lora", cache_frozen_trunk=True)
+    with torch.no_grad():
+        for p in ac.parameters():
+            if p.requires_grad:
+                p.add_(torch.randn_like(p) * 0.5)
+    g = torch.Generator().manual_seed(0)
+    prompts = torch.randint(3, 200, (2, 5), generator=g)
+    ids = torch.cat([prompts.repeat_interleave(3, dim=0), torch.randint(3, 200, (6, 4), generator=g)], dim=1)
+    mask = torch.ones_like(ids)
+    mask[3:, :2] = 0  # the second prompt is 3 tokens, left-padded
+    mask[0, -1] = 0  # one response ended early
+    start = 5
+    positions: list[int] = []
+    hook = decoder_layers(ac.policy)[0].register_forward_hook(
+        lambda module, args, out: positions.append(args[0].shape[0] * args[0].shape[1])
+    )
+    shared = ac.trunk(ids, mask, shared_columns=start)
+    hook.remove()
+    assert positions == [2 * 5, 6 * 4]
+    full = ac.trunk(ids, mask)
+    keep = mask.bool()
+    torch.testing.assert_close(shared[keep], full[keep], atol=1e-5, rtol=1e-5)
+    # The trained top block shares the prompt's columns too: the same log-probs, values, reference and
+    # gradients (summed over the group through the cache's copies) as the full pass. The decoder in
+    # float64, where the order of the group's sums leaves little rounding (in float32 the largest
+    # gradients differ by ~3e-4 relative; the log-softmax stays float32 here, hence 1e-6).
+    ac.policy.double()
+    outputs, grads = [], []
+    for columns, share in ((0, False), (start, True)):
+        trunk = ac.trunk(ids, mask, shared_columns=columns)
+        out = ac(ids, mask, start, temperature=0.7, trunk=trunk, share_prompt=share)
+        ref = ac.reference_logps(ids, mask, start, temperature=0.7, trunk=trunk, share_prompt=share)
+        (out.logps * mask[:, start:]).sum().backward()
+        outputs.append([t * mask[:, start:] for t in (out.logps, out.values, ref)])
+        grads.append([p.grad.clone() for p in ac.policy.parameters() if p.grad is not None])
+        ac.zero_grad(set_to_none=True)
+    for a, b in zip(*outputs, strict=True):
+        torch.testing.assert_close(a, b, atol=1e-5, rtol=1e-5)
+    assert len(grads[0]) > 4
+    for a, b in zip(*grads, strict=True):
+        torch.testing.assert_close(a, b, atol=1e-6, rtol=1e-5)
+    # No prompt repeats: the plain pass.
+    assert ac.trunk(ids[[0, 3]], mask[[0, 3]], shared_columns=start).shape == (2, 9, 64)

@@ -88,12 +88,15 @@ class ActorCritic(nn.Module):
         self.frozen_blocks = frozen_blocks
 
     @torch.no_grad()
-    def trunk(self, input_ids: Tensor, attention_mask: Tensor) -> Tensor | None:
+    def trunk(self, input_ids: Tensor, attention_mask: Tensor, *, shared_columns: int = 0) -> Tensor | None:
         """(B, T, H) output of the `frozen_blocks` bottom blocks, shared by policy and reference and
-        unchanged by training; None when no block is skipped."""
+        unchanged by training; None when no block is skipped. `shared_columns`: see `trunk_states`
+        (the prompt's columns, for rows that repeat a prompt)."""
         if not self.frozen_blocks:
             return None
-        return trunk_states(self.policy, input_ids, attention_mask, self.frozen_blocks).states
+        return trunk_states(
+            self.policy, input_ids, attention_mask, self.frozen_blocks, shared_columns=shared_columns
+        ).states
 
     def _prefix(self, trunk: Tensor | None) -> Prefix | None:
         return None if trunk is None else Prefix(self.frozen_blocks, trunk)
@@ -107,6 +110,7 @@ class ActorCritic(nn.Module):
         temperature: float = 1.0,
         with_entropy: bool = False,
         trunk: Tensor | None = None,
+        share_prompt: bool = False,
     ) -> PolicyOutput:
         """Log-probs, values (and entropy) of the response positions from ONE pass of the trunk.
 
@@ -114,9 +118,11 @@ class ActorCritic(nn.Module):
         ``response_start`` = P. Position t-1's hidden state predicts token t and is the state whose
         value V(s_t) is estimated. The output head runs on response positions only, and the logits
         are divided by the sampling temperature (Huang et al. 2024, detail 10). `trunk` (from
-        `self.trunk` on the same rows and columns) skips the frozen bottom blocks.
+        `self.trunk` on the same rows and columns) skips the frozen bottom blocks. `share_prompt`: rows
+        repeating a prompt (a group) run its columns once (`rlhfkit.models.lm.hidden_states`).
         """
-        h = hidden_states(self.policy, input_ids, attention_mask, prefix=self._prefix(trunk))
+        shared = response_start if share_prompt else 0
+        h = hidden_states(self.policy, input_ids, attention_mask, prefix=self._prefix(trunk), shared_columns=shared)
         h = h[:, response_start - 1 : -1]  # (B, R, H)
         logits = output_head(self.policy)(h).float() / temperature  # (B, R, V)
         logps = logprobs_from_logits(logits, input_ids[:, response_start:])
@@ -133,6 +139,7 @@ class ActorCritic(nn.Module):
         *,
         temperature: float = 1.0,
         trunk: Tensor | None = None,
+        share_prompt: bool = False,
     ) -> Tensor:
         """(B, R) log-probs of the response tokens under the frozen reference policy."""
         with REFERENCE_VIEWS[self.mode](self) as reference:
@@ -143,6 +150,7 @@ class ActorCritic(nn.Module):
                 response_start,
                 temperature=temperature,
                 prefix=self._prefix(trunk),
+                shared_columns=response_start if share_prompt else 0,
             )
         return logps
 

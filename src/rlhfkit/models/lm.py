@@ -14,6 +14,7 @@ once for the policy, the reference and every update epoch instead of every time.
 from __future__ import annotations
 
 import contextlib
+import inspect
 from collections.abc import Iterator
 from typing import Any, NamedTuple, cast
 
@@ -27,7 +28,8 @@ from rlhfkit.algorithms.common import entropy_from_logits, logprobs_from_logits
 def base_model(model: nn.Module) -> PreTrainedModel:
     """The transformers model under DDP / peft wrappers (peft's LoRA layers stay injected)."""
     inner: Any = getattr(model, "module", model)  # DDP / accelerate wrappers
-    return cast(PreTrainedModel, inner.get_base_model() if hasattr(inner, "peft_config") else inner)
+    # peft leaves `peft_config` on the model it wraps too: only the wrapper has get_base_model
+    return cast(PreTrainedModel, inner.get_base_model() if hasattr(inner, "get_base_model") else inner)
 
 
 class Prefix(NamedTuple):
@@ -57,12 +59,35 @@ def decoder_slice(decoder: nn.Module, start: int, stop: int | None, *, final_nor
         decoder.layers, decoder.norm = layers, norm
 
 
-def trunk_states(model: nn.Module, input_ids: torch.Tensor, attention_mask: torch.Tensor, blocks: int) -> Prefix:
-    """The output of the bottom `blocks` decoder blocks (B, T, H), before any final norm."""
+def distinct_rows(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """(first, index) of the distinct rows of `x` (B, T): ``x[first]`` holds each once, and row i of
+    `x` is ``x[first][index[i]]``."""
+    distinct, index = torch.unique(x, dim=0, return_inverse=True)
+    first = torch.full((distinct.shape[0],), x.shape[0], dtype=torch.long, device=x.device)
+    first.scatter_reduce_(0, index, torch.arange(x.shape[0], device=x.device), "amin")
+    return first, index
+
+
+def cache_keyword(model: nn.Module) -> str:
+    """The name a forward pass takes its KV cache by: ``cache`` from transformers 5 on, before it
+    ``past_key_values``."""
+    return "cache" if "cache" in inspect.signature(base_model(model).forward).parameters else "past_key_values"
+
+
+def returned_cache(out: Any) -> Any:
+    """The KV cache a forward pass returned (``out.cache`` from transformers 5 on)."""
+    return out.cache if getattr(out, "cache", None) is not None else out.past_key_values
+
+
+def trunk_states(
+    model: nn.Module, input_ids: torch.Tensor, attention_mask: torch.Tensor, blocks: int, *, shared_columns: int = 0
+) -> Prefix:
+    """The output of the bottom `blocks` decoder blocks (B, T, H), before any final norm.
+    `shared_columns`: see `hidden_states`."""
     decoder = base_model(model).get_decoder()
     with decoder_slice(decoder, 0, blocks, final_norm=False):
-        out = decoder(input_ids=input_ids, attention_mask=attention_mask, use_cache=False)
-    return Prefix(blocks, out.last_hidden_state)
+        states = _decoder_pass(model, decoder, input_ids, attention_mask, {"input_ids": input_ids}, shared_columns)
+    return Prefix(blocks, states)
 
 
 def hidden_states(
@@ -72,6 +97,7 @@ def hidden_states(
     *,
     position_ids: torch.Tensor | None = None,
     prefix: Prefix | None = None,
+    shared_columns: int = 0,
 ) -> torch.Tensor:
     """Last-layer hidden states (B, T, H) from the decoder trunk, without the output head.
 
@@ -80,16 +106,59 @@ def hidden_states(
     With a `prefix` (from `trunk_states` on the same rows and columns) the decoder starts above the
     blocks that produced it: the residual stream enters where the embeddings would, and the causal
     mask and rotary positions are rebuilt from `attention_mask` as usual.
+
+    With `shared_columns` = P, rows whose first P tokens are the same (a GRPO group: one prompt, its
+    responses from column P) run those columns once, and their last T - P columns on a copy of that KV
+    cache: a group of 8 responses to a 46-token prompt with 32 new tokens costs 46 + 8 x 32 token
+    positions instead of 8 x 78. Causal attention keeps the first P columns from seeing the others, so
+    the states are the full pass's up to float rounding, and autograd flows through the copies.
     """
     decoder = base_model(model).get_decoder()
     if prefix is None:
-        out = decoder(input_ids=input_ids, attention_mask=attention_mask, position_ids=position_ids, use_cache=False)
-        return out.last_hidden_state
+        inputs = {"input_ids": input_ids, "position_ids": position_ids}
+        return _decoder_pass(model, decoder, input_ids, attention_mask, inputs, shared_columns)
     with decoder_slice(decoder, prefix.blocks, None, final_norm=True):
-        out = decoder(
-            inputs_embeds=prefix.states, attention_mask=attention_mask, position_ids=position_ids, use_cache=False
-        )
-    return out.last_hidden_state
+        inputs = {"inputs_embeds": prefix.states, "position_ids": position_ids}
+        return _decoder_pass(model, decoder, input_ids, attention_mask, inputs, shared_columns)
+
+
+def _decoder_pass(
+    model: nn.Module,
+    decoder: nn.Module,
+    input_ids: torch.Tensor,
+    attention_mask: torch.Tensor,
+    inputs: dict[str, torch.Tensor | None],
+    shared_columns: int,
+) -> torch.Tensor:
+    """``decoder(**inputs)``'s last hidden states, the first `shared_columns` columns once per distinct
+    row of `input_ids` when some repeat (see `hidden_states`).
+
+    The rest of the columns then run on the copied cache with their positions (column numbers, as in
+    a pass without a cache) and their causal mask given explicitly: on a decoder sliced above its
+    first block the cache's bottom layers stay empty, so the cache cannot tell how long it is."""
+    columns = shared_columns if attention_mask.dim() == 2 and inputs.get("position_ids") is None else 0
+    if 0 < columns < input_ids.shape[1]:
+        first, index = distinct_rows(input_ids[:, :columns])
+        if len(first) < input_ids.shape[0]:
+            head_inputs = {k: v[first, :columns] for k, v in inputs.items() if v is not None}
+            head = decoder(**head_inputs, attention_mask=attention_mask[first, :columns], use_cache=True)
+            cache = returned_cache(head)
+            cache.batch_select_indices(index)
+            width = input_ids.shape[1]
+            cols = torch.arange(width, device=input_ids.device)
+            rows = cols[columns:, None]  # the tail's query positions
+            causal = (cols[None, :] <= rows)[None, None]  # (1, 1, T - P, T)
+            tail_mask = causal & attention_mask.bool()[:, None, None, :]  # True = may attend
+            tail_inputs = {k: v[:, columns:] for k, v in inputs.items() if v is not None}
+            tail = decoder(
+                **tail_inputs,
+                attention_mask=tail_mask,
+                position_ids=rows.T,
+                use_cache=True,
+                **{cache_keyword(model): cache},
+            )
+            return torch.cat([head.last_hidden_state[index], tail.last_hidden_state], dim=1)
+    return decoder(**inputs, attention_mask=attention_mask, use_cache=False).last_hidden_state
 
 
 def frozen_bottom_blocks(model: nn.Module) -> int:
@@ -159,15 +228,17 @@ def response_logprobs(
     temperature: float = 1.0,
     with_entropy: bool = False,
     prefix: Prefix | None = None,
+    shared_columns: int = 0,
 ) -> tuple[torch.Tensor, torch.Tensor | None]:
     """Log-probs (B, R) of the tokens at positions ``response_start:`` under `model`.
 
     Rows are left-padded prompts followed by right-padded responses (the layout generation
     produces), so every response starts at the same column. Logits are divided by the sampling
     `temperature` first, so the log-probs are those of the distribution that was sampled
-    (Huang et al. 2024, detail 10). `prefix`: see `hidden_states`.
+    (Huang et al. 2024, detail 10). `prefix`, `shared_columns`: see `hidden_states`.
     """
-    h = hidden_states(model, input_ids, attention_mask, prefix=prefix)[:, response_start - 1 : -1]  # (B, R, H)
+    h = hidden_states(model, input_ids, attention_mask, prefix=prefix, shared_columns=shared_columns)
+    h = h[:, response_start - 1 : -1]  # (B, R, H)
     logits = output_head(model)(h).float() / temperature  # (B, R, V)
     logps = logprobs_from_logits(logits, input_ids[:, response_start:])
     entropy = entropy_from_logits(logits) if with_entropy else None

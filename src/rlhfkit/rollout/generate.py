@@ -7,10 +7,9 @@ which lets the RL loop score all responses with one forward pass.
 
 from __future__ import annotations
 
-import inspect
 import math
 from dataclasses import dataclass
-from typing import Any, NamedTuple, cast
+from typing import NamedTuple, cast
 
 import numpy as np
 import torch
@@ -21,6 +20,7 @@ from rlhfkit.config import require
 from rlhfkit.data.chat import encode_prompt
 from rlhfkit.data.collate import pad_left
 from rlhfkit.data.records import PromptText
+from rlhfkit.models.lm import base_model, cache_keyword, distinct_rows, returned_cache
 
 
 @dataclass(frozen=True)
@@ -152,25 +152,19 @@ def shared_prompt_cache(model: nn.Module, prompt_ids: torch.Tensor, prompt_mask:
 
     A group of responses to one prompt (GRPO, RLOO, best-of-n, n candidates) repeats the prompt on
     consecutive rows, and HF's ``num_return_sequences`` also expands the prompts before the prefill.
-    The prefill is most of a short rollout's cost on a CPU (rows x prompt tokens through the whole
-    model, against one token per row for each decoding step), so running it once per distinct prompt
-    divides that part by the group size. `generate` then runs the last prompt column on the cache."""
-    distinct, index = torch.unique(prompt_ids, dim=0, return_inverse=True)
-    if distinct.shape[0] == prompt_ids.shape[0] or prompt_ids.shape[1] < 2:
+    The prefill runs rows x prompt tokens through the whole model: for 4 arithmetic prompts x 8
+    responses of 32 tokens on a CPU, sharing it took a rollout from 7.6-9.1 s to 6.0-6.8 s. `generate`
+    then runs the last prompt column on the cache."""
+    first, index = distinct_rows(prompt_ids)
+    if len(first) == prompt_ids.shape[0] or prompt_ids.shape[1] < 2:
         return {}
-    first = torch.full((distinct.shape[0],), -1, dtype=torch.long, device=index.device)
-    first.scatter_reduce_(0, index, torch.arange(len(index), device=index.device), "amin", include_self=False)
-    wrapped: Any = model  # a transformers model, or peft's wrapper of one (nn.Module declares neither API)
-    base = wrapped.get_base_model() if hasattr(wrapped, "get_base_model") else wrapped
-    decoder = base.get_decoder()
+    decoder = base_model(model).get_decoder()
     ids, mask = prompt_ids[first, :-1], prompt_mask[first, :-1]
     # generate's own rule for left-padded rows: positions count real tokens only
     positions = (mask.long().cumsum(-1) - 1).clamp(min=0)
-    out = decoder(input_ids=ids, attention_mask=mask, position_ids=positions, use_cache=True)
-    cache = out.cache if hasattr(out, "cache") else out.past_key_values  # the field's name in transformers >= 5
+    cache = returned_cache(decoder(input_ids=ids, attention_mask=mask, position_ids=positions, use_cache=True))
     cache.batch_select_indices(index)
-    keyword = "cache" if "cache" in inspect.signature(base.forward).parameters else "past_key_values"
-    return {keyword: cache}
+    return {cache_keyword(model): cache}
 
 
 @torch.no_grad()

@@ -86,11 +86,15 @@ def logprob_passes(
     logps, ref_logps, trunks = [], [], []
     for rows in torch.arange(ids.shape[0], device=ids.device).split(batch_size):
         with autocast():
-            trunk = ac.trunk(ids[rows], mask[rows])
+            trunk = ac.trunk(ids[rows], mask[rows], shared_columns=start)  # a group's prompt runs once
             if policy:
-                logps.append(ac(ids[rows], mask[rows], start, temperature=temperature, trunk=trunk).logps)
+                out = ac(ids[rows], mask[rows], start, temperature=temperature, trunk=trunk, share_prompt=True)
+                logps.append(out.logps)
             if reference:
-                ref_logps.append(ac.reference_logps(ids[rows], mask[rows], start, temperature=temperature, trunk=trunk))
+                ref = ac.reference_logps(
+                    ids[rows], mask[rows], start, temperature=temperature, trunk=trunk, share_prompt=True
+                )
+                ref_logps.append(ref)
         if trunk is not None:
             trunks.append(trunk)
     cat = lambda parts: torch.cat(parts) if parts else None  # noqa: E731

@@ -65,7 +65,8 @@ def grpo_update(
 def _minibatch(
     ac: ActorCritic, rollout: GroupRollout, rows: torch.Tensor, cfg: GRPOSettings, engine: Engine, first_pass: bool
 ) -> dict[str, float]:
-    """Accumulate one minibatch's gradient in micro-batches of `batch_size` responses."""
+    """Accumulate one minibatch's gradient in micro-batches of `batch_size` responses (the entropy: per
+    token of all processes' responses). A group's prompt runs once (`share_prompt`)."""
     # Divisors over the whole step: every micro-batch of every process. Each process divides by the
     # global count / world size, since its gradient is then averaged over the processes.
     lmask = rollout.loss_mask[rows]
@@ -77,9 +78,8 @@ def _minibatch(
         sequences=sequences / engine.world_size,
         max_tokens=cfg.sampling.max_new_tokens,
     )
-    aggregate = LOSS_AGGREGATIONS[cfg.loss_aggregation]
+    aggregate, micro = LOSS_AGGREGATIONS[cfg.loss_aggregation], rows.split(cfg.batch_size)
     stats: dict[str, float] = defaultdict(float)
-    micro = rows.split(cfg.batch_size)
     for i, part_rows in enumerate(micro):
         part = rollout.select(part_rows)
         with engine.sync(ac, last=i == len(micro) - 1), engine.autocast():
@@ -90,6 +90,7 @@ def _minibatch(
                 temperature=cfg.sampling.temperature,
                 with_entropy=True,
                 trunk=part.trunk,
+                share_prompt=True,
             )
             assert out.entropy is not None  # asked for above
             old = part.logps if part.logps is not None else out.logps.detach()
@@ -115,7 +116,6 @@ def _minibatch(
         stats["rl/clip_high_frac"] += float(pg.clip_high.sum()) / (counts.tokens or 1.0)
         if first_pass:  # the policy of the step's first pass: what the rollout's KL and entropy describe
             rmask = part.response_mask
-            # per token over every process's responses (a mean of per-process means would weight them)
             stats["rl/entropy"] += float(masked_sum(out.entropy.detach(), rmask)) / (
                 max(response_tokens, 1.0) / engine.world_size
             )
