@@ -89,14 +89,24 @@ def preset(command: str) -> list[str]:
     return [*flat, f"samples_per_log={rollout}"]
 
 
-def inputs(command: str, demo: Path) -> list[str]:
+def inputs(command: str, demo: Path, work: Path) -> list[str]:
     """What a method learns from: the demo's reward model and training prompts (the RL methods), or
-    the pairs the demo's panel labelled, which that reward model was trained on (DPO, offline)."""
+    the pairs the demo's panel labelled, which that reward model was trained on (DPO, offline; from a
+    copy of the demo's database brought to this rlhfkit's schema, the demo's own left as it is)."""
     if command == "dpo":
+        import shutil
+
         import yaml
 
+        sys.path.insert(0, str(ROOT / "src"))
+        from rlhfkit.feedback.db import Database
+
         project = yaml.safe_load((demo / "loop.yaml").read_text())["feedback"]["project"]
-        return ["--model", str(demo / "sft"), "--data", f"sqlite:///{demo / 'feedback.db'}#{project}", "kind=pairs"]
+        shutil.copyfile(demo / "feedback.db", work / "feedback.db")
+        db = Database(f"sqlite:///{work / 'feedback.db'}")
+        db.migrate()
+        db.dispose()
+        return ["--model", str(demo / "sft"), "--data", f"sqlite:///{work / 'feedback.db'}#{project}", "kind=pairs"]
     return [
         "--policy", str(demo / "sft"),
         "--reward", str(demo / "round-01" / "reward"),
@@ -117,7 +127,7 @@ def job_run(args: argparse.Namespace) -> None:
             command, extra = METHODS[method]
             run_dir = args.work / method
             cmd = [
-                str(PYTHON), "-m", "rlhfkit.cli", command, *inputs(command, demo),
+                str(PYTHON), "-m", "rlhfkit.cli", command, *inputs(command, demo, args.work),
                 "--output", str(run_dir), *preset(command), *extra,
             ]  # fmt: skip
             run = run_measured(cmd, log_path=args.work / f"{method}.log", cwd=ROOT)
@@ -186,7 +196,7 @@ def job_report(args: argparse.Namespace) -> None:
         final, run = race[m]["final"], ChildRun(**race[m]["run"])
         gold_win = final["win_rate"].get("gold", {})
         win = gold_win.get("win_rate")
-        ci = gold_win.get("ci") or [None, None]
+        ci = [gold_win.get("ci_low"), gold_win.get("ci_high")]
         body.append([
             m,
             f"{final['gold']:.3f}",

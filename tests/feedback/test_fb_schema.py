@@ -98,3 +98,30 @@ def test_ai_accounts_migration_upgrades_a_0001_database(tmp_path: Path) -> None:
                 )
             )
     db.dispose()
+
+
+def test_reading_an_older_database_says_how_to_upgrade_it(tmp_path: Path) -> None:
+    """Training from a database an older rlhfkit wrote fails with the remedy, not with an SQL error about a
+    missing column (what `rlhfkit dpo --data sqlite:///old.db#p` printed before), and leaves it unchanged."""
+    from alembic import command
+    from alembic.config import Config
+
+    from rlhfkit.config import ConfigError
+    from rlhfkit.feedback.db import MIGRATIONS_DIR
+    from rlhfkit.feedback.source import project_records
+
+    url = f"sqlite:///{tmp_path / 'old.db'}"
+    db = Database(url)
+    config = Config()
+    config.set_main_option("script_location", str(MIGRATIONS_DIR))
+    with db._write_engine.begin() as conn:
+        config.attributes["connection"] = conn
+        command.upgrade(config, "0001_initial")
+    with pytest.raises(ConfigError, match=r"schema 0001_initial, this rlhfkit reads schema 0003.*rlhfkit serve --db"):
+        project_records(url, "p", "pairs")
+    with db.engine.connect() as conn:
+        assert MigrationContext.configure(conn).get_current_revision() == "0001_initial"  # not migrated
+    db.migrate()
+    with pytest.raises(Exception, match="no project named .p."):  # now current: the usual answer
+        project_records(url, "p", "pairs")
+    db.dispose()

@@ -158,12 +158,31 @@ class Database:
         finally:
             alembic_log.setLevel(previous)
 
+    def require_current_schema(self) -> None:
+        """Refuse, with the remedy, a database whose schema is older (or newer) than this rlhfkit's, for
+        readers that must not migrate it (reading training data never changes the database); without
+        this check the first query fails with an SQL error about a missing column."""
+        from alembic.runtime.migration import MigrationContext
+        from alembic.script import ScriptDirectory
+
+        from rlhfkit.config import ConfigError
+        from rlhfkit.data.projects import redact_url
+
+        head = ScriptDirectory.from_config(_alembic_config()).get_current_head()
+        with self.engine.connect() as conn:
+            current = MigrationContext.configure(conn).get_current_revision()
+        if current != head:
+            where = redact_url(self.url)
+            raise ConfigError(
+                f"the feedback database {where} has schema {current or 'none (no rlhfkit tables)'}, this rlhfkit "
+                f"reads schema {head}: start `rlhfkit serve --db {where}` once, which upgrades it (reading "
+                "training data never changes the database), or use the rlhfkit that wrote it"
+            )
+
     def _upgrade(self) -> None:
         from alembic import command
-        from alembic.config import Config
 
-        config = Config()
-        config.set_main_option("script_location", str(MIGRATIONS_DIR))
+        config = _alembic_config()
         with self._write_engine.begin() as connection:
             if self.backend == "postgresql":
                 # Two servers starting at once must not both run the DDL.
@@ -183,3 +202,12 @@ def sqlite_path(url: str) -> Path | None:
     if parsed.database == ":memory:":
         return None
     return Path(parsed.database)
+
+
+def _alembic_config() -> Any:
+    """Alembic's configuration for rlhfkit's migrations (no ``alembic.ini``)."""
+    from alembic.config import Config
+
+    config = Config()
+    config.set_main_option("script_location", str(MIGRATIONS_DIR))
+    return config

@@ -100,6 +100,12 @@ class FeedbackStore:
         self.clock = clock
         if migrate:
             self.db.migrate()
+        else:
+            try:
+                self.db.require_current_schema()
+            except Exception:
+                self.db.dispose()
+                raise
 
     def close(self) -> None:
         self.db.dispose()
