@@ -125,3 +125,40 @@ def test_reading_an_older_database_says_how_to_upgrade_it(tmp_path: Path) -> Non
     with pytest.raises(Exception, match="no project named .p."):  # now current: the usual answer
         project_records(url, "p", "pairs")
     db.dispose()
+
+
+def test_upgrading_a_0001_database_keeps_every_judgment(tmp_path: Path) -> None:
+    """Batch migrations copy `projects` and `users` to new tables and drop the old ones; with foreign keys
+    enforced the drop cascaded, and upgrading a first-wave database deleted its items, responses,
+    assignments and judgments (found on a real demo database: 144 judgments -> 0)."""
+    from alembic import command
+
+    from rlhfkit.feedback.db import _alembic_config
+
+    db = Database(f"sqlite:///{tmp_path / 'old.db'}")
+    config = _alembic_config()
+    with db._write_engine.begin() as conn:
+        config.attributes["connection"] = conn
+        command.upgrade(config, "0001_initial")
+        for statement in (
+            "INSERT INTO users (id, name, role, password_hash, active, created_at) VALUES (1, 'ann', 'annotator', 'h', 1, 0)",
+            "INSERT INTO projects (id, name, title, guidelines, task_type, overlap, aspects, lock_ttl_s, gold_rate, "
+            "created_at) VALUES (1, 'p', 'P', '', 'pairwise', 1, '[]', 60, 0.0, 0)",
+            "INSERT INTO items (id, project_id, task_type, prompt, is_gold, required, done_count, complete, created_at) "
+            "VALUES (1, 1, 'pairwise', '\"hi\"', 0, 1, 1, 1, 0)",
+            "INSERT INTO responses (id, item_id, position, text) VALUES (1, 1, 0, 'a'), (2, 1, 1, 'b')",
+            "INSERT INTO assignments (id, item_id, user_id, project_id, status, display_order, created_at, expires_at) "
+            "VALUES (1, 1, 1, 1, 'submitted', '[0, 1]', 0, 60)",
+            "INSERT INTO judgments (id, item_id, user_id, assignment_id, task_type, payload, display_order, created_at, "
+            "source) VALUES (1, 1, 1, 1, 'pairwise', '{\"choice\": 0}', '[0, 1]', 1, 'web')",
+        ):
+            conn.execute(text(statement))
+    db.migrate()
+    with db.engine.connect() as conn:
+        counts = [conn.execute(text(f"SELECT COUNT(*) FROM {t}")).scalar() for t in TABLES_WITH_ROWS]
+        assert counts == [1, 1, 1, 2, 1, 1]
+        assert conn.execute(text("PRAGMA foreign_keys")).scalar() == 1  # enforced again after the upgrade
+    db.dispose()
+
+
+TABLES_WITH_ROWS = ("users", "projects", "items", "responses", "assignments", "judgments")

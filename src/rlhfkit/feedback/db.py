@@ -183,12 +183,37 @@ class Database:
         from alembic import command
 
         config = _alembic_config()
+        if self.is_sqlite:
+            self._upgrade_sqlite(config)
+            return
         with self._write_engine.begin() as connection:
             if self.backend == "postgresql":
                 # Two servers starting at once must not both run the DDL.
                 connection.execute(text("SELECT pg_advisory_xact_lock(7207411)"))
             config.attributes["connection"] = connection
             command.upgrade(config, "head")
+
+    def _upgrade_sqlite(self, config: Any) -> None:
+        """SQLite cannot alter most columns in place, so Alembic's batch mode copies a table to a new one
+        and drops the old. With foreign keys enforced, dropping `projects` or `users` cascades: an upgrade
+        from 0001 deleted every item, response, assignment and judgment of the database. Foreign keys are
+        off while migrating (SQLite ignores the pragma inside a transaction, hence on the raw connection
+        before BEGIN), then checked: a violation rolls the whole upgrade back."""
+        from alembic import command
+
+        with self._write_engine.connect() as connection:
+            raw = connection.connection.dbapi_connection
+            assert raw is not None  # a live pooled connection
+            raw.execute("PRAGMA foreign_keys=OFF")
+            try:
+                with connection.begin():
+                    config.attributes["connection"] = connection
+                    command.upgrade(config, "head")
+                    broken = connection.exec_driver_sql("PRAGMA foreign_key_check").fetchall()
+                    if broken:
+                        raise RuntimeError(f"the migration left rows that break foreign keys: {broken[:5]}")
+            finally:
+                raw.execute("PRAGMA foreign_keys=ON")
 
     def dispose(self) -> None:
         self.engine.dispose()
