@@ -148,15 +148,8 @@ class Database:
 
     def migrate(self) -> None:
         """Bring the schema to the newest migration (idempotent; safe with concurrent starters)."""
-        # Alembic narrates every plugin at INFO (on import, too); starting a server or creating a
-        # user should stay quiet.
-        alembic_log = logging.getLogger("alembic")
-        previous = alembic_log.level
-        alembic_log.setLevel(max(previous, logging.WARNING))
-        try:
+        with _quiet_alembic():
             self._upgrade()
-        finally:
-            alembic_log.setLevel(previous)
 
     def require_current_schema(self) -> None:
         """Refuse, with the remedy, a database whose schema is older (or newer) than this rlhfkit's, for
@@ -169,7 +162,7 @@ class Database:
         from rlhfkit.data.projects import redact_url
 
         head = ScriptDirectory.from_config(_alembic_config()).get_current_head()
-        with self.engine.connect() as conn:
+        with _quiet_alembic(), self.engine.connect() as conn:
             current = MigrationContext.configure(conn).get_current_revision()
         if current != head:
             where = redact_url(self.url)
@@ -236,3 +229,16 @@ def _alembic_config() -> Any:
     config = Config()
     config.set_main_option("script_location", str(MIGRATIONS_DIR))
     return config
+
+
+@contextmanager
+def _quiet_alembic() -> Iterator[None]:
+    """Alembic narrates every step at INFO (on import, too); starting a server, creating a user or
+    reading training data should stay quiet."""
+    alembic_log = logging.getLogger("alembic")
+    previous = alembic_log.level
+    alembic_log.setLevel(max(previous, logging.WARNING))
+    try:
+        yield
+    finally:
+        alembic_log.setLevel(previous)
