@@ -2,6 +2,7 @@
 
     .venv/bin/python bench/aif_demo.py agreement   # judge vs panel vs gold on the same items (minutes)
     .venv/bin/python bench/aif_demo.py loop        # `rlhfkit demo` with loop.feedback.source=ai (~15 min)
+    add --compare scores to either: the judge scores each review alone instead of comparing two
 
 agreement: SmolLM2-135M-Instruct (bundled) writes two reviews for each of the demo's prompts; they
 become pairwise items of a feedback project; the demo's simulated panel (5 members, one careless,
@@ -27,7 +28,10 @@ from common import RESULTS_DIR, bench_lock, cpu_name, markdown_table, run_measur
 
 ROOT = Path(__file__).resolve().parents[1]
 CRITERION = "Which review is more positive about the film, while still reading as a sensible review?"
-"""What the judge is asked (the demo's task: positive sentiment, not degenerate text)."""
+"""What the judge is asked side by side (the demo's task: positive sentiment, not degenerate text)."""
+SCORE_QUESTION = "Is the sentiment of this review positive or negative?"
+"""What the judge is asked about one review under --compare scores (answers: positive, negative)."""
+SCORE_LABELS = ("positive", "negative")
 TIE_EPS = 0.05
 """Gold-score differences below this are ties (no gold preference)."""
 
@@ -41,6 +45,7 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
         "--model", default="smollm2", help="agreement: the model that writes and judges ('tiny' for a smoke run)"
     )
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--compare", choices=("both_orders", "scores"), default="both_orders", help="how the judge compares")
     p.add_argument("--override", action="append", default=[], help="loop: extra demo key=value")
     return p.parse_args(argv)
 
@@ -64,13 +69,21 @@ def _items(model: str, n: int, seed: int) -> list[tuple[str, str, str]]:
     return [(p, a, b) for p, (a, b) in zip(prompts, texts, strict=True) if a.strip() != b.strip()]
 
 
-def agreement(out: Path, n: int, seed: int, model: str = "smollm2") -> dict[str, Any]:
+def judge_settings(model: str, compare: str) -> Any:
+    from rlhfkit.judges import JudgeSettings
+
+    if compare == "scores":
+        return JudgeSettings(judge=model, compare="scores", criterion=SCORE_QUESTION, score_labels=SCORE_LABELS)
+    return JudgeSettings(judge=model, on_flip="tie", criterion=CRITERION)
+
+
+def agreement(out: Path, n: int, seed: int, model: str = "smollm2", compare: str = "both_orders") -> dict[str, Any]:
     from collections import Counter
 
     from rlhfkit.eval.gold import resolve_gold
     from rlhfkit.feedback.entities import NewItem, ProjectSpec
     from rlhfkit.feedback.store import FeedbackStore
-    from rlhfkit.judges import JudgeSettings, build_asker, load_templates
+    from rlhfkit.judges import build_asker, load_templates
     from rlhfkit.loop.annotators import make_panel
     from rlhfkit.loop.judge import run_judge
     from rlhfkit.loop.panel_feedback import run_panel
@@ -84,7 +97,7 @@ def agreement(out: Path, n: int, seed: int, model: str = "smollm2") -> dict[str,
         "aif", [NewItem(prompt=p, responses=(a, b), external_id=str(i)) for i, (p, a, b) in enumerate(items)]
     )
     run_panel(store, "aif", make_panel(gold, n_members=5, careless_share=0.2, temperature=0.1, seed=seed), seed=seed)
-    settings = JudgeSettings(judge=model, on_flip="tie", criterion=CRITERION)
+    settings = judge_settings(model, compare)
     asker = build_asker(settings, out / "judge")
     judged = run_judge(
         store,
@@ -92,9 +105,9 @@ def agreement(out: Path, n: int, seed: int, model: str = "smollm2") -> dict[str,
         asker,
         load_templates(),
         account="ai-smollm2",
-        on_flip="tie",
+        how=settings.asking(),
         run_dir=out / "judge",
-        criterion=CRITERION,
+        criterion=settings.criterion,
     )
     # Per item: gold's side, the panel's majority side, the judge's side ("first"/"second"/"tie").
     side: dict[int, dict[str, list[str]]] = {i: {"panel": [], "judge": []} for i in ids}
@@ -157,11 +170,14 @@ def summarize(rows: list[dict[str, str]], qc: Any, judged: Any, asker: Any) -> d
     }
 
 
-def loop(out: Path, overrides: list[str]) -> dict[str, Any]:
+def loop(out: Path, overrides: list[str], compare: str = "both_orders") -> dict[str, Any]:
+    settings = judge_settings("smollm2", compare)
+    judge = [f"loop.feedback.judge.criterion={settings.criterion}", f"loop.feedback.judge.compare={compare}"]
+    if compare == "scores":
+        judge.append("loop.feedback.judge.score_labels=[" + ",".join(settings.score_labels) + "]")
     cmd = [
         sys.executable, "-m", "rlhfkit.cli", "demo", "--output", str(out),
-        "loop.feedback.source=ai", "loop.feedback.overlap=1", f"loop.feedback.judge.criterion={CRITERION}",
-        "loop.progress=false", *overrides,
+        "loop.feedback.source=ai", "loop.feedback.overlap=1", *judge, "loop.progress=false", *overrides,
     ]  # fmt: skip
     out.parent.mkdir(parents=True, exist_ok=True)
     run = run_measured(
@@ -178,27 +194,28 @@ def loop(out: Path, overrides: list[str]) -> dict[str, Any]:
     return result
 
 
-def write_results(part: str, result: dict[str, Any]) -> None:
+def write_results(key: str, result: dict[str, Any]) -> None:
+    """Keep `result` under `key` in aif_demo.json and rewrite aif_demo.md from every key there."""
     path = RESULTS_DIR / "aif_demo.json"
     data = json.loads(path.read_text()) if path.exists() else {}
-    data[part] = {**result, "cpu": cpu_name()}
+    data[key] = {**result, "cpu": cpu_name()}
     path.write_text(json.dumps(data, indent=2) + "\n")
     lines = ["# RLAIF on the demo task (bench/aif_demo.py)", ""]
-    if "agreement" in data:
-        a = data["agreement"]
-        table = [
-            [k, f"{v['agree']:.3f}" if v["agree"] is not None else "n/a", str(v["n"])]
-            for k, v in a.items()
-            if isinstance(v, dict) and "agree" in v
-        ]
-        lines += [f"Items: {a['items']}; judge flip rate {a['judge_flip_rate']}; alpha with judge {a['alpha_with_judge']}, "
-                  f"without {a['alpha_without_judge']}; machine busyness (other cores) {a.get('other_cpu_cores')}", "",
-                  markdown_table(["agreement", "share", "items decided"], table), ""]  # fmt: skip
-    if "loop" in data:
-        lp = data["loop"]
-        lines += [f"Loop with feedback: ai: gold win rate {lp.get('win_rate')} (95% CI {lp.get('ci_low')}-{lp.get('ci_high')}, "
-                  f"n={lp.get('n')}) at KL {lp.get('kl')}; wall {lp['run']['wall_s']:.0f} s, other cores busy "
-                  f"{lp['run']['other_cpu_cores']:.2f}; feedback {lp.get('feedback')}", ""]  # fmt: skip
+    for name, a in data.items():
+        if name.startswith("agreement"):
+            table = [
+                [k, f"{v['agree']:.3f}" if v["agree"] is not None else "n/a", str(v["n"]), str(v["x_ties"])]
+                for k, v in a.items()
+                if isinstance(v, dict) and "agree" in v
+            ]
+            lines += [f"## {name}", "", f"Items: {a['items']}; judge flip rate {a['judge_flip_rate']}; Krippendorff's alpha "
+                      f"with the judge {a['alpha_with_judge']}, without {a['alpha_without_judge']}; judge requests "
+                      f"{a['judge_requests']}; wall {a.get('wall_s')} s, other cores busy {a.get('other_cpu_cores')}", "",
+                      markdown_table(["agreement", "share", "items decided", "of them ties"], table), ""]  # fmt: skip
+        elif name.startswith("loop") and "run" in a:
+            lines += [f"## {name}", "", f"Gold win rate {a.get('win_rate')} (95% CI {a.get('ci_low')}-{a.get('ci_high')}, "
+                      f"n={a.get('n')}) at KL {a.get('kl')}; wall {a['run']['wall_s']:.0f} s, other cores busy "
+                      f"{a['run']['other_cpu_cores']:.2f}; feedback {a.get('feedback')}", ""]  # fmt: skip
     (RESULTS_DIR / "aif_demo.md").write_text("\n".join(lines))
 
 
@@ -211,15 +228,17 @@ def main(argv: list[str]) -> None:
 
             cpu0, t0 = os.times(), time.perf_counter()
             busy0 = __import__("psutil").cpu_times()
-            result = agreement(args.output / "agreement", args.prompts, args.seed, args.model)
+            result = agreement(
+                args.output / f"agreement-{args.compare}", args.prompts, args.seed, args.model, args.compare
+            )
             wall = time.perf_counter() - t0
             busy1 = __import__("psutil").cpu_times()
             mine = (os.times().user - cpu0.user) + (os.times().system - cpu0.system)
             total = (busy1.user + busy1.system) - (busy0.user + busy0.system)
             result |= {"wall_s": round(wall, 1), "other_cpu_cores": round(max(0.0, total - mine) / wall, 2)}
         else:
-            result = loop(args.output / "loop", args.override)
-    write_results(args.part, result)
+            result = loop(args.output / f"loop-{args.compare}", args.override, args.compare)
+    write_results(args.part if args.compare == "both_orders" else f"{args.part}_scores", result)
     print(json.dumps(result, indent=2, default=str))
 
 

@@ -5,7 +5,12 @@ import math
 import pytest
 import torch
 
-from rlhfkit.algorithms.ppo_losses import explained_variance, policy_loss_clipped, value_loss_clipped
+from rlhfkit.algorithms.ppo_losses import (
+    explained_variance_from_sums,
+    explained_variance_sums,
+    policy_loss_clipped,
+    value_loss_clipped,
+)
 
 
 def _one(x: float) -> torch.Tensor:
@@ -103,16 +108,39 @@ def test_value_loss_matches_naive_loop_and_ignores_padding() -> None:
     assert value_loss_clipped(junk, old, returns, mask, 0.2).loss.item() == pytest.approx(out.loss.item())
 
 
+def explained_variance(values: torch.Tensor, returns: torch.Tensor, mask: torch.Tensor) -> float:
+    return explained_variance_from_sums(explained_variance_sums(values, returns, mask))
+
+
 def test_explained_variance() -> None:
     returns = torch.tensor([[1.0, 2.0, 3.0, 4.0]])
     mask = torch.ones(1, 4)
-    assert explained_variance(returns.clone(), returns, mask).item() == pytest.approx(1.0)
+    assert explained_variance(returns.clone(), returns, mask) == pytest.approx(1.0)
     # predicting the mean 2.5 everywhere: Var[R - 2.5] = Var[R] -> 1 - 1 = 0
-    assert explained_variance(torch.full_like(returns, 2.5), returns, mask).item() == pytest.approx(0.0)
+    assert explained_variance(torch.full_like(returns, 2.5), returns, mask) == pytest.approx(0.0)
     # V = R - [1, -1, 1, -1]: Var[R - V] = 4/3 (unbiased), Var[R] = 5/3 -> 1 - 0.8 = 0.2
     values = returns - torch.tensor([[1.0, -1.0, 1.0, -1.0]])
-    assert explained_variance(values, returns, mask).item() == pytest.approx(0.2)
-    assert math.isnan(explained_variance(returns, torch.ones(1, 4), mask).item())
+    assert explained_variance(values, returns, mask) == pytest.approx(0.2)
+    assert math.isnan(explained_variance(returns, torch.ones(1, 4), mask))
+    assert math.isnan(explained_variance(returns, torch.full((1, 4), 1e6), mask))  # constant, large
+
+
+def test_explained_variance_of_a_step_split_over_processes() -> None:
+    """Summed over two processes, the sums give the whole step's value, even where one process's returns
+    are all equal (its own explained variance is undefined)."""
+    torch.manual_seed(0)
+    values, mask = torch.randn(4, 5), torch.ones(4, 5)
+    mask[1, 3:] = 0
+    returns = torch.cat([torch.full((2, 5), 0.7), torch.randn(2, 5)])
+    whole = explained_variance(values, returns, mask)
+    halves = [explained_variance_sums(values[i : i + 2], returns[i : i + 2], mask[i : i + 2]) for i in (0, 2)]
+    assert math.isnan(explained_variance(values[:2], returns[:2], mask[:2]))
+    assert explained_variance_from_sums([a + b for a, b in zip(*halves, strict=True)]) == pytest.approx(whole)
+    # and against the unbiased masked variances directly (Bessel cancels in the ratio)
+    from rlhfkit.algorithms.common import masked_var
+
+    expected = 1 - masked_var(returns - values, mask) / masked_var(returns, mask)
+    assert whole == pytest.approx(expected.item(), rel=1e-6)
 
 
 def test_losses_validate() -> None:

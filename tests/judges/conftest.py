@@ -3,7 +3,9 @@
 It prefers the response whose text holds "good", else the longest (or always the first shown, when
 `biased`), answers
 ``"Answer: X"`` with the first token's top log-probs (unless `logprobs` is off), and can fail the
-next `fail_next` requests with `fail_status`, or wait `delay_s` before answering.
+next `fail_next` requests with `fail_status`, or wait `delay_s` before answering. Asked about one
+response (a score question, "Answer with one word, GOOD or BAD."), it says GOOD with probability
+0.9 when the response holds "good", else one that grows with the response's length.
 """
 
 from __future__ import annotations
@@ -43,10 +45,29 @@ def pick(content: str, biased: bool) -> str:
     return good[0] if good else max(shown, key=lambda s: len(s[1]))[0]
 
 
+def score(content: str) -> tuple[str, str, float] | None:
+    """(good label, bad label, P(good)) of a score question; None for other questions."""
+    asked = re.search(r"\nResponse:\n(.*?)\n\n.*one word, (\S+) or (\S+)\.", content, re.S)
+    if asked is None:
+        return None
+    text, good, bad = asked.groups()
+    return good, bad, 0.9 if "good" in text else 1 - 1 / (2 + len(text) / 10)
+
+
 def reply(body: dict[str, Any], b: Behaviour) -> dict[str, Any]:
     content = body["messages"][-1]["content"]
+    scored = score(content)
+    if scored is not None:
+        good, bad, p = scored
+        top = [{"token": good, "logprob": math.log(p)}, {"token": bad, "logprob": math.log(1 - p)}]
+        choice: dict[str, Any] = {"index": 0, "message": {"role": "assistant", "content": good if p >= 0.5 else bad}}
+        if b.logprobs and body.get("logprobs"):
+            choice["logprobs"] = {
+                "content": [{"token": top[p < 0.5]["token"], "logprob": math.log(max(p, 1 - p)), "top_logprobs": top}]
+            }
+        return {"id": "x", "object": "chat.completion", "model": body["model"], "choices": [choice]}
     letter = pick(content, b.biased)
-    choice: dict[str, Any] = {"index": 0, "message": {"role": "assistant", "content": f"Answer: {letter}"}}
+    choice = {"index": 0, "message": {"role": "assistant", "content": f"Answer: {letter}"}}
     if b.logprobs and body.get("logprobs"):
         other = "B" if letter == "A" else "A"
         top = [{"token": " " + letter, "logprob": math.log(0.8)}, {"token": " " + other, "logprob": math.log(0.15)}]

@@ -16,6 +16,11 @@ from rlhfkit.loop.cai.run import first_user_turn
 def test_default_principles_and_clear_errors(tmp_path: Path) -> None:
     c = load_constitution()
     assert len(c.critique_revision) >= 4 and len(c.feedback) >= 4
+    assert c.questions("scores") == c.feedback_scores and len(c.feedback_scores) == len(c.feedback)
+    assert c.questions("both_orders") == c.feedback
+    plain = parse_constitution({"critique_revision": [{"critique": "x", "revision": "y"}], "feedback": ["q"]}, "f.yaml")
+    with pytest.raises(ValueError, match="judge.compare=scores needs feedback_scores"):
+        plain.questions("scores")
     with pytest.raises(ValueError, match=r"f.yaml: critique_revision\[0\]: needs exactly the keys"):
         parse_constitution({"critique_revision": [{"critique": "x"}], "feedback": ["q"]}, "f.yaml")
     with pytest.raises(ValueError, match=r"f.yaml: feedback\[1\]: must be non-empty text"):
@@ -92,3 +97,11 @@ def test_cai_stops_clearly_when_the_judge_only_has_position_bias(
     assert "the judge decided no pair of 3" in capsys.readouterr().err
     rows = [json.loads(x) for x in (tmp_path / "cai" / "rl" / "preferences.jsonl").read_text().splitlines()]
     assert all(r["flipped"] and r["label"] is None for r in rows if r["label"] != "identical")
+    # The same judge asked about each reply alone has no position to prefer: the RL stage gets its pairs.
+    args = [a for a in args if a != "judge.on_flip=unlabelled"] + ["judge.compare=scores", "rl.max_steps=1"]
+    args += ["rl.batch_size=1"]
+    assert main(args) == 0
+    marker = json.loads((tmp_path / "cai" / "stages" / "label.done").read_text())
+    assert marker["pairs"] >= 1 and marker["flip_rate"] is None
+    rows = [json.loads(x) for x in (tmp_path / "cai" / "rl" / "preferences.jsonl").read_text().splitlines()]
+    assert {r["question"] for r in rows if r["label"] != "identical"} <= set(load_constitution().feedback_scores)

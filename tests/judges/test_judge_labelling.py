@@ -14,6 +14,7 @@ from rlhfkit.feedback.errors import Unauthorized
 from rlhfkit.feedback.store import FeedbackStore
 from rlhfkit.judges import Asker, load_templates
 from rlhfkit.judges.http import HTTPJudge
+from rlhfkit.judges.questions import Asking
 from rlhfkit.loop.judge import FLIP_SKIP, JudgeCommandConfig, judge_command, run_judge
 
 
@@ -51,7 +52,9 @@ def test_judge_in_qc_and_export_like_a_person(tmp_path: Path, fake_server: tuple
     _project(store, overlap=4)
     _people_answer(store, "p", ["ann", "bob", "cat"], wrong={"bob"})
     asker = Asker(HTTPJudge(url, "fake-model"))
-    run = run_judge(store, "p", asker, load_templates(), account="ai-fake", on_flip="unlabelled", run_dir=tmp_path)
+    run = run_judge(
+        store, "p", asker, load_templates(), account="ai-fake", how=Asking(on_flip="unlabelled"), run_dir=tmp_path
+    )
     assert (run.submitted, run.flips, run.questions) == (6, 0, 6)
     qc = store.qc_report("p")
     rows = {a.name: a for a in qc.annotators}
@@ -111,7 +114,7 @@ def test_judge_gold_accuracy_in_qc(tmp_path: Path, fake_server: tuple[Any, str])
     store.add_items(
         "g", [*gold, *(NewItem(prompt=f"Q{i}?", responses=(f"a good one {i}", f"no {i}")) for i in range(3))]
     )
-    run = run_judge(store, "g", Asker(HTTPJudge(url, "fake-model")), load_templates(), account="ai-g", on_flip="tie")
+    run = run_judge(store, "g", Asker(HTTPJudge(url, "fake-model")), load_templates(), account="ai-g", how=Asking())
     row = store.qc_report("g").annotators[0]
     assert run.submitted == row.judgments == 6 and row.gold_judgments == 3
     assert row.gold_accuracy == pytest.approx(2 / 3)

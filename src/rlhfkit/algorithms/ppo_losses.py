@@ -12,7 +12,7 @@ from typing import NamedTuple
 import torch
 from torch import Tensor
 
-from rlhfkit.algorithms.common import masked_mean, masked_var
+from rlhfkit.algorithms.common import masked_mean
 
 
 class PolicyLossOutput(NamedTuple):
@@ -101,15 +101,22 @@ def value_loss_clipped(
     return ValueLossOutput(loss=loss, clip_frac=clip_frac)
 
 
-def explained_variance(values: Tensor, returns: Tensor, mask: Tensor) -> Tensor:
-    """``1 - Var[R - V] / Var[R]`` over valid tokens (scalar, detached).
-
-    1 is a perfect critic, 0 is no better than predicting the mean, negative is worse. NaN when the
-    returns are constant (the ratio is undefined).
-    """
+def explained_variance_sums(values: Tensor, returns: Tensor, mask: Tensor) -> list[float]:
+    """``[n, sum R, sum R^2, sum E, sum E^2]`` over valid tokens, E = R - V, in float64: summed over
+    processes, `explained_variance_from_sums` gives the explained variance of the whole step, the same
+    on every process (a per-process value is undefined on a process whose returns are all equal)."""
     _check_shapes(values, returns, mask)
     with torch.no_grad():
-        var_returns = masked_var(returns, mask)
-        if var_returns.item() == 0.0:
-            return torch.full_like(var_returns, float("nan"))
-        return 1.0 - masked_var(returns - values, mask) / var_returns
+        m = mask.to(torch.float64)
+        r, e = returns.to(torch.float64), (returns - values).to(torch.float64)
+        return [float(x) for x in (m.sum(), (r * m).sum(), (r * r * m).sum(), (e * m).sum(), (e * e * m).sum())]
+
+
+def explained_variance_from_sums(sums: list[float]) -> float:
+    """``1 - Var[E] / Var[R]`` from `explained_variance_sums` (NaN when the returns are constant). Both
+    variances count the same tokens, so Bessel's correction cancels: the unbiased ratio is the same."""
+    n, r, r2, e, e2 = sums
+    var_returns = r2 / n - (r / n) ** 2 if n else 0.0
+    if var_returns <= 1e-12 * max(1.0, r2 / max(n, 1.0)):  # constant up to float64 rounding
+        return float("nan")
+    return 1.0 - (e2 / n - (e / n) ** 2) / var_returns

@@ -5,6 +5,9 @@ Both models sample `samples_per_prompt` responses per prompt with the same seeds
 
 * ``rm:DIR``: a reward model (its normalized mean score; higher wins, equal scores tie);
 * ``gold:NAME``: a gold scorer of `rlhfkit.eval.gold` (``gold:sentiment``, ``gold:python:mod:fn``);
+* ``ai:MODEL|URL``: an AI judge of `rlhfkit.judges` (a model rlhfkit loads, or an OpenAI-compatible
+  endpoint), asked as ``ai_judge`` says: both orders per pair, or each response scored alone; a pair
+  it leaves unlabelled (a flip under ``ai_judge.on_flip=unlabelled``) is not counted;
 * ``app:DBURL#PROJECT``: people in the feedback app. The first call samples both models and creates
   PROJECT as pairwise tasks (the policy's and the baseline's response to the same prompt; the app
   shows them in a random order per annotator) and reports them pending. Once people have judged,
@@ -12,8 +15,8 @@ Both models sample `samples_per_prompt` responses per prompt with the same seeds
   back: per item, the majority of its judgments decides (ties and "both bad" count half), and items
   not judged yet are reported as pending.
 
-This module holds the config, the sampling and the two judges evaluation owns (`JUDGES`: rm and
-gold). The app judge needs the feedback app, which evaluation may not import; `rlhfkit.loop.compare`
+This module holds the config, the sampling and the judges evaluation owns (`JUDGES`: rm, gold and
+ai). The app judge needs the feedback app, which evaluation may not import; `rlhfkit.loop.compare`
 adds it and runs the command.
 
 The result has ``win_rate``, ``n``, ``ci_low``, ``ci_high`` (Wilson, or a percentile bootstrap with
@@ -37,9 +40,10 @@ from rlhfkit.eval.winrate import (
     score_win_rate,
     win_rate_from_choices,
 )
+from rlhfkit.judges.config import JudgeSettings
 from rlhfkit.rollout.generate import SamplingConfig
 
-JUDGE_KINDS = ("rm", "gold", "app")
+JUDGE_KINDS = ("rm", "gold", "ai", "app")
 """Judge kinds `--judge` accepts (its prefix): `JUDGES` here, and ``app`` in `rlhfkit.loop.compare`."""
 
 
@@ -54,7 +58,11 @@ class CompareConfig:
     prompts: str = ""
     """Prompts file (any format rlhfkit reads; each row's prompt is used)."""
     judge: str = ""
-    """rm:DIR (a reward model), gold:NAME (a gold scorer) or app:DBURL#PROJECT (people in the feedback app)."""
+    """rm:DIR (a reward model), gold:NAME (a gold scorer), ai:MODEL|URL (an AI judge) or app:DBURL#PROJECT
+    (people in the feedback app)."""
+    ai_judge: JudgeSettings = JudgeSettings()
+    """ai: judge: how it is asked (compare, criterion, score_labels, on_flip; model and api_key_env for a URL);
+    its `judge` is the spec after 'ai:'."""
     json: bool = False
     """Print the result as JSON instead of a table."""
     collect: bool = False
@@ -79,7 +87,7 @@ class CompareConfig:
     """Progress bars while sampling."""
 
     def __post_init__(self) -> None:
-        require(bool(self.judge), "judge is required: rm:DIR, gold:NAME or app:DBURL#PROJECT")
+        require(bool(self.judge), "judge is required: rm:DIR, gold:NAME, ai:MODEL|URL or app:DBURL#PROJECT")
         kind = self.judge.split(":", 1)[0]
         require(
             kind in JUDGE_KINDS,
@@ -176,10 +184,37 @@ def verdicts_result(cfg: CompareConfig, outcomes: Sequence[Choice], pending: int
     return {**result.to_dict(), "pending": pending}
 
 
+def judge_ai(cfg: CompareConfig, spec: str) -> dict[str, Any]:
+    """AI judge: every pair asked as `cfg.ai_judge` says (first = the policy's response); answers cached
+    beside `cfg.output` when it is set, so a repeated evaluation asks nothing."""
+    from dataclasses import replace
+
+    from rlhfkit.judges import build_asker, load_templates
+    from rlhfkit.judges.questions import compare_pair
+
+    settings = replace(cfg.ai_judge, judge=spec)
+    prompts, policy, baseline = sample_both(cfg)
+    asker = build_asker(settings, Path(cfg.output).parent if cfg.output else None)
+    templates, how = load_templates(settings.templates), settings.asking()
+    verdicts = [
+        compare_pair(asker, templates, prompt_text(p), a, b, how, settings.criterion)
+        for p, a, b in zip(prompts, policy, baseline, strict=True)
+    ]
+    side: dict[str | None, Choice] = {"first": "a", "second": "b", "tie": "tie"}
+    choices = [side[v.label] for v in verdicts if v.label is not None]
+    flips = [v.flipped for v in verdicts] if how.compare == "both_orders" else []
+    return {
+        **verdicts_result(cfg, choices, 0),
+        "unlabelled": len(verdicts) - len(choices),
+        "flip_rate": sum(flips) / len(flips) if flips else None,
+        "judge_requests": asker.requests,
+    }
+
+
 JudgeFn: TypeAlias = Callable[[CompareConfig, str], dict[str, Any]]
 """``fn(cfg, the spec after the judge kind's colon) -> result``."""
 
-JUDGES: dict[str, JudgeFn] = {"rm": judge_rm, "gold": judge_gold}
+JUDGES: dict[str, JudgeFn] = {"rm": judge_rm, "gold": judge_gold, "ai": judge_ai}
 """Judge kind (the prefix of --judge) -> judge, for the judges evaluation owns."""
 
 

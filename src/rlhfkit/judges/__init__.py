@@ -4,10 +4,10 @@
 * `model.py`: a model judge (verdicts from the option tokens' logits);
 * `http.py`: an OpenAI-compatible chat-completions judge (httpx; retries with backoff by tenacity;
   the API key from an environment variable);
-* `templates.py`: the pairwise, ranking and rating questions, editable in YAML;
+* `templates.py`: the pairwise, ranking, rating and score questions, editable in YAML;
 * `verdicts.py`: option probabilities from log-probs or from the answer text;
 * `combine.py`: both orders of every question, the flip rules, the flip rate;
-* `questions.py`: a pair, K responses or a rating asked and combined;
+* `questions.py`: a pair or K responses compared (both orders, or each scored alone), a rating;
 * `cache.py`: answers keyed by (judge, rendered question) in a SQLite file of the run directory;
 * `config.py`: `JudgeSettings` and the builders.
 

@@ -9,6 +9,8 @@ from rlhfkit.config import Config, require
 from rlhfkit.judges.base import Asker, Judge, Readout
 from rlhfkit.judges.cache import JudgeCache
 from rlhfkit.judges.combine import FlipRule
+from rlhfkit.judges.questions import Asking, Comparison
+from rlhfkit.judges.templates import SCORE_LABELS
 
 CACHE_FILE = "judge-cache.sqlite"
 """The cache's file name in a run directory."""
@@ -26,11 +28,18 @@ class JudgeSettings(Config):
     """URL judges: the environment variable holding the API key ('' = none). Never a key itself."""
     readout: Readout = "auto"
     """Verdicts from option-token log-probs where available ('auto'), only log-probs, or only the text."""
+    compare: Comparison = "both_orders"
+    """How pairs and rankings are judged: 'both_orders' (side by side, asked in both orders; a position bias
+    shows as flips) or 'scores' (each response asked about alone, answered with score_labels; no position to
+    prefer: the mode for a small judge such as the bundled model, see bench/results/aif_demo.md)."""
     on_flip: FlipRule = "tie"
     """A pairwise question whose two orders disagree becomes a 'tie' or stays 'unlabelled' (given back)."""
     criterion: str = ""
-    """What the judge is asked to prefer, e.g. 'Which review is more positive?' ('' = more helpful, honest
-    and harmless)."""
+    """What the judge is asked: for both_orders a comparison ('Which review is more positive?'), for scores a
+    question about one response that score_labels answer ('Is the sentiment of this review positive or
+    negative?'); '' = helpful, honest and harmless."""
+    score_labels: tuple[str, str] = SCORE_LABELS
+    """compare=scores: the two answers, good first (e.g. positive, negative); each one token for a model judge."""
     templates: str = ""
     """YAML file overriding the question templates ('' = the defaults of rlhfkit.judges.templates)."""
     max_requests: int = 0
@@ -51,6 +60,12 @@ class JudgeSettings(Config):
         require(self.max_requests >= 0 and self.attempts >= 1, "max_requests >= 0 and attempts >= 1")
         require(self.timeout_s > 0 and self.top_logprobs >= 0, "timeout_s > 0 and top_logprobs >= 0")
         require(not self.api_key_env.startswith(("sk-", "Bearer")), "api_key_env names a variable, not a key")
+        labels = [label.strip().lower() for label in self.score_labels]
+        require(all(labels) and labels[0] != labels[1], "score_labels are two different non-empty answers")
+
+    def asking(self) -> Asking:
+        """How comparisons are put to the judge."""
+        return Asking(self.compare, self.on_flip, self.score_labels)
 
     @property
     def is_url(self) -> bool:

@@ -13,6 +13,7 @@ from typing import Any
 
 import torch
 
+from rlhfkit.config import ConfigError
 from rlhfkit.data.chat import encode_prompt
 from rlhfkit.judges.base import Answer
 
@@ -41,6 +42,11 @@ class ModelJudge:
         for option in options:
             ids = {self.tokenizer(s, add_special_tokens=False)["input_ids"][0] for s in (option, " " + option)}
             out[option] = sorted(t for t in ids if self.tokenizer.decode([t]).strip().lower() == option.lower())
+            if not out[option]:  # its probability would read as 0 and the verdict as certain: refuse instead
+                raise ConfigError(
+                    f"the judge's tokenizer spells the answer {option!r} with several tokens; a model judge reads "
+                    "one token per answer: choose single-token labels (e.g. judge.score_labels=[yes,no])"
+                )
         return out
 
     @torch.no_grad()

@@ -1,7 +1,7 @@
 """`rlhfkit eval`: every judge of a policy-vs-baseline comparison in one table, and the command itself.
 
-Evaluation owns the config, the sampling and the judges that score responses itself (`rm:`,
-`gold:`, `rlhfkit.eval.compare`); the feedback app owns comparison projects
+Evaluation owns the config, the sampling and the judges that need no app (`rm:`, `gold:`, `ai:`,
+`rlhfkit.eval.compare`); the feedback app owns comparison projects
 (`rlhfkit.feedback.comparisons`). Neither may import the other, so the ``app:DBURL#PROJECT`` judge
 that needs both is composed here, at the top of the stack, next to the other two.
 """

@@ -6,9 +6,10 @@ it through `FeedbackStore.submit`, so quality control, the audit log and the exp
 like anyone's. What only a judge has, both orders and the flip, goes to ``ai_verdicts`` (for the
 flip rate in QC) and to ``verdicts.jsonl`` in the run directory.
 
-Every pairwise and ranking question is asked in both orders (`rlhfkit.judges.combine`); a pairwise
-flip becomes a tie or leaves the item unlabelled (given back with `FLIP_SKIP`), as
-``judge.on_flip`` says. Answers are cached in the run directory: a killed run re-asks nothing.
+Pairwise and ranking questions are asked in both orders (`rlhfkit.judges.combine`), or with each
+response scored alone (``judge.compare=scores``, no order to flip). A pairwise flip becomes a tie or
+leaves the item unlabelled (given back with `FLIP_SKIP`), as ``judge.on_flip`` says. Answers are
+cached in the run directory: a killed run re-asks nothing.
 """
 
 from __future__ import annotations
@@ -27,8 +28,7 @@ from rlhfkit.feedback.entities import TaskView
 from rlhfkit.feedback.store import FeedbackStore
 from rlhfkit.files import append_jsonl, cache_dir
 from rlhfkit.judges import Asker, BudgetExhausted, JudgeSettings, Templates, build_asker, load_templates
-from rlhfkit.judges.combine import FlipRule
-from rlhfkit.judges.questions import judge_pair, judge_ranking, judge_rating
+from rlhfkit.judges.questions import Asking, compare_pair, compare_ranking, judge_rating
 from rlhfkit.loop.panel_feedback import ensure_account
 
 FLIP_SKIP = "AI judge: the two orders disagreed (left unlabelled)"
@@ -102,24 +102,27 @@ Verdict = tuple[dict[str, Any] | None, bool | None, dict[str, Any]]
 """(payload or None = unlabelled, flipped or None = not a both-orders question, detail)."""
 
 
-def _pairwise(asker: Asker, templates: Templates, task: TaskView, on_flip: FlipRule, criterion: str) -> Verdict:
+def _orders(how: Asking, flipped: bool) -> bool | None:
+    """The flip of a both-orders question; None for scores (nothing was shown in two orders)."""
+    return flipped if how.compare == "both_orders" else None
+
+
+def _pairwise(asker: Asker, templates: Templates, task: TaskView, how: Asking, criterion: str) -> Verdict:
     first, second = sorted(task.responses, key=lambda r: r.id)  # canonical order; the judge asks both
-    v = judge_pair(
-        asker, templates, prompt_text(task.prompt), first.text, second.text, on_flip=on_flip, principle=criterion
-    )
+    v = compare_pair(asker, templates, prompt_text(task.prompt), first.text, second.text, how, criterion)
     choice = {"first": first.id, "second": second.id, "tie": "tie", None: None}[v.label]
     detail = {"p_forward": v.p_forward, "p_reverse": v.p_reverse, "p_first": v.p_first}
-    return (None if choice is None else {"choice": choice}), v.flipped, detail
+    return (None if choice is None else {"choice": choice}), _orders(how, v.flipped), detail
 
 
-def _ranking(asker: Asker, templates: Templates, task: TaskView, on_flip: FlipRule, criterion: str) -> Verdict:
+def _ranking(asker: Asker, templates: Templates, task: TaskView, how: Asking, criterion: str) -> Verdict:
     shown = sorted(task.responses, key=lambda r: r.id)
-    v = judge_ranking(asker, templates, prompt_text(task.prompt), [r.text for r in shown], criterion)
-    payload = None if v.flipped and on_flip == "unlabelled" else {"ranking": [shown[i].id for i in v.order]}
-    return payload, v.flipped, {"p_best": list(v.p_best)}
+    v = compare_ranking(asker, templates, prompt_text(task.prompt), [r.text for r in shown], how, criterion)
+    payload = None if v.flipped and how.on_flip == "unlabelled" else {"ranking": [shown[i].id for i in v.order]}
+    return payload, _orders(how, v.flipped), {"p_best": list(v.p_best)}
 
 
-def _likert(asker: Asker, templates: Templates, task: TaskView, on_flip: FlipRule, criterion: str) -> Verdict:
+def _likert(asker: Asker, templates: Templates, task: TaskView, how: Asking, criterion: str) -> Verdict:
     text = prompt_text(task.prompt)
     ratings = {str(r.id): judge_rating(asker, templates, text, r.text, criterion) for r in task.responses}
     if any(v is None for v in ratings.values()):
@@ -127,12 +130,12 @@ def _likert(asker: Asker, templates: Templates, task: TaskView, on_flip: FlipRul
     return {"ratings": {rid: {"overall": v} for rid, v in ratings.items()}}, None, {}
 
 
-ANSWERERS: dict[str, Callable[[Asker, Templates, TaskView, FlipRule, str], Verdict]] = {
+ANSWERERS: dict[str, Callable[[Asker, Templates, TaskView, Asking, str], Verdict]] = {
     "pairwise": _pairwise,
     "ranking": _ranking,
     "likert": _likert,
 }
-"""Task type -> ``fn(asker, templates, task, on_flip, criterion)``: how the judge answers it (other task
+"""Task type -> ``fn(asker, templates, task, how, criterion)``: how the judge answers it (other task
 types are given back)."""
 
 
@@ -143,7 +146,7 @@ def run_judge(
     templates: Templates,
     *,
     account: str,
-    on_flip: FlipRule,
+    how: Asking,
     run_dir: Path | None = None,
     limit: int = 0,
     criterion: str = "",
@@ -164,7 +167,7 @@ def run_judge(
             continue
         started = time.monotonic()
         try:
-            payload, flipped, detail = answer(asker, templates, task, on_flip, criterion)
+            payload, flipped, detail = answer(asker, templates, task, how, criterion)
         except BudgetExhausted as err:
             run.stopped = str(err)  # the held task's lock expires; a later run (with a budget) picks it up
             break
@@ -210,14 +213,14 @@ def judge_command(cfg: JudgeCommandConfig) -> str:
             asker,
             load_templates(cfg.templates),
             account=cfg.account_name(),
-            on_flip=cfg.on_flip,
+            how=cfg.asking(),
             run_dir=run_dir,
             limit=cfg.limit,
             criterion=cfg.criterion,
         )
     finally:
         store.close()
-    rate = "n/a" if run.flip_rate is None else f"{100 * run.flip_rate:.1f}%"
+    rate = f"{100 * run.flip_rate:.1f}%" if run.flip_rate is not None else f"n/a (compare={cfg.compare})"
     lines = [
         f"{cfg.account_name()} on {cfg.project!r}: {run.submitted} judgments, {run.unlabelled} left unlabelled "
         f"(orders flipped), {run.unanswerable} given back; flip rate {rate} of {run.questions} questions",

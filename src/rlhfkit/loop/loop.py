@@ -294,7 +294,7 @@ def _ai_feedback(run: LoopRun) -> dict[str, Any]:
         asker,
         load_templates(settings.templates),
         account=AI_ACCOUNT,
-        on_flip=settings.on_flip,
+        how=settings.asking(),
         run_dir=run.loop_dir / "judge",
         criterion=settings.criterion,
     )

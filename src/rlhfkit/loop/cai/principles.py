@@ -18,6 +18,9 @@ from rlhfkit.config import ConfigError
 DEFAULT_PRINCIPLES = "principles.yaml"
 """The shipped constitution, next to this module."""
 
+KEYS = {"critique_revision", "feedback", "feedback_scores"}
+"""The keys of a principles file (feedback_scores optional)."""
+
 
 @dataclass(frozen=True)
 class CritiqueRevision:
@@ -36,7 +39,19 @@ class Constitution:
     critique_revision: tuple[CritiqueRevision, ...]
     """Supervised stage: critique and revision requests."""
     feedback: tuple[str, ...]
-    """RL stage: comparison questions."""
+    """RL stage: comparison questions (judge.compare=both_orders)."""
+    feedback_scores: tuple[str, ...] = ()
+    """RL stage with judge.compare=scores: questions about one reply, answered yes / no (judge.score_labels)."""
+
+    def questions(self, compare: str) -> tuple[str, ...]:
+        """The RL stage's questions for a judge comparing as `compare` says."""
+        if compare == "scores":
+            if not self.feedback_scores:
+                raise ConfigError(
+                    "judge.compare=scores needs feedback_scores (questions about one reply) in the principles"
+                )
+            return self.feedback_scores
+        return self.feedback
 
 
 def _text(value: object, where: str) -> str:
@@ -47,8 +62,10 @@ def _text(value: object, where: str) -> str:
 
 def parse_constitution(data: object, source: str) -> Constitution:
     """Validate a loaded YAML document; errors name the file, the list and the entry."""
-    if not isinstance(data, dict) or set(data) != {"critique_revision", "feedback"}:
-        raise ConfigError(f"{source}: a principles file has exactly the keys critique_revision and feedback")
+    if not isinstance(data, dict) or not {"critique_revision", "feedback"} <= set(data) <= KEYS:
+        raise ConfigError(
+            f"{source}: a principles file has the keys critique_revision and feedback (and feedback_scores)"
+        )
     pairs, questions = data["critique_revision"], data["feedback"]
     if not isinstance(pairs, list) or not pairs or not isinstance(questions, list) or not questions:
         raise ConfigError(f"{source}: critique_revision and feedback must be non-empty lists")
@@ -61,7 +78,12 @@ def parse_constitution(data: object, source: str) -> Constitution:
             CritiqueRevision(_text(pair["critique"], f"{where}.critique"), _text(pair["revision"], f"{where}.revision"))
         )
     feedback = tuple(_text(q, f"{source}: feedback[{i}]") for i, q in enumerate(questions))
-    return Constitution(tuple(out), feedback)
+    scores = data.get("feedback_scores", [])
+    if not isinstance(scores, list):
+        raise ConfigError(f"{source}: feedback_scores must be a list")
+    return Constitution(
+        tuple(out), feedback, tuple(_text(q, f"{source}: feedback_scores[{i}]") for i, q in enumerate(scores))
+    )
 
 
 def load_constitution(path: str = "") -> Constitution:

@@ -54,11 +54,14 @@ def _label_card(i: int, r: dict[str, Any]) -> str:
         parts.append('<div class="muted">identical responses: not judged</div>')
     else:
         parts.append(_pre(f"feedback principle {r['principle']}", r["question"]))
-        parts.append(
-            f'<div class="muted">P(a better): shown first {r["p_forward"]:.3f}, shown second {r["p_reverse"]:.3f}, '
-            f"mean {r['p_first']:.3f}; orders {'flipped' if r['flipped'] else 'agree'}; label: "
-            f"{html.escape(str(r['label']))}</div>"
-        )
+        if r["p_forward"] == r["p_reverse"]:  # scored alone (judge.compare=scores): one probability
+            asked = f"P(a better) {r['p_first']:.3f} from the two replies' scores"
+        else:
+            asked = (
+                f"P(a better): shown first {r['p_forward']:.3f}, shown second {r['p_reverse']:.3f}, "
+                f"mean {r['p_first']:.3f}; orders {'flipped' if r['flipped'] else 'agree'}"
+            )
+        parts.append(f'<div class="muted">{asked}; label: {html.escape(str(r["label"]))}</div>')
     return "".join(parts) + "</div>"
 
 

@@ -99,7 +99,7 @@ def stage_label(cfg: CAIConfig, out: Path) -> dict[str, Any]:
         load_templates(cfg.judge.templates),
         load_constitution(cfg.principles),
         cfg.pair_sampling,
-        on_flip=cfg.judge.on_flip,
+        how=cfg.judge.asking(),
         seed=cfg.seed + 17,
     )
     write_jsonl_atomic(out / "rl" / "preferences.jsonl", rows)
@@ -117,7 +117,7 @@ def stage_label(cfg: CAIConfig, out: Path) -> dict[str, Any]:
         "pairs": len(pairs),
         "ties": sum(r["label"] == "tie" for r in judged),
         "unlabelled": sum(r["label"] is None for r in judged),
-        "flip_rate": flip_rate([r["flipped"] for r in judged]),
+        "flip_rate": flip_rate([r["flipped"] for r in judged]) if cfg.judge.compare == "both_orders" else None,
         "judge_requests": asker.requests,
         "judge_cached": asker.hits,
     }

@@ -11,6 +11,7 @@ Policy, reference and value share one base model (see `rlhfkit.models.actor_crit
 
 from __future__ import annotations
 
+import math
 import time
 from pathlib import Path
 from typing import Any, cast
@@ -20,7 +21,7 @@ from safetensors.torch import save_file
 from transformers import PreTrainedModel
 
 from rlhfkit.algorithms.common import masked_sum
-from rlhfkit.algorithms.ppo_losses import explained_variance
+from rlhfkit.algorithms.ppo_losses import explained_variance_from_sums, explained_variance_sums
 from rlhfkit.data.records import PromptText
 from rlhfkit.files import write_atomic
 from rlhfkit.models.actor_critic import ActorCritic
@@ -100,8 +101,10 @@ def step_metrics(
     statistics). Per-token means divide by the step's tokens over all processes / the process count, so
     their average over processes is the global per-token mean, whatever each process's share."""
     rmask, raw = rollout.response_mask, rollout.raw_scores
-    (tokens,) = engine.all_sum([float(rmask.sum())])
-    tokens /= engine.world_size
+    # One collective: the step's tokens, and the sums the explained variance of the whole step needs
+    # (every process then logs the same keys, which `mean_over_processes` requires).
+    ev_sums = engine.all_sum(explained_variance_sums(rollout.values, rollout.returns, rmask))
+    tokens = ev_sums[0] / engine.world_size
     metrics: dict[str, float | torch.Tensor] = {
         "ppo/score": raw.mean(),
         "ppo/score_std": raw.std() if raw.numel() > 1 else 0.0,
@@ -115,8 +118,8 @@ def step_metrics(
     }
     if reward_std is not None:
         metrics["ppo/reward_std"] = reward_std.mean()
-    ev = explained_variance(rollout.values, rollout.returns, rmask)
-    if torch.isfinite(ev):  # undefined (NaN) when every return is equal
+    ev = explained_variance_from_sums(ev_sums)
+    if math.isfinite(ev):  # undefined (NaN) when every return of the step is equal
         metrics["ppo/explained_var"] = ev
     return engine.mean_over_processes(metrics)
 
