@@ -4,13 +4,21 @@ For each trainer the per-step losses and the final weights of the two runs agree
 the data is sharded by rank, the loss is normalized by the step's global count and DDP averages the
 gradients, so the split of a step over processes changes only the order of floating-point sums.
 Only the main process writes (a second writer crashed on the checkpoint rename before).
+
+FSDP runs on 2 CPU processes too (torch's FSDP2, `rlhfkit.train.fsdp`), started as a user starts them:
+``accelerate launch --config_file configs/accelerate/fsdp.yaml`` (Accelerate runs torchrun with
+``ACCELERATE_USE_FSDP`` and the config's ``FSDP_*`` variables; rlhfkit shards with ``fully_shard``, as
+Accelerate does not on CPU). Its reduce-scatter averages the gradients as DDP does, and checkpoints
+hold full tensors, so SFT's losses and weights agree with one process to 1e-5 and either resumes the other.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
+import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -99,6 +107,70 @@ def test_a_different_global_batch_is_refused_on_resume(demos_file: Path, tmp_pat
     launch(common, tmp_path / "run", 1)
     with pytest.raises(AssertionError, match="keep the global batch|same global batch"):
         launch([*common, "max_steps=3", "grad_accum=2"], tmp_path / "run", 1)
+
+
+FSDP_CONFIG = Path(__file__).resolve().parents[2] / "configs" / "accelerate" / "fsdp.yaml"
+HELD = re.compile(r"FSDP2: (\d+) layer units and the root; the processes hold (\d+) \+ (\d+) of (\d+) parameters")
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def launch_fsdp(command: list[str], out: Path, *, check: bool = True) -> subprocess.CompletedProcess[str]:
+    """`rlhfkit COMMAND` on 2 processes under configs/accelerate/fsdp.yaml (their log is in stderr)."""
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1"}
+    head = [sys.executable, "-m", "accelerate.commands.launch", "--config_file", str(FSDP_CONFIG)]
+    head += ["--main_process_port", str(free_port()), "-m", "rlhfkit.cli"]
+    args = [*head, *command, "--output", str(out), "progress=false", "seed=3"]
+    done = subprocess.run(args, env=env, capture_output=True, text=True, timeout=TIMEOUT_S)
+    assert done.returncode == 0 or not check, done.stderr[-4000:]
+    return done
+
+
+def assert_sharded(log: str) -> None:
+    """Each of the 2 processes holds its own part of the parameters, together all of them once."""
+    found = HELD.findall(log)
+    assert len(found) == 1, log[-4000:]  # the main process's line
+    units, part0, part1, total = (int(x) for x in found[0])
+    assert units == 2  # the tiny Llama's two decoder layers
+    assert part0 + part1 == total and max(part0, part1) < 0.51 * total
+
+
+def test_sft_fsdp_two_processes_match_one_and_resume_across_world_sizes(demos_file: Path, tmp_path: Path) -> None:
+    # One process: 2 micro-batches of 3; two FSDP processes: one micro-batch of 3 each. Global batch 6.
+    common = ["sft", "--model", "tiny", "--data", str(demos_file), "max_steps=4", "lr=3e-3", "save_every=2"]
+    common += ["eval_fraction=0.1"]
+    one, two = tmp_path / "one", tmp_path / "two"
+    launch([*common, "batch_size=3", "grad_accum=2"], one, 1)
+    assert_sharded(launch_fsdp([*common, "batch_size=3", "grad_accum=1"], two).stderr)
+    assert_same_run(one, two, "train/loss")
+    assert losses(one, "eval/loss") == pytest.approx(losses(two, "eval/loss"), rel=1e-5)
+
+    from transformers import AutoModelForCausalLM
+
+    assert type(AutoModelForCausalLM.from_pretrained(two)).__name__ == "LlamaForCausalLM"  # a plain model dir
+
+    # Killed after step 2 on two FSDP processes, finished on one: the same run.
+    launch([*common, "batch_size=3", "grad_accum=2"], rewind(two, tmp_path / "two_then_one", 2), 1)
+    assert_same_run(one, tmp_path / "two_then_one", "train/loss")
+    # And the other way, each FSDP process accumulating 3 micro-batches of 1 (the gradients reduced
+    # once a step, after the last).
+    one_then_two = rewind(one, tmp_path / "one_then_two", 2)
+    assert_sharded(launch_fsdp([*common, "batch_size=1", "grad_accum=3"], one_then_two).stderr)
+    assert_same_run(one, one_then_two, "train/loss")
+
+
+def test_a_trainer_fsdp_on_cpu_does_not_run_refuses_it(tmp_path: Path) -> None:
+    """DPO samples the held-out KL with a KV cache, which FSDP2's root forward does not cover: an FSDP
+    launch on CPU stops before loading anything and names the launch that works."""
+    pairs = fixture_path("pairs_small.jsonl")
+    done = launch_fsdp(["dpo", "--model", "tiny", "--data", str(pairs), "max_steps=1"], tmp_path / "dpo", check=False)
+    assert done.returncode != 0
+    assert "dpo does not run under FSDP on CPU (torch's FSDP2 runs sft)" in done.stderr
+    assert "configs/accelerate/ddp.yaml" in done.stderr
 
 
 PPO_REWARD = "def count_e(prompts, responses):\n    return [r.count('e') for r in responses]\n"

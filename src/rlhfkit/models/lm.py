@@ -14,15 +14,35 @@ once for the policy, the reference and every update epoch instead of every time.
 from __future__ import annotations
 
 import contextlib
+import functools
 import inspect
-from collections.abc import Iterator
-from typing import Any, NamedTuple, cast
+from collections.abc import Callable, Iterator
+from typing import Any, Concatenate, NamedTuple, ParamSpec, TypeVar, cast
 
 import torch
 from torch import nn
 from transformers import PreTrainedModel
 
 from rlhfkit.algorithms.common import entropy_from_logits, logprobs_from_logits
+
+ROOT_FORWARD = "rlhfkit_root_forward"
+"""The attribute of a model sharded by FSDP2 (`rlhfkit.train.fsdp`) that runs a function as a forward
+of its root: FSDP2 gathers the root's weights (embeddings, final norm, output head) only around such a
+forward, and the helpers below call the decoder and the head themselves."""
+
+P = ParamSpec("P")
+R = TypeVar("R")
+
+
+def through_root(fn: Callable[Concatenate[nn.Module, P], R]) -> Callable[Concatenate[nn.Module, P], R]:
+    """`fn(model, ...)`, run as a forward of `model`'s root when `model` is sharded (see `ROOT_FORWARD`)."""
+
+    @functools.wraps(fn)
+    def wrapper(model: nn.Module, /, *args: P.args, **kwargs: P.kwargs) -> R:
+        call = getattr(model, ROOT_FORWARD, None)
+        return fn(model, *args, **kwargs) if call is None else call(fn, model, *args, **kwargs)
+
+    return wrapper
 
 
 def base_model(model: nn.Module) -> PreTrainedModel:
@@ -79,6 +99,7 @@ def returned_cache(out: Any) -> Any:
     return out.cache if getattr(out, "cache", None) is not None else out.past_key_values
 
 
+@through_root
 def trunk_states(
     model: nn.Module, input_ids: torch.Tensor, attention_mask: torch.Tensor, blocks: int, *, shared_columns: int = 0
 ) -> Prefix:
@@ -90,6 +111,7 @@ def trunk_states(
     return Prefix(blocks, states)
 
 
+@through_root
 def hidden_states(
     model: nn.Module,
     input_ids: torch.Tensor,
@@ -205,6 +227,7 @@ def output_head(model: nn.Module) -> nn.Module:
     return base_model(model).get_output_embeddings()
 
 
+@through_root
 def token_nll_sum(model: nn.Module, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
     """Summed next-token NLL over labelled positions, and their count.
 
@@ -219,6 +242,7 @@ def token_nll_sum(model: nn.Module, batch: dict[str, torch.Tensor]) -> tuple[tor
     return nll, keep.sum()
 
 
+@through_root
 def response_logprobs(
     model: nn.Module,
     input_ids: torch.Tensor,

@@ -19,8 +19,8 @@ from __future__ import annotations
 import json
 import random
 import shutil
-from collections.abc import Iterator, Mapping
-from dataclasses import dataclass
+from collections.abc import Iterable, Iterator, Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -53,8 +53,8 @@ def load_trainable_state(module: Parameterized, tensors: dict[str, torch.Tensor]
             params[name].copy_(value)
 
 
-def _optimizer_to_files(opt: torch.optim.Optimizer) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
-    sd = opt.state_dict()
+def _optimizer_to_files(sd: dict[str, Any]) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
+    """An ``optimizer.state_dict()`` as safetensors tensors and JSON (the rest)."""
     tensors: dict[str, torch.Tensor] = {}
     scalars: dict[str, dict[str, Any]] = {}
     for idx, state in sd["state"].items():
@@ -66,14 +66,15 @@ def _optimizer_to_files(opt: torch.optim.Optimizer) -> tuple[dict[str, torch.Ten
     return tensors, {"param_groups": sd["param_groups"], "scalars": scalars}
 
 
-def _optimizer_from_files(opt: torch.optim.Optimizer, tensors: dict[str, torch.Tensor], meta: dict[str, Any]) -> None:
+def _optimizer_from_files(tensors: dict[str, torch.Tensor], meta: dict[str, Any]) -> dict[str, Any]:
+    """The ``optimizer.state_dict()`` that `_optimizer_to_files` split."""
     state: dict[int, dict[str, Any]] = {}
     for key, value in tensors.items():
         idx, name = key.split(".", 1)
         state.setdefault(int(idx), {})[name] = value
     for idx, values in meta["scalars"].items():
         state.setdefault(int(idx), {}).update(values)
-    opt.load_state_dict({"state": state, "param_groups": meta["param_groups"]})
+    return {"state": state, "param_groups": meta["param_groups"]}
 
 
 def rng_state() -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
@@ -109,25 +110,33 @@ class Checkpoint:
     step: int
     state: dict[str, Any]
     """JSON-able loop state: data position, scheduler, controller, metrics needed to continue."""
+    tensors: dict[str, dict[str, torch.Tensor]] = field(default_factory=dict)
+    """The trainable parameters of each module by name, as saved (full tensors, on the CPU)."""
+    optimizer: dict[str, Any] | None = None
+    """The optimizer's ``state_dict()`` as saved."""
 
 
 def save_checkpoint(
     root: Path,
     step: int,
     *,
-    modules: Mapping[str, Parameterized],
-    optimizer: torch.optim.Optimizer | None,
+    tensors: Mapping[str, dict[str, torch.Tensor]],
+    optimizer: dict[str, Any] | None,
     state: dict[str, Any],
     keep: int = 2,
 ) -> Path:
-    """Write checkpoint `step` under `root` (= ``run_dir/checkpoints``) atomically; keep the newest `keep`."""
+    """Write checkpoint `step` under `root` (= ``run_dir/checkpoints``) atomically; keep the newest `keep`.
+
+    `tensors`: the trainable parameters of each module (`trainable_state`), `optimizer` its
+    ``state_dict()``; full tensors either way, whatever the engine sharded, so any number of processes
+    resumes the checkpoint."""
     final = root / f"step-{step:06d}"
     with staged_dir(final, prefix=f".tmp-step-{step:06d}-") as tmp:
-        for name, module in modules.items():
-            save_file(trainable_state(module), str(tmp / f"{name}.safetensors"))
+        for name, module_tensors in tensors.items():
+            save_file(module_tensors, str(tmp / f"{name}.safetensors"))
         if optimizer is not None:
-            tensors, meta = _optimizer_to_files(optimizer)
-            save_file(tensors, str(tmp / "optimizer.safetensors"))
+            opt_tensors, meta = _optimizer_to_files(optimizer)
+            save_file(opt_tensors, str(tmp / "optimizer.safetensors"))
             (tmp / "optimizer.json").write_text(json.dumps(meta))
         rng_tensors, rng_meta = rng_state()
         save_file(rng_tensors, str(tmp / "rng.safetensors"))
@@ -160,22 +169,17 @@ def latest_checkpoint(root: Path) -> Path | None:
     return done[-1] if done else None
 
 
-def load_checkpoint(
-    path: Path,
-    *,
-    modules: Mapping[str, Parameterized],
-    optimizer: torch.optim.Optimizer | None,
-    restore_rng: bool = True,
-) -> Checkpoint:
-    """Restore modules, optimizer and RNG from `path`; return the step and loop state."""
-    for name, module in modules.items():
-        load_trainable_state(module, load_file(str(path / f"{name}.safetensors")))
-    if optimizer is not None:
+def load_checkpoint(path: Path, *, modules: Iterable[str], optimizer: bool, restore_rng: bool = True) -> Checkpoint:
+    """Read the tensors of `modules` (and the optimizer's state when `optimizer`) from `path` and
+    restore the RNG; the caller loads them into its modules and optimizer (`load_trainable_state`)."""
+    tensors = {name: load_file(str(path / f"{name}.safetensors")) for name in modules}
+    opt_state = None
+    if optimizer:
         meta = json.loads((path / "optimizer.json").read_text())
-        _optimizer_from_files(optimizer, load_file(str(path / "optimizer.safetensors")), meta)
+        opt_state = _optimizer_from_files(load_file(str(path / "optimizer.safetensors")), meta)
     state = json.loads((path / "state.json").read_text())
     if restore_rng:
         set_rng_state(load_file(str(path / "rng.safetensors")), state["rng"])
     step = int(state.pop("step"))
     state.pop("rng", None)
-    return Checkpoint(step=step, state=state)
+    return Checkpoint(step=step, state=state, tensors=tensors, optimizer=opt_state)

@@ -11,13 +11,19 @@ gradients once per optimizer step (`reduce_gradients`), as DDP under ``no_sync``
 DDP wrapper: rlhfkit's model helpers (``rlhfkit.models.lm``: trunk slices, output heads, the
 actor-critic) call the decoder under the wrapper directly, and DDP only reduces correctly after a
 forward through itself (its reducer is armed in ``DDP.forward``); bypassing it gave gradients 0.3%
-off the 1-process ones. FSDP and DeepSpeed still take Accelerate's wrapper (their parameters live in
-it), so those engines need the loop's forward to go through the prepared model.
+off the 1-process ones. FSDP and DeepSpeed on GPUs still take Accelerate's wrapper (their parameters
+live in it), so those engines need the loop's forward to go through the prepared model.
 
-On CPU the processes talk through gloo: ``torchrun --nproc_per_node 2`` or ``accelerate launch
---multi_gpu --num_processes 2`` (which runs torchrun) start two. ``accelerate launch --cpu
---num_processes 2`` does not: Accelerate's CPU launcher starts one process unless it is given an
-MPI hostfile, and that one process trains alone.
+FSDP on CPU runs through torch's FSDP2 (``rlhfkit.train.fsdp``): Accelerate 1.16 would run an FSDP
+launch on CPU as plain data parallelism, so the engine shards the model itself with ``fully_shard``
+(one unit per decoder layer, plus the root) and the ``lm`` helpers run as forwards of the root.
+Trainers that support it: SFT (``rlhfkit.train.run.FSDP_ON_CPU``); the others refuse an FSDP launch
+on CPU. DeepSpeed on CPU still runs data-parallel (with a warning).
+
+On CPU the processes talk through gloo: ``torchrun --nproc_per_node 2``, ``accelerate launch
+--multi_gpu --num_processes 2`` or ``accelerate launch --config_file configs/accelerate/fsdp.yaml``
+(both run torchrun) start two. ``accelerate launch --cpu --num_processes 2`` does not: Accelerate's
+CPU launcher starts one process unless it is given an MPI hostfile, and that one process trains alone.
 """
 
 from __future__ import annotations
@@ -26,14 +32,18 @@ import contextlib
 import logging
 import os
 from collections.abc import Iterator, Mapping
-from typing import Any
+from typing import Any, cast
 
 import torch
 from torch import nn
 
 from rlhfkit.models.dtype import default_device, resolve_dtype
+from rlhfkit.train import checkpoint, fsdp
 
 log = logging.getLogger("rlhfkit")
+
+KERNEL_KEYS = ("fused", "foreach")
+"""AdamW's settings that pick a kernel, not the update (see `Engine.load_optimizer_state`)."""
 
 
 class Engine:
@@ -44,15 +54,21 @@ class Engine:
         from accelerate.utils import set_seed
 
         device = default_device()
-        sharded = [k for k in ("FSDP", "DEEPSPEED") if os.environ.get(f"ACCELERATE_USE_{k}", "").lower() == "true"]
-        if device == "cpu" and sharded:
-            # Accelerate 1.16 turns an FSDP / DeepSpeed launch on CPU into plain MULTI_CPU (measured):
-            # say so, rather than let a user believe the model is sharded.
-            log.warning("%s needs GPUs; on CPU this run is data-parallel (every process holds the model)", sharded[0])
         self.compute_dtype = resolve_dtype(dtype, device)
         mixed = "bf16" if self.compute_dtype == torch.bfloat16 else "no"
-        self.accelerator = Accelerator(mixed_precision=mixed, cpu=device == "cpu")
+        on_cpu = device == "cpu" and fsdp.requested()
+        with fsdp.hidden_from_accelerate() if on_cpu else contextlib.nullcontext():
+            self.accelerator = Accelerator(mixed_precision=mixed, cpu=device == "cpu")
         set_seed(seed)
+        self.fsdp = on_cpu and self.world_size > 1
+        """Whether the model is sharded by torch's FSDP2 (`shard`): an FSDP launch on CPU processes."""
+        if self.fsdp:
+            fsdp.reshard_after_forward()  # refuse a strategy FSDP2 lacks before anything loads
+            log.info("FSDP on CPU: sharding with torch's FSDP2 (fully_shard) over %d processes", self.world_size)
+        elif device == "cpu" and os.environ.get("ACCELERATE_USE_DEEPSPEED", "").lower() == "true":
+            # Accelerate 1.16 turns a DeepSpeed launch on CPU into plain MULTI_CPU (measured): say so,
+            # rather than let a user believe the model is sharded.
+            log.warning("DeepSpeed needs GPUs; on CPU this run is data-parallel (every process holds the model)")
 
     @property
     def device(self) -> torch.device:
@@ -76,11 +92,25 @@ class Engine:
         from accelerate.utils import DistributedType
 
         kind = self.accelerator.distributed_type
-        return self.world_size > 1 and kind in (DistributedType.MULTI_CPU, DistributedType.MULTI_GPU)
+        multi = kind in (DistributedType.MULTI_CPU, DistributedType.MULTI_GPU)
+        return self.world_size > 1 and multi and not self.fsdp
+
+    def shard(self, model: nn.Module) -> None:
+        """Shard `model` in place with FSDP2 (an FSDP launch on CPU: `fsdp`), before its optimizer is
+        built over the shards. Every process loaded the same weights, so no broadcast is needed."""
+        total = sum(p.numel() for p in model.parameters())
+        units = fsdp.shard(model, self.world_size)
+        held = self.gather(torch.tensor([fsdp.local_parameters(model)]))  # one line, from the main process
+        if self.is_main:
+            parts = " + ".join(str(int(n)) for n in held)
+            log.info("FSDP2: %d layer units and the root; the processes hold %s of %d parameters", units, parts, total)
 
     def prepare(self, model: nn.Module, optimizer: torch.optim.Optimizer) -> tuple[Any, Any]:
-        """The model on this process's device (wrapped only by FSDP / DeepSpeed) and its optimizer.
-        Data-parallel processes start from the main process's trainable weights, as DDP's do."""
+        """The model on this process's device (wrapped only by FSDP / DeepSpeed on GPUs; already sharded
+        by `shard` under FSDP on CPU) and its optimizer. Data-parallel processes start from the main
+        process's trainable weights, as DDP's do."""
+        if self.fsdp:
+            return model, self.accelerator.prepare_optimizer(optimizer)
         if not self.world_size > 1 or self.data_parallel:
             model = model.to(self.device)
             if self.data_parallel:
@@ -110,6 +140,47 @@ class Engine:
         for p, g in zip(params, _unflatten_dense_tensors(flat, grads), strict=True):
             p.grad = g.view_as(p)
 
+    def trainable_state(self, module: checkpoint.Parameterized) -> dict[str, torch.Tensor]:
+        """The full trainable parameters of `module` for a checkpoint (gathered from the shards under
+        FSDP: a collective, and only the main process gets them)."""
+        if self.fsdp:
+            return fsdp.trainable_state(cast(nn.Module, module))
+        return checkpoint.trainable_state(module)
+
+    def load_trainable_state(self, module: checkpoint.Parameterized, tensors: dict[str, torch.Tensor]) -> None:
+        if self.fsdp:
+            fsdp.load_trainable_state(cast(nn.Module, module), tensors)
+        else:
+            checkpoint.load_trainable_state(module, tensors)
+
+    def optimizer_state(self, model: nn.Module, optimizer: torch.optim.Optimizer) -> dict[str, Any]:
+        """``optimizer.state_dict()`` with full tensors (under FSDP: a collective; empty but on the main
+        process)."""
+        return fsdp.optimizer_state(model, optimizer) if self.fsdp else optimizer.state_dict()
+
+    def load_optimizer_state(self, model: nn.Module, optimizer: torch.optim.Optimizer, state: dict[str, Any]) -> None:
+        """Load a saved ``optimizer.state_dict()``, keeping this optimizer's kernel (fused on plain
+        tensors, foreach on FSDP's shards): a choice of this process, not part of the state, and
+        loading a saved group would otherwise replace it."""
+        saved_groups, current = state["param_groups"], optimizer.param_groups
+        if len(saved_groups) == len(current):  # else loading refuses the state, with its own message
+            groups = [
+                {**saved, **{k: now[k] for k in KERNEL_KEYS if k in now}}
+                for saved, now in zip(saved_groups, current, strict=True)
+            ]
+            state = {**state, "param_groups": groups}
+        if self.fsdp:
+            fsdp.load_optimizer_state(model, optimizer, state)
+        else:
+            optimizer.load_state_dict(state)
+
+    def full_model(self, model: nn.Module) -> nn.Module | None:
+        """The trained model, unwrapped and unsharded, for the main process to save (None elsewhere;
+        under FSDP a collective that gathers the weights)."""
+        if self.fsdp:
+            return fsdp.full_model(model)
+        return self.unwrap(model) if self.is_main else None
+
     def unwrap(self, model: nn.Module) -> nn.Module:
         return self.accelerator.unwrap_model(model)
 
@@ -119,8 +190,11 @@ class Engine:
     @contextlib.contextmanager
     def sync(self, model: nn.Module, last: bool) -> Iterator[None]:
         """Skip the gradient all-reduce on all but the last micro-batch of a step (a wrapper's: data
-        parallel runs reduce once, in `reduce_gradients`)."""
-        if last or self.world_size == 1 or self.data_parallel:
+        parallel runs reduce once, in `reduce_gradients`; FSDP2's reduce-scatter waits for the last)."""
+        if self.fsdp:
+            model.set_requires_gradient_sync(last)  # type: ignore[operator]  # an FSDPModule's
+            yield
+        elif last or self.world_size == 1 or self.data_parallel:
             yield
         else:
             with self.accelerator.no_sync(model):

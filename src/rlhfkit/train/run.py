@@ -64,6 +64,12 @@ RESUMABLE_FIELDS = frozenset(
 """Config fields a resumed run may change (run longer, log differently; split the same global batch
 otherwise over another number of processes: `Run` checks the global batch); any other change is refused."""
 
+FSDP_ON_CPU = frozenset({"sft"})
+"""The trainers that run under an FSDP launch on CPU processes (torch's FSDP2, `rlhfkit.train.fsdp`):
+their model is one causal LM that the `rlhfkit.models.lm` helpers run, and whose parameters are all
+the checkpoint holds. The others (a separate value or reward head, a policy that samples with a KV
+cache) refuse it."""
+
 
 class Stateful(Protocol):
     """Loop state a checkpoint carries as JSON (the data position, a KL controller, running moments)."""
@@ -115,6 +121,11 @@ class Run:
         self.name = name
         self.headline = headline
         self.engine = Engine(cfg.dtype, cfg.seed)
+        if self.engine.fsdp and name not in FSDP_ON_CPU:
+            raise ConfigError(
+                f"{name} does not run under FSDP on CPU (torch's FSDP2 runs {', '.join(sorted(FSDP_ON_CPU))}); "
+                "launch it data-parallel: torchrun --nproc_per_node N, or configs/accelerate/ddp.yaml"
+            )
         self.dir = prepare_run_dir(cfg, write=self.engine.is_main)
         self.start_step = 0
         """The step the loop continues after (0 for a fresh run)."""
@@ -192,14 +203,18 @@ class Run:
         `modules` are what checkpoints hold (their trainable parameters, by name); `state` the loop
         state saved beside them as JSON, `files` loop state saved as files of the run directory (None
         entries are skipped). All are restored from the newest checkpoint when there is one and
-        `resume` is on, before the engine wraps `model`. `on` says what the run trains on, for the
-        log line that counts the parameters.
+        `resume` is on, before the engine wraps `model` (under FSDP on CPU: after it shards `model`,
+        whose optimizer holds the shards). `on` says what the run trains on, for the log line that
+        counts the parameters.
         """
         trainable, total = count_parameters(model)
         log.info(
             "%s: training %s of %s parameters%s", self.name, f"{trainable:,}", f"{total:,}", f" on {on}" if on else ""
         )
+        if self.engine.fsdp:
+            params = self._shard(model, params, modules)
         optimizer, self.scheduler = make_optimizer(params, self.cfg)
+        self._model = model
         self._optimizer = optimizer
         self._modules = modules
         self._state = {k: v for k, v in (state or {}).items() if v is not None}
@@ -224,11 +239,28 @@ class Run:
         self._loop_start = time.perf_counter()
         return model, self.optimizer, self.scheduler
 
+    def _shard(
+        self, model: nn.Module, params: list[nn.Parameter], modules: Mapping[str, Parameterized]
+    ) -> list[nn.Parameter]:
+        """Shard `model` (FSDP on CPU) and return `params` as the shards that replaced them."""
+        names = {id(p): n for n, p in model.named_parameters()}
+        if any(id(p) not in names for p in params) or any(m is not model for m in modules.values()):
+            # fp32 master copies (weights=master) or a second module would sit outside the shards
+            raise ConfigError("FSDP on CPU trains one model's own parameters; use weights=fp32 (no master copies)")
+        wanted = [names[id(p)] for p in params]
+        self.engine.shard(model)
+        now = dict(model.named_parameters())
+        return [now[n] for n in wanted]
+
     def _restore(self) -> None:
         ckpt = latest_checkpoint(self.dir / "checkpoints") if self.cfg.resume else None
         if ckpt is None:
             return
-        restored = load_checkpoint(ckpt, modules=self._modules, optimizer=self._optimizer)
+        restored = load_checkpoint(ckpt, modules=list(self._modules), optimizer=True)
+        for name, module in self._modules.items():
+            self.engine.load_trainable_state(module, restored.tensors[name])
+        if restored.optimizer is not None:  # always read: asked for above
+            self.engine.load_optimizer_state(self._model, self._optimizer, restored.optimizer)
         saved = int(restored.state.get("global_batch", self.global_batch))
         if saved != self.global_batch:
             raise ConfigError(
@@ -306,7 +338,12 @@ class Run:
         self.console.update(step, metrics)
 
     def save_checkpoint(self, step: int) -> None:
-        """Checkpoint `step` (the main process writes; the others hold the same weights and state)."""
+        """Checkpoint `step`: the main process writes (the others hold the same weights and state; under
+        FSDP they first hand it their shards)."""
+        if not (self.is_main or self.engine.fsdp):
+            return
+        tensors = {name: self.engine.trainable_state(module) for name, module in self._modules.items()}
+        optimizer = self.engine.optimizer_state(self._model, self._optimizer)
         if not self.is_main:
             return
         for name, kept in self._files.items():
@@ -319,8 +356,8 @@ class Run:
         save_checkpoint(
             self.dir / "checkpoints",
             step,
-            modules=self._modules,
-            optimizer=self._optimizer,
+            tensors=tensors,
+            optimizer=optimizer,
             state=state,
             keep=self.cfg.keep_checkpoints,
         )

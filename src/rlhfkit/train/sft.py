@@ -187,6 +187,10 @@ def sft(cfg: SFTConfig) -> Path:
     stream = run.stream([len(x) for x in demos.ids], group_by_length=cfg.group_by_length)
 
     # 2. Model: what trains (all, LoRA, or the top layers); bf16 weights keep fp32 masters.
+    require(
+        not (run.engine.fsdp and (cfg.lora is not None or cfg.compile)),
+        "FSDP on CPU fine-tunes the full model uncompiled: drop lora and compile, or launch data-parallel",
+    )
     model = choose_trainable(loaded.model, cfg.lora, cfg.freeze_layers)
     masters = _master_weights(cfg, run.engine, model)
     trained = masters or model  # what holds the fp32 values that the optimizer updates and checkpoints save
@@ -226,6 +230,7 @@ def sft(cfg: SFTConfig) -> Path:
     # 6. The run directory becomes a model directory (fp32, from the masters).
     if masters:
         masters.restore_fp32()
-    if run.is_main:
-        save_model_dir(run.engine.unwrap(model), tokenizer, run.dir)
+    plain = run.engine.full_model(model)  # under FSDP every process hands its shards to the main one
+    if plain is not None:
+        save_model_dir(plain, tokenizer, run.dir)
     return run.dir
