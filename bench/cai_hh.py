@@ -43,6 +43,7 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
         "--rm-rows", type=int, default=800, help="human pairs for the reward model (0 = every remaining row)"
     )
     p.add_argument("--override", action="append", default=[], help="extra `rlhfkit cai` key=value (repeatable)")
+    p.add_argument("--keep-rm", action="store_true", help="reuse OUTPUT/rm from an earlier run of the same split")
     return p.parse_args(argv)
 
 
@@ -116,7 +117,11 @@ def main(argv: list[str]) -> None:
         rm_args = ["reward", "train", "--config", "configs/reward_hh.yaml", "--data", str(out / "rm_pairs.jsonl")]
         rm_args += ["--output", str(out / "rm"), "freeze_layers=-1", "pooling=mean", f"max_steps={args.rm_steps}"]
         rm_args += ["batch_size=16", "lr=3e-3", "eval_every=100", "save_every=100", "progress=false"]
-        result["reward_model"] = {"run": cli(out, "reward", rm_args)}
+        kept = args.keep_rm and (out / "rm" / "config.json").exists() and (out / "reward.json").exists()
+        result["reward_model"] = {
+            "run": json.loads((out / "reward.json").read_text()) if kept else cli(out, "reward", rm_args)
+        }
+        (out / "reward.json").write_text(json.dumps(result["reward_model"]["run"]))
         summary = out / "rm" / "metrics.jsonl"
         if summary.exists():
             evals = [json.loads(x) for x in summary.read_text().splitlines() if "eval" in x]

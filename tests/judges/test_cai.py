@@ -105,3 +105,18 @@ def test_cai_stops_clearly_when_the_judge_only_has_position_bias(
     assert marker["pairs"] >= 1 and marker["flip_rate"] is None
     rows = [json.loads(x) for x in (tmp_path / "cai" / "rl" / "preferences.jsonl").read_text().splitlines()]
     assert {r["question"] for r in rows if r["label"] != "identical"} <= set(load_constitution().feedback_scores)
+
+
+def test_sft_on_revisions_reads_prompts_as_the_policy_samples_them(tmp_path: Path) -> None:
+    """The policy samples from templated prompts; SFT on plain-text revisions under 'auto' would train
+    another format (measured: 86 of 86 HH prompts went in as plain text)."""
+    from rlhfkit.config import build_config
+    from rlhfkit.loop.cai.config import CAIConfig
+
+    cfg = build_config(
+        CAIConfig,
+        yaml_path=str(Path(__file__).resolve().parents[2] / "configs" / "cai_hh.yaml"),
+        overrides=[f"output={tmp_path}", "prompts=p.jsonl", "sft.max_steps=3"],
+    )
+    assert (cfg.sft.chat_template, cfg.sft.max_steps, cfg.rl.chat_template) == ("always", 3, "always")
+    assert cfg.judge.compare == "scores"

@@ -17,9 +17,19 @@ from rlhfkit.rollout.generate import SamplingConfig
 from rlhfkit.train.sft import SFTSettings
 
 CAI_SFT = SFTSettings(
-    max_steps=40, lr=5e-5, batch_size=8, max_length=256, warmup_steps=0, save_every=20, eval_fraction=0.1
+    max_steps=40,
+    lr=5e-5,
+    batch_size=8,
+    max_length=256,
+    warmup_steps=0,
+    save_every=20,
+    eval_fraction=0.1,
+    chat_template="always",
 )
-"""SFT on the final revisions: a few epochs of a few hundred demonstrations."""
+"""SFT on the final revisions: a few epochs of a few hundred demonstrations. The policy then samples
+(the RL stage's pairs, any evaluation) from templated prompts, so it learns the revisions the same way:
+chat_template 'always', as the loop's DPO and reward stages (with 'auto', TRL's rule, a plain-text
+prompt trains as plain text and the SFT taught a format the policy is never asked in)."""
 
 CAI_DPO = DPOStage(
     max_steps=40, lr=5e-6, batch_size=8, beta=0.1, max_length=256, max_prompt_length=128, warmup_steps=0, save_every=20
