@@ -64,11 +64,11 @@ RESUMABLE_FIELDS = frozenset(
 """Config fields a resumed run may change (run longer, log differently; split the same global batch
 otherwise over another number of processes: `Run` checks the global batch); any other change is refused."""
 
-FSDP_ON_CPU = frozenset({"sft"})
+FSDP_ON_CPU = frozenset({"sft", "reward"})
 """The trainers that run under an FSDP launch on CPU processes (torch's FSDP2, `rlhfkit.train.fsdp`):
-their model is one causal LM that the `rlhfkit.models.lm` helpers run, and whose parameters are all
-the checkpoint holds. The others (a separate value or reward head, a policy that samples with a KV
-cache) refuse it."""
+their model is one module (a causal LM; a reward model, its head in the root unit) whose parameters
+are all the checkpoint holds, and which runs only as forwards of its root (`rlhfkit.models.lm.through_root`).
+The others (a policy that samples with a KV cache, a value model beside it) refuse it."""
 
 
 class Stateful(Protocol):
