@@ -17,8 +17,9 @@ live in it), so those engines need the loop's forward to go through the prepared
 FSDP on CPU runs through torch's FSDP2 (``rlhfkit.train.fsdp``): Accelerate 1.16 would run an FSDP
 launch on CPU as plain data parallelism, so the engine shards the model itself with ``fully_shard``
 (one unit per decoder layer, plus the root) and the ``lm`` helpers run as forwards of the root.
-Trainers that support it (``rlhfkit.train.run.FSDP_ON_CPU``): SFT and the reward model (whose head
-sits in the root unit); the others refuse an FSDP launch on CPU. DeepSpeed on CPU still runs data-parallel (with a warning).
+Trainers that support it (``rlhfkit.train.run.FSDP_ON_CPU``): SFT, DPO (its sampler runs as one
+forward of the root) and the reward model (whose head sits in the root unit); PPO, GRPO and RLOO
+refuse an FSDP launch on CPU. DeepSpeed on CPU still runs data-parallel (with a warning).
 
 On CPU the processes talk through gloo: ``torchrun --nproc_per_node 2``, ``accelerate launch
 --multi_gpu --num_processes 2`` or ``accelerate launch --config_file configs/accelerate/fsdp.yaml``
