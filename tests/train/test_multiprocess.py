@@ -9,7 +9,8 @@ FSDP runs on 2 CPU processes too (torch's FSDP2, `rlhfkit.train.fsdp`), started 
 ``accelerate launch --config_file configs/accelerate/fsdp.yaml`` (Accelerate runs torchrun with
 ``ACCELERATE_USE_FSDP`` and the config's ``FSDP_*`` variables; rlhfkit shards with ``fully_shard``, as
 Accelerate does not on CPU). Its reduce-scatter averages the gradients as DDP does, and checkpoints
-hold full tensors, so SFT's losses and weights agree with one process to 1e-5 and either resumes the other.
+hold full tensors, so the losses and weights of SFT, DPO and the reward model agree with one process
+to 1e-5 and either resumes the other.
 """
 
 from __future__ import annotations
@@ -163,14 +164,59 @@ def test_sft_fsdp_two_processes_match_one_and_resume_across_world_sizes(demos_fi
     assert_same_run(one, one_then_two, "train/loss")
 
 
+def test_reward_fsdp_two_processes_match_one_and_resume_on_one(tmp_path: Path) -> None:
+    """The trunk's layers and its root (with the reward head) sharded; the final reward model gathered
+    whole: trunk, head and the normalization fitted on the sharded model's scores.
+
+    center_coef gives the head's bias a gradient: Bradley-Terry sees only differences of rewards, so
+    the bias's gradient is rounding noise that AdamW scales up to lr-sized steps, and FSDP's AdamW
+    (foreach on shards, not fused) rounds differently: without it the bias alone ends 2e-4 apart."""
+    common = ["reward", "train", "--model", "tiny", "--data", str(fixture_path("pairs_small.jsonl"))]
+    common += ["center_coef=0.01", "max_steps=4", "lr=3e-3", "save_every=2"]
+    common += ["normalize_prompts=4", "normalize_sampling.max_new_tokens=6"]
+    one, two = tmp_path / "one", tmp_path / "two"
+    launch([*common, "batch_size=4", "grad_accum=2"], one, 1)
+    assert_sharded(launch_fsdp([*common, "batch_size=4", "grad_accum=1"], two).stderr)
+    assert_same_run(one, two, "train/loss")
+    assert_same_weights(one, two, "reward_head.safetensors")
+    assert losses(one, "eval/accuracy") == losses(two, "eval/accuracy")
+    gains = [json.loads((d / "reward.json").read_text())["normalization"]["gain"] for d in (one, two)]
+    assert gains[0] == pytest.approx(gains[1], rel=1e-5)
+
+    launch([*common, "batch_size=4", "grad_accum=2"], rewind(two, tmp_path / "two_then_one", 2), 1)
+    assert_same_run(one, tmp_path / "two_then_one", "train/loss")
+    assert_same_weights(one, tmp_path / "two_then_one", "reward_head.safetensors")
+
+
+def test_dpo_fsdp_two_processes_match_one_and_resume_on_one(tmp_path: Path) -> None:
+    """Sharded DPO, with the held-out KL sampled (KV cache) by the sharded policy: the sampler runs as
+    one forward of the root, so the samples, the KL and the weights are those of one process."""
+    common = ["dpo", "--model", "tiny", "--data", str(fixture_path("pairs_small.jsonl")), "max_steps=4", "lr=3e-3"]
+    common += ["save_every=2", "eval_every=2", "eval_fraction=0.1", "kl_prompts=3", "kl_max_new_tokens=6"]
+    one, two = tmp_path / "one", tmp_path / "two"
+    launch([*common, "batch_size=2", "grad_accum=2"], one, 1)
+    assert_sharded(launch_fsdp([*common, "batch_size=2", "grad_accum=1"], two).stderr)
+    assert_same_run(one, two, "train/loss")
+    assert losses(one, "eval/loss") == pytest.approx(losses(two, "eval/loss"), rel=1e-5)
+    assert losses(one, "eval/kl") == pytest.approx(losses(two, "eval/kl"), rel=1e-5, abs=1e-6)
+    assert (one / "samples.jsonl").read_text() == (two / "samples.jsonl").read_text()
+
+    launch([*common, "batch_size=2", "grad_accum=2"], rewind(two, tmp_path / "two_then_one", 2), 1)
+    assert_same_run(one, tmp_path / "two_then_one", "train/loss")
+
+
 def test_a_trainer_fsdp_on_cpu_does_not_run_refuses_it(tmp_path: Path) -> None:
-    """DPO samples the held-out KL with a KV cache, which FSDP2's root forward does not cover: an FSDP
-    launch on CPU stops before loading anything and names the launch that works."""
-    pairs = fixture_path("pairs_small.jsonl")
-    done = launch_fsdp(["dpo", "--model", "tiny", "--data", str(pairs), "max_steps=1"], tmp_path / "dpo", check=False)
+    """GRPO's rollouts are not routed through FSDP2's root forward: an FSDP launch on CPU stops before
+    loading anything and names the launch that works."""
+    reward = tmp_path / "grpo_reward.py"
+    reward.write_text(PPO_REWARD)
+    command = ["grpo", "--policy", "tiny", "--reward", f"python:{reward}:count_e", "max_steps=1"]
+    command += ["--prompts", str(fixture_path("sentiment_prompts.jsonl"))]
+    done = launch_fsdp(command, tmp_path / "grpo", check=False)
     assert done.returncode != 0
-    assert "dpo does not run under FSDP on CPU (torch's FSDP2 runs sft)" in done.stderr
+    assert "grpo does not run under FSDP on CPU (torch's FSDP2 runs " in done.stderr
     assert "configs/accelerate/ddp.yaml" in done.stderr
+    assert not (tmp_path / "grpo").exists()  # refused before the run directory
 
 
 PPO_REWARD = "def count_e(prompts, responses):\n    return [r.count('e') for r in responses]\n"

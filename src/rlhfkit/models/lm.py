@@ -30,15 +30,17 @@ ROOT_FORWARD = "rlhfkit_root_forward"
 of its root: FSDP2 gathers the root's weights (embeddings, final norm, output head) only around such a
 forward, and the helpers below call the decoder and the head themselves."""
 
+M = TypeVar("M", bound=nn.Module)
 P = ParamSpec("P")
 R = TypeVar("R")
 
 
-def through_root(fn: Callable[Concatenate[nn.Module, P], R]) -> Callable[Concatenate[nn.Module, P], R]:
-    """`fn(model, ...)`, run as a forward of `model`'s root when `model` is sharded (see `ROOT_FORWARD`)."""
+def through_root(fn: Callable[Concatenate[M, P], R]) -> Callable[Concatenate[M, P], R]:
+    """`fn(model, ...)`, run as a forward of `model`'s root when `model` is sharded (see `ROOT_FORWARD`);
+    also a method's decorator (`model` is then ``self``)."""
 
     @functools.wraps(fn)
-    def wrapper(model: nn.Module, /, *args: P.args, **kwargs: P.kwargs) -> R:
+    def wrapper(model: M, /, *args: P.args, **kwargs: P.kwargs) -> R:
         call = getattr(model, ROOT_FORWARD, None)
         return fn(model, *args, **kwargs) if call is None else call(fn, model, *args, **kwargs)
 

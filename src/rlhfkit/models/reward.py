@@ -37,7 +37,7 @@ from rlhfkit.data.chat import ChatTemplate, encode_pair
 from rlhfkit.data.collate import pad_right
 from rlhfkit.data.records import PromptText
 from rlhfkit.files import write_atomic, write_text_atomic
-from rlhfkit.models.lm import hidden_states
+from rlhfkit.models.lm import hidden_states, through_root
 from rlhfkit.models.loading import ModelLoadError, load_model
 from rlhfkit.models.reward_hf import tokenizer_for_saving, write_sequence_classifier
 from rlhfkit.models.saving import save_model_dir
@@ -303,6 +303,7 @@ class RewardModel(nn.Module):
         return out
 
     @torch.no_grad()
+    @through_root  # sharded (FSDP on CPU), the head is the root's: its weights are gathered only in a forward
     def raw_scores(self, ids: list[list[int]], batch_size: int = 16, progress: bool = False) -> Tensor:
         """(N, K) raw head outputs of tokenized rows, in input order."""
         was_training = self.training

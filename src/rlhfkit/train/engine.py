@@ -17,8 +17,9 @@ live in it), so those engines need the loop's forward to go through the prepared
 FSDP on CPU runs through torch's FSDP2 (``rlhfkit.train.fsdp``): Accelerate 1.16 would run an FSDP
 launch on CPU as plain data parallelism, so the engine shards the model itself with ``fully_shard``
 (one unit per decoder layer, plus the root) and the ``lm`` helpers run as forwards of the root.
-Trainers that support it: SFT (``rlhfkit.train.run.FSDP_ON_CPU``); the others refuse an FSDP launch
-on CPU. DeepSpeed on CPU still runs data-parallel (with a warning).
+Trainers that support it (``rlhfkit.train.run.FSDP_ON_CPU``): SFT, DPO (its sampler runs as one
+forward of the root) and the reward model (whose head sits in the root unit); PPO, GRPO and RLOO
+refuse an FSDP launch on CPU. DeepSpeed on CPU still runs data-parallel (with a warning).
 
 On CPU the processes talk through gloo: ``torchrun --nproc_per_node 2``, ``accelerate launch
 --multi_gpu --num_processes 2`` or ``accelerate launch --config_file configs/accelerate/fsdp.yaml``
@@ -31,7 +32,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from typing import Any, cast
 
 import torch
@@ -174,11 +175,11 @@ class Engine:
         else:
             optimizer.load_state_dict(state)
 
-    def full_model(self, model: nn.Module) -> nn.Module | None:
+    def full_model(self, model: nn.Module, build: Callable[[], nn.Module] | None = None) -> nn.Module | None:
         """The trained model, unwrapped and unsharded, for the main process to save (None elsewhere;
-        under FSDP a collective that gathers the weights)."""
+        under FSDP a collective that gathers the weights into `build()`, see `fsdp.full_model`)."""
         if self.fsdp:
-            return fsdp.full_model(model)
+            return fsdp.full_model(model, build)
         return self.unwrap(model) if self.is_main else None
 
     def unwrap(self, model: nn.Module) -> nn.Module:

@@ -85,7 +85,9 @@ def unit_classes(model: nn.Module, env: Mapping[str, str] = os.environ) -> set[s
     if policy != "TRANSFORMER_BASED_WRAP":
         raise ConfigError(f"FSDP_AUTO_WRAP_POLICY={policy}: FSDP on CPU wraps by transformer layer only")
     named = env.get("FSDP_TRANSFORMER_CLS_TO_WRAP", "")
-    classes = {c.strip() for c in named.split(",") if c.strip()} or set(getattr(model, "_no_split_modules", None) or ())
+    classes = {c.strip() for c in named.split(",") if c.strip()}
+    # the transformers model may sit inside the trained one (a reward model's trunk)
+    classes = classes or {c for m in model.modules() for c in getattr(m, "_no_split_modules", None) or ()}
     if not classes:
         raise ConfigError(f"{type(model).__name__} names no decoder layer class (_no_split_modules) to shard by")
     return classes
@@ -213,9 +215,10 @@ def load_optimizer_state(model: nn.Module, optimizer: torch.optim.Optimizer, sta
     set_optimizer_state_dict(model, optimizer, cast(Any, full), options=_full_options())
 
 
-def full_model(model: nn.Module) -> nn.Module | None:
+def full_model(model: nn.Module, build: Callable[[], nn.Module] | None = None) -> nn.Module | None:
     """On rank 0, a plain (unsharded) copy of the sharded `model` with its full weights, for
-    ``save_pretrained``; None on the other ranks. A collective."""
+    ``save_pretrained``; None on the other ranks. A collective. `build` makes a plain module of the
+    same structure (default: the transformers model's class from its config)."""
     from torch.distributed.checkpoint.state_dict import get_model_state_dict
     from torch.distributed.fsdp import FSDPModule
 
@@ -224,9 +227,10 @@ def full_model(model: nn.Module) -> nn.Module | None:
         return None
     # fully_shard swapped the model's class for an FSDP subclass of it: build the class it came from
     plain_class = next(c for c in type(model).__mro__ if issubclass(c, nn.Module) and not issubclass(c, FSDPModule))
-    plain = plain_class(model.config)
+    plain = build() if build is not None else plain_class(model.config)
     plain.load_state_dict(full, assign=True)
-    tie = getattr(plain, "tie_weights", None)
-    if callable(tie):
-        tie()  # assigned one by one, the tied output head and embeddings are two tensors until re-tied
+    for module in plain.modules():  # the transformers model may sit inside (a reward model's trunk)
+        tie = getattr(module, "tie_weights", None)
+        if callable(tie):
+            tie()  # assigned one by one, the tied output head and embeddings are two tensors until re-tied
     return plain.eval()

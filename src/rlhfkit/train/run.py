@@ -64,11 +64,13 @@ RESUMABLE_FIELDS = frozenset(
 """Config fields a resumed run may change (run longer, log differently; split the same global batch
 otherwise over another number of processes: `Run` checks the global batch); any other change is refused."""
 
-FSDP_ON_CPU = frozenset({"sft"})
+FSDP_ON_CPU = frozenset({"sft", "reward", "dpo"})
 """The trainers that run under an FSDP launch on CPU processes (torch's FSDP2, `rlhfkit.train.fsdp`):
-their model is one causal LM that the `rlhfkit.models.lm` helpers run, and whose parameters are all
-the checkpoint holds. The others (a separate value or reward head, a policy that samples with a KV
-cache) refuse it."""
+their model is one module (a causal LM; a reward model, its head in the root unit) whose parameters
+are all the checkpoint holds, and which runs only as forwards of its root (`rlhfkit.models.lm.through_root`).
+(DPO samples its held-out KL inside one.) The RL trainers refuse it: their rollouts' sampling and
+scoring are not routed through the root, nor checked against one process, and PPO trains a value
+model beside the policy, which `Run._shard` cannot hold."""
 
 
 class Stateful(Protocol):

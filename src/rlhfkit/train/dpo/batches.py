@@ -37,7 +37,7 @@ from rlhfkit.data.chat import ChatTemplate, encode_prompt
 from rlhfkit.data.collate import pack_shared_prefix
 from rlhfkit.data.records import Comparison, PromptText, Ranking, Record
 from rlhfkit.files import write_atomic
-from rlhfkit.models.lm import hidden_states, output_head
+from rlhfkit.models.lm import hidden_states, output_head, through_root
 
 
 @dataclass(frozen=True)
@@ -239,6 +239,7 @@ LAYOUTS: dict[str, Callable[[Sequence[PreferenceGroup], int], PreferenceBatch]] 
 """Batch layouts by name: ``fn(groups, pad_id) -> PreferenceBatch``; both give the same log-probs."""
 
 
+@through_root  # sharded (FSDP on CPU), the output head is the root's: gathered only in a root forward
 def response_logps(model: nn.Module, batch: PreferenceBatch) -> tuple[Tensor, Tensor]:
     """Summed log-prob (n_responses,) and token count (n_responses,) of every response of `batch`.
 

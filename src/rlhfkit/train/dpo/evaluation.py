@@ -12,7 +12,7 @@ from torch import Tensor, nn
 from rlhfkit.algorithms.kl import KL_ESTIMATORS
 from rlhfkit.data.records import PromptText
 from rlhfkit.models.adapters import is_peft
-from rlhfkit.models.lm import response_logprobs
+from rlhfkit.models.lm import response_logprobs, through_root
 from rlhfkit.models.loading import load_model
 from rlhfkit.rollout.generate import SamplingConfig, sample
 from rlhfkit.train.dpo.batches import (
@@ -88,7 +88,9 @@ def sampled_kl(
         max_prompt_length=cfg.prompt_limit,
         batch_size=len(prompts),
     )
-    out = sample(policy, tokenizer, prompts, scfg, generator_seed=seed)
+    # sharded (FSDP on CPU), the sampler's calls of the decoder and generate's of the model run inside
+    # one forward of the root, which gathers the root's weights (torch: run generate as a forward)
+    out = through_root(sample)(policy, tokenizer, prompts, scfg, generator_seed=seed)
     ids = torch.cat([out.prompt_ids, out.response_ids], dim=1)
     mask = torch.cat([out.prompt_mask, out.response_mask], dim=1)
     start = out.prompt_ids.shape[1]

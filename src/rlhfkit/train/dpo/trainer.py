@@ -18,6 +18,7 @@ from typing import Any, NamedTuple
 from torch import Tensor, nn
 
 from rlhfkit.algorithms.dpo_losses import REFERENCE_FREE_LOSSES
+from rlhfkit.config import require
 from rlhfkit.data.chat import describe_templating
 from rlhfkit.data.records import PromptText, prompt_text
 from rlhfkit.models.adapters import (
@@ -185,6 +186,7 @@ def dpo(cfg: DPOConfig) -> Path:
     offsets = response_offsets(train)
 
     # 2. Model: what trains (all, LoRA, or the top layers).
+    require(not (run.engine.fsdp and cfg.lora is not None), "FSDP on CPU fine-tunes the full model: drop lora")
     model = choose_trainable(loaded.model, cfg.lora, cfg.freeze_layers)
 
     # 3. Reference log-probs, once, from the weights before any update (and before a checkpoint loads).
@@ -228,6 +230,13 @@ def dpo(cfg: DPOConfig) -> Path:
     run.close()
 
     # 7. The run directory becomes a model directory.
-    if run.is_main:
-        save_model_dir(run.engine.unwrap(model), tokenizer, run.dir)
+    _save_model(run, model, tokenizer)
     return run.dir
+
+
+def _save_model(run: Run, model: nn.Module, tokenizer: Any) -> None:
+    """The main process writes the trained model into the run directory (under FSDP every process
+    first hands it its shards)."""
+    plain = run.engine.full_model(model)
+    if plain is not None:
+        save_model_dir(plain, tokenizer, run.dir)

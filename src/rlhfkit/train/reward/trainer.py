@@ -19,10 +19,11 @@ import random
 from collections import Counter
 from dataclasses import replace
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import torch
 
+from rlhfkit.config import require
 from rlhfkit.data.chat import describe_templating
 from rlhfkit.data.records import Comparison, Record
 from rlhfkit.files import write_text_atomic
@@ -34,6 +35,7 @@ from rlhfkit.models.adapters import (
 from rlhfkit.models.lm import base_model
 from rlhfkit.models.loading import load_model
 from rlhfkit.models.reward import (
+    RewardHead,
     RewardModel,
     build_reward_model,
     normalization_from_raw,
@@ -224,6 +226,7 @@ def train_reward_model(cfg: RewardConfig) -> Path:
     # its top layers, or not at all (then its features are computed once and cached).
     frozen = _select_trainable(core, cfg)
     params, spec = _loss(cfg, data, run.device)
+    _check_fsdp(run, cfg, params)
     cache = _feature_cache(cfg, core, data) if frozen and cfg.cache_features else None
     layout = "rows" if cache is not None else cfg.layout  # the cache keys features by sequence, row by row
     modules: dict[str, torch.nn.Module] = {"model": core, **({"loss": params} if list(params.parameters()) else {})}
@@ -295,8 +298,9 @@ def _finish(
     held-out metrics (the run's last evaluation: after normalizing, so margins are in its units)."""
     if cfg.normalize:
         fit_normalization(core, cfg, train, frozen)
-    if run.is_main:
-        save_reward_model(core, run.dir)
+    plain = run.engine.full_model(core, lambda: _plain_copy(core))  # under FSDP the shards gathered on rank 0
+    if plain is not None:
+        save_reward_model(cast(RewardModel, plain), run.dir)
     if held_out is not None:
         final = held_out.metrics()
         run.log(run.cfg.max_steps, _eval_metrics(final))
@@ -304,6 +308,22 @@ def _finish(
             write_text_atomic(run.dir / EVAL_FILE, metrics_json(final) + "\n")
         log.info("held-out evaluation:\n%s", format_metrics(final))
     run.close()
+
+
+def _check_fsdp(run: Run, cfg: RewardConfig, params: LossParams) -> None:
+    """FSDP on CPU shards one model's own parameters, all of them trained (`Run.setup`)."""
+    require(
+        not run.engine.fsdp or (cfg.lora is None and cfg.freeze_layers == 0 and not list(params.parameters())),
+        "FSDP on CPU fine-tunes the whole reward model and nothing else: drop lora and freeze_layers, use a "
+        "loss without parameters of its own (not davidson or ordinal), or launch data-parallel",
+    )
+
+
+def _plain_copy(core: RewardModel) -> RewardModel:
+    """An unsharded reward model shaped like the sharded `core` (its trunk's class, its heads and
+    metadata), for `Engine.full_model` to load the gathered weights into."""
+    trunk = type(core.backbone)(core.backbone.config)
+    return RewardModel(trunk, core.tokenizer, RewardHead(core.meta.hidden_size, core.n_heads), core.meta)
 
 
 def _encode(
