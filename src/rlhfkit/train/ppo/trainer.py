@@ -101,13 +101,14 @@ def step_metrics(
     statistics). Per-token means divide by the step's tokens over all processes / the process count, so
     their average over processes is the global per-token mean, whatever each process's share."""
     rmask, raw = rollout.response_mask, rollout.raw_scores
-    # One collective: the step's tokens, and the sums the explained variance of the whole step needs
-    # (every process then logs the same keys, which `mean_over_processes` requires).
-    ev_sums = engine.all_sum(explained_variance_sums(rollout.values, rollout.returns, rmask))
+    # One collective: the step's tokens, and the sums that the explained variance and the score's standard
+    # deviation of the whole step need (every process then logs the same keys and the step's values).
+    local = explained_variance_sums(rollout.values, rollout.returns, rmask)
+    *ev_sums, n, total, squares = engine.all_sum([*local, raw.numel(), float(raw.sum()), float((raw**2).sum())])
     tokens = ev_sums[0] / engine.world_size
     metrics: dict[str, float | torch.Tensor] = {
         "ppo/score": raw.mean(),
-        "ppo/score_std": raw.std() if raw.numel() > 1 else 0.0,
+        "ppo/score_std": math.sqrt(max(squares - total**2 / n, 0.0) / (n - 1)) if n > 1 else 0.0,
         "ppo/score_shaped": rollout.scores.mean(),
         "ppo/kl": masked_sum(rollout.kl, rmask, dim=1).mean(),
         "ppo/beta": beta,
