@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -80,6 +81,14 @@ def test_cai_end_to_end_on_a_tiny_model(tmp_path: Path, fake_server: tuple[Any, 
     assert marker["pairs"] >= 1 and marker["judge_requests"] == 2 * marker["compared"]
     # A second run finds every stage done and asks the judge nothing.
     assert main(["cai", "--config", str(config), "--output", str(out)]) == 0
+    # Another RL setting: only the RL stage runs again (and trains from scratch: 3 steps, not 2 + 1).
+    done = {s: json.loads((out / "stages" / f"{s}.done").read_text()) for s in ("sft", "label", "rl")}
+    assert main(["cai", "--config", str(config), "--output", str(out), "rl.max_steps=3"]) == 0
+    again = {s: json.loads((out / "stages" / f"{s}.done").read_text()) for s in ("sft", "label", "rl")}
+    assert again["sft"] == done["sft"] and again["label"] == done["label"]
+    assert again["rl"]["finished_at"] > done["rl"]["finished_at"]
+    steps = [json.loads(x)["step"] for x in (out / "rl" / "policy" / "metrics.jsonl").read_text().splitlines()]
+    assert max(steps) == 3 and steps.count(1) == 1
 
 
 @pytest.mark.slow
@@ -120,3 +129,18 @@ def test_sft_on_revisions_reads_prompts_as_the_policy_samples_them(tmp_path: Pat
     )
     assert (cfg.sft.chat_template, cfg.sft.max_steps, cfg.rl.chat_template) == ("always", 3, "always")
     assert cfg.judge.compare == "scores"
+
+
+def test_a_config_change_runs_again_the_stages_it_reaches(tmp_path: Path) -> None:
+    from rlhfkit.loop.cai.config import CAIConfig
+    from rlhfkit.loop.cai.run import stale_stages
+
+    base = CAIConfig(output=tmp_path, prompts="p.jsonl")
+    assert stale_stages(base, base) == ([], [])
+    assert stale_stages(base, replace(base, judge=replace(base.judge, compare="scores"))) == (
+        ["judge"],
+        ["label", "rl"],
+    )
+    assert stale_stages(base, replace(base, sft=replace(base.sft, lr=1e-5)))[1] == ["sft", "label", "rl"]
+    assert stale_stages(base, replace(base, seed=1))[1] == ["revise", "sft", "label", "rl"]
+    assert stale_stages(base, replace(base, progress=False)) == ([], [])

@@ -2,7 +2,8 @@
 
     out/
       cai.yaml                       the resolved config
-      stages/{revise,sft,label,rl}.done   markers (a restarted run skips what is done)
+      stages/{revise,sft,label,rl}.done   markers (a restarted run skips what is done; after a config
+                                     change it runs again the stages the change reaches)
       sl/traces.jsonl                every response, critique and revision, with the principle drawn
       sl/revisions.jsonl             the final revisions as demonstrations; sl/sft/ the SFT run on them
       rl/preferences.jsonl           every pair the AI compared: both orders, the flip, the label
@@ -18,6 +19,7 @@
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 from typing import Any
 
@@ -39,6 +41,8 @@ from rlhfkit.train.dpo import DPOConfig, dpo
 from rlhfkit.train.ppo import PPOConfig, ppo
 from rlhfkit.train.reward import RewardConfig, train_reward_model
 from rlhfkit.train.sft import SFTConfig, sft
+
+log = logging.getLogger("rlhfkit")
 
 
 def first_user_turn(prompt: PromptText) -> PromptText:
@@ -171,11 +175,55 @@ STAGES = (
 )
 """(marker, title, fn(cfg, out) -> info) in order."""
 
+STAGE_INPUTS = {
+    "revise": ("prompts", "first_turn", "max_prompts", "policy_model", "principles", "revisions", "sampling", "seed"),
+    "sft": ("sft",),
+    "label": ("pair_sampling", "judge"),
+    "rl": ("rl", "reward"),
+}
+"""Stage -> the config fields it reads first (a stage also depends on every stage before it)."""
+
+STAGE_DIRS = {"sft": ("sl/sft",), "rl": ("rl/policy", "rl/reward")}
+"""Stage -> run directories it trains into (cleared before it runs again: a trainer resumes what it finds)."""
+
+
+def stale_stages(saved: CAIConfig, cfg: CAIConfig) -> tuple[list[str], list[str]]:
+    """(changed fields, stages to run again: from the first one that reads a changed field on)."""
+    changed = [f for fields in STAGE_INPUTS.values() for f in fields if getattr(saved, f) != getattr(cfg, f)]
+    names = [name for name, _, _ in STAGES]
+    first = next((i for i, name in enumerate(names) if set(STAGE_INPUTS[name]) & set(changed)), len(names))
+    return changed, names[first:]
+
+
+def _forget_stale(cfg: CAIConfig, out: Path) -> None:
+    """A run directory resumed with another config runs again the stages that config changes (their
+    markers and training directories removed), instead of handing back results of the old one."""
+    import shutil
+
+    from rlhfkit.config import build_config
+    from rlhfkit.loop.markers import is_done, marker_path
+
+    if not (out / "cai.yaml").exists():
+        return
+    try:
+        changed, stale = stale_stages(build_config(CAIConfig, yaml_path=out / "cai.yaml"), cfg)
+    except ConfigError:  # written by another version: trust none of its stages
+        changed, stale = ["(cai.yaml unreadable)"], list(STAGE_INPUTS)
+    stale = [name for name in stale if is_done(out, name)]
+    if not stale:
+        return
+    log.info("cai: the config changed (%s): running %s again", ", ".join(changed), ", ".join(stale))
+    for name in stale:
+        marker_path(out, name).unlink()
+        for sub in STAGE_DIRS.get(name, ()):
+            shutil.rmtree(out / sub, ignore_errors=True)
+
 
 def cai(cfg: CAIConfig) -> str:
     """Run (or resume) Constitutional AI; returns where the final policy and the report are."""
     out = Path(cfg.output)
     out.mkdir(parents=True, exist_ok=True)
+    _forget_stale(cfg, out)
     save_config(cfg, out / "cai.yaml")
     progress = StageProgress([PlannedStage(name, title, 60.0) for name, title, _ in STAGES], enabled=cfg.progress)
     summary: dict[str, Any] = {}
