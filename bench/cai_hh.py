@@ -128,14 +128,16 @@ def main(argv: list[str]) -> None:
             result["reward_model"]["last_eval"] = evals[-1] if evals else None
         cai_args = ["cai", "--config", "configs/cai_hh.yaml", "--output", str(out / "cai")]
         cai_args += [f"prompts={out / 'cai_prompts.jsonl'}", "progress=false", *args.override]
+        save = RESULTS_DIR / "cai_hh.json"  # written after every measurement: a stopped run keeps what it measured
         try:
             result["cai"] = {"run": cli(out, "cai", cai_args)}
             result["cai"]["label"] = json.loads((out / "cai" / "stages" / "label.done").read_text())
             result["final_vs_start"] = evaluate(out, str(out / "cai" / "rl" / "policy"), "smollm2")
         except SystemExit as stop:  # e.g. the judge decided no pair: the SFT stage is still measured
             result["cai"] = {"error": str(stop)}
+        save.write_text(json.dumps(result, indent=2, default=str) + "\n")
         result["sft_vs_start"] = evaluate(out, str(out / "cai" / "sl" / "sft"), "smollm2")
-    (RESULTS_DIR / "cai_hh.json").write_text(json.dumps(result, indent=2, default=str) + "\n")
+    save.write_text(json.dumps(result, indent=2, default=str) + "\n")
     if "final_vs_start" not in result:
         print(json.dumps(result, indent=2, default=str))
         return
