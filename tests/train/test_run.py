@@ -119,3 +119,16 @@ def test_the_console_prints_a_compact_table(capsys: pytest.CaptureFixture[str]) 
     assert [line.split()[0] for line in lines[1:]] == ["1", "2", "3", "4", "5", "6", "7", "8", "9", "10", "10"]
     assert lines[1].split()[1:] == ["1", "-"] and lines[-1].split()[1:] == ["0.1", "0.5"]
     assert "grad" not in "".join(lines)
+
+
+@pytest.mark.parametrize("ok", [True, False])
+def test_end_processes_leaves_the_group_and_is_a_no_op_without_one(tmp_path: Path, ok: bool) -> None:
+    import torch.distributed as dist
+
+    from rlhfkit.train.engine import end_processes
+
+    store = dist.FileStore(str(tmp_path / "store"), 1)
+    dist.init_process_group("gloo", store=store, rank=0, world_size=1)
+    end_processes(ok)  # a success waits at the barrier (alone here), a failure does not; both leave
+    assert not dist.is_initialized()
+    end_processes(ok)  # no group: nothing to do, no error

@@ -105,13 +105,26 @@ def run_command(name: str, cfg: Any) -> Any:
 def run_row(row: Command, args: argparse.Namespace) -> int:
     """Run one parsed command and print what it returns; the exit code (0, or what `exit_code` maps
     an error to)."""
+    ok = False
     try:
         result = call(row, row_config(row, args))
+        ok = True
     except (Exception, KeyboardInterrupt) as exc:
         code = exit_code(exc, row)
         if code is None:
             raise
         return code
+    finally:
+        end_processes(ok)
     if result is not None:
         print(result)
     return 0
+
+
+def end_processes(ok: bool) -> None:
+    """Leave a multi-process run's group (``rlhfkit.train.engine.end_processes``); a command that never
+    imported torch.distributed has none, and the check keeps torch out of such a command."""
+    if "torch.distributed" in sys.modules:
+        from rlhfkit.train.engine import end_processes as end
+
+        end(ok)

@@ -248,3 +248,20 @@ class Engine:
 
     def to_device(self, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         return {k: v.to(self.device) if torch.is_tensor(v) else v for k, v in batch.items()}
+
+
+def end_processes(ok: bool) -> None:
+    """Leave the process group, if this process joined one: wait for the others first when the run
+    succeeded, then destroy the group (what Accelerate's ``end_training`` does).
+
+    Why: a rank that returns while rank 0 is still saving exits with gloo's threads alive, and the
+    C++ runtime aborts it ("terminate called without an active exception", exit -6), so torchrun
+    reports a failed run. After a failure there is no barrier: the others may never reach it.
+    """
+    import torch.distributed as dist
+
+    if not (dist.is_available() and dist.is_initialized()):
+        return
+    if ok:
+        dist.barrier()
+    dist.destroy_process_group()
