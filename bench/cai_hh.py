@@ -78,29 +78,37 @@ def cli(out: Path, name: str, args: list[str]) -> dict[str, Any]:
     return run.as_dict()
 
 
-def evaluate(out: Path, policy: str, baseline: str) -> dict[str, Any]:
+EVAL_SAMPLING = {"max_new_tokens": 48, "temperature": 0.7, "batch_size": 32}
+"""How both policies answer the held-out prompts (also the referee probe's sampling)."""
+EVAL_SAMPLES, EVAL_SEED = 2, 1234
+"""Answers per held-out prompt, and the sampling seed both sides share."""
+
+
+def versus(ours: list[float], theirs: list[float]) -> dict[str, float]:
+    """The referee's win rate of `ours` over `theirs` (paired scores) with its 95% interval."""
     from rlhfkit.eval.winrate import win_rate
+
+    wr = win_rate(ours, theirs)
+    return {"win_rate": wr.win_rate, "ci_low": wr.ci_low, "ci_high": wr.ci_high, "n": len(ours)}
+
+
+def evaluate(out: Path, policy: str, baseline: str) -> dict[str, Any]:
     from rlhfkit.loop.candidates import load_prompts
     from rlhfkit.loop.evaluate import sample_with_kl
     from rlhfkit.rollout.generate import SamplingConfig
     from rlhfkit.rollout.rewards import resolve_reward
 
     prompts = load_prompts(str(out / "eval_prompts.jsonl"))
-    sampling = SamplingConfig(max_new_tokens=48, temperature=0.7, batch_size=32)
-    rows, policy_texts, kls = sample_with_kl(policy, baseline, prompts, sampling, 2, 1234, False)
-    _, base_texts, _ = sample_with_kl(baseline, None, prompts, sampling, 2, 1234, False)
+    sampling = SamplingConfig(**EVAL_SAMPLING)
+    rows, policy_texts, kls = sample_with_kl(policy, baseline, prompts, sampling, EVAL_SAMPLES, EVAL_SEED, False)
+    _, base_texts, _ = sample_with_kl(baseline, None, prompts, sampling, EVAL_SAMPLES, EVAL_SEED, False)
     rm = resolve_reward(str(out / "rm"))
-    ours = rm(rows, policy_texts).scores.tolist()
-    theirs = rm(rows, base_texts).scores.tolist()
-    wr = win_rate(ours, theirs)
+    wr = versus(rm(rows, policy_texts).scores.tolist(), rm(rows, base_texts).scores.tolist())
     kl = sum(kls) / len(kls)
     return {
-        "win_rate": wr.win_rate,
-        "ci_low": wr.ci_low,
-        "ci_high": wr.ci_high,
-        "n": len(ours),
+        **wr,
         "kl": kl,
-        "target_met": wr.win_rate >= TARGET_WIN and kl <= TARGET_KL,
+        "target_met": wr["win_rate"] >= TARGET_WIN and kl <= TARGET_KL,
         "examples": [
             {"prompt": p, "start": b, "final": t}
             for p, b, t in list(zip(rows, base_texts, policy_texts, strict=True))[:6]
@@ -112,6 +120,10 @@ def main(argv: list[str]) -> None:
     args = parse_args(argv)
     out = args.output
     result: dict[str, Any] = {"cpu": cpu_name()}
+
+    def save() -> None:  # after every measurement: a stopped run keeps what it measured
+        (RESULTS_DIR / "cai_hh.json").write_text(json.dumps(result, indent=2, default=str) + "\n")
+
     with bench_lock():
         result["split"] = split(out, args.cai_prompts, args.eval_prompts, args.rm_rows)
         rm_args = ["reward", "train", "--config", "configs/reward_hh.yaml", "--data", str(out / "rm_pairs.jsonl")]
@@ -128,16 +140,15 @@ def main(argv: list[str]) -> None:
             result["reward_model"]["last_eval"] = evals[-1] if evals else None
         cai_args = ["cai", "--config", "configs/cai_hh.yaml", "--output", str(out / "cai")]
         cai_args += [f"prompts={out / 'cai_prompts.jsonl'}", "progress=false", *args.override]
-        save = RESULTS_DIR / "cai_hh.json"  # written after every measurement: a stopped run keeps what it measured
         try:
             result["cai"] = {"run": cli(out, "cai", cai_args)}
             result["cai"]["label"] = json.loads((out / "cai" / "stages" / "label.done").read_text())
             result["final_vs_start"] = evaluate(out, str(out / "cai" / "rl" / "policy"), "smollm2")
         except SystemExit as stop:  # e.g. the judge decided no pair: the SFT stage is still measured
             result["cai"] = {"error": str(stop)}
-        save.write_text(json.dumps(result, indent=2, default=str) + "\n")
+        save()
         result["sft_vs_start"] = evaluate(out, str(out / "cai" / "sl" / "sft"), "smollm2")
-    save.write_text(json.dumps(result, indent=2, default=str) + "\n")
+    save()
     if "final_vs_start" not in result:
         print(json.dumps(result, indent=2, default=str))
         return

@@ -22,6 +22,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from cai_hh import EVAL_SAMPLES, EVAL_SAMPLING, EVAL_SEED, versus
 from common import RESULTS_DIR, bench_lock, cpu_name
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -46,8 +47,8 @@ def answers(model: Any, tok: Any, prompts: list[str], system: str | None, seed: 
     from rlhfkit.models.lm import response_logprobs
     from rlhfkit.rollout.generate import SamplingConfig, sample
 
-    cfg = SamplingConfig(max_new_tokens=48, temperature=0.7, batch_size=32)
-    rows = [p for p in prompts for _ in range(2)]
+    cfg = SamplingConfig(**EVAL_SAMPLING)
+    rows = [p for p in prompts for _ in range(EVAL_SAMPLES)]
     texts: list[str] = []
     gaps: list[float] = []
     for start in range(0, len(rows), cfg.batch_size):
@@ -80,17 +81,16 @@ def main(argv: list[str]) -> None:
     p.add_argument("--output", type=Path, default=Path("/tmp/rlhfkit-cai-hh"), help="cai_hh.py's output directory")
     args = p.parse_args(argv)
     sys.path.insert(0, str(ROOT / "src"))
-    from rlhfkit.eval.winrate import win_rate
     from rlhfkit.loop.candidates import load_prompts
     from rlhfkit.models.loading import load_model
     from rlhfkit.rollout.rewards import resolve_reward
 
     prompts = [str(x) for x in load_prompts(str(args.output / "eval_prompts.jsonl"))]
-    rows = [x for x in prompts for _ in range(2)]
+    rows = [x for x in prompts for _ in range(EVAL_SAMPLES)]
     with bench_lock():
         loaded = load_model("smollm2", dtype="fp32")
-        asis, _ = answers(loaded.model, loaded.tokenizer, prompts, None, 1234)
-        careful, kl = answers(loaded.model, loaded.tokenizer, prompts, CAREFUL, 1234)
+        asis, _ = answers(loaded.model, loaded.tokenizer, prompts, None, EVAL_SEED)
+        careful, kl = answers(loaded.model, loaded.tokenizer, prompts, CAREFUL, EVAL_SEED)
         reckless, _ = answers(loaded.model, loaded.tokenizer, prompts, RECKLESS, 99)
         referee = resolve_reward(str(args.output / "rm"))
         scores = {
@@ -98,16 +98,12 @@ def main(argv: list[str]) -> None:
             for k, v in (("as_is", asis), ("careful", careful), ("reckless", reckless))
         }
 
-    def versus(a: str, b: str) -> dict[str, float]:
-        wr = win_rate(scores[a], scores[b])
-        return {"win_rate": wr.win_rate, "ci_low": wr.ci_low, "ci_high": wr.ci_high}
-
     result = {
         "cpu": cpu_name(),
         "n": len(rows),
-        "careful_vs_as_is": versus("careful", "as_is") | {"kl": sum(kl) / len(kl)},
-        "careful_vs_reckless": versus("careful", "reckless"),
-        "as_is_vs_reckless": versus("as_is", "reckless"),
+        "careful_vs_as_is": versus(scores["careful"], scores["as_is"]) | {"kl": sum(kl) / len(kl)},
+        "careful_vs_reckless": versus(scores["careful"], scores["reckless"]),
+        "as_is_vs_reckless": versus(scores["as_is"], scores["reckless"]),
         "system": {"careful": CAREFUL, "reckless": RECKLESS},
         "examples": [
             {"prompt": r, "as_is": a, "careful": c, "reckless": k}

@@ -20,10 +20,11 @@
 from __future__ import annotations
 
 import logging
+import shutil
 from pathlib import Path
 from typing import Any
 
-from rlhfkit.config import ConfigError, complete, save_config
+from rlhfkit.config import ConfigError, build_config, complete, save_config
 from rlhfkit.data.loaders import iter_jsonl
 from rlhfkit.data.records import PromptText
 from rlhfkit.eval.report import write_report
@@ -36,7 +37,7 @@ from rlhfkit.loop.cai.report import write_cai_report
 from rlhfkit.loop.cai.supervised import critique_and_revise, demonstrations
 from rlhfkit.loop.candidates import load_prompts
 from rlhfkit.loop.config import DPOStage
-from rlhfkit.loop.markers import PlannedStage, StageProgress
+from rlhfkit.loop.markers import PlannedStage, StageProgress, is_done, marker_path
 from rlhfkit.train.dpo import DPOConfig, dpo
 from rlhfkit.train.ppo import PPOConfig, ppo
 from rlhfkit.train.reward import RewardConfig, train_reward_model
@@ -198,17 +199,12 @@ def stale_stages(saved: CAIConfig, cfg: CAIConfig) -> tuple[list[str], list[str]
 def _forget_stale(cfg: CAIConfig, out: Path) -> None:
     """A run directory resumed with another config runs again the stages that config changes (their
     markers and training directories removed), instead of handing back results of the old one."""
-    import shutil
-
-    from rlhfkit.config import build_config
-    from rlhfkit.loop.markers import is_done, marker_path
-
     if not (out / "cai.yaml").exists():
         return
     try:
         changed, stale = stale_stages(build_config(CAIConfig, yaml_path=out / "cai.yaml"), cfg)
     except ConfigError:  # written by another version: trust none of its stages
-        changed, stale = ["(cai.yaml unreadable)"], list(STAGE_INPUTS)
+        changed, stale = ["(cai.yaml unreadable)"], [name for name, _, _ in STAGES]
     stale = [name for name in stale if is_done(out, name)]
     if not stale:
         return
